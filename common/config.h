@@ -1,0 +1,102 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/crypto.h"
+#include "common/keys.h"
+
+namespace relay {
+
+using namespace std::chrono_literals;
+
+/// A host (name or IP literal) and a UDP/TCP port.
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  /// "host:port", with brackets around an IPv6 literal.
+  std::string to_string() const;
+};
+
+/// Parses "host:port" or "[v6]:port"; nullopt on any error.
+std::optional<Endpoint> parse_endpoint(std::string_view text);
+
+/// A node id: 1 to 32 of [a-z0-9-].
+bool valid_node_id(std::string_view id);
+
+struct PeerConfig {
+  std::string id;
+  Endpoint address;
+  crypto::PublicKeyBytes public_key{};
+  std::vector<std::string> groups;
+};
+
+/// The relayd configuration. Every default lives here, in the member
+/// initializers, and is documented in docs/config.md.
+struct Config {
+  std::filesystem::path file;
+
+  struct Node {
+    std::string id;
+    std::vector<std::string> groups;
+    Endpoint listen{"0.0.0.0", 7400};
+    std::filesystem::path identity_key;
+  } node;
+
+  struct Mesh {
+    std::filesystem::path keys;
+    /// EN 50136 / SOS Access top level: a peer silent this long raises an alarm.
+    std::chrono::milliseconds supervision_timeout = 90s;
+  } mesh;
+
+  std::vector<PeerConfig> peers;
+
+  struct Store {
+    std::string dsn = "dbname=relaymesh";
+    std::chrono::milliseconds poll_interval = 1s;
+  } store;
+
+  struct Kick {
+    Endpoint listen{"127.0.0.1", 7401};
+  } kick;
+
+  struct Delivery {
+    std::vector<Endpoint> kick;
+  } delivery;
+
+  struct Duress {
+    std::vector<std::string> targets{"all"};
+  } duress;
+
+  struct Status {
+    Endpoint listen{"127.0.0.1", 7480};
+  } status;
+
+  /// The peer with this id, or nullptr.
+  const PeerConfig* find_peer(std::string_view id) const;
+  /// True if the node or any peer is in this group.
+  bool has_group(std::string_view group) const;
+  /// Checks one target ("all", a node id, "group:NAME"); returns an empty
+  /// string if valid, else what is wrong with it.
+  std::string check_target(std::string_view target) const;
+};
+
+/// Reads and validates a config file. Relative key paths are resolved against
+/// the config file's folder. Throws ConfigError listing every problem found.
+Config load_config(const std::filesystem::path& file);
+
+/// The secrets a config points at, loaded and checked.
+struct NodeKeys {
+  crypto::SigningKey identity;
+  KeyRing ring;
+};
+
+/// Loads the identity key and the key ring named by `config`; problems are
+/// reported against the config key that names the file. Throws ConfigError.
+NodeKeys load_node_keys(const Config& config);
+
+}  // namespace relay

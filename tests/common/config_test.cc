@@ -1,0 +1,232 @@
+#include "common/config.h"
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "common/config_error.h"
+#include "tests/support/temp_dir.h"
+
+using namespace relay;
+using relay::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A node's files as an operator would lay them out: keys beside the config.
+struct Site {
+  TempDir dir;
+  std::string north_key = format_public_key(crypto::SigningKey::generate().public_key());
+  std::string south_key = format_public_key(crypto::SigningKey::generate().public_key());
+
+  Site() {
+    write_secret_file(dir / "hq.key", crypto::SigningKey::generate().to_pem());
+    write_secret_file(dir / "mesh.keys", key_ring_to_toml(generate_key_ring()));
+  }
+
+  std::string config_text() const {
+    return "[node]\n"
+           "id = \"hq\"\n"
+           "groups = [\"hq\"]\n"
+           "identity_key = \"hq.key\"\n"
+           "\n"
+           "[mesh]\n"
+           "keys = \"mesh.keys\"\n"
+           "\n"
+           "[[peer]]\n"
+           "id = \"clinic-north\"\n"
+           "address = \"192.0.2.11:7400\"\n"
+           "public_key = \"" + north_key + "\"\n"
+           "groups = [\"clinics\"]\n"
+           "\n"
+           "[[peer]]\n"
+           "id = \"clinic-south\"\n"
+           "address = \"[2001:db8::12]:7400\"\n"
+           "public_key = \"" + south_key + "\"\n"
+           "groups = [\"clinics\"]\n"
+           "\n"
+           "[duress]\n"
+           "targets = [\"hq\", \"group:clinics\"]\n";
+  }
+
+  fs::path write_config(std::string_view text) const { return dir.write("hq.toml", text); }
+};
+
+/// Replaces the first occurrence of `from` in `text`.
+std::string replace(std::string text, std::string_view from, std::string_view to) {
+  const auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+std::string load_error(const fs::path& file) {
+  try {
+    load_node_keys(load_config(file));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct Run {
+  int exit_code;
+  std::string output;
+};
+
+Run relayctl(const std::string& args) {
+  const std::string command = std::string(RELAYCTL_PATH) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  std::array<char, 4096> chunk{};
+  while (std::size_t n = std::fread(chunk.data(), 1, chunk.size(), pipe)) output.append(chunk.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+}  // namespace
+
+TEST_CASE("a complete config loads with defaults filled in") {
+  Site site;
+  const Config config = load_config(site.write_config(site.config_text()));
+  CHECK(config.node.id == "hq");
+  CHECK(config.node.identity_key == site.dir / "hq.key");
+  CHECK(config.node.listen.to_string() == "0.0.0.0:7400");
+  REQUIRE(config.peers.size() == 2);
+  CHECK(config.peers[1].address.host == "2001:db8::12");
+  CHECK(config.peers[1].address.to_string() == "[2001:db8::12]:7400");
+  CHECK(config.mesh.supervision_timeout == 90s);
+  CHECK(config.store.poll_interval == 1s);
+  CHECK(config.kick.listen.to_string() == "127.0.0.1:7401");
+  CHECK(config.status.listen.to_string() == "127.0.0.1:7480");
+  CHECK(config.duress.targets == std::vector<std::string>{"hq", "group:clinics"});
+  CHECK(config.check_target("clinic-north") == "");
+  CHECK(config.check_target("group:nowhere") != "");
+  CHECK(config.check_target("clinic-east") != "");
+  const NodeKeys keys = load_node_keys(config);
+  CHECK(keys.ring.current == 1);
+}
+
+TEST_CASE("config errors name the file, the line, the key and what was expected") {
+  Site site;
+  const std::string good = site.config_text();
+  const std::string file = (site.dir / "hq.toml").string();
+  auto error_for = [&](const std::string& text) { return load_error(site.write_config(text)); };
+
+  SUBCASE("an unknown key") {
+    const auto error = error_for(replace(good, "groups = [\"hq\"]", "group = [\"hq\"]"));
+    CHECK(error.find(file + ":3: node.group: unknown key; expected one of: id, groups") !=
+          std::string::npos);
+  }
+  SUBCASE("a bad node id") {
+    const auto error = error_for(replace(good, "id = \"hq\"", "id = \"HQ main\""));
+    CHECK(error.find(file + ":2: node.id: \"HQ main\" is not a node id") != std::string::npos);
+  }
+  SUBCASE("a missing key file") {
+    fs::remove(site.dir / "hq.key");
+    const auto error = error_for(good);
+    CHECK(error.find(file + ": node.identity_key: ") != std::string::npos);
+    CHECK(error.find((site.dir / "hq.key").string() + ": cannot open the key file") !=
+          std::string::npos);
+  }
+  SUBCASE("a world-readable private key") {
+    fs::permissions(site.dir / "mesh.keys", fs::perms(0644));
+    const auto error = error_for(good);
+    CHECK(error.find(file + ": mesh.keys: ") != std::string::npos);
+    CHECK(error.find("mode 0644; group and others must have no access") != std::string::npos);
+  }
+  SUBCASE("a duplicate peer id") {
+    const auto error = error_for(replace(good, "id = \"clinic-south\"", "id = \"clinic-north\""));
+    CHECK(error.find(":16: peer[2].id: \"clinic-north\" is used twice") != std::string::npos);
+  }
+  SUBCASE("a peer with this node's id") {
+    const auto error = error_for(replace(good, "id = \"clinic-south\"", "id = \"hq\""));
+    CHECK(error.find("peer[2].id: \"hq\" is used twice (or is this node's own id)") !=
+          std::string::npos);
+  }
+  SUBCASE("a mangled public key") {
+    const auto error = error_for(replace(good, site.north_key, site.north_key.substr(0, 20)));
+    CHECK(error.find(":12: peer[1].public_key: expected \"ed25519:\"") != std::string::npos);
+  }
+  SUBCASE("the same public key twice") {
+    const auto error = error_for(replace(good, site.south_key, site.north_key));
+    CHECK(error.find("peer[2].public_key: the same key as another peer") != std::string::npos);
+  }
+  SUBCASE("a bad address") {
+    const auto error = error_for(replace(good, "192.0.2.11:7400", "192.0.2.11"));
+    CHECK(error.find(":11: peer[1].address: expected \"host:port\"") != std::string::npos);
+  }
+  SUBCASE("an unknown duress target") {
+    const auto error = error_for(replace(good, "group:clinics", "group:clinic"));
+    CHECK(error.find("duress.targets: target \"group:clinic\": no node or peer is in group") !=
+          std::string::npos);
+  }
+  SUBCASE("a duration without a unit") {
+    const auto error = error_for(good + "[store]\npoll_interval = 5\n");
+    CHECK(error.find("store.poll_interval: expected a duration") != std::string::npos);
+  }
+  SUBCASE("a missing section") {
+    const auto error = error_for(replace(good, "[mesh]\nkeys = \"mesh.keys\"\n", ""));
+    CHECK(error.find(file + ": mesh: missing") != std::string::npos);
+  }
+  SUBCASE("several problems are all reported") {
+    auto text = replace(good, "id = \"hq\"", "id = \"\"");
+    text = replace(text, "192.0.2.11:7400", "nowhere");
+    const auto error = error_for(text);
+    CHECK(error.find("node.id") != std::string::npos);
+    CHECK(error.find("peer[1].address") != std::string::npos);
+  }
+}
+
+TEST_CASE("relayctl check-config prints a summary, or the errors and exit code 2") {
+  Site site;
+  const auto config = site.write_config(site.config_text());
+  const Run ok = relayctl("check-config --config " + config.string());
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.output.find("node      hq (groups: hq)") != std::string::npos);
+  CHECK(ok.output.find("clinic-south") != std::string::npos);
+
+  const Run also = relayctl("--config " + config.string() + " check-config");
+  CHECK(also.exit_code == 0);
+
+  site.write_config(replace(site.config_text(), "[mesh]", "[mesh]\nkey_ring = \"x\""));
+  const Run bad = relayctl("check-config --config " + config.string());
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find(config.string() + ":7: mesh.key_ring: unknown key") != std::string::npos);
+
+  fs::permissions(site.dir / "hq.key", fs::perms(0640));
+  site.write_config(site.config_text());
+  const Run readable = relayctl("check-config --config " + config.string());
+  CHECK(readable.exit_code == 2);
+  CHECK(readable.output.find("node.identity_key") != std::string::npos);
+  CHECK(readable.output.find("mode 0640") != std::string::npos);
+
+  const Run missing = relayctl("check-config --config " + (site.dir / "nope.toml").string());
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.output.find("nope.toml: cannot read the file") != std::string::npos);
+}
+
+TEST_CASE("relayctl keygen writes a 0600 key and prints the line peers paste") {
+  TempDir dir;
+  const Run run = relayctl("keygen --out " + (dir / "node.key").string());
+  CHECK(run.exit_code == 0);
+  const auto at = run.output.find("public_key = \"ed25519:");
+  REQUIRE(at != std::string::npos);
+  const auto line = run.output.substr(at + 14, 8 + 44);
+  const auto key = load_identity_key(dir / "node.key");
+  CHECK(parse_public_key(line) == key.public_key());
+  CHECK((fs::status(dir / "node.key").permissions() & fs::perms(0777)) == fs::perms(0600));
+
+  const Run again = relayctl("keygen --out " + (dir / "node.key").string());
+  CHECK(again.exit_code == 1);
+  CHECK(again.output.find("refusing to overwrite") != std::string::npos);
+
+  const Run mesh = relayctl("keygen --mesh --out " + (dir / "mesh.keys").string());
+  CHECK(mesh.exit_code == 0);
+  CHECK(load_key_ring(dir / "mesh.keys").keys.size() == 1);
+
+  CHECK(relayctl("keygen").exit_code == 2);
+  CHECK(relayctl("frobnicate").exit_code == 2);
+}
