@@ -1,0 +1,58 @@
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proto/relaymesh.pb.h"
+
+namespace relay::mesh {
+
+namespace v1 = relaymesh::v1;
+
+using Time = std::chrono::steady_clock::time_point;
+using Duration = std::chrono::steady_clock::duration;
+using std::chrono::milliseconds;
+
+/// An event's identity: (origin, seq), never reused.
+struct EventKey {
+  std::string origin;
+  std::uint64_t seq = 0;
+  auto operator<=>(const EventKey&) const = default;
+};
+
+/// An event as the core holds it: the signed bytes that travel and are
+/// stored, and the fields the core decides with. Shared, never modified.
+struct Event {
+  EventKey key;
+  v1::Priority priority = v1::PRIORITY_NORMAL;
+  std::vector<std::string> targets;  // as written: "all", ids, "group:NAME"
+  v1::SignedEvent signed_event;
+  /// Serialized size of signed_event, for packing datagrams.
+  std::size_t wire_size = 0;
+};
+using EventPtr = std::shared_ptr<const Event>;
+
+/// Builds the core's view of a signed event whose bytes parsed to `parsed`.
+EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed);
+
+/// A target's confirmation that it delivered an event into its message_queue.
+struct Receipt {
+  EventKey event;
+  std::string target;
+  std::int64_t delivered_unix_ms = 0;
+  auto operator<=>(const Receipt&) const = default;
+};
+
+/// A supervision alarm about a peer: raised when it has been unreachable for
+/// supervision_timeout, cleared when it is heard again.
+struct Alarm {
+  std::string peer;
+  bool raised = true;
+  std::int64_t silent_since_ms = 0;  // steady-clock age, for the message
+};
+
+}  // namespace relay::mesh
