@@ -61,8 +61,6 @@ struct Snapshot {
   std::vector<EventPtr> unreplicated;
   /// Receipts this node owes origins that have not confirmed them.
   std::vector<Receipt> receipts_owed;
-  /// The next seq this node will assign as an origin.
-  std::uint64_t next_seq = 1;
 };
 
 /// The store boundary. Calls return at once; completions come back later

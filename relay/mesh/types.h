@@ -36,6 +36,11 @@ struct Event {
 };
 using EventPtr = std::shared_ptr<const Event>;
 
+/// True if `targets` ("all", node ids, "group:NAME") include the node `id`
+/// that belongs to `groups`.
+bool targets_node(const std::vector<std::string>& targets, const std::string& id,
+                  const std::vector<std::string>& groups);
+
 /// Builds the core's view of a signed event whose bytes parsed to `parsed`.
 EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed);
 

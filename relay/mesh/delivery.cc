@@ -1,0 +1,254 @@
+// Reliable delivery: pushing events to peers with a window and per-peer
+// retransmission timers, acks after durability, path diversity.
+#include <algorithm>
+#include <cmath>
+
+#include "relay/mesh/node.h"
+
+namespace relay::mesh {
+namespace {
+
+// Framing of one event inside Events: field tag and a length of up to 2 bytes.
+constexpr std::size_t kPerEventFraming = 3;
+// Datagram oneof tag and length, and room for the forward_to list's framing.
+constexpr std::size_t kEventsFraming = 4;
+
+}  // namespace
+
+void Node::push(Time now, Peer& peer, const EventPtr& event) {
+  const EventKey& key = event->key;
+  if (peer.down) {
+    // Its catch-up is anti-entropy's job when it returns; do not hold the
+    // origin's back-pressure hostage to a site that is gone.
+    if (auto it = unreplicated_.find(key); it != unreplicated_.end()) {
+      it->second.erase(peer.info.id);
+      check_replicated(key);
+    }
+    return;
+  }
+  if (peer.in_flight.contains(key) || peer.queued_events.contains(key)) return;
+  const bool own = key.origin == self_;
+  if (!own && peer.queue.size() >= tuning_.max_queue) return;  // anti-entropy covers it
+  peer.queue.insert({static_cast<int>(event->priority), key});
+  peer.queued_events.emplace(key, event);
+  dirty_.insert(index_of(peer));
+  (void)now;
+}
+
+void Node::send_queued(Time now, Peer& peer) {
+  std::vector<EventPtr> batch;
+  while (!peer.queue.empty() && peer.in_flight.size() < tuning_.window) {
+    const Queued next = *peer.queue.begin();
+    peer.queue.erase(peer.queue.begin());
+    auto node = peer.queued_events.extract(next.key);
+    const EventPtr& event = node.mapped();
+    Flight flight{event, now, now + rto(peer, *event, 1), 1};
+    peer.retry_at.emplace(flight.due, next.key);
+    wake(peer, flight.due);
+    peer.in_flight.emplace(next.key, std::move(flight));
+    batch.push_back(event);
+  }
+  if (batch.empty()) return;
+  send_events(now, peer, batch, {});
+  // Duress is rare and its latency is what matters: its first send goes
+  // twice, so one lost datagram does not cost a whole timeout.
+  std::vector<EventPtr> duress;
+  for (const auto& e : batch) {
+    if (e->priority == v1::PRIORITY_DURESS) duress.push_back(e);
+  }
+  if (!duress.empty()) send_events(now, peer, duress, {});
+}
+
+void Node::send_events(Time /*now*/, Peer& peer, std::vector<EventPtr>& events,
+                       const std::vector<std::string>& forward_to) {
+  std::size_t budget = tuning_.max_body - kEventsFraming;
+  for (const auto& id : forward_to) budget -= id.size() + 2;
+  v1::Datagram d;
+  std::size_t used = 0;
+  auto flush = [&] {
+    if (used == 0) return;
+    for (const auto& id : forward_to) d.mutable_events()->add_forward_to(id);
+    send(peer, d);
+    d.Clear();
+    used = 0;
+  };
+  for (const auto& event : events) {
+    const std::size_t size = event->wire_size + kPerEventFraming;
+    if (used + size > budget) flush();
+    *d.mutable_events()->add_events() = event->signed_event;
+    used += size;
+    ++stats_.events_sent;
+  }
+  flush();
+}
+
+Duration Node::rto(const Peer& peer, const Event& event, int attempts) {
+  const Duration floor =
+      event.priority == v1::PRIORITY_DURESS ? tuning_.rto_floor_duress : tuning_.rto_floor;
+  const Duration base = peer.rtt.rto(floor, tuning_.rto_cap);
+  // Exponential backoff with jitter, so that retries of many nodes after a
+  // shared outage do not arrive in lockstep. A duress event first retries
+  // at the plain timeout a few times: on a lossy path a lost datagram is
+  // more likely than congestion, and its seconds are what count.
+  const int doublings = event.priority == v1::PRIORITY_DURESS ? attempts - 4 : attempts - 1;
+  const double backoff = std::ldexp(1.0, std::clamp(doublings, 0, 16));
+  const double jitter = std::uniform_real_distribution<>(0.8, 1.2)(rng_);
+  const auto d = std::chrono::duration_cast<Duration>(base * backoff * jitter);
+  return std::min<Duration>(d, tuning_.rto_cap);
+}
+
+void Node::retransmit(Time now, Peer& peer) {
+  std::vector<EventPtr> due;
+  while (!peer.retry_at.empty() && peer.retry_at.begin()->first <= now) {
+    const EventKey key = peer.retry_at.begin()->second;
+    peer.retry_at.erase(peer.retry_at.begin());
+    auto it = peer.in_flight.find(key);
+    if (it == peer.in_flight.end()) continue;
+    Flight& flight = it->second;
+    ++flight.attempts;
+    flight.sent = now;
+    flight.due = now + rto(peer, *flight.event, flight.attempts);
+    peer.retry_at.emplace(flight.due, key);
+    wake(peer, flight.due);
+    due.push_back(flight.event);
+    ++stats_.retransmissions;
+    // Path diversity: the direct path keeps failing, so ask another live
+    // peer to deliver it too. Its own retries then cover this hop.
+    if (flight.attempts % tuning_.relay_after == 0 || suspect(now, peer)) {
+      if (Peer* relay = random_live_peer(now, peer.info.id, "")) {
+        std::vector<EventPtr> one{flight.event};
+        send_events(now, *relay, one, {peer.info.id});
+        ++stats_.relays_requested;
+      }
+    }
+  }
+  if (due.empty()) return;
+  std::stable_sort(due.begin(), due.end(),
+                   [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
+  send_events(now, peer, due, {});
+}
+
+void Node::acked(Time now, Peer& peer, const EventKey& key) {
+  auto it = peer.in_flight.find(key);
+  if (it == peer.in_flight.end()) return;
+  // Karn: only a datagram sent once gives an unambiguous sample.
+  if (it->second.attempts == 1) peer.rtt.sample(now - it->second.sent);
+  peer.retry_at.erase({it->second.due, key});
+  peer.in_flight.erase(it);
+  if (key.origin == self_) {
+    if (auto u = unreplicated_.find(key); u != unreplicated_.end()) {
+      u->second.erase(peer.info.id);
+      check_replicated(key);
+    }
+  }
+  dirty_.insert(index_of(peer));
+}
+
+void Node::check_replicated(const EventKey& key) {
+  auto it = unreplicated_.find(key);
+  if (it == unreplicated_.end() || !it->second.empty()) return;
+  unreplicated_.erase(it);
+  batch_.replicated.push_back(key);
+}
+
+void Node::handle_events(Time now, Peer& from, const v1::Events& body,
+                         const std::vector<v1::Event>& events) {
+  std::vector<std::string> forward_to;
+  for (const auto& id : body.forward_to()) {
+    if (id != self_ && id != from.info.id && find_peer(id) != nullptr) forward_to.push_back(id);
+  }
+  const int count = std::min(body.events_size(), static_cast<int>(events.size()));
+  for (int i = 0; i < count; ++i) {
+    const v1::Event& parsed = events[static_cast<std::size_t>(i)];
+    auto known = stored_.find(parsed.origin());
+    if (known == stored_.end() || parsed.seq() == 0) continue;  // not an origin of this mesh
+    const EventKey key{parsed.origin(), parsed.seq()};
+    if (known->second.contains(key.seq)) {
+      // Already durable here: ack at once, and pass it on if asked.
+      ++stats_.duplicates;
+      from.acks_owed[key.origin].push_back(key.seq);
+      dirty_.insert(index_of(from));
+      if (!forward_to.empty()) {
+        EventPtr event = make_event(body.events(i), parsed);
+        for (const auto& id : forward_to) push(now, *find_peer(id), event);
+      }
+    } else if (auto pending = storing_.find(key); pending != storing_.end()) {
+      ++stats_.duplicates;
+      pending->second.ack_to.push_back(from.info.id);
+      for (const auto& id : forward_to) pending->second.forward_to.push_back(id);
+    } else {
+      store_event(make_event(body.events(i), parsed), from.info.id, forward_to);
+    }
+  }
+}
+
+void Node::store_event(const EventPtr& event, const std::string& ack_to,
+                       const std::vector<std::string>& forward_to) {
+  batch_.events.push_back({event, is_target(*event)});
+  batch_.priority = std::max(batch_.priority, event->priority);
+  storing_[event->key] = Pending{{ack_to}, forward_to};
+}
+
+void Node::handle_acks(Time now, Peer& from, const v1::Acks& acks) {
+  for (const auto& a : acks.origins()) {
+    std::vector<EventKey> done;
+    for (auto it = from.in_flight.lower_bound({a.origin(), 1});
+         it != from.in_flight.end() && it->first.origin == a.origin() && it->first.seq <= a.through();
+         ++it) {
+      done.push_back(it->first);
+    }
+    for (std::uint64_t seq : a.seqs()) done.push_back({a.origin(), seq});
+    for (const auto& key : done) acked(now, from, key);
+  }
+}
+
+void Node::flush_acks(Peer& peer) {
+  if (peer.acks_owed.empty()) return;
+  // Cumulative: `through` is our watermark, durable by definition; single
+  // seqs above it follow. Split so that each datagram fits.
+  v1::Datagram d;
+  std::size_t used = 0;
+  auto open_origin = [&](const std::string& origin) {
+    if (used + origin.size() + 16 > tuning_.max_body) {
+      send(peer, d);
+      d.Clear();
+      used = 0;
+    }
+    used += origin.size() + 16;
+    auto* a = d.mutable_acks()->add_origins();
+    a->set_origin(origin);
+    a->set_through(stored_[origin].watermark());
+    return a;
+  };
+  for (auto& [origin, seqs] : peer.acks_owed) {
+    auto* a = open_origin(origin);
+    std::sort(seqs.begin(), seqs.end());
+    seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+    for (std::uint64_t seq : seqs) {
+      if (seq <= a->through()) continue;
+      if (used + 10 > tuning_.max_body) a = open_origin(origin);
+      a->add_seqs(seq);
+      used += 10;
+    }
+  }
+  if (used > 0) send(peer, d);
+  peer.acks_owed.clear();
+}
+
+void Node::drop_queues(Peer& peer) {
+  std::vector<EventKey> keys;
+  for (const auto& [key, flight] : peer.in_flight) keys.push_back(key);
+  for (const auto& [key, event] : peer.queued_events) keys.push_back(key);
+  peer.in_flight.clear();
+  peer.retry_at.clear();
+  peer.queue.clear();
+  peer.queued_events.clear();
+  for (const auto& key : keys) {
+    if (auto it = unreplicated_.find(key); it != unreplicated_.end()) {
+      it->second.erase(peer.info.id);
+      check_replicated(key);
+    }
+  }
+}
+
+}  // namespace relay::mesh

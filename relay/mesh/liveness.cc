@@ -1,0 +1,115 @@
+// Liveness: direct and indirect probes (SWIM style), suspicion, down
+// detection and supervision alarms.
+#include <algorithm>
+
+#include "relay/mesh/node.h"
+
+namespace relay::mesh {
+
+Duration Node::probe_period() const {
+  // Each peer once per probe_interval, unless that exceeds the rate cap.
+  const auto by_rate = std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double>(static_cast<double>(peers_.size()) / tuning_.max_probe_rate));
+  return std::max(tuning_.probe_interval, by_rate);
+}
+
+bool Node::suspect(Time now, const Peer& peer) const {
+  return now - peer.last_confirmed > tuning_.suspect_periods * probe_period();
+}
+
+void Node::probe_round(Time now) {
+  if (peers_.empty()) {
+    next_probe_round_ = now + tuning_.probe_interval;
+    return;
+  }
+  next_probe_round_ = now + probe_period() / static_cast<long>(peers_.size());
+  Peer& peer = peers_[probe_cursor_++ % peers_.size()];
+  if (now < peer.next_probe) return;
+  peer.next_probe = now + probe_period();
+  // Traffic already proves it alive; a probe would only add load.
+  if (now - peer.last_confirmed < probe_period() / 2 && peer.rtt.has_sample()) return;
+  const std::uint64_t nonce = next_nonce_++;
+  peer.probe = {nonce, now};
+  peer.indirect_sent = false;
+  v1::Datagram d;
+  d.mutable_probe()->set_nonce(nonce);
+  d.mutable_probe()->set_target(peer.info.id);
+  send(peer, d);
+  wake(peer, now + tuning_.probe_timeout);
+}
+
+void Node::handle_probe(Time now, Peer& from, const v1::Probe& probe) {
+  if (probe.on_behalf_of().empty() || probe.target() == self_) {
+    v1::Datagram d;
+    d.mutable_probe_ack()->set_nonce(probe.nonce());
+    d.mutable_probe_ack()->set_target(self_);
+    send(from, d);
+    return;
+  }
+  // `from` asks us to probe a peer it cannot reach; we answer for it.
+  Peer* target = find_peer(probe.target());
+  if (target == nullptr || target == &from || indirect_.size() >= 4 * peers_.size() + 16) return;
+  const std::uint64_t nonce = next_nonce_++;
+  indirect_[nonce] = {from.info.id, probe.nonce(), target->info.id, now + 4 * tuning_.probe_timeout};
+  v1::Datagram d;
+  d.mutable_probe()->set_nonce(nonce);
+  d.mutable_probe()->set_target(target->info.id);
+  send(*target, d);
+}
+
+void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
+  if (auto it = indirect_.find(ack.nonce());
+      it != indirect_.end() && it->second.target == from.info.id) {
+    // An answer to a probe we made for someone else: pass it back.
+    if (Peer* requester = find_peer(it->second.requester)) {
+      v1::Datagram d;
+      d.mutable_probe_ack()->set_nonce(it->second.nonce);
+      d.mutable_probe_ack()->set_target(from.info.id);
+      send(*requester, d);
+    }
+    indirect_.erase(it);
+    return;
+  }
+  Peer* subject = ack.target() == from.info.id ? &from : find_peer(ack.target());
+  if (subject == nullptr || !subject->probe || subject->probe->first != ack.nonce()) return;
+  if (subject == &from) {
+    subject->rtt.sample(now - subject->probe->second);
+  } else {
+    confirmed(now, *subject);  // alive, seen through another peer
+  }
+  subject->probe.reset();
+}
+
+void Node::confirmed(Time now, Peer& peer) {
+  peer.last_confirmed = now;
+  if (peer.down) {
+    // Back from an outage: catch it up with an exchange right away.
+    peer.down = false;
+    catch_up_ = index_of(peer);
+    next_entropy_ = now;
+  }
+  if (peer.alarmed) {
+    peer.alarmed = false;
+    batch_.alarms.push_back({peer.info.id, false, 0});
+  }
+}
+
+void Node::sweep(Time now) {
+  next_sweep_ = now + std::chrono::seconds(1);
+  for (auto& peer : peers_) {
+    const Duration silent = now - peer.last_confirmed;
+    if (!peer.down && silent > tuning_.down_after) {
+      peer.down = true;
+      drop_queues(peer);
+    }
+    if (!peer.alarmed && silent >= tuning_.supervision_timeout) {
+      peer.alarmed = true;
+      ++stats_.alarms_raised;
+      batch_.alarms.push_back(
+          {peer.info.id, true, std::chrono::duration_cast<milliseconds>(silent).count()});
+    }
+  }
+  std::erase_if(indirect_, [&](const auto& entry) { return entry.second.expires <= now; });
+}
+
+}  // namespace relay::mesh

@@ -1,0 +1,286 @@
+#include "relay/mesh/node.h"
+
+#include <algorithm>
+
+namespace relay::mesh {
+
+bool targets_node(const std::vector<std::string>& targets, const std::string& id,
+                  const std::vector<std::string>& groups) {
+  for (const auto& t : targets) {
+    if (t == "all" || t == id) return true;
+    if (t.starts_with("group:") && std::find(groups.begin(), groups.end(), t.substr(6)) != groups.end()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed) {
+  auto event = std::make_shared<Event>();
+  event->key = {parsed.origin(), parsed.seq()};
+  event->priority = parsed.priority();
+  event->targets.assign(parsed.targets().begin(), parsed.targets().end());
+  event->signed_event = signed_event;
+  event->wire_size = signed_event.ByteSizeLong();
+  return event;
+}
+
+Node::Node(std::string self, std::vector<std::string> self_groups, std::vector<PeerInfo> peers,
+           Tuning tuning, Store& store, Transport& transport, std::uint64_t seed)
+    : self_(std::move(self)),
+      self_groups_(std::move(self_groups)),
+      tuning_(tuning),
+      store_(store),
+      transport_(transport),
+      rng_(seed) {
+  peers_.reserve(peers.size());
+  for (auto& info : peers) {
+    peer_index_[info.id] = peers_.size();
+    peers_.emplace_back().info = std::move(info);
+  }
+}
+
+void Node::start(Time now, Snapshot snapshot) {
+  stored_ = std::move(snapshot.stored);
+  stored_[self_];
+  const Duration period = probe_period();
+  for (auto& peer : peers_) {
+    stored_[peer.info.id];
+    // Everyone gets a full supervision period from our start: we cannot
+    // know how long a peer was silent while we were down.
+    peer.last_confirmed = now;
+    peer.next_probe = now + std::chrono::duration_cast<Duration>(
+                                period * std::uniform_real_distribution<>(0, 1)(rng_));
+  }
+  next_probe_round_ = now;
+  next_entropy_ = now + tuning_.entropy_interval / 4;
+  next_sweep_ = now + std::chrono::seconds(1);
+  for (const auto& event : snapshot.unreplicated) on_local_event(now, event);
+  for (const auto& receipt : snapshot.receipts_owed) {
+    owe_receipt(now, receipt.event, receipt.delivered_unix_ms);
+  }
+  finish(now);
+}
+
+void Node::on_local_event(Time now, EventPtr event) {
+  stored_[self_].add(event->key.seq);
+  cache(event);
+  auto& lacking = unreplicated_[event->key];
+  // Targets first: with a window, the first pushes leave first.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (auto& peer : peers_) {
+      const bool target = targets_node(event->targets, peer.info.id, peer.info.groups);
+      if (target != (pass == 0) || peer.down) continue;
+      lacking.insert(peer.info.id);
+      push(now, peer, event);
+    }
+  }
+  check_replicated(event->key);
+  finish(now);
+}
+
+bool Node::accepting_local() const { return unreplicated_.size() < tuning_.max_queue; }
+
+void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& body,
+                       const std::vector<v1::Event>& events) {
+  Peer* peer = find_peer(from);
+  if (peer == nullptr) return;  // the wire layer admits only peers; be safe anyway
+  confirmed(now, *peer);
+  switch (body.body_case()) {
+    case v1::Datagram::kEvents:
+      handle_events(now, *peer, body.events(), events);
+      break;
+    case v1::Datagram::kAcks:
+      handle_acks(now, *peer, body.acks());
+      break;
+    case v1::Datagram::kDigest:
+      handle_digest(now, *peer, body.digest());
+      break;
+    case v1::Datagram::kPulls:
+      handle_pulls(now, *peer, body.pulls());
+      break;
+    case v1::Datagram::kProbe:
+      handle_probe(now, *peer, body.probe());
+      break;
+    case v1::Datagram::kProbeAck:
+      handle_probe_ack(now, *peer, body.probe_ack());
+      break;
+    case v1::Datagram::kReceipts:
+      handle_receipts(now, *peer, body.receipts());
+      break;
+    case v1::Datagram::kReceiptAcks:
+      handle_receipt_acks(now, *peer, body.receipt_acks());
+      break;
+    case v1::Datagram::BODY_NOT_SET:
+      break;
+  }
+  finish(now);
+}
+
+void Node::on_stored(Time now, const StoreDone& done) {
+  auto node = committing_.extract(done.ticket);
+  if (node.empty()) return;
+  const StoreBatch& batch = node.mapped();
+  for (const auto& write : batch.events) {
+    const EventKey& key = write.event->key;
+    if (stored_[key.origin].add(key.seq)) ++stats_.events_stored;
+    cache(write.event);
+    auto pending = storing_.extract(key);
+    if (!pending.empty()) {
+      for (const auto& id : pending.mapped().ack_to) {
+        if (Peer* p = find_peer(id)) {
+          p->acks_owed[key.origin].push_back(key.seq);
+          dirty_.insert(index_of(*p));
+        }
+      }
+      for (const auto& id : pending.mapped().forward_to) {
+        if (Peer* p = find_peer(id)) push(now, *p, write.event);
+      }
+    }
+    if (write.deliver && key.origin != self_) owe_receipt(now, key, done.commit_unix_ms);
+  }
+  // Receipts recorded here as the origin: confirm them along the way they came.
+  auto via = receipt_via_.extract(done.ticket);
+  std::map<std::pair<std::string, std::string>, v1::Datagram> replies;
+  for (std::size_t i = 0; i < batch.receipts.size(); ++i) {
+    const Receipt& r = batch.receipts[i];
+    ++stats_.receipts_recorded;
+    const std::string& route = via.empty() ? r.target : via.mapped()[i];
+    auto& reply = replies[{route, r.target}];
+    reply.mutable_receipt_acks()->set_origin(self_);
+    reply.mutable_receipt_acks()->set_target(r.target);
+    reply.mutable_receipt_acks()->add_seqs(r.event.seq);
+  }
+  for (const auto& [route, reply] : replies) {
+    if (Peer* p = find_peer(route.first)) send(*p, reply);
+  }
+  finish(now);
+}
+
+void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>& events) {
+  auto node = loads_.extract(ticket);
+  Peer* peer = node.empty() ? nullptr : find_peer(node.mapped());
+  if (peer != nullptr && !events.empty()) {
+    std::vector<EventPtr> sorted = events;
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
+    send_events(now, *peer, sorted, {});
+  }
+  finish(now);
+}
+
+void Node::on_timer(Time now) {
+  std::set<std::size_t> due;
+  while (!wakeups_.empty() && wakeups_.top().first <= now) {
+    due.insert(wakeups_.top().second);
+    wakeups_.pop();
+  }
+  for (std::size_t index : due) {
+    Peer& peer = peers_[index];
+    retransmit(now, peer);
+    if (!peer.receipts_owed.empty() && peer.receipts_due <= now) send_receipts(now, peer);
+    if (peer.probe && !peer.indirect_sent && peer.probe->second + tuning_.probe_timeout <= now) {
+      // No direct answer in time: ask others to probe it for us.
+      peer.indirect_sent = true;
+      for (std::size_t i = 0; i < tuning_.indirect_probes; ++i) {
+        Peer* helper = random_live_peer(now, peer.info.id, "");
+        if (helper == nullptr) break;
+        v1::Datagram d;
+        d.mutable_probe()->set_nonce(peer.probe->first);
+        d.mutable_probe()->set_on_behalf_of(self_);
+        d.mutable_probe()->set_target(peer.info.id);
+        send(*helper, d);
+      }
+    }
+  }
+  if (now >= next_probe_round_) probe_round(now);
+  if (now >= next_entropy_) entropy_round(now);
+  if (now >= next_sweep_) sweep(now);
+  finish(now);
+}
+
+Time Node::next_deadline() const {
+  Time next = std::min({next_probe_round_, next_entropy_, next_sweep_});
+  if (!wakeups_.empty()) next = std::min(next, wakeups_.top().first);
+  return next;
+}
+
+std::vector<PeerStatus> Node::peer_status(Time now) const {
+  std::vector<PeerStatus> out;
+  for (const auto& peer : peers_) {
+    out.push_back({peer.info.id, suspect(now, peer), peer.down, peer.alarmed, peer.rtt.srtt(),
+                   peer.in_flight.size(), peer.queue.size()});
+  }
+  return out;
+}
+
+void Node::finish(Time now) {
+  // Flush what this input produced: acks, window refills, receipts, then
+  // hand the store batch over. Acks only name events already durable.
+  for (std::size_t index : dirty_) {
+    Peer& peer = peers_[index];
+    flush_acks(peer);
+    send_queued(now, peer);
+    if (!peer.receipts_owed.empty() && peer.receipts_due <= now) send_receipts(now, peer);
+  }
+  dirty_.clear();
+  commit_batch();
+}
+
+Node::Peer* Node::find_peer(const std::string& id) {
+  auto it = peer_index_.find(id);
+  return it == peer_index_.end() ? nullptr : &peers_[it->second];
+}
+
+Node::Peer* Node::random_live_peer(Time now, const std::string& except_a,
+                                   const std::string& except_b) {
+  // A few random draws, then a scan from a random start: cheap in large
+  // meshes, and still finds the one live peer in a small broken one.
+  if (peers_.empty()) return nullptr;
+  std::uniform_int_distribution<std::size_t> pick(0, peers_.size() - 1);
+  auto usable = [&](const Peer& p) {
+    return !p.down && !suspect(now, p) && p.info.id != except_a && p.info.id != except_b;
+  };
+  for (int i = 0; i < 4; ++i) {
+    Peer& p = peers_[pick(rng_)];
+    if (usable(p)) return &p;
+  }
+  const std::size_t start = pick(rng_);
+  for (std::size_t i = 0; i < peers_.size(); ++i) {
+    Peer& p = peers_[(start + i) % peers_.size()];
+    if (usable(p)) return &p;
+  }
+  return nullptr;
+}
+
+bool Node::is_target(const Event& event) const {
+  return targets_node(event.targets, self_, self_groups_);
+}
+
+void Node::send(Peer& peer, const v1::Datagram& body) {
+  ++stats_.datagrams_sent;
+  transport_.send(peer.info.id, body);
+}
+
+void Node::wake(const Peer& peer, Time when) { wakeups_.emplace(when, index_of(peer)); }
+
+void Node::cache(const EventPtr& event) {
+  if (!cache_.emplace(event->key, event).second) return;
+  cache_order_.push_back(event->key);
+  while (cache_order_.size() > tuning_.cache_limit) {
+    cache_.erase(cache_order_.front());
+    cache_order_.pop_front();
+  }
+}
+
+void Node::commit_batch() {
+  if (batch_.empty()) return;
+  batch_.ticket = next_ticket_++;
+  if (!batch_receipt_via_.empty()) receipt_via_[batch_.ticket] = std::move(batch_receipt_via_);
+  batch_receipt_via_.clear();
+  committing_[batch_.ticket] = batch_;
+  store_.persist(std::move(batch_));
+  batch_ = StoreBatch{};
+}
+
+}  // namespace relay::mesh

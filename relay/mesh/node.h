@@ -1,0 +1,269 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <deque>
+#include <queue>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "relay/mesh/rtt.h"
+#include "relay/mesh/seq_set.h"
+#include "relay/mesh/store.h"
+#include "relay/mesh/types.h"
+
+namespace relay::mesh {
+
+/// Where the core's datagrams go. The runtime seals and sends them; the
+/// simulator puts them on simulated links. Must not call back into the Node.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void send(const std::string& peer, const v1::Datagram& body) = 0;
+};
+
+/// A peer from the configuration.
+struct PeerInfo {
+  std::string id;
+  std::vector<std::string> groups;
+};
+
+/// Tuning of the protocol. Defaults suit a WAN of tens of sites.
+struct Tuning {
+  /// Largest datagram body the core builds (the wire layer adds its header and tag).
+  std::size_t max_body = 1100;
+  /// Retransmission timeout bounds: a duress event retries sooner.
+  Duration rto_floor = milliseconds(200);
+  Duration rto_floor_duress = milliseconds(50);
+  Duration rto_cap = std::chrono::seconds(10);
+  /// Events in flight (sent, unacked) per peer; the rest wait in priority order.
+  std::size_t window = 512;
+  /// Events waiting per peer. Own events beyond this stop the outbox claim
+  /// (back-pressure); forwarded ones are left to anti-entropy.
+  std::size_t max_queue = 20'000;
+  /// After this many unanswered sends to a peer, also ask another live peer
+  /// to deliver the event (path diversity), and again every as many more.
+  int relay_after = 3;
+  /// Anti-entropy: one exchange with a random live peer per interval, moving
+  /// at most `entropy_budget` events each way.
+  Duration entropy_interval = milliseconds(1000);
+  std::size_t entropy_budget = 64;
+  /// Events served for one Pull: large, so that a node back from an outage
+  /// catches up in a few exchanges.
+  std::size_t pull_budget = 1024;
+  /// Liveness: each peer is probed every probe_interval, but the node sends
+  /// at most max_probe_rate probes a second, so large meshes probe each peer
+  /// less often. Unanswered direct probes go indirect through other peers.
+  Duration probe_interval = std::chrono::seconds(2);
+  double max_probe_rate = 50;
+  Duration probe_timeout = milliseconds(500);
+  std::size_t indirect_probes = 2;
+  /// A peer not confirmed alive for this many probe periods is suspect;
+  /// delivery to it then also goes through relays.
+  int suspect_periods = 3;
+  /// A peer silent this long is treated as down: its queues are dropped
+  /// (the events are durable; anti-entropy catches it up on return).
+  Duration down_after = std::chrono::seconds(60);
+  /// A peer unreachable this long raises a supervision alarm.
+  Duration supervision_timeout = std::chrono::seconds(90);
+  /// Receipts per Receipts datagram, and how many are kept in memory per
+  /// origin (the rest stay durable in the store and come back at restart).
+  std::size_t max_receipts_owed = 50'000;
+  /// Recent events kept in memory to serve retries and pulls without the store.
+  std::size_t cache_limit = 50'000;
+};
+
+/// Counters for status pages and the simulator's figures.
+struct NodeStats {
+  std::uint64_t datagrams_sent = 0;
+  std::uint64_t events_sent = 0;
+  std::uint64_t retransmissions = 0;
+  std::uint64_t relays_requested = 0;
+  std::uint64_t events_stored = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t entropy_rounds = 0;
+  std::uint64_t events_pulled = 0;
+  std::uint64_t receipts_recorded = 0;
+  std::uint64_t alarms_raised = 0;
+};
+
+/// A peer as the status page shows it.
+struct PeerStatus {
+  std::string id;
+  bool suspect = false;
+  bool down = false;
+  bool alarmed = false;
+  Duration srtt{};
+  std::size_t in_flight = 0;
+  std::size_t queued = 0;
+};
+
+/// The protocol core of one relay: reliable delivery, dedupe, anti-entropy,
+/// path diversity, liveness, receipts and supervision. No I/O, no threads,
+/// no clock: every input carries `now`; outputs go to the Transport and the
+/// Store; next_deadline() says when on_timer wants to run.
+class Node {
+ public:
+  Node(std::string self, std::vector<std::string> self_groups, std::vector<PeerInfo> peers,
+       Tuning tuning, Store& store, Transport& transport, std::uint64_t seed);
+
+  /// Resumes from what the store holds. Call once, before anything else.
+  void start(Time now, Snapshot snapshot);
+
+  /// A new event of this node, already durable (committed with its seq).
+  void on_local_event(Time now, EventPtr event);
+  /// False while own events wait at a bound: stop claiming from the outbox.
+  bool accepting_local() const;
+
+  /// An authenticated datagram from `from`, with its events parsed.
+  void on_datagram(Time now, const std::string& from, const v1::Datagram& body,
+                   const std::vector<v1::Event>& events);
+  /// The store committed the batch with this ticket.
+  void on_stored(Time now, const StoreDone& done);
+  /// The store loaded these events for the load with this ticket.
+  void on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>& events);
+  /// Runs whatever is due.
+  void on_timer(Time now);
+  /// When on_timer next has work.
+  Time next_deadline() const;
+
+  const std::string& self() const { return self_; }
+  const NodeStats& stats() const { return stats_; }
+  std::vector<PeerStatus> peer_status(Time now) const;
+  /// What this node has stored, per origin.
+  const std::map<std::string, SeqSet>& stored() const { return stored_; }
+
+ private:
+  struct Flight {
+    EventPtr event;
+    Time sent{};
+    Time due{};
+    int attempts = 0;
+  };
+  struct Queued {
+    int priority;  // higher first
+    EventKey key;
+    auto operator<=>(const Queued&) const = default;
+  };
+  struct Peer {
+    PeerInfo info;
+    RttEstimator rtt;
+    std::map<EventKey, Flight> in_flight;
+    std::set<std::pair<Time, EventKey>> retry_at;
+    std::set<Queued, std::greater<>> queue;
+    std::map<EventKey, EventPtr> queued_events;
+    std::map<std::string, std::vector<std::uint64_t>> acks_owed;
+    Time last_confirmed{};
+    Time next_probe{};
+    std::optional<std::pair<std::uint64_t, Time>> probe;  // nonce, sent
+    bool indirect_sent = false;
+    bool alarmed = false;
+    bool down = false;
+    // Receipts owed to this peer as an origin.
+    std::map<std::uint64_t, std::int64_t> receipts_owed;
+    Time receipts_due{};
+    int receipt_attempts = 0;
+  };
+  struct IndirectProbe {
+    std::string requester;
+    std::uint64_t nonce;
+    std::string target;
+    Time expires;
+  };
+  struct Pending {
+    std::vector<std::string> ack_to;      // senders to ack once durable
+    std::vector<std::string> forward_to;  // peers to deliver to once durable
+  };
+
+  // delivery.cc
+  void push(Time now, Peer& peer, const EventPtr& event);
+  void send_queued(Time now, Peer& peer);
+  void send_events(Time now, Peer& peer, std::vector<EventPtr>& events,
+                   const std::vector<std::string>& forward_to);
+  void retransmit(Time now, Peer& peer);
+  void acked(Time now, Peer& peer, const EventKey& key);
+  void handle_events(Time now, Peer& from, const v1::Events& body,
+                     const std::vector<v1::Event>& events);
+  void handle_acks(Time now, Peer& from, const v1::Acks& acks);
+  void flush_acks(Peer& peer);
+  void store_event(const EventPtr& event, const std::string& ack_to,
+                   const std::vector<std::string>& forward_to);
+  void commit_batch();
+  void finish(Time now);
+  Duration rto(const Peer& peer, const Event& event, int attempts);
+  void check_replicated(const EventKey& key);
+  void drop_queues(Peer& peer);
+
+  // entropy.cc
+  void entropy_round(Time now);
+  void handle_digest(Time now, Peer& from, const v1::Digest& digest);
+  void handle_pulls(Time now, Peer& from, const v1::Pulls& pulls);
+  void serve(Time now, Peer& to, std::vector<EventKey> keys);
+
+  // liveness.cc
+  void probe_round(Time now);
+  void handle_probe(Time now, Peer& from, const v1::Probe& probe);
+  void handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack);
+  void confirmed(Time now, Peer& peer);
+  void supervise(Time now, Peer& peer);
+  bool suspect(Time now, const Peer& peer) const;
+  Duration probe_period() const;
+
+  // receipts.cc
+  void owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms);
+  void send_receipts(Time now, Peer& origin);
+  void handle_receipts(Time now, Peer& from, const v1::Receipts& receipts);
+  void handle_receipt_acks(Time now, Peer& from, const v1::ReceiptAcks& acks);
+
+  // node.cc
+  Peer* find_peer(const std::string& id);
+  Peer* random_live_peer(Time now, const std::string& except_a, const std::string& except_b);
+  bool is_target(const Event& event) const;
+  void send(Peer& peer, const v1::Datagram& body);
+  void wake(const Peer& peer, Time when);
+  void sweep(Time now);
+  void cache(const EventPtr& event);
+  std::size_t index_of(const Peer& peer) const { return static_cast<std::size_t>(&peer - peers_.data()); }
+
+  std::string self_;
+  std::vector<std::string> self_groups_;
+  Tuning tuning_;
+  Store& store_;
+  Transport& transport_;
+  std::mt19937_64 rng_;
+
+  std::vector<Peer> peers_;
+  std::map<std::string, std::size_t> peer_index_;
+  std::map<std::string, SeqSet> stored_;
+  std::map<EventKey, EventPtr> cache_;       // recent events, bounded
+  std::deque<EventKey> cache_order_;
+  std::map<EventKey, Pending> storing_;      // in a batch not yet durable
+  StoreBatch batch_;                          // being filled by the current input
+  std::map<std::uint64_t, StoreBatch> committing_;
+  std::map<std::uint64_t, std::string> loads_;  // ticket -> peer to serve
+  std::uint64_t next_ticket_ = 1;
+  // Own events: which peers still lack each (for the replicated marker).
+  std::map<EventKey, std::set<std::string>> unreplicated_;
+  std::set<std::size_t> dirty_;  // peers with acks, sends or receipts to flush
+  std::vector<std::string> batch_receipt_via_;  // parallel to batch_.receipts
+  std::map<std::uint64_t, std::vector<std::string>> receipt_via_;  // by ticket
+  std::optional<std::size_t> catch_up_;  // peer to exchange with again soon
+  std::map<std::uint64_t, IndirectProbe> indirect_;
+  std::uint64_t next_nonce_ = 1;
+  Time next_entropy_{};
+  std::size_t entropy_cursor_ = 0;
+  std::size_t probe_cursor_ = 0;
+  Time next_probe_round_{};
+  Time next_sweep_{};
+  // Per-peer wake-ups (retries, receipts, probe timeouts): a min-heap of
+  // (time, peer index). An entry whose work went away meanwhile is harmless.
+  std::priority_queue<std::pair<Time, std::size_t>, std::vector<std::pair<Time, std::size_t>>,
+                      std::greater<>>
+      wakeups_;
+  NodeStats stats_;
+};
+
+}  // namespace relay::mesh

@@ -1,0 +1,313 @@
+#include "relay/sim/cluster.h"
+
+#include <algorithm>
+
+namespace relay::sim {
+namespace {
+
+// A sealed datagram adds the wire header (version, key id, session,
+// counter, sender) and the AEAD tag to the body: relay/wire's framing.
+constexpr std::size_t kWireOverhead = 1 + 4 + 8 + 8 + 8 + 1 + 16;
+constexpr std::int64_t kEpochMs = 1'790'000'000'000;
+
+}  // namespace
+
+struct Cluster::Slot final : Transport {
+  Cluster* cluster = nullptr;
+  std::size_t index = 0;
+  std::string id;
+  std::vector<std::string> groups;
+  DurableState durable;
+  std::unique_ptr<SimStore> store;
+  std::unique_ptr<Node> node;
+  std::uint64_t incarnation = 0;
+  std::optional<Time> timer_at;
+
+  void send(const std::string& peer, const v1::Datagram& body) override {
+    cluster->route(index, peer, body);
+  }
+};
+
+Cluster::Cluster(SimConfig config) : config_(config), rng_(config.seed) {
+  for (std::size_t i = 0; i < config_.nodes; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->cluster = this;
+    slot->index = i;
+    slot->id = i == 0 ? "hq" : "clinic-" + std::to_string(i);
+    slot->groups = {i == 0 ? "hq" : "clinics"};
+    index_[slot->id] = i;
+    slots_.push_back(std::move(slot));
+  }
+  for (std::size_t i = 0; i < slots_.size(); ++i) restart(i);
+}
+
+Cluster::~Cluster() = default;
+
+const std::string& Cluster::id(std::size_t i) const { return slots_[i]->id; }
+std::size_t Cluster::index(const std::string& id) const { return index_.at(id); }
+bool Cluster::up(std::size_t i) const { return slots_[i]->node != nullptr; }
+const DurableState& Cluster::durable(std::size_t i) const { return slots_[i]->durable; }
+const Node* Cluster::node(std::size_t i) const { return slots_[i]->node.get(); }
+
+std::int64_t Cluster::wall_ms() const {
+  return kEpochMs + std::chrono::duration_cast<milliseconds>(now_.time_since_epoch()).count();
+}
+
+void Cluster::schedule(Time at, std::function<void()> fn) {
+  actions_.push({at, order_++, std::move(fn)});
+}
+
+EventKey Cluster::inject(std::size_t origin, v1::Priority priority,
+                         std::vector<std::string> targets) {
+  Slot& slot = *slots_[origin];
+  v1::Event e;
+  e.set_kind(priority == v1::PRIORITY_DURESS ? v1::KIND_DURESS : v1::KIND_NOTIFICATION);
+  e.set_priority(priority);
+  e.set_created_unix_ms(wall_ms());
+  for (const auto& t : targets) e.add_targets(t);
+  e.set_title("Simulated alert");
+  e.set_body("Fire in the west wing: evacuate through the east stairs. This is a simulation.");
+  e.set_location("West wing, level 2");
+  EventPtr event = slot.store->commit_local(std::move(e), wall_ms());
+  injected_.push_back({event->key, now_, priority, event->targets});
+  auto& at = stored_at_[event->key];
+  at.resize(slots_.size());
+  at[origin] = now_;
+  slot.node->on_local_event(now_, event);
+  settle(origin);
+  return event->key;
+}
+
+EventKey Cluster::inject_then_crash(std::size_t origin, v1::Priority priority) {
+  // Commit as inject() does, but the process dies before its core runs.
+  Slot& slot = *slots_[origin];
+  v1::Event e;
+  e.set_kind(v1::KIND_NOTIFICATION);
+  e.set_priority(priority);
+  e.add_targets("all");
+  e.set_title("Committed, then the origin crashed");
+  EventPtr event = slot.store->commit_local(std::move(e), wall_ms());
+  injected_.push_back({event->key, now_, priority, event->targets});
+  auto& at = stored_at_[event->key];
+  at.resize(slots_.size());
+  at[origin] = now_;
+  crash(origin);
+  return event->key;
+}
+
+void Cluster::crash(std::size_t i) {
+  Slot& slot = *slots_[i];
+  slot.node.reset();
+  slot.store.reset();  // writes not yet committed are lost with it
+  ++slot.incarnation;
+  slot.timer_at.reset();
+}
+
+void Cluster::restart(std::size_t i) {
+  Slot& slot = *slots_[i];
+  std::vector<PeerInfo> peers;
+  std::vector<std::string> origins;
+  for (const auto& other : slots_) {
+    origins.push_back(other->id);
+    if (other.get() != &slot) peers.push_back({other->id, other->groups});
+  }
+  slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable);
+  slot.node = std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning,
+                                     *slot.store, slot,
+                                     config_.seed * 1'000'003 + i * 7'919 + slot.incarnation);
+  slot.node->start(now_, slot.store->snapshot(origins));
+  settle(i);
+}
+
+void Cluster::block(std::size_t from, std::size_t to) { blocked_.insert({from, to}); }
+void Cluster::unblock(std::size_t from, std::size_t to) { blocked_.erase({from, to}); }
+
+void Cluster::isolate(std::size_t i) {
+  for (std::size_t j = 0; j < slots_.size(); ++j) {
+    if (j == i) continue;
+    block(i, j);
+    block(j, i);
+  }
+}
+
+void Cluster::heal(std::size_t i) {
+  std::erase_if(blocked_, [i](const auto& pair) { return pair.first == i || pair.second == i; });
+}
+
+void Cluster::route(std::size_t from, const std::string& to, const v1::Datagram& body) {
+  const std::size_t size = body.ByteSizeLong();
+  if (size > config_.tuning.max_body && violations_.size() < 10) {
+    violations_.push_back("datagram of " + std::to_string(size) + " bytes from " + id(from) +
+                          " exceeds the body limit");
+  }
+  check_acks(from, body);
+  ++stats_.datagrams;
+  stats_.bytes += size + kWireOverhead + id(from).size();
+  const std::size_t target = index_.at(to);
+  std::uniform_real_distribution<> coin(0, 1);
+  if (blocked_.contains({from, target}) || coin(rng_) < config_.link.loss) {
+    ++stats_.dropped;
+    return;
+  }
+  const int copies = coin(rng_) < config_.link.duplicate ? 2 : 1;
+  for (int c = 0; c < copies; ++c) {
+    const auto jitter = std::chrono::duration_cast<Duration>(config_.link.jitter * coin(rng_));
+    schedule(now_ + config_.link.delay + jitter, [this, from, target, body] { deliver(from, target, body); });
+  }
+}
+
+void Cluster::check_acks(std::size_t from, const v1::Datagram& body) {
+  // Durable before ack: everything an ack claims must be in the sender's
+  // durable state at the moment the ack leaves.
+  if (!body.has_acks() || violations_.size() >= 10) return;
+  const DurableState& durable = slots_[from]->durable;
+  for (const auto& a : body.acks().origins()) {
+    auto it = durable.seqs.find(a.origin());
+    const bool through_ok = a.through() == 0 || (it != durable.seqs.end() && it->second.watermark() >= a.through());
+    bool seqs_ok = true;
+    for (auto seq : a.seqs()) seqs_ok = seqs_ok && it != durable.seqs.end() && it->second.contains(seq);
+    if (!through_ok || !seqs_ok) {
+      violations_.push_back(id(from) + " acked events of " + a.origin() + " through " +
+                            std::to_string(a.through()) + " before they were durable");
+    }
+  }
+}
+
+void Cluster::deliver(std::size_t from, std::size_t to, const v1::Datagram& body) {
+  Slot& slot = *slots_[to];
+  if (!slot.node) return;
+  std::vector<v1::Event> events;
+  if (body.has_events()) {
+    for (const auto& signed_event : body.events().events()) {
+      events.emplace_back().ParseFromString(signed_event.event());
+    }
+  }
+  slot.node->on_datagram(now_, id(from), body, events);
+  settle(to);
+}
+
+void Cluster::settle(std::size_t i) {
+  Slot& slot = *slots_[i];
+  if (!slot.node) return;
+  const std::uint64_t incarnation = slot.incarnation;
+  for (auto& batch : slot.store->take_pending()) {
+    schedule(now_ + config_.commit_latency, [this, i, incarnation, batch = std::move(batch)] {
+      Slot& s = *slots_[i];
+      if (s.incarnation != incarnation || !s.node) return;  // crashed before COMMIT
+      s.store->apply(batch, wall_ms());
+      for (const auto& write : batch.events) {
+        auto at = stored_at_.find(write.event->key);
+        if (at != stored_at_.end() && !at->second[i]) at->second[i] = now_;
+      }
+      s.node->on_stored(now_, {batch.ticket, wall_ms()});
+      settle(i);
+    });
+  }
+  for (auto& load : slot.store->take_loads()) {
+    schedule(now_ + config_.load_latency, [this, i, incarnation, load = std::move(load)] {
+      Slot& s = *slots_[i];
+      if (s.incarnation != incarnation || !s.node) return;
+      s.node->on_loaded(now_, load.ticket, s.store->answer(load));
+      settle(i);
+    });
+  }
+  const Time at = std::max(slot.node->next_deadline(), now_ + std::chrono::microseconds(1));
+  if (!slot.timer_at || at < *slot.timer_at) {
+    slot.timer_at = at;
+    schedule(at, [this, i, incarnation, at] {
+      Slot& s = *slots_[i];
+      if (s.incarnation != incarnation || !s.node || s.timer_at != at) return;
+      s.timer_at.reset();
+      s.node->on_timer(now_);
+      settle(i);
+    });
+  }
+}
+
+bool Cluster::step(Time limit) {
+  if (actions_.empty() || actions_.top().at > limit) return false;
+  Action action = actions_.top();
+  actions_.pop();
+  now_ = action.at;
+  action.fn();
+  return true;
+}
+
+void Cluster::run_for(Duration d) {
+  const Time limit = now_ + d;
+  while (step(limit)) {
+  }
+  now_ = limit;
+}
+
+bool Cluster::run_until_converged(Duration limit) {
+  const Time end = now_ + limit;
+  Time next_check = now_;
+  while (true) {
+    if (now_ >= next_check) {
+      if (converged()) return true;
+      next_check = now_ + milliseconds(10);
+    }
+    if (!step(end)) {
+      now_ = end;
+      return converged();
+    }
+  }
+}
+
+bool Cluster::converged() const {
+  for (const auto& e : injected_) {
+    const auto& at = stored_at_.at(e.key);
+    if (std::any_of(at.begin(), at.end(), [](const auto& t) { return !t; })) return false;
+    const DurableState& origin = slots_[index_.at(e.key.origin)]->durable;
+    for (const auto& slot : slots_) {
+      if (targets_node(e.targets, slot->id, slot->groups) &&
+          !origin.receipts.contains({e.key, slot->id})) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> Cluster::check() const {
+  if (!violations_.empty()) return violations_.front();
+  auto name = [](const EventKey& k) { return k.origin + ":" + std::to_string(k.seq); };
+  for (const auto& e : injected_) {
+    const DurableState& origin = slots_[index_.at(e.key.origin)]->durable;
+    for (const auto& slot : slots_) {
+      const DurableState& d = slot->durable;
+      if (!d.log.contains(e.key)) return "event " + name(e.key) + " is not stored at " + slot->id;
+      const bool target = targets_node(e.targets, slot->id, slot->groups);
+      const auto rows = d.delivered.find(e.key);
+      const int count = rows == d.delivered.end() ? 0 : rows->second;
+      if (count != (target ? 1 : 0)) {
+        return "event " + name(e.key) + " delivered " + std::to_string(count) + " times at " + slot->id +
+               (target ? " (a target)" : " (not a target)");
+      }
+      if (target && !origin.receipts.contains({e.key, slot->id})) {
+        return "the receipt of " + slot->id + " for " + name(e.key) + " did not reach its origin";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Time> Cluster::stored_at(const EventKey& key, std::size_t i) const {
+  auto it = stored_at_.find(key);
+  return it == stored_at_.end() ? std::nullopt : it->second[i];
+}
+
+std::vector<Duration> Cluster::convergence_times() const {
+  std::vector<Duration> out;
+  for (const auto& e : injected_) {
+    const auto& at = stored_at_.at(e.key);
+    if (std::any_of(at.begin(), at.end(), [](const auto& t) { return !t; })) continue;
+    Time last = e.committed;
+    for (const auto& t : at) last = std::max(last, *t);
+    out.push_back(last - e.committed);
+  }
+  return out;
+}
+
+}  // namespace relay::sim

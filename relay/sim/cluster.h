@@ -1,0 +1,138 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <set>
+#include <tuple>
+#include <string>
+#include <vector>
+
+#include "relay/mesh/node.h"
+#include "relay/sim/sim_store.h"
+
+namespace relay::sim {
+
+/// Faults of every simulated link, both ways.
+struct LinkFaults {
+  double loss = 0;       // probability a datagram is dropped
+  double duplicate = 0;  // probability it arrives twice
+  Duration delay = milliseconds(10);
+  Duration jitter = milliseconds(5);  // uniform extra delay: reorders datagrams
+};
+
+struct SimConfig {
+  std::size_t nodes = 3;
+  std::uint64_t seed = 1;
+  LinkFaults link;
+  Tuning tuning;
+  Duration commit_latency = milliseconds(2);
+  Duration load_latency = milliseconds(1);
+};
+
+/// One event injected at an origin, with when it became durable there.
+struct Injected {
+  EventKey key;
+  Time committed{};
+  v1::Priority priority = v1::PRIORITY_NORMAL;
+  std::vector<std::string> targets;
+};
+
+/// Figures of a run.
+struct SimStats {
+  std::uint64_t datagrams = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t dropped = 0;
+};
+
+/// A deterministic mesh of N cores on a virtual clock: simulated links with
+/// loss, duplication, reordering, delay and partitions, in-memory stores
+/// whose durable part survives crashes, everything drawn from one seed.
+/// Node 0 is "hq" (group hq); the others are "clinic-1", ... (group clinics).
+class Cluster {
+ public:
+  explicit Cluster(SimConfig config);
+  ~Cluster();
+
+  Time now() const { return now_; }
+  std::size_t size() const { return slots_.size(); }
+  const std::string& id(std::size_t i) const;
+  std::size_t index(const std::string& id) const;
+
+  /// Commits a new event at `origin` and hands it to its core.
+  EventKey inject(std::size_t origin, v1::Priority priority = v1::PRIORITY_NORMAL,
+                  std::vector<std::string> targets = {"all"});
+  /// Commits a new event at `origin` and crashes it before the core sees it.
+  EventKey inject_then_crash(std::size_t origin, v1::Priority priority = v1::PRIORITY_NORMAL);
+
+  void crash(std::size_t i);
+  void restart(std::size_t i);
+  bool up(std::size_t i) const;
+
+  /// Drops every datagram from `from` to `to` until unblock.
+  void block(std::size_t from, std::size_t to);
+  void unblock(std::size_t from, std::size_t to);
+  /// Cuts a node off from every other, both ways; heal undoes it.
+  void isolate(std::size_t i);
+  void heal(std::size_t i);
+  void set_faults(LinkFaults faults) { config_.link = faults; }
+
+  /// Runs the simulation for `d` of virtual time.
+  void run_for(Duration d);
+  /// Runs until every injected event is stored at every node and every
+  /// receipt reached its origin, or until `limit`; returns whether it did.
+  bool run_until_converged(Duration limit);
+
+  /// The first violated property, or nullopt: every event stored at every
+  /// node, delivered exactly once at every target and nowhere else, every
+  /// receipt at its origin, no ack before durability, no datagram too big.
+  std::optional<std::string> check() const;
+  bool converged() const;
+
+  /// When node `i` durably stored `key`, if it did.
+  std::optional<Time> stored_at(const EventKey& key, std::size_t i) const;
+  /// Time from commit at the origin to stored at the last node, per event
+  /// that reached every node.
+  std::vector<Duration> convergence_times() const;
+
+  const std::vector<Injected>& injected() const { return injected_; }
+  const DurableState& durable(std::size_t i) const;
+  const Node* node(std::size_t i) const;
+  const SimStats& stats() const { return stats_; }
+
+ private:
+  struct Slot;
+
+  void schedule(Time at, std::function<void()> fn);
+  void route(std::size_t from, const std::string& to, const v1::Datagram& body);
+  void deliver(std::size_t from, std::size_t to, const v1::Datagram& body);
+  void settle(std::size_t i);
+  void check_acks(std::size_t from, const v1::Datagram& body);
+  bool step(Time limit);
+  std::int64_t wall_ms() const;
+
+  SimConfig config_;
+  std::mt19937_64 rng_;
+  Time now_{};
+  std::uint64_t order_ = 0;
+  struct Action {
+    Time at;
+    std::uint64_t order;
+    std::function<void()> fn;
+    bool operator>(const Action& o) const { return std::tie(at, order) > std::tie(o.at, o.order); }
+  };
+  std::priority_queue<Action, std::vector<Action>, std::greater<>> actions_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::map<std::string, std::size_t> index_;
+  std::set<std::pair<std::size_t, std::size_t>> blocked_;
+  std::vector<Injected> injected_;
+  std::map<EventKey, std::vector<std::optional<Time>>> stored_at_;
+  std::vector<std::string> violations_;
+  SimStats stats_;
+};
+
+}  // namespace relay::sim

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "relay/mesh/store.h"
+
+namespace relay::sim {
+
+using namespace relay::mesh;
+
+/// What a node's database holds: it survives a crash of the node. Mirrors
+/// the PostgreSQL schema: event log, message_queue, receipts, alarms.
+struct DurableState {
+  std::map<EventKey, EventPtr> log;
+  /// The log's keys per origin, as the core's watermarks would load them.
+  std::map<std::string, SeqSet> seqs;
+  /// message_queue inserts per event: the exactly-once check counts them.
+  std::map<EventKey, int> delivered;
+  /// At an origin: (event, target) -> delivered at.
+  std::map<std::pair<EventKey, std::string>, std::int64_t> receipts;
+  /// At a target: receipts not yet confirmed by their origin.
+  std::map<EventKey, std::int64_t> receipts_owed;
+  /// Own events every peer holds.
+  std::set<EventKey> replicated;
+  /// Supervision rows: (peer, raised, at ms of simulated time).
+  struct AlarmRow {
+    std::string peer;
+    bool raised;
+    std::int64_t at_ms;
+  };
+  std::vector<AlarmRow> alarms;
+  /// Next seq this node assigns to its own events.
+  std::uint64_t next_seq = 1;
+};
+
+/// The in-memory store of one simulated node. persist() is durable only
+/// when the simulated commit completes; a crash before that loses the batch,
+/// as a crash before COMMIT would. Applying is idempotent, like the
+/// INSERT ... ON CONFLICT DO NOTHING it stands for.
+class SimStore final : public Store {
+ public:
+  SimStore(std::string self, std::vector<std::string> groups, DurableState& durable)
+      : self_(std::move(self)), groups_(std::move(groups)), durable_(durable) {}
+
+  void persist(StoreBatch batch) override { pending_.push_back(std::move(batch)); }
+  void load(LoadRequest request) override { loads_.push_back(std::move(request)); }
+
+  /// Takes the writes and loads issued since the last call.
+  std::vector<StoreBatch> take_pending() { return std::exchange(pending_, {}); }
+  std::vector<LoadRequest> take_loads() { return std::exchange(loads_, {}); }
+
+  /// Commits a batch: the moment it becomes durable.
+  void apply(const StoreBatch& batch, std::int64_t now_ms);
+  /// Answers a load from the log.
+  std::vector<EventPtr> answer(const LoadRequest& request) const;
+  /// An origin's local commit of a new event: log row, seq, local delivery.
+  EventPtr commit_local(v1::Event event, std::int64_t now_ms);
+  /// What the core needs at start.
+  Snapshot snapshot(const std::vector<std::string>& origins) const;
+
+ private:
+  std::string self_;
+  std::vector<std::string> groups_;
+  DurableState& durable_;
+  std::vector<StoreBatch> pending_;
+  std::vector<LoadRequest> loads_;
+};
+
+}  // namespace relay::sim

@@ -1,0 +1,86 @@
+#include "relay/mesh/seq_set.h"
+
+#include <doctest/doctest.h>
+
+#include <random>
+
+using relay::mesh::SeqRange;
+using relay::mesh::SeqSet;
+namespace v1 = relaymesh::v1;
+
+namespace {
+
+v1::OriginSummary summary_of(const SeqSet& s, std::size_t holes = 16) {
+  v1::OriginSummary out;
+  s.summarize(out, holes);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a seq set keeps a watermark and the seqs above it") {
+  SeqSet s;
+  CHECK(s.add(1));
+  CHECK(s.add(3));
+  CHECK_FALSE(s.add(3));
+  CHECK_FALSE(s.add(0));
+  CHECK(s.watermark() == 1);
+  CHECK(s.highest() == 3);
+  CHECK(s.holes(10) == std::vector<SeqRange>{{2, 2}});
+  CHECK(s.add(2));
+  CHECK(s.watermark() == 3);
+  CHECK(s.above_count() == 0);
+  CHECK(s.contains(2));
+  CHECK_FALSE(s.contains(4));
+}
+
+TEST_CASE("summaries never claim more than is held") {
+  SeqSet s;
+  for (std::uint64_t seq : {1, 2, 4, 6, 8, 10}) s.add(seq);
+  const auto full = summary_of(s);
+  CHECK(full.watermark() == 2);
+  CHECK(full.highest() == 10);
+  CHECK(full.holes_size() == 4);
+  const auto cut = summary_of(s, 2);  // holes 3, 5 listed; 7 and 9 not
+  CHECK(cut.highest() == 6);
+  for (std::uint64_t seq = 0; seq <= 12; ++seq) {
+    CAPTURE(seq);
+    if (relay::mesh::summary_contains(cut, seq)) CHECK(s.contains(seq));
+    CHECK(relay::mesh::summary_contains(full, seq) == s.contains(seq));
+  }
+}
+
+TEST_CASE("what one side lacks is what the other holds, in both directions") {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    SeqSet a;
+    SeqSet b;
+    for (int i = 0; i < 60; ++i) {
+      a.add(1 + rng() % 80);
+      b.add(1 + rng() % 80);
+    }
+    const auto sa = summary_of(a, 1000);
+    const auto sb = summary_of(b, 1000);
+    std::set<std::uint64_t> expect_give;  // in a, not in b
+    for (std::uint64_t seq = 1; seq <= 80; ++seq) {
+      if (a.contains(seq) && !b.contains(seq)) expect_give.insert(seq);
+    }
+    const auto give = a.missing_from(sb, 1000);
+    CHECK(std::set<std::uint64_t>(give.begin(), give.end()) == expect_give);
+    std::set<std::uint64_t> lacked;  // b's ranges of what a holds
+    for (const auto& r : b.lacking(sa, 1000)) {
+      for (auto seq = r.first; seq <= r.last; ++seq) lacked.insert(seq);
+    }
+    CHECK(lacked == expect_give);
+  }
+}
+
+TEST_CASE("lookups are bounded by their limits") {
+  SeqSet big;
+  for (std::uint64_t seq = 1; seq <= 100'000; ++seq) big.add(seq);
+  const SeqSet empty;
+  CHECK(big.missing_from(summary_of(empty), 64).size() == 64);
+  const auto ranges = empty.lacking(summary_of(big), 8);
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0] == SeqRange{1, 100'000});
+}
