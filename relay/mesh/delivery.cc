@@ -87,10 +87,10 @@ Duration Node::rto(const Peer& peer, const Event& event, int attempts) {
       event.priority == v1::PRIORITY_DURESS ? tuning_.rto_floor_duress : tuning_.rto_floor;
   const Duration base = peer.rtt.rto(floor, tuning_.rto_cap);
   // Exponential backoff with jitter, so that retries of many nodes after a
-  // shared outage do not arrive in lockstep. A duress event first retries
-  // at the plain timeout a few times: on a lossy path a lost datagram is
-  // more likely than congestion, and its seconds are what count.
-  const int doublings = event.priority == v1::PRIORITY_DURESS ? attempts - 4 : attempts - 1;
+  // shared outage do not arrive in lockstep. The first retries go at the
+  // plain timeout (a duress event's for longer): on a lossy WAN path a lost
+  // datagram is likelier than congestion, which the window bounds anyway.
+  const int doublings = attempts - (event.priority == v1::PRIORITY_DURESS ? 4 : 3);
   const double backoff = std::ldexp(1.0, std::clamp(doublings, 0, 16));
   const double jitter = std::uniform_real_distribution<>(0.8, 1.2)(rng_);
   const auto d = std::chrono::duration_cast<Duration>(base * backoff * jitter);

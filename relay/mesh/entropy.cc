@@ -28,21 +28,20 @@ void Node::entropy_round(Time now) {
   if (peer == nullptr || stored_.empty()) return;
   ++stats_.entropy_rounds;
 
-  // As many origins as fit, continuing where the last round stopped, so a
-  // large mesh is covered over several rounds.
+  // Hot origins first, then as many others as fit, continuing where the
+  // last round stopped, so that a large mesh is covered over several rounds.
   v1::Digest digest;
   digest.set_reply(true);
   std::size_t used = 4;
+  std::set<std::string> named;
+  for (const auto& origin : hot_) add_summary(digest, origin, used, named);
   auto it = stored_.begin();
   std::advance(it, entropy_cursor_ % stored_.size());
   for (std::size_t n = 0; n < stored_.size(); ++n, ++it) {
     if (it == stored_.end()) it = stored_.begin();
-    const std::size_t size = kSummaryBase + it->first.size() + kHoleSize * kMaxHoles;
-    if (used + size > tuning_.max_body) break;
-    auto* summary = digest.add_origins();
-    summary->set_origin(it->first);
-    it->second.summarize(*summary, kMaxHoles);
-    used += size;
+    const std::size_t before = digest.origins_size();
+    add_summary(digest, it->first, used, named);
+    if (static_cast<std::size_t>(digest.origins_size()) == before && !named.contains(it->first)) break;
     ++entropy_cursor_;
   }
   v1::Datagram d;
@@ -100,17 +99,34 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
   }
   if (!give.empty()) serve(now, from, std::move(give));
   if (digest.reply()) {
-    // Answer with ours, covering the same origins, so the sender can pull.
+    // Answer with ours: the same origins, then our hot ones, so that the
+    // sender can pull what we have and it did not think to ask about.
     v1::Datagram d;
-    for (const auto& summary : digest.origins()) {
-      auto mine = stored_.find(summary.origin());
-      if (mine == stored_.end()) continue;
-      auto* s = d.mutable_digest()->add_origins();
-      s->set_origin(summary.origin());
-      mine->second.summarize(*s, kMaxHoles);
-    }
+    std::size_t used = 4;
+    std::set<std::string> named;
+    for (const auto& summary : digest.origins()) add_summary(*d.mutable_digest(), summary.origin(), used, named);
+    for (const auto& origin : hot_) add_summary(*d.mutable_digest(), origin, used, named);
     send(from, d);
   }
+}
+
+void Node::add_summary(v1::Digest& digest, const std::string& origin, std::size_t& used,
+                       std::set<std::string>& named) {
+  auto mine = stored_.find(origin);
+  const std::size_t size = kSummaryBase + origin.size() + kHoleSize * kMaxHoles;
+  if (mine == stored_.end() || used + size > tuning_.max_body || !named.insert(origin).second) return;
+  auto* summary = digest.add_origins();
+  summary->set_origin(origin);
+  mine->second.summarize(*summary, kMaxHoles);
+  used += size;
+}
+
+void Node::mark_hot(const std::string& origin) {
+  constexpr std::size_t kHotOrigins = 8;
+  if (!hot_.empty() && hot_.front() == origin) return;
+  std::erase(hot_, origin);
+  hot_.push_front(origin);
+  if (hot_.size() > kHotOrigins) hot_.pop_back();
 }
 
 void Node::handle_pulls(Time now, Peer& from, const v1::Pulls& pulls) {

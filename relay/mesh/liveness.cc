@@ -98,7 +98,9 @@ void Node::sweep(Time now) {
   next_sweep_ = now + std::chrono::seconds(1);
   for (auto& peer : peers_) {
     const Duration silent = now - peer.last_confirmed;
-    if (!peer.down && silent > tuning_.down_after) {
+    // In a large mesh each peer is probed less often; give it as many
+    // chances to answer before it counts as down.
+    if (!peer.down && silent > std::max(tuning_.down_after, 4 * probe_period())) {
       peer.down = true;
       drop_queues(peer);
     }

@@ -64,6 +64,7 @@ void Node::start(Time now, Snapshot snapshot) {
 
 void Node::on_local_event(Time now, EventPtr event) {
   stored_[self_].add(event->key.seq);
+  mark_hot(self_);
   cache(event);
   auto& lacking = unreplicated_[event->key];
   // Targets first: with a window, the first pushes leave first.
@@ -123,7 +124,10 @@ void Node::on_stored(Time now, const StoreDone& done) {
   const StoreBatch& batch = node.mapped();
   for (const auto& write : batch.events) {
     const EventKey& key = write.event->key;
-    if (stored_[key.origin].add(key.seq)) ++stats_.events_stored;
+    if (stored_[key.origin].add(key.seq)) {
+      ++stats_.events_stored;
+      mark_hot(key.origin);
+    }
     cache(write.event);
     auto pending = storing_.extract(key);
     if (!pending.empty()) {

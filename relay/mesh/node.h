@@ -202,6 +202,9 @@ class Node {
   void handle_digest(Time now, Peer& from, const v1::Digest& digest);
   void handle_pulls(Time now, Peer& from, const v1::Pulls& pulls);
   void serve(Time now, Peer& to, std::vector<EventKey> keys);
+  void mark_hot(const std::string& origin);
+  void add_summary(v1::Digest& digest, const std::string& origin, std::size_t& used,
+                   std::set<std::string>& named);
 
   // liveness.cc
   void probe_round(Time now);
@@ -255,6 +258,9 @@ class Node {
   std::uint64_t next_nonce_ = 1;
   Time next_entropy_{};
   std::size_t entropy_cursor_ = 0;
+  // Origins with new events lately: named first in digests, so that in a
+  // large mesh the origins that matter now are compared every round.
+  std::deque<std::string> hot_;
   std::size_t probe_cursor_ = 0;
   Time next_probe_round_{};
   Time next_sweep_{};
