@@ -176,9 +176,12 @@ void Node::handle_events(Time now, Peer& from, const v1::Events& body,
       ++stats_.duplicates;
       pending->second.ack_to.push_back(from.info.id);
       for (const auto& id : forward_to) pending->second.forward_to.push_back(id);
-    } else {
+    } else if (storing_.size() < tuning_.max_queue) {
       store_event(make_event(body.events(i), parsed), from.info.id, forward_to);
     }
+    // else the store is behind: take nothing more and ack nothing; the
+    // sender's retries bring it again (back-pressure, not loss).
+
   }
 }
 

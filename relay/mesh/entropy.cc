@@ -161,7 +161,10 @@ void Node::serve(Time now, Peer& to, std::vector<EventKey> keys) {
   std::stable_sort(ready.begin(), ready.end(),
                    [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
   if (!ready.empty()) send_events(now, to, ready, {});
-  if (!load.keys.empty()) {
+  // Loads are bounded too: a peer asking faster than the store answers
+  // simply asks again in a later round.
+  constexpr std::size_t kMaxLoads = 64;
+  if (!load.keys.empty() && loads_.size() < kMaxLoads) {
     load.ticket = next_ticket_++;
     loads_[load.ticket] = to.info.id;
     store_.load(std::move(load));
