@@ -12,9 +12,12 @@
 namespace relay {
 namespace {
 
-constexpr auto kEndpointHint = "expected \"host:port\" such as \"192.0.2.10:7400\" or \"[2001:db8::1]:7400\"";
+constexpr auto kEndpointHint =
+    "expected \"host:port\" such as \"192.0.2.10:7400\" or \"[2001:db8::1]:7400\"";
 
-bool valid_group(std::string_view name) { return valid_node_id(name); }
+bool valid_group(std::string_view name) {
+  return valid_node_id(name);
+}
 
 std::optional<Endpoint> endpoint(TomlSection& section, std::string_view key) {
   auto text = section.string(key, false);
@@ -80,8 +83,9 @@ void read_peers(TomlSection& top, Config& config) {
   std::set<std::string> ids{config.node.id};
   std::set<crypto::PublicKeyBytes> keys;
   for (std::size_t i = 0; i < peers->size(); ++i) {
-    TomlSection section(*peers->get(i)->as_table(), top.file(), "peer[" + std::to_string(i + 1) + "]",
-                        top.issues(), {"id", "address", "public_key", "groups"});
+    TomlSection section(*peers->get(i)->as_table(), top.file(),
+                        "peer[" + std::to_string(i + 1) + "]", top.issues(),
+                        {"id", "address", "public_key", "groups"});
     PeerConfig peer;
     if (auto id = section.string("id", true)) {
       if (!valid_node_id(*id)) {
@@ -211,8 +215,7 @@ std::string Config::check_target(std::string_view target) const {
     return "target \"" + std::string(target) + "\": no node or peer is in group \"" +
            std::string(target.substr(6)) + "\"";
   }
-  return "target \"" + std::string(target) +
-         "\" is not \"all\", a known node id or \"group:NAME\"";
+  return "target \"" + std::string(target) + "\" is not \"all\", a known node id or \"group:NAME\"";
 }
 
 Config load_config(const std::filesystem::path& file) {
@@ -245,8 +248,8 @@ NodeKeys load_node_keys(const Config& config) {
       return decltype(std::optional(load())){};
     }
   };
-  auto identity = attempt("node.identity_key",
-                          [&] { return load_identity_key(config.node.identity_key); });
+  auto identity =
+      attempt("node.identity_key", [&] { return load_identity_key(config.node.identity_key); });
   auto ring = attempt("mesh.keys", [&] { return load_key_ring(config.mesh.keys); });
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return NodeKeys{std::move(*identity), std::move(*ring)};

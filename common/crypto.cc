@@ -32,7 +32,9 @@ EVP_KDF* hkdf() {
   return kdf;
 }
 
-std::shared_ptr<EVP_PKEY> own(EVP_PKEY* key) { return {key, EVP_PKEY_free}; }
+std::shared_ptr<EVP_PKEY> own(EVP_PKEY* key) {
+  return {key, EVP_PKEY_free};
+}
 
 struct MdCtx {
   MdCtx() : ctx(EVP_MD_CTX_new()) {
@@ -56,10 +58,10 @@ Key hkdf_sha256(ByteView ikm, ByteView salt, ByteView info) {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(ikm.data()),
                                         ikm.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                        const_cast<std::uint8_t*>(salt.data()), salt.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-                                        const_cast<std::uint8_t*>(info.data()), info.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t*>(salt.data()),
+                                        salt.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<std::uint8_t*>(info.data()),
+                                        info.size()),
       OSSL_PARAM_construct_end()};
   Key out{};
   const int ok = EVP_KDF_derive(ctx, out.data(), out.size(), params);
@@ -72,7 +74,9 @@ Aead::Aead() : ctx_(EVP_CIPHER_CTX_new()) {
   if (ctx_ == nullptr) die("EVP_CIPHER_CTX_new");
 }
 
-Aead::~Aead() { EVP_CIPHER_CTX_free(ctx_); }
+Aead::~Aead() {
+  EVP_CIPHER_CTX_free(ctx_);
+}
 
 bool Aead::seal(const Key& key, const Nonce& nonce, ByteView aad, ByteView plaintext,
                 std::span<std::uint8_t> out) {
@@ -126,8 +130,7 @@ SigningKey SigningKey::generate() {
 }
 
 std::optional<SigningKey> SigningKey::from_seed(ByteView seed) {
-  EVP_PKEY* key =
-      EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size());
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size());
   if (key == nullptr) return std::nullopt;
   return SigningKey(own(key));
 }

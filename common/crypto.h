@@ -78,7 +78,8 @@ class VerifyKey {
   const PublicKeyBytes& bytes() const { return raw_; }
 
  private:
-  VerifyKey(std::shared_ptr<EVP_PKEY> key, const PublicKeyBytes& raw) : key_(std::move(key)), raw_(raw) {}
+  VerifyKey(std::shared_ptr<EVP_PKEY> key, const PublicKeyBytes& raw)
+      : key_(std::move(key)), raw_(raw) {}
   std::shared_ptr<EVP_PKEY> key_;
   PublicKeyBytes raw_;
 };

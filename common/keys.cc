@@ -49,10 +49,11 @@ std::string key_ring_to_toml(const KeyRing& ring) {
       "# relaymesh mesh key ring: SECRET. Copy it to every node with mode 0600.\n"
       "# Rotation: add a [[key]] with a new id on every node, then change `current`\n"
       "# everywhere, then remove the old [[key]] once no node sends with it.\n"
-      "current = " + std::to_string(ring.current) + "\n";
+      "current = " +
+      std::to_string(ring.current) + "\n";
   for (const auto& [id, key] : ring.keys) {
-    text += "\n[[key]]\nid = " + std::to_string(id) + "\nsecret = \"" +
-            crypto::base64_encode(key) + "\"\n";
+    text += "\n[[key]]\nid = " + std::to_string(id) + "\nsecret = \"" + crypto::base64_encode(key) +
+            "\"\n";
   }
   return text;
 }
@@ -75,7 +76,8 @@ KeyRing load_key_ring(const std::filesystem::path& file) {
     if (!id || !secret) continue;
     auto raw = crypto::base64_decode(*secret);
     if (!raw || raw->size() != crypto::kKeySize) {
-      entry.error("secret", "expected 32 bytes in base64 (44 characters), as relayctl keygen --mesh writes");
+      entry.error("secret",
+                  "expected 32 bytes in base64 (44 characters), as relayctl keygen --mesh writes");
       continue;
     }
     auto [slot, added] = ring.keys.try_emplace(static_cast<std::uint32_t>(*id));

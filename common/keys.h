@@ -11,9 +11,9 @@
 
 namespace relay {
 
-/// The mesh's shared AEAD keys by id (ids start at 1; 0 means none). A node seals with `current` and opens
-/// with any key in the ring, so a rotation is: install the new key everywhere,
-/// switch `current`, and remove the old key after a grace period.
+/// The mesh's shared AEAD keys by id (ids start at 1; 0 means none). A node seals with `current`
+/// and opens with any key in the ring, so a rotation is: install the new key everywhere, switch
+/// `current`, and remove the old key after a grace period.
 struct KeyRing {
   std::uint32_t current = 0;
   std::map<std::uint32_t, crypto::Key> keys;

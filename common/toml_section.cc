@@ -25,8 +25,8 @@ TomlSection::TomlSection(const toml::table& table, std::string file, std::string
     if (found) continue;
     std::string expected;
     for (auto k : known) expected += (expected.empty() ? "" : ", ") + std::string(k);
-    issues_.push_back({file_, line_of(&node), path_of(key.str()),
-                       "unknown key; expected one of: " + expected});
+    issues_.push_back(
+        {file_, line_of(&node), path_of(key.str()), "unknown key; expected one of: " + expected});
   }
 }
 
@@ -74,7 +74,8 @@ std::optional<std::int64_t> TomlSection::integer(std::string_view key, bool requ
   const std::string range = std::to_string(min) + " to " + std::to_string(max);
   if (node == nullptr) {
     if (required) {
-      issues_.push_back({file_, line_of(&table_), path_of(key), "missing; expected an integer " + range});
+      issues_.push_back(
+          {file_, line_of(&table_), path_of(key), "missing; expected an integer " + range});
     }
     return std::nullopt;
   }
@@ -124,7 +125,8 @@ std::optional<toml::table> parse_toml_file(const std::filesystem::path& file,
                                            std::vector<ConfigIssue>& issues) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
-    issues.push_back({file.string(), 0, "", "cannot read the file: " + std::string(std::strerror(errno))});
+    issues.push_back(
+        {file.string(), 0, "", "cannot read the file: " + std::string(std::strerror(errno))});
     return std::nullopt;
   }
   std::ostringstream text;

@@ -181,7 +181,6 @@ void Node::handle_events(Time now, Peer& from, const v1::Events& body,
     }
     // else the store is behind: take nothing more and ack nothing; the
     // sender's retries bring it again (back-pressure, not loss).
-
   }
 }
 
@@ -196,7 +195,8 @@ void Node::handle_acks(Time now, Peer& from, const v1::Acks& acks) {
   for (const auto& a : acks.origins()) {
     std::vector<EventKey> done;
     for (auto it = from.in_flight.lower_bound({a.origin(), 1});
-         it != from.in_flight.end() && it->first.origin == a.origin() && it->first.seq <= a.through();
+         it != from.in_flight.end() && it->first.origin == a.origin() &&
+         it->first.seq <= a.through();
          ++it) {
       done.push_back(it->first);
     }

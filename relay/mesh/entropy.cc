@@ -41,7 +41,8 @@ void Node::entropy_round(Time now) {
     if (it == stored_.end()) it = stored_.begin();
     const std::size_t before = digest.origins_size();
     add_summary(digest, it->first, used, named);
-    if (static_cast<std::size_t>(digest.origins_size()) == before && !named.contains(it->first)) break;
+    if (static_cast<std::size_t>(digest.origins_size()) == before && !named.contains(it->first))
+      break;
     ++entropy_cursor_;
   }
   v1::Datagram d;
@@ -66,7 +67,8 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     for (const auto& key : held) acked(now, from, key);
 
     if (give.size() < tuning_.entropy_budget) {
-      for (std::uint64_t seq : mine->second.missing_from(summary, tuning_.entropy_budget - give.size())) {
+      for (std::uint64_t seq :
+           mine->second.missing_from(summary, tuning_.entropy_budget - give.size())) {
         give.push_back({summary.origin(), seq});
       }
     }
@@ -104,7 +106,8 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     v1::Datagram d;
     std::size_t used = 4;
     std::set<std::string> named;
-    for (const auto& summary : digest.origins()) add_summary(*d.mutable_digest(), summary.origin(), used, named);
+    for (const auto& summary : digest.origins())
+      add_summary(*d.mutable_digest(), summary.origin(), used, named);
     for (const auto& origin : hot_) add_summary(*d.mutable_digest(), origin, used, named);
     send(from, d);
   }
@@ -114,7 +117,8 @@ void Node::add_summary(v1::Digest& digest, const std::string& origin, std::size_
                        std::set<std::string>& named) {
   auto mine = stored_.find(origin);
   const std::size_t size = kSummaryBase + origin.size() + kHoleSize * kMaxHoles;
-  if (mine == stored_.end() || used + size > tuning_.max_body || !named.insert(origin).second) return;
+  if (mine == stored_.end() || used + size > tuning_.max_body || !named.insert(origin).second)
+    return;
   auto* summary = digest.add_origins();
   summary->set_origin(origin);
   mine->second.summarize(*summary, kMaxHoles);

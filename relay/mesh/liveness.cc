@@ -50,7 +50,8 @@ void Node::handle_probe(Time now, Peer& from, const v1::Probe& probe) {
   Peer* target = find_peer(probe.target());
   if (target == nullptr || target == &from || indirect_.size() >= 4 * peers_.size() + 16) return;
   const std::uint64_t nonce = next_nonce_++;
-  indirect_[nonce] = {from.info.id, probe.nonce(), target->info.id, now + 4 * tuning_.probe_timeout};
+  indirect_[nonce] = {from.info.id, probe.nonce(), target->info.id,
+                      now + 4 * tuning_.probe_timeout};
   v1::Datagram d;
   d.mutable_probe()->set_nonce(nonce);
   d.mutable_probe()->set_target(target->info.id);

@@ -8,7 +8,8 @@ bool targets_node(const std::vector<std::string>& targets, const std::string& id
                   const std::vector<std::string>& groups) {
   for (const auto& t : targets) {
     if (t == "all" || t == id) return true;
-    if (t.starts_with("group:") && std::find(groups.begin(), groups.end(), t.substr(6)) != groups.end()) {
+    if (t.starts_with("group:") &&
+        std::find(groups.begin(), groups.end(), t.substr(6)) != groups.end()) {
       return true;
     }
   }
@@ -80,7 +81,9 @@ void Node::on_local_event(Time now, EventPtr event) {
   finish(now);
 }
 
-bool Node::accepting_local() const { return unreplicated_.size() < tuning_.max_queue; }
+bool Node::accepting_local() const {
+  return unreplicated_.size() < tuning_.max_queue;
+}
 
 void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& body,
                        const std::vector<v1::Event>& events) {
@@ -166,8 +169,9 @@ void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>
   Peer* peer = node.empty() ? nullptr : find_peer(node.mapped());
   if (peer != nullptr && !events.empty()) {
     std::vector<EventPtr> sorted = events;
-    std::stable_sort(sorted.begin(), sorted.end(),
-                     [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
+    std::stable_sort(sorted.begin(), sorted.end(), [](const EventPtr& a, const EventPtr& b) {
+      return a->priority > b->priority;
+    });
     send_events(now, *peer, sorted, {});
   }
   finish(now);
@@ -266,7 +270,9 @@ void Node::send(Peer& peer, const v1::Datagram& body) {
   transport_.send(peer.info.id, body);
 }
 
-void Node::wake(const Peer& peer, Time when) { wakeups_.emplace(when, index_of(peer)); }
+void Node::wake(const Peer& peer, Time when) {
+  wakeups_.emplace(when, index_of(peer));
+}
 
 void Node::cache(const EventPtr& event) {
   if (!cache_.emplace(event->key, event).second) return;

@@ -1,9 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
-#include <deque>
 #include <queue>
 #include <random>
 #include <set>
@@ -229,7 +229,9 @@ class Node {
   void wake(const Peer& peer, Time when);
   void sweep(Time now);
   void cache(const EventPtr& event);
-  std::size_t index_of(const Peer& peer) const { return static_cast<std::size_t>(&peer - peers_.data()); }
+  std::size_t index_of(const Peer& peer) const {
+    return static_cast<std::size_t>(&peer - peers_.data());
+  }
 
   std::string self_;
   std::vector<std::string> self_groups_;
@@ -241,16 +243,16 @@ class Node {
   std::vector<Peer> peers_;
   std::map<std::string, std::size_t> peer_index_;
   std::map<std::string, SeqSet> stored_;
-  std::map<EventKey, EventPtr> cache_;       // recent events, bounded
+  std::map<EventKey, EventPtr> cache_;  // recent events, bounded
   std::deque<EventKey> cache_order_;
-  std::map<EventKey, Pending> storing_;      // in a batch not yet durable
-  StoreBatch batch_;                          // being filled by the current input
+  std::map<EventKey, Pending> storing_;  // in a batch not yet durable
+  StoreBatch batch_;                     // being filled by the current input
   std::map<std::uint64_t, StoreBatch> committing_;
   std::map<std::uint64_t, std::string> loads_;  // ticket -> peer to serve
   std::uint64_t next_ticket_ = 1;
   // Own events: which peers still lack each (for the replicated marker).
   std::map<EventKey, std::set<std::string>> unreplicated_;
-  std::set<std::size_t> dirty_;  // peers with acks, sends or receipts to flush
+  std::set<std::size_t> dirty_;                 // peers with acks, sends or receipts to flush
   std::vector<std::string> batch_receipt_via_;  // parallel to batch_.receipts
   std::map<std::uint64_t, std::vector<std::string>> receipt_via_;  // by ticket
   std::optional<std::size_t> catch_up_;  // peer to exchange with again soon

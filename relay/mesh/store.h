@@ -35,8 +35,8 @@ struct StoreBatch {
   std::vector<Alarm> alarms;
 
   bool empty() const {
-    return events.empty() && receipts.empty() && receipts_confirmed.empty() &&
-           replicated.empty() && alarms.empty();
+    return events.empty() && receipts.empty() && receipts_confirmed.empty() && replicated.empty() &&
+           alarms.empty();
   }
 };
 

@@ -45,8 +45,7 @@ int check_config(const std::string& file) {
   std::printf("%s: OK\n", file.c_str());
   std::printf("  node      %s (groups: %s), listening on %s\n", config.node.id.c_str(),
               join(config.node.groups, "none").c_str(), config.node.listen.to_string().c_str());
-  std::printf("  identity  %s\n            public_key = \"%s\"\n",
-              config.node.identity_key.c_str(),
+  std::printf("  identity  %s\n            public_key = \"%s\"\n", config.node.identity_key.c_str(),
               relay::format_public_key(keys.identity.public_key()).c_str());
   std::printf("  mesh keys %s: %zu key(s), sending with key id %u\n", config.mesh.keys.c_str(),
               keys.ring.keys.size(), keys.ring.current);
@@ -58,11 +57,13 @@ int check_config(const std::string& file) {
   std::printf("  store     %s, polling every %lld ms\n", config.store.dsn.c_str(),
               static_cast<long long>(config.store.poll_interval.count()));
   std::printf("  kick      listening on %s; waking consumers at: %s\n",
-              config.kick.listen.to_string().c_str(), [&] {
+              config.kick.listen.to_string().c_str(),
+              [&] {
                 std::vector<std::string> eps;
                 for (const auto& ep : config.delivery.kick) eps.push_back(ep.to_string());
                 return join(eps, "none");
-              }().c_str());
+              }()
+                  .c_str());
   std::printf("  duress    default targets: %s\n", join(config.duress.targets, "none").c_str());
   std::printf("  supervision timeout %lld s\n",
               static_cast<long long>(config.mesh.supervision_timeout.count() / 1000));
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
   keygen_cmd->add_option("--out", out, "file to create (mode 0600; never overwritten)")->required();
   keygen_cmd->add_flag("--mesh", mesh, "create a mesh key ring instead of a node identity key");
 
-  auto* check_cmd = app.add_subcommand("check-config", "load and check a configuration and its key files");
+  auto* check_cmd =
+      app.add_subcommand("check-config", "load and check a configuration and its key files");
 
   try {
     app.parse(argc, argv);

@@ -43,11 +43,21 @@ Cluster::Cluster(SimConfig config) : config_(config), rng_(config.seed) {
 
 Cluster::~Cluster() = default;
 
-const std::string& Cluster::id(std::size_t i) const { return slots_[i]->id; }
-std::size_t Cluster::index(const std::string& id) const { return index_.at(id); }
-bool Cluster::up(std::size_t i) const { return slots_[i]->node != nullptr; }
-const DurableState& Cluster::durable(std::size_t i) const { return slots_[i]->durable; }
-const Node* Cluster::node(std::size_t i) const { return slots_[i]->node.get(); }
+const std::string& Cluster::id(std::size_t i) const {
+  return slots_[i]->id;
+}
+std::size_t Cluster::index(const std::string& id) const {
+  return index_.at(id);
+}
+bool Cluster::up(std::size_t i) const {
+  return slots_[i]->node != nullptr;
+}
+const DurableState& Cluster::durable(std::size_t i) const {
+  return slots_[i]->durable;
+}
+const Node* Cluster::node(std::size_t i) const {
+  return slots_[i]->node.get();
+}
 
 std::int64_t Cluster::wall_ms() const {
   return kEpochMs + std::chrono::duration_cast<milliseconds>(now_.time_since_epoch()).count();
@@ -112,15 +122,19 @@ void Cluster::restart(std::size_t i) {
     if (other.get() != &slot) peers.push_back({other->id, other->groups});
   }
   slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable);
-  slot.node = std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning,
-                                     *slot.store, slot,
-                                     config_.seed * 1'000'003 + i * 7'919 + slot.incarnation);
+  slot.node =
+      std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning, *slot.store,
+                             slot, config_.seed * 1'000'003 + i * 7'919 + slot.incarnation);
   slot.node->start(now_, slot.store->snapshot(origins));
   settle(i);
 }
 
-void Cluster::block(std::size_t from, std::size_t to) { blocked_.insert({from, to}); }
-void Cluster::unblock(std::size_t from, std::size_t to) { blocked_.erase({from, to}); }
+void Cluster::block(std::size_t from, std::size_t to) {
+  blocked_.insert({from, to});
+}
+void Cluster::unblock(std::size_t from, std::size_t to) {
+  blocked_.erase({from, to});
+}
 
 void Cluster::isolate(std::size_t i) {
   for (std::size_t j = 0; j < slots_.size(); ++j) {
@@ -152,7 +166,8 @@ void Cluster::route(std::size_t from, const std::string& to, const v1::Datagram&
   const int copies = coin(rng_) < config_.link.duplicate ? 2 : 1;
   for (int c = 0; c < copies; ++c) {
     const auto jitter = std::chrono::duration_cast<Duration>(config_.link.jitter * coin(rng_));
-    schedule(now_ + config_.link.delay + jitter, [this, from, target, body] { deliver(from, target, body); });
+    schedule(now_ + config_.link.delay + jitter,
+             [this, from, target, body] { deliver(from, target, body); });
   }
 }
 
@@ -163,9 +178,11 @@ void Cluster::check_acks(std::size_t from, const v1::Datagram& body) {
   const DurableState& durable = slots_[from]->durable;
   for (const auto& a : body.acks().origins()) {
     auto it = durable.seqs.find(a.origin());
-    const bool through_ok = a.through() == 0 || (it != durable.seqs.end() && it->second.watermark() >= a.through());
+    const bool through_ok =
+        a.through() == 0 || (it != durable.seqs.end() && it->second.watermark() >= a.through());
     bool seqs_ok = true;
-    for (auto seq : a.seqs()) seqs_ok = seqs_ok && it != durable.seqs.end() && it->second.contains(seq);
+    for (auto seq : a.seqs())
+      seqs_ok = seqs_ok && it != durable.seqs.end() && it->second.contains(seq);
     if (!through_ok || !seqs_ok) {
       violations_.push_back(id(from) + " acked events of " + a.origin() + " through " +
                             std::to_string(a.through()) + " before they were durable");
@@ -282,8 +299,8 @@ std::optional<std::string> Cluster::check() const {
       const auto rows = d.delivered.find(e.key);
       const int count = rows == d.delivered.end() ? 0 : rows->second;
       if (count != (target ? 1 : 0)) {
-        return "event " + name(e.key) + " delivered " + std::to_string(count) + " times at " + slot->id +
-               (target ? " (a target)" : " (not a target)");
+        return "event " + name(e.key) + " delivered " + std::to_string(count) + " times at " +
+               slot->id + (target ? " (a target)" : " (not a target)");
       }
       if (target && !origin.receipts.contains({e.key, slot->id})) {
         return "the receipt of " + slot->id + " for " + name(e.key) + " did not reach its origin";

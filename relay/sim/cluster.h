@@ -8,8 +8,8 @@
 #include <queue>
 #include <random>
 #include <set>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "relay/mesh/node.h"

@@ -12,10 +12,12 @@ void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
       if (key.origin != self_) durable_.receipts_owed.emplace(key, now_ms);
     }
   }
-  for (const auto& r : batch.receipts) durable_.receipts.emplace(std::pair(r.event, r.target), r.delivered_unix_ms);
+  for (const auto& r : batch.receipts)
+    durable_.receipts.emplace(std::pair(r.event, r.target), r.delivered_unix_ms);
   for (const auto& r : batch.receipts_confirmed) durable_.receipts_owed.erase(r.event);
   for (const auto& key : batch.replicated) durable_.replicated.insert(key);
-  for (const auto& alarm : batch.alarms) durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms});
+  for (const auto& alarm : batch.alarms)
+    durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms});
 }
 
 std::vector<EventPtr> SimStore::answer(const LoadRequest& request) const {
@@ -47,7 +49,8 @@ Snapshot SimStore::snapshot(const std::vector<std::string>& origins) const {
   Snapshot s;
   for (const auto& origin : origins) s.stored[origin];
   for (const auto& [origin, seqs] : durable_.seqs) s.stored[origin] = seqs;
-  for (auto it = durable_.log.lower_bound({self_, 1}); it != durable_.log.end() && it->first.origin == self_; ++it) {
+  for (auto it = durable_.log.lower_bound({self_, 1});
+       it != durable_.log.end() && it->first.origin == self_; ++it) {
     if (!durable_.replicated.contains(it->first)) s.unreplicated.push_back(it->second);
   }
   for (const auto& [key, at] : durable_.receipts_owed) s.receipts_owed.push_back({key, self_, at});

@@ -27,9 +27,9 @@ crypto::Nonce nonce_of(std::uint64_t counter) {
 
 Session new_session(const Clock& clock) {
   Session s;
-  s.start_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                              clock.wall_now().time_since_epoch())
-                                              .count());
+  s.start_us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(clock.wall_now().time_since_epoch())
+          .count());
   crypto::random_bytes({reinterpret_cast<std::uint8_t*>(&s.boot_id), sizeof s.boot_id});
   return s;
 }
@@ -38,8 +38,8 @@ Session new_session(const Clock& clock) {
 
 const char* to_string(Reject reason) {
   static constexpr const char* names[kRejectReasons] = {
-      "none",           "bad_size",      "unknown_version", "unknown_key_id",
-      "unknown_sender", "bad_tag",       "stale_session",   "replay",
+      "none",           "bad_size",       "unknown_version",     "unknown_key_id",
+      "unknown_sender", "bad_tag",        "stale_session",       "replay",
       "malformed_body", "unknown_origin", "bad_origin_signature"};
   return names[static_cast<std::size_t>(reason)];
 }
@@ -182,8 +182,7 @@ Reject Codec::open_checked(crypto::ByteView datagram, Opened& out) {
 
   out.sender = std::move(header->sender);
   out.events.clear();
-  if (!out.body.ParseFromString(buffer_) ||
-      out.body.body_case() == v1::Datagram::BODY_NOT_SET) {
+  if (!out.body.ParseFromString(buffer_) || out.body.body_case() == v1::Datagram::BODY_NOT_SET) {
     return Reject::malformed_body;
   }
   return verify_events(out);
@@ -193,8 +192,8 @@ Reject Codec::verify_events(Opened& out) const {
   if (!out.body.has_events()) return Reject::none;
   for (const auto& signed_event : out.body.events().events()) {
     v1::Event& event = out.events.emplace_back();
-    if (signed_event.event().size() > kMaxEventBytes || !event.ParseFromString(signed_event.event()) ||
-        event.seq() == 0) {
+    if (signed_event.event().size() > kMaxEventBytes ||
+        !event.ParseFromString(signed_event.event()) || event.seq() == 0) {
       return Reject::malformed_body;
     }
     const crypto::VerifyKey* key = nullptr;

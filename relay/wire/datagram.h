@@ -114,7 +114,9 @@ class Codec {
   const Session& session() const { return session_; }
   std::uint64_t accepted() const { return accepted_; }
   /// Datagrams dropped for `reason` since start.
-  std::uint64_t rejected(Reject reason) const { return rejected_[static_cast<std::size_t>(reason)]; }
+  std::uint64_t rejected(Reject reason) const {
+    return rejected_[static_cast<std::size_t>(reason)];
+  }
 
  private:
   struct Receiver {

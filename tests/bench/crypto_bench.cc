@@ -35,7 +35,8 @@ void BM_SealOpen(benchmark::State& state) {
   wire::Opened opened;
   for (auto _ : state) {
     const auto sealed = hq->seal(body);
-    if (north->open(crypto::as_bytes(*sealed), opened) != wire::Reject::none) state.SkipWithError("rejected");
+    if (north->open(crypto::as_bytes(*sealed), opened) != wire::Reject::none)
+      state.SkipWithError("rejected");
     benchmark::DoNotOptimize(opened);
   }
   state.SetBytesProcessed(state.iterations() * state.range(0));
@@ -59,12 +60,14 @@ void BM_RawEvpSealOpen(benchmark::State& state) {
     int len = 0;
     EVP_EncryptInit_ex2(ctx, cipher, key, nonce, nullptr);
     EVP_EncryptUpdate(ctx, nullptr, &len, aad, sizeof aad);
-    EVP_EncryptUpdate(ctx, s, &len, reinterpret_cast<const std::uint8_t*>(plain.data()), static_cast<int>(size));
+    EVP_EncryptUpdate(ctx, s, &len, reinterpret_cast<const std::uint8_t*>(plain.data()),
+                      static_cast<int>(size));
     EVP_EncryptFinal_ex(ctx, s + len, &len);
     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, s + size);
     EVP_DecryptInit_ex2(ctx, cipher, key, nonce, nullptr);
     EVP_DecryptUpdate(ctx, nullptr, &len, aad, sizeof aad);
-    EVP_DecryptUpdate(ctx, reinterpret_cast<std::uint8_t*>(opened.data()), &len, s, static_cast<int>(size));
+    EVP_DecryptUpdate(ctx, reinterpret_cast<std::uint8_t*>(opened.data()), &len, s,
+                      static_cast<int>(size));
     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, s + size);
     if (EVP_DecryptFinal_ex(ctx, reinterpret_cast<std::uint8_t*>(opened.data()) + len, &len) != 1) {
       state.SkipWithError("tag");
@@ -118,7 +121,8 @@ void BM_RawEvpSign(benchmark::State& state) {
   for (auto _ : state) {
     std::size_t len = sizeof sig;
     EVP_DigestSignInit(md, nullptr, nullptr, nullptr, pkey);
-    EVP_DigestSign(md, sig, &len, reinterpret_cast<const std::uint8_t*>(message.data()), message.size());
+    EVP_DigestSign(md, sig, &len, reinterpret_cast<const std::uint8_t*>(message.data()),
+                   message.size());
     benchmark::DoNotOptimize(sig);
   }
   EVP_MD_CTX_free(md);
@@ -133,10 +137,12 @@ void BM_RawEvpVerify(benchmark::State& state) {
   std::uint8_t sig[64];
   std::size_t len = sizeof sig;
   EVP_DigestSignInit(md, nullptr, nullptr, nullptr, pkey);
-  EVP_DigestSign(md, sig, &len, reinterpret_cast<const std::uint8_t*>(message.data()), message.size());
+  EVP_DigestSign(md, sig, &len, reinterpret_cast<const std::uint8_t*>(message.data()),
+                 message.size());
   for (auto _ : state) {
     EVP_DigestVerifyInit(md, nullptr, nullptr, nullptr, pkey);
-    if (EVP_DigestVerify(md, sig, len, reinterpret_cast<const std::uint8_t*>(message.data()), message.size()) != 1) {
+    if (EVP_DigestVerify(md, sig, len, reinterpret_cast<const std::uint8_t*>(message.data()),
+                         message.size()) != 1) {
       state.SkipWithError("verify");
     }
   }

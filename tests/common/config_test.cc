@@ -38,13 +38,17 @@ struct Site {
            "[[peer]]\n"
            "id = \"clinic-north\"\n"
            "address = \"192.0.2.11:7400\"\n"
-           "public_key = \"" + north_key + "\"\n"
+           "public_key = \"" +
+           north_key +
+           "\"\n"
            "groups = [\"clinics\"]\n"
            "\n"
            "[[peer]]\n"
            "id = \"clinic-south\"\n"
            "address = \"[2001:db8::12]:7400\"\n"
-           "public_key = \"" + south_key + "\"\n"
+           "public_key = \"" +
+           south_key +
+           "\"\n"
            "groups = [\"clinics\"]\n"
            "\n"
            "[duress]\n"
@@ -81,7 +85,8 @@ Run relayctl(const std::string& args) {
   REQUIRE(pipe != nullptr);
   std::string output;
   std::array<char, 4096> chunk{};
-  while (std::size_t n = std::fread(chunk.data(), 1, chunk.size(), pipe)) output.append(chunk.data(), n);
+  while (std::size_t n = std::fread(chunk.data(), 1, chunk.size(), pipe))
+    output.append(chunk.data(), n);
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
@@ -229,4 +234,12 @@ TEST_CASE("relayctl keygen writes a 0600 key and prints the line peers paste") {
 
   CHECK(relayctl("keygen").exit_code == 2);
   CHECK(relayctl("frobnicate").exit_code == 2);
+}
+
+TEST_CASE("the example configs in deploy/ are valid") {
+  for (const char* name : {"hq.toml", "clinic.toml"}) {
+    CAPTURE(name);
+    const Config config = load_config(fs::path(RELAY_SOURCE_DIR) / "deploy" / name);
+    CHECK(config.peers.size() == 2);
+  }
 }

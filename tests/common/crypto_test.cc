@@ -22,8 +22,8 @@ TEST_CASE("ChaCha20-Poly1305 matches RFC 8439 section 2.8.2") {
   const std::string plaintext =
       "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the "
       "future, sunscreen would be it.";
-  const auto key = array_of<32>(from_hex(
-      "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"));
+  const auto key =
+      array_of<32>(from_hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"));
   const auto nonce = array_of<12>(from_hex("070000004041424344454647"));
   const auto aad = from_hex("50515253c0c1c2c3c4c5c6c7");
   const auto expected = from_hex(
@@ -59,9 +59,9 @@ TEST_CASE("ChaCha20-Poly1305 matches RFC 8439 section 2.8.2") {
 }
 
 TEST_CASE("HKDF-SHA256 matches RFC 5869 test case 1") {
-  const auto okm = crypto::hkdf_sha256(from_hex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"),
-                                       from_hex("000102030405060708090a0b0c"),
-                                       from_hex("f0f1f2f3f4f5f6f7f8f9"));
+  const auto okm =
+      crypto::hkdf_sha256(from_hex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"),
+                          from_hex("000102030405060708090a0b0c"), from_hex("f0f1f2f3f4f5f6f7f8f9"));
   CHECK(std::vector<std::uint8_t>(okm.begin(), okm.end()) ==
         from_hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"));
 }

@@ -58,10 +58,10 @@ TEST_CASE("key ring errors name the file and the key") {
             .find("ring:4: key[1].secret: expected 32 bytes") != std::string::npos);
   CHECK(error_of("current = 1\ncolour = 3\n[[key]]\nid = 1\nsecret = \"" + good + "\"\n")
             .find("ring:2: colour: unknown key") != std::string::npos);
-  CHECK(error_of("current = 1\n[[key]]\nid = 1\nsecret = \"" + good + "\"\n[[key]]\nid = 1\nsecret = \"" +
-                 good + "\"\n")
+  CHECK(error_of("current = 1\n[[key]]\nid = 1\nsecret = \"" + good +
+                 "\"\n[[key]]\nid = 1\nsecret = \"" + good + "\"\n")
             .find("key[2].id: duplicate key id 1") != std::string::npos);
-  CHECK(error_of("current = [") .find("ring:1: not valid TOML") != std::string::npos);
+  CHECK(error_of("current = [").find("ring:1: not valid TOML") != std::string::npos);
 }
 
 TEST_CASE("a secret file readable by group or others is refused") {

@@ -16,8 +16,10 @@ namespace {
 void expect_delivered(Cluster& c, relay::mesh::Duration limit) {
   const bool converged = c.run_until_converged(limit);
   MESSAGE("events ", c.injected().size(), ", datagrams ", c.stats().datagrams, ", dropped ",
-          c.stats().dropped, ", retransmissions ", c.node(0) ? c.node(0)->stats().retransmissions : 0,
-          ", simulated ", std::chrono::duration_cast<std::chrono::milliseconds>(c.now().time_since_epoch()).count(), " ms");
+          c.stats().dropped, ", retransmissions ",
+          c.node(0) ? c.node(0)->stats().retransmissions : 0, ", simulated ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(c.now().time_since_epoch()).count(),
+          " ms");
   const auto violation = c.check();
   CHECK_MESSAGE(!violation, violation.value_or(""));
   CHECK(converged);
@@ -122,7 +124,8 @@ TEST_CASE("a duress event behind 10,000 queued bulk events goes first") {
   relay::mesh::Time bulk_drained{};
   for (const auto& e : c.injected()) {
     if (e.priority != v1::PRIORITY_BULK) continue;
-    for (std::size_t n = 1; n < c.size(); ++n) bulk_drained = std::max(bulk_drained, *c.stored_at(e.key, n));
+    for (std::size_t n = 1; n < c.size(); ++n)
+      bulk_drained = std::max(bulk_drained, *c.stored_at(e.key, n));
   }
   for (std::size_t n = 1; n < c.size(); ++n) {
     CAPTURE(n);
@@ -141,7 +144,9 @@ TEST_CASE("supervision: an alarm near 90 s for a dead peer, cleared on return") 
   REQUIRE(alarms.size() == 1);
   CHECK(alarms[0].peer == "clinic-2");
   CHECK(alarms[0].raised);
-  const auto died_ms = 1'790'000'000'000 + std::chrono::duration_cast<std::chrono::milliseconds>(died.time_since_epoch()).count();
+  const auto died_ms =
+      1'790'000'000'000 +
+      std::chrono::duration_cast<std::chrono::milliseconds>(died.time_since_epoch()).count();
   CHECK(alarms[0].at_ms - died_ms >= 90'000);
   CHECK(alarms[0].at_ms - died_ms <= 93'000);
   c.restart(2);
@@ -172,7 +177,8 @@ TEST_CASE("duress under 30% loss: p99 from commit to every node under 500 ms") {
   expect_delivered(c, 60s);
   std::vector<relay::mesh::Duration> latencies;
   for (const auto& e : c.injected()) {
-    for (std::size_t n = 0; n < c.size(); ++n) latencies.push_back(*c.stored_at(e.key, n) - e.committed);
+    for (std::size_t n = 0; n < c.size(); ++n)
+      latencies.push_back(*c.stored_at(e.key, n) - e.committed);
   }
   std::sort(latencies.begin(), latencies.end());
   const auto p99 = latencies[latencies.size() * 99 / 100];

@@ -17,7 +17,9 @@ namespace v1 = relaymesh::v1;
 
 namespace {
 
-crypto::ByteView bytes(const std::string& s) { return crypto::as_bytes(s); }
+crypto::ByteView bytes(const std::string& s) {
+  return crypto::as_bytes(s);
+}
 
 v1::Datagram probe(std::uint64_t nonce) {
   v1::Datagram d;
@@ -31,7 +33,8 @@ TEST_CASE("a sealed datagram opens to the same message, events verified") {
   MeshFixture mesh;
   auto hq = mesh.codec("hq");
   auto north = mesh.codec("clinic-north");
-  const auto sealed = hq->seal(mesh.events_body({mesh.event("hq", 1), mesh.event("clinic-south", 7)}));
+  const auto sealed =
+      hq->seal(mesh.events_body({mesh.event("hq", 1), mesh.event("clinic-south", 7)}));
   REQUIRE(sealed);
   CHECK(sealed->size() <= wire::kMaxDatagram);
 
@@ -163,7 +166,8 @@ TEST_CASE("no (key, nonce) pair repeats over 1,000,000 datagrams and three resta
         const auto h = *wire::parse_header(bytes(d));
         sessions.insert(h.session);
         auto [it, fresh] = keys.try_emplace(std::pair(h.sender, h.session));
-        if (fresh) it->second = wire::derive_datagram_key(*mesh.ring.find(h.key_id), h.sender, h.session);
+        if (fresh)
+          it->second = wire::derive_datagram_key(*mesh.ring.find(h.key_id), h.sender, h.session);
         std::string pair(it->second.begin(), it->second.end());
         pair.append(reinterpret_cast<const char*>(&h.counter), sizeof h.counter);
         REQUIRE(seen.insert(std::move(pair)).second);
@@ -220,7 +224,8 @@ TEST_CASE("senders outside the mesh, bodies that do not parse, sizes out of rang
   wire::Opened opened;
 
   // clinic-east holds the mesh key but is not in north's config.
-  wire::Codec east("clinic-east", crypto::SigningKey::generate(), mesh.ring, mesh.peers_of(""), mesh.clock);
+  wire::Codec east("clinic-east", crypto::SigningKey::generate(), mesh.ring, mesh.peers_of(""),
+                   mesh.clock);
   CHECK(north->open(bytes(*east.seal(probe(1))), opened) == Reject::unknown_sender);
   // Nor does a node accept datagrams claiming to be from itself.
   auto north_twin = mesh.codec("clinic-north");
@@ -233,8 +238,9 @@ TEST_CASE("senders outside the mesh, bodies that do not parse, sizes out of rang
         Reject::malformed_body);
   v1::Datagram bad_event;
   bad_event.mutable_events()->add_events()->set_event("\x08");
-  CHECK(north->open(bytes(test::raw_seal(mesh.ring, "hq", session, 3, bad_event.SerializeAsString())),
-                    opened) == Reject::malformed_body);
+  CHECK(
+      north->open(bytes(test::raw_seal(mesh.ring, "hq", session, 3, bad_event.SerializeAsString())),
+                  opened) == Reject::malformed_body);
 
   CHECK(north->open({}, opened) == Reject::bad_size);
   const std::string huge(wire::kMaxDatagram + 1, '\x01');

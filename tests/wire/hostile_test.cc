@@ -100,6 +100,6 @@ TEST_CASE("200,000 random and mutated datagrams give only counted rejections") {
   CHECK(north->rejected(Reject::bad_size) > 0);
   CHECK(north->rejected(Reject::malformed_body) > 0);
   // After the storm, genuine traffic still flows.
-  CHECK(north->open(crypto::as_bytes(*hq->seal(mesh.events_body({mesh.event("hq", 99)}))), opened) ==
-        Reject::none);
+  CHECK(north->open(crypto::as_bytes(*hq->seal(mesh.events_body({mesh.event("hq", 99)}))),
+                    opened) == Reject::none);
 }

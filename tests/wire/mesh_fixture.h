@@ -34,7 +34,8 @@ struct MeshFixture {
     return std::make_unique<wire::Codec>(self, identities.at(self), ring, peers_of(self), clock);
   }
 
-  v1::Event event(const std::string& origin, std::uint64_t seq, std::string body = "fire in the west wing") const {
+  v1::Event event(const std::string& origin, std::uint64_t seq,
+                  std::string body = "fire in the west wing") const {
     v1::Event e;
     e.set_origin(origin);
     e.set_seq(seq);

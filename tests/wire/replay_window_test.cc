@@ -24,7 +24,8 @@ TEST_CASE("reordering inside the window is accepted once each") {
   std::mt19937_64 rng(42);
   // Shuffle within blocks of 2000: every counter arrives at most 2000 late.
   for (std::size_t at = 0; at < counters.size(); at += 2000) {
-    std::shuffle(counters.begin() + at, counters.begin() + std::min(at + 2000, counters.size()), rng);
+    std::shuffle(counters.begin() + at, counters.begin() + std::min(at + 2000, counters.size()),
+                 rng);
   }
   ReplayWindow w;
   for (auto c : counters) CHECK(w.check_and_mark(c) == V::fresh);
