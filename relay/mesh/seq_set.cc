@@ -10,15 +10,32 @@ bool SeqSet::add(std::uint64_t seq) {
   if (seq == 0 || contains(seq)) return false;
   if (seq == watermark_ + 1) {
     watermark_ = seq;
-    // Absorb what arrived early and now joins the contiguous run.
-    while (!above_.empty() && *above_.begin() == watermark_ + 1) {
-      watermark_ = *above_.begin();
-      above_.erase(above_.begin());
-    }
+    absorb();  // what arrived early and now joins the contiguous run
   } else {
     above_.insert(seq);
   }
   return true;
+}
+
+void SeqSet::add_range(std::uint64_t first, std::uint64_t last) {
+  first = std::max<std::uint64_t>(first, 1);
+  if (first > last) return;
+  if (first > watermark_ + 1) {
+    // Above a hole: held one by one until the hole fills (rare, and small).
+    for (std::uint64_t seq = first; seq <= last && seq != 0; ++seq) above_.insert(seq);
+    return;
+  }
+  if (last <= watermark_) return;
+  above_.erase(above_.begin(), above_.upper_bound(last));
+  watermark_ = last;
+  absorb();
+}
+
+void SeqSet::absorb() {
+  while (!above_.empty() && *above_.begin() == watermark_ + 1) {
+    watermark_ = *above_.begin();
+    above_.erase(above_.begin());
+  }
 }
 
 bool SeqSet::contains(std::uint64_t seq) const {

@@ -23,6 +23,8 @@ class SeqSet {
  public:
   /// Adds a seq; returns false if it was already there.
   bool add(std::uint64_t seq);
+  /// Adds every seq in [first, last]; cheap when the range extends the watermark.
+  void add_range(std::uint64_t first, std::uint64_t last);
   bool contains(std::uint64_t seq) const;
   /// Every seq in [1, watermark] is held.
   std::uint64_t watermark() const { return watermark_; }
@@ -45,6 +47,8 @@ class SeqSet {
   void summarize(relaymesh::v1::OriginSummary& out, std::size_t hole_limit) const;
 
  private:
+  void absorb();
+
   std::uint64_t watermark_ = 0;
   std::set<std::uint64_t> above_;
 };

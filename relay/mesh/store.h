@@ -45,6 +45,8 @@ struct StoreDone {
   std::uint64_t ticket = 0;
   /// Commit time of the transaction: when its deliveries happened.
   std::int64_t commit_unix_ms = 0;
+  /// message_queue rows were inserted: time to wake the local consumers.
+  bool delivered = false;
 };
 
 /// A request for stored events, to answer a peer's pull or digest.

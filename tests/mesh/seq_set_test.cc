@@ -84,3 +84,22 @@ TEST_CASE("lookups are bounded by their limits") {
   REQUIRE(ranges.size() == 1);
   CHECK(ranges[0] == SeqRange{1, 100'000});
 }
+
+TEST_CASE("ranges add like their seqs one by one") {
+  SeqSet s;
+  s.add(5);
+  s.add(9);
+  s.add_range(1, 3);
+  CHECK(s.watermark() == 3);
+  s.add_range(4, 6);
+  CHECK(s.watermark() == 6);
+  s.add_range(11, 12);
+  CHECK(s.watermark() == 6);
+  CHECK(s.contains(12));
+  CHECK_FALSE(s.contains(10));
+  s.add_range(7, 10);
+  CHECK(s.watermark() == 12);
+  CHECK(s.above_count() == 0);
+  s.add_range(1, 1'000'000'000);
+  CHECK(s.watermark() == 1'000'000'000);
+}

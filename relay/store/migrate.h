@@ -1,0 +1,26 @@
+#pragma once
+
+#include <pqxx/connection>
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace relay::store {
+
+/// One numbered SQL file of relay/store/migrations, compiled in.
+struct Migration {
+  std::string_view name;  // "001_schema.sql": the number is the version
+  std::string_view sql;
+};
+
+/// Every migration, in order.
+std::span<const Migration> migrations();
+
+/// Applies the migrations not yet applied, in order, in one transaction
+/// under an advisory lock, so two processes starting at once apply each
+/// migration once. Returns the names it applied (empty: already current).
+std::vector<std::string> migrate(pqxx::connection_base& conn);
+
+}  // namespace relay::store

@@ -1,0 +1,153 @@
+#include "relay/store/outbox.h"
+
+#include <spdlog/spdlog.h>
+#include <pqxx/result>
+#include <pqxx/transaction>
+
+#include <charconv>
+
+#include "relay/store/pg_store.h"
+#include "relay/store/rows.h"
+#include "relay/wire/datagram.h"
+
+namespace relay::store {
+namespace {
+
+// The unit separator cannot appear in a valid target or reference, so
+// splitting on it never turns one bad value into two good ones.
+constexpr char kSeparator = '\x1f';
+
+constexpr const char* kClaim = R"sql(
+WITH c AS (
+  DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox ORDER BY rank DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+  RETURNING *)
+SELECT id, kind, rank, array_to_string(targets, E'\x1f'), title, body, location, sender, type,
+       data::text, coalesce((extract(epoch from expires_at) * 1000)::bigint, 0),
+       array_to_string(refs, E'\x1f'), exercise, (extract(epoch from date_inserted) * 1000)::bigint,
+       to_jsonb(c)::text
+FROM c ORDER BY rank DESC, id
+)sql";
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  std::size_t start = 0;
+  while (true) {
+    const auto at = text.find(kSeparator, start);
+    out.push_back(text.substr(start, at - start));
+    if (at == std::string::npos) return out;
+    start = at + 1;
+  }
+}
+
+v1::Kind kind_of(const std::string& name) {
+  if (name == "duress") return v1::KIND_DURESS;
+  if (name == "all-clear") return v1::KIND_ALL_CLEAR;
+  if (name == "test") return v1::KIND_TEST;
+  return v1::KIND_NOTIFICATION;
+}
+
+/// Builds the event of one claimed row, or says why it cannot be one.
+std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
+  e.set_origin(config.node.id);
+  e.set_kind(kind_of(row[1].as<std::string>()));
+  e.set_priority(static_cast<v1::Priority>(row[2].as<int>()));
+  const auto targets = split(row[3].as<std::string>());
+  if (targets.empty()) return "no targets";
+  for (const auto& t : targets) {
+    if (auto why = config.check_target(t); !why.empty()) return why;
+    e.add_targets(t);
+  }
+  e.set_title(row[4].as<std::string>());
+  e.set_body(row[5].as<std::string>());
+  e.set_location(row[6].as<std::string>());
+  e.set_sender(row[7].as<std::string>());
+  e.set_type(row[8].as<std::string>());
+  const std::string data = row[9].as<std::string>();
+  if (data != "{}") e.set_data(data);
+  e.set_expires_unix_ms(row[10].as<std::int64_t>());
+  for (const auto& ref : split(row[11].as<std::string>())) {
+    const auto colon = ref.rfind(':');
+    std::uint64_t seq = 0;
+    const char* end = ref.data() + ref.size();
+    if (colon == std::string::npos || !valid_node_id(std::string_view(ref).substr(0, colon)) ||
+        std::from_chars(ref.data() + colon + 1, end, seq).ptr != end || seq == 0) {
+      return "reference \"" + ref + "\" is not \"origin:seq\"";
+    }
+    auto* r = e.add_references();
+    r->set_origin(ref.substr(0, colon));
+    r->set_seq(seq);
+  }
+  if (e.kind() == v1::KIND_ALL_CLEAR && e.references_size() == 0) {
+    return "an all-clear must reference the event it clears (refs)";
+  }
+  e.set_exercise(row[12].as<bool>());
+  e.set_created_unix_ms(row[13].as<std::int64_t>());
+  e.set_seq(UINT64_MAX);  // the largest a seq can encode to, for the size check
+  if (e.ByteSizeLong() > wire::kMaxEventBytes) {
+    return "the event would be " + std::to_string(e.ByteSizeLong()) + " bytes; at most " +
+           std::to_string(wire::kMaxEventBytes) + " fit a datagram";
+  }
+  return "";
+}
+
+}  // namespace
+
+ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
+                         const crypto::SigningKey& key, std::size_t limit) {
+  ClaimResult result;
+  pqxx::work tx(conn, "claim");
+  const pqxx::result rows = tx.exec_params(kClaim, limit);
+  result.full = rows.size() == limit;
+  if (rows.empty()) return result;
+
+  std::vector<v1::Event> events;
+  std::vector<std::int64_t> rejected_ids;
+  std::vector<std::string> reasons, rejected_rows;
+  for (const auto& row : rows) {
+    v1::Event e;
+    if (auto why = build(row, config, e); !why.empty()) {
+      spdlog::error("outbox row {} rejected: {} (kept in outbox_rejected)",
+                    row[0].as<std::int64_t>(), why);
+      rejected_ids.push_back(row[0].as<std::int64_t>());
+      reasons.push_back(std::move(why));
+      rejected_rows.push_back(row[14].as<std::string>());
+      continue;
+    }
+    events.push_back(std::move(e));
+  }
+  if (!rejected_ids.empty()) {
+    tx.exec_params(
+        "INSERT INTO outbox_rejected (id, reason, row_data) "
+        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[])",
+        int_array(rejected_ids), text_array(reasons), text_array(rejected_rows));
+    result.rejected = rejected_ids.size();
+  }
+  if (!events.empty()) {
+    // The row lock on this node's sequence orders concurrent claimers; an
+    // aborted claim rolls its increment back, so seqs have no gaps.
+    const auto n = static_cast<std::int64_t>(events.size());
+    auto next = tx.exec_params1(
+                      "UPDATE relay_node SET next_seq = next_seq + $2 WHERE origin = $1 "
+                      "RETURNING next_seq - $2",
+                      config.node.id, n)[0]
+                    .as<std::uint64_t>();
+    const auto now_ms =
+        tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
+    mesh::StoreBatch batch;
+    for (auto& e : events) {
+      e.set_seq(next++);
+      auto event = mesh::make_event(wire::sign_event(e, key), e);
+      const bool here = mesh::targets_node(event->targets, config.node.id, config.node.groups);
+      if (here) batch.receipts.push_back({event->key, config.node.id, now_ms});
+      batch.events.push_back({event, here});
+      result.events.push_back(std::move(event));
+    }
+    result.delivered = write_batch(tx, config.node.id, {batch}) > 0;
+  }
+  tx.commit();
+  return result;
+}
+
+}  // namespace relay::store

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "common/config.h"
+#include "common/crypto.h"
+#include "relay/mesh/types.h"
+
+namespace relay::store {
+
+struct ClaimResult {
+  /// The new events, durable and signed, most urgent first.
+  std::vector<mesh::EventPtr> events;
+  /// Rows moved to outbox_rejected, each logged with its reason.
+  std::size_t rejected = 0;
+  /// As many rows as asked for: there may be more, claim again at once.
+  bool full = false;
+  /// Some were delivered into this node's own message_queue.
+  bool delivered = false;
+};
+
+/// Claims up to `limit` outbox rows, most urgent first, in one transaction:
+/// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take a row twice;
+/// gap-free seqs from this node's sequence row, whose lock orders concurrent
+/// claimers; each event signed and logged (and delivered here if this node
+/// is a target). A row that cannot become an event (unknown target, too
+/// large, bad reference) moves to outbox_rejected with the reason.
+ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
+                         const crypto::SigningKey& key, std::size_t limit);
+
+}  // namespace relay::store

@@ -1,0 +1,371 @@
+#include "relay/store/pg_store.h"
+
+#include <spdlog/spdlog.h>
+#include <pqxx/binarystring>
+#include <pqxx/result>
+#include <pqxx/transaction>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <variant>
+
+#include "relay/store/migrate.h"
+#include "relay/store/rows.h"
+
+namespace relay::store {
+namespace {
+
+using Job = std::variant<mesh::StoreBatch, mesh::LoadRequest>;
+
+std::size_t rows_of(const Job& job) {
+  const auto* batch = std::get_if<mesh::StoreBatch>(&job);
+  return batch == nullptr ? 0 : batch->events.size() + batch->receipts.size() + 1;
+}
+
+// One statement: log rows that are new, their message_queue rows where this
+// node is a target, and the receipts owed for them. Dedupe rests on the
+// log's primary key: an event already logged inserts nothing anywhere.
+constexpr const char* kInsertEvents = R"sql(
+WITH ins AS (
+  INSERT INTO relay_event_log (origin, seq, priority, kind, signed)
+  SELECT o, s, p, k, decode(h, 'hex')
+  FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[]) AS t(o, s, p, k, h)
+  ON CONFLICT DO NOTHING
+  RETURNING origin, seq),
+mq AS (
+  INSERT INTO message_queue (type, data, origin, seq, priority)
+  SELECT d.type, d.data::jsonb, d.origin, d.seq, d.priority
+  FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::smallint[])
+       AS d(type, data, origin, seq, priority)
+  JOIN ins USING (origin, seq)
+  ORDER BY d.priority DESC, d.origin, d.seq
+  RETURNING origin, seq),
+owed AS (
+  INSERT INTO relay_receipts_owed (origin, seq, delivered_at)
+  SELECT origin, seq, now() FROM mq WHERE origin <> $11
+  ON CONFLICT DO NOTHING)
+SELECT count(*) FROM mq
+)sql";
+
+}  // namespace
+
+std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
+                        const std::vector<mesh::StoreBatch>& batches) {
+  std::vector<std::string> origins, hex, q_type, q_data, q_origin;
+  std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority;
+  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state;
+  std::vector<std::int64_t> r_seq, r_ms, c_seq, replicated, a_ms;
+  std::map<mesh::EventKey, bool> seen;
+  for (const auto& batch : batches) {
+    for (const auto& write : batch.events) {
+      const mesh::Event& e = *write.event;
+      if (!seen.emplace(e.key, true).second) continue;
+      v1::Event parsed;
+      parsed.ParseFromString(e.signed_event.event());
+      origins.push_back(e.key.origin);
+      seqs.push_back(static_cast<std::int64_t>(e.key.seq));
+      priorities.push_back(e.priority);
+      kinds.push_back(parsed.kind());
+      hex.push_back(to_hex(e.signed_event.SerializeAsString()));
+      if (!write.deliver) continue;
+      q_type.push_back(queue_type(parsed));
+      q_data.push_back(queue_json(parsed));
+      q_origin.push_back(e.key.origin);
+      q_seq.push_back(static_cast<std::int64_t>(e.key.seq));
+      q_priority.push_back(e.priority);
+    }
+    for (const auto& r : batch.receipts) {
+      r_origin.push_back(r.event.origin);
+      r_seq.push_back(static_cast<std::int64_t>(r.event.seq));
+      r_target.push_back(r.target);
+      r_ms.push_back(r.delivered_unix_ms);
+    }
+    for (const auto& r : batch.receipts_confirmed) {
+      c_origin.push_back(r.event.origin);
+      c_seq.push_back(static_cast<std::int64_t>(r.event.seq));
+    }
+    for (const auto& key : batch.replicated)
+      replicated.push_back(static_cast<std::int64_t>(key.seq));
+    for (const auto& alarm : batch.alarms) {
+      a_peer.push_back(alarm.peer);
+      a_state.push_back(alarm.raised ? "raised" : "cleared");
+      a_ms.push_back(alarm.silent_since_ms);
+    }
+  }
+
+  std::size_t delivered = 0;
+  if (!origins.empty()) {
+    delivered =
+        tx.exec_params1(kInsertEvents, text_array(origins), int_array(seqs), int_array(priorities),
+                        int_array(kinds), text_array(hex), text_array(q_type), text_array(q_data),
+                        text_array(q_origin), int_array(q_seq), int_array(q_priority), self)[0]
+            .as<std::size_t>();
+  }
+  if (!r_origin.empty()) {
+    tx.exec_params(
+        "INSERT INTO relay_receipts (origin, seq, target, delivered_at) "
+        "SELECT o, s, t, to_timestamp(ms / 1000.0) "
+        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) AS r(o, s, t, ms) "
+        "ON CONFLICT DO NOTHING",
+        text_array(r_origin), int_array(r_seq), text_array(r_target), int_array(r_ms));
+  }
+  if (!c_origin.empty()) {
+    tx.exec_params(
+        "DELETE FROM relay_receipts_owed r USING unnest($1::text[], $2::bigint[]) AS c(o, s) "
+        "WHERE r.origin = c.o AND r.seq = c.s",
+        text_array(c_origin), int_array(c_seq));
+  }
+  if (!replicated.empty()) {
+    tx.exec_params(
+        "UPDATE relay_event_log SET replicated = true WHERE origin = $1 AND seq = "
+        "ANY($2::bigint[])",
+        self, int_array(replicated));
+  }
+  if (!a_peer.empty()) {
+    tx.exec_params(
+        "INSERT INTO message_queue (type, data, priority) "
+        "SELECT 'relay.supervision', jsonb_build_object('peer', p, 'state', st, 'silent_ms', ms), "
+        "4 "
+        "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS a(p, st, ms)",
+        text_array(a_peer), text_array(a_state), int_array(a_ms));
+    delivered += a_peer.size();
+  }
+  // One NOTIFY per transaction wakes consumers; it is delivered at commit.
+  if (delivered > 0) tx.exec("SELECT pg_notify('message_queue', '')");
+  return delivered;
+}
+
+std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
+                                        const std::vector<mesh::EventKey>& keys) {
+  std::vector<std::string> origins;
+  std::vector<std::int64_t> seqs;
+  for (const auto& key : keys) {
+    origins.push_back(key.origin);
+    seqs.push_back(static_cast<std::int64_t>(key.seq));
+  }
+  const pqxx::result rows = tx.exec_params(
+      "SELECT l.signed FROM relay_event_log l "
+      "JOIN unnest($1::text[], $2::bigint[]) AS k(origin, seq) USING (origin, seq)",
+      text_array(origins), int_array(seqs));
+  std::vector<mesh::EventPtr> events;
+  for (const auto& row : rows) {
+    const pqxx::binarystring bytes(row[0]);
+    v1::SignedEvent signed_event;
+    v1::Event event;
+    if (signed_event.ParseFromString(bytes.str()) && event.ParseFromString(signed_event.event())) {
+      events.push_back(mesh::make_event(signed_event, event));
+    }
+  }
+  return events;
+}
+
+mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
+                             std::size_t max_unreplicated) {
+  for (const auto& name : migrate(conn)) spdlog::info("database: applied migration {}", name);
+  pqxx::work tx(conn, "open");
+  tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING", self);
+  mesh::Snapshot snapshot;
+  for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
+    snapshot.stored[row[0].as<std::string>()].add_range(1, row[1].as<std::uint64_t>());
+  }
+  // Runs of consecutive seqs per origin ("gaps and islands"), so a long log
+  // loads as a few ranges rather than row by row.
+  for (const auto& row : tx.exec(
+           "SELECT origin, min(seq), max(seq) FROM ("
+           " SELECT origin, seq, seq - row_number() OVER (PARTITION BY origin ORDER BY seq) AS grp"
+           " FROM relay_event_log) t GROUP BY origin, grp ORDER BY origin, min(seq)")) {
+    snapshot.stored[row[0].as<std::string>()].add_range(row[1].as<std::uint64_t>(),
+                                                        row[2].as<std::uint64_t>());
+  }
+  for (const auto& row :
+       tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND NOT replicated "
+                      "ORDER BY priority DESC, seq LIMIT $2",
+                      self, max_unreplicated)) {
+    const pqxx::binarystring bytes(row[0]);
+    v1::SignedEvent signed_event;
+    v1::Event event;
+    if (signed_event.ParseFromString(bytes.str()) && event.ParseFromString(signed_event.event())) {
+      snapshot.unreplicated.push_back(mesh::make_event(signed_event, event));
+    }
+  }
+  for (const auto& row :
+       tx.exec("SELECT origin, seq, (extract(epoch from delivered_at) * 1000)::bigint "
+               "FROM relay_receipts_owed ORDER BY delivered_at")) {
+    snapshot.receipts_owed.push_back(
+        {{row[0].as<std::string>(), row[1].as<std::uint64_t>()}, self, row[2].as<std::int64_t>()});
+  }
+  tx.commit();
+  return snapshot;
+}
+
+/// One thread, one connection, one queue: group commit with retries.
+class PgStore::Lane {
+ public:
+  Lane(std::string name, const StoreOptions& options, const StoreCallbacks& callbacks)
+      : name_(std::move(name)),
+        options_(options),
+        callbacks_(callbacks),
+        thread_([this] { run(); }) {}
+
+  ~Lane() { stop(); }
+
+  void push(Job job) {
+    {
+      std::lock_guard lock(mutex_);
+      rows_ += rows_of(job);
+      queue_.push_back(std::move(job));
+    }
+    wake_.notify_one();
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::vector<Job> take() {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return {};
+    if (std::holds_alternative<mesh::StoreBatch>(queue_.front()) && rows_ < options_.max_rows &&
+        !stopping_) {
+      // Group commit: let what arrives meanwhile share this transaction.
+      wake_.wait_for(lock, options_.commit_window,
+                     [&] { return stopping_ || rows_ >= options_.max_rows; });
+    }
+    std::vector<Job> jobs;
+    if (std::holds_alternative<mesh::LoadRequest>(queue_.front())) {
+      jobs.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+      return jobs;
+    }
+    std::size_t rows = 0;
+    while (!queue_.empty() && std::holds_alternative<mesh::StoreBatch>(queue_.front()) &&
+           rows < options_.max_rows) {
+      rows += rows_of(queue_.front());
+      jobs.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    rows_ -= rows;
+    return jobs;
+  }
+
+  void give_back(std::vector<Job>& jobs) {
+    std::lock_guard lock(mutex_);
+    for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
+      rows_ += rows_of(*it);
+      queue_.push_front(std::move(*it));
+    }
+  }
+
+  void process(pqxx::connection& conn, std::vector<Job>& jobs) {
+    if (auto* load = std::get_if<mesh::LoadRequest>(&jobs.front())) {
+      pqxx::read_transaction tx(conn);
+      auto events = read_events(tx, load->keys);
+      tx.commit();
+      callbacks_.loaded(load->ticket, std::move(events));
+      return;
+    }
+    // Copies (of shared pointers, mostly): on failure `jobs` is retried whole.
+    std::vector<mesh::StoreBatch> batches;
+    for (const auto& job : jobs) batches.push_back(std::get<mesh::StoreBatch>(job));
+    pqxx::work tx(conn);
+    const std::size_t delivered = write_batch(tx, options_.self, batches);
+    const auto commit_ms =
+        tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
+    // A commit whose outcome is unknown (the connection broke) is retried:
+    // every write is idempotent, so repeating one that did commit is harmless.
+    tx.commit();
+    for (const auto& batch : batches) callbacks_.stored({batch.ticket, commit_ms, delivered > 0});
+  }
+
+  void run() {
+    std::unique_ptr<pqxx::connection> conn;
+    bool healthy = true;
+    auto backoff = options_.reconnect_first;
+    std::optional<std::chrono::steady_clock::time_point> give_up;
+    while (true) {
+      std::vector<Job> jobs = take();
+      if (jobs.empty()) return;  // stopping, and nothing left
+      try {
+        if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
+        process(*conn, jobs);
+        if (!healthy) {
+          spdlog::info("database ({} lane): reachable again", name_);
+          callbacks_.health(true, "");
+          healthy = true;
+        }
+        backoff = options_.reconnect_first;
+      } catch (const std::exception& e) {
+        // Down, restarting or refusing: nothing is reported stored, so
+        // nothing is acked; keep the work and try again.
+        if (healthy) {
+          spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
+                        e.what());
+          callbacks_.health(false, e.what());
+          healthy = false;
+        }
+        conn.reset();
+        give_back(jobs);
+        std::unique_lock lock(mutex_);
+        if (stopping_) {
+          // At shutdown, wait for the database a little, not forever: what
+          // is left was never acked and will be sent to us again.
+          if (!give_up) give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+          if (std::chrono::steady_clock::now() >= *give_up) {
+            spdlog::warn("database ({} lane): stopping with {} batches unstored (not acked)", name_,
+                         queue_.size());
+            queue_.clear();
+            return;
+          }
+        }
+        wake_.wait_for(lock, backoff);
+        backoff = std::min(backoff * 2, options_.reconnect_cap);
+      }
+    }
+  }
+
+  std::string name_;
+  StoreOptions options_;
+  StoreCallbacks callbacks_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> queue_;
+  std::size_t rows_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+PgStore::PgStore(StoreOptions options, StoreCallbacks callbacks)
+    : urgent_(std::make_unique<Lane>("urgent", options, callbacks)),
+      bulk_(std::make_unique<Lane>("bulk", options, callbacks)) {}
+
+PgStore::~PgStore() {
+  stop();
+}
+
+void PgStore::persist(mesh::StoreBatch batch) {
+  // Duress and emergency commit on their own lane and connection.
+  Lane& lane = batch.priority >= v1::PRIORITY_EMERGENCY ? *urgent_ : *bulk_;
+  lane.push(std::move(batch));
+}
+
+void PgStore::load(mesh::LoadRequest request) {
+  bulk_->push(std::move(request));
+}
+
+void PgStore::stop() {
+  urgent_->stop();
+  bulk_->stop();
+}
+
+}  // namespace relay::store

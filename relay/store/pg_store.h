@@ -1,0 +1,78 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "relay/mesh/store.h"
+
+namespace relay::store {
+
+struct StoreOptions {
+  std::string dsn;
+  std::string self;
+  /// Group commit: after the first batch arrives, wait this long for more
+  /// to share its transaction (and its fsync)...
+  std::chrono::microseconds commit_window{2000};
+  /// ...or until this many events are waiting.
+  std::size_t max_rows = 2000;
+  /// Reconnect backoff, doubling from the first to the cap.
+  std::chrono::milliseconds reconnect_first{100};
+  std::chrono::milliseconds reconnect_cap{5000};
+};
+
+/// Called on a store thread; the runtime posts them to the network thread.
+struct StoreCallbacks {
+  std::function<void(const mesh::StoreDone&)> stored;
+  std::function<void(std::uint64_t ticket, std::vector<mesh::EventPtr>)> loaded;
+  /// The database became unreachable (with why) or reachable again.
+  std::function<void(bool healthy, const std::string& why)> health;
+};
+
+/// The PostgreSQL store behind the core's boundary. Two lanes, each a thread
+/// with its own connection: duress and emergency batches commit on one, the
+/// rest (and loads) on the other, so an alarm never waits behind a large
+/// bulk transaction. Each lane commits what arrived within the commit
+/// window in one transaction. A batch that fails (database down or
+/// restarting) stays queued and is retried after a reconnect with capped
+/// backoff; every write is idempotent, so a retry after an unknown commit
+/// outcome is safe. Nothing is reported stored before it committed.
+class PgStore final : public mesh::Store {
+ public:
+  PgStore(StoreOptions options, StoreCallbacks callbacks);
+  ~PgStore() override;
+
+  void persist(mesh::StoreBatch batch) override;
+  void load(mesh::LoadRequest request) override;
+
+  /// Finishes what is queued (while the database answers), then stops.
+  void stop();
+
+ private:
+  class Lane;
+  std::unique_ptr<Lane> urgent_;
+  std::unique_ptr<Lane> bulk_;
+};
+
+/// Writes one merged batch in the given transaction; returns the number of
+/// message_queue rows inserted. Exposed for tests and the benchmark.
+std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
+                        const std::vector<mesh::StoreBatch>& batches);
+
+/// Reads the events with these keys from the log.
+std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
+                                        const std::vector<mesh::EventKey>& keys);
+
+/// Prepares a database for this node (migrations, its sequence row) and
+/// reads what the core needs to resume: watermarks of every origin in the
+/// log, own events not yet replicated (most urgent first, at most
+/// `max_unreplicated`), receipts still owed.
+mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
+                             std::size_t max_unreplicated);
+
+}  // namespace relay::store

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/relaymesh.pb.h"
+
+namespace relay::store {
+
+namespace v1 = relaymesh::v1;
+
+/// A PostgreSQL array literal of text: every element quoted and escaped,
+/// for parameters such as $1::text[] (libpqxx 6.4 has no array parameters).
+std::string text_array(const std::vector<std::string>& values);
+/// A PostgreSQL array literal of integers.
+std::string int_array(const std::vector<std::int64_t>& values);
+/// Lower-case hex of bytes, for decode($n, 'hex').
+std::string to_hex(std::string_view bytes);
+
+/// "notification", "duress", ... as in the outbox and in message_queue.
+std::string kind_name(v1::Kind kind);
+/// "duress", "emergency", "normal", "bulk".
+std::string priority_name(v1::Priority priority);
+/// The message_queue type of an event: its local type, else its kind.
+std::string queue_type(const v1::Event& event);
+/// The message_queue data of an event: a JSON object with id ("origin:seq"),
+/// origin, seq, kind, priority, title, body, location, sender, targets,
+/// created and expires (Unix ms), references, exercise, and data (the
+/// event's own JSON, or null if what arrived is not JSON). Built with
+/// protobuf's JSON printer, which does the escaping.
+std::string queue_json(const v1::Event& event);
+
+}  // namespace relay::store

@@ -1,0 +1,350 @@
+// The PostgreSQL store against a real PostgreSQL, started per test.
+#include "relay/store/pg_store.h"
+
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <pqxx/pqxx>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "relay/store/migrate.h"
+#include "relay/store/outbox.h"
+#include "relay/wire/datagram.h"
+#include "tests/support/pg_cluster.h"
+
+using namespace relay;
+using namespace std::chrono_literals;
+using relay::test::PgCluster;
+namespace v1 = relaymesh::v1;
+
+namespace {
+
+/// A config for node "hq" with two clinics, as claims check targets against it.
+Config hq_config() {
+  Config c;
+  c.node.id = "hq";
+  c.node.groups = {"hq"};
+  c.peers.push_back({"clinic-north", {"192.0.2.11", 7400}, {}, {"clinics"}});
+  c.peers.push_back({"clinic-south", {"192.0.2.12", 7400}, {}, {"clinics"}});
+  return c;
+}
+
+mesh::EventPtr event_of(const std::string& origin, std::uint64_t seq, const crypto::SigningKey& key,
+                        v1::Priority priority = v1::PRIORITY_NORMAL) {
+  v1::Event e;
+  e.set_origin(origin);
+  e.set_seq(seq);
+  e.set_kind(v1::KIND_NOTIFICATION);
+  e.set_priority(priority);
+  e.add_targets("all");
+  e.set_title("Fire \"west\" wing");
+  e.set_body("Evacuate via the east stairs\n");
+  e.set_data(R"({"floor": 2, "rooms": ["2.01", "2.02"]})");
+  return mesh::make_event(wire::sign_event(e, key), e);
+}
+
+mesh::StoreBatch batch_of(std::vector<mesh::EventPtr> events, bool deliver,
+                          std::uint64_t ticket = 1) {
+  mesh::StoreBatch b;
+  b.ticket = ticket;
+  for (auto& e : events) b.events.push_back({std::move(e), deliver});
+  return b;
+}
+
+std::int64_t count(pqxx::connection& conn, const std::string& sql) {
+  pqxx::read_transaction tx(conn);
+  return tx.exec1(sql)[0].as<std::int64_t>();
+}
+
+/// Collects store completions from the store's threads.
+struct Completions {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::set<std::uint64_t> stored;
+  std::vector<bool> health;
+
+  store::StoreCallbacks callbacks() {
+    return {[this](const mesh::StoreDone& done) {
+              std::lock_guard lock(mutex);
+              stored.insert(done.ticket);
+              changed.notify_all();
+            },
+            [](std::uint64_t, std::vector<mesh::EventPtr>) {},
+            [this](bool healthy, const std::string&) {
+              std::lock_guard lock(mutex);
+              health.push_back(healthy);
+            }};
+  }
+
+  bool wait_for(std::size_t n, std::chrono::seconds limit) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, limit, [&] { return stored.size() >= n; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("migrations apply once, also when two processes start at once") {
+  PgCluster pg;
+  std::vector<std::string> applied[2];
+  std::thread a([&] {
+    pqxx::connection c(pg.dsn());
+    applied[0] = store::migrate(c);
+  });
+  std::thread b([&] {
+    pqxx::connection c(pg.dsn());
+    applied[1] = store::migrate(c);
+  });
+  a.join();
+  b.join();
+  CHECK(applied[0].size() + applied[1].size() == store::migrations().size());
+  pqxx::connection conn(pg.dsn());
+  CHECK(count(conn, "SELECT count(*) FROM relay_schema_migrations") ==
+        static_cast<std::int64_t>(store::migrations().size()));
+  CHECK(store::migrate(conn).empty());
+}
+
+TEST_CASE("the same event stored twice gives one log row and one message_queue row") {
+  PgCluster pg;
+  pqxx::connection conn(pg.dsn());
+  store::open_database(conn, "clinic-north", 100);
+  const auto key = crypto::SigningKey::generate();
+  const auto event = event_of("hq", 1, key);
+
+  SUBCASE("one after the other") {
+    for (int i = 0; i < 2; ++i) {
+      pqxx::work tx(conn);
+      store::write_batch(tx, "clinic-north", {batch_of({event}, true)});
+      tx.commit();
+    }
+  }
+  SUBCASE("two transactions racing") {
+    // The second insert waits on the first's row lock, then finds the row.
+    pqxx::connection other(pg.dsn());
+    pqxx::work first(conn);
+    store::write_batch(first, "clinic-north", {batch_of({event}, true)});
+    std::atomic<bool> second_done{false};
+    std::thread racer([&] {
+      pqxx::work second(other);
+      store::write_batch(second, "clinic-north", {batch_of({event}, true)});
+      second.commit();
+      second_done = true;
+    });
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(second_done.load());  // blocked behind the first
+    first.commit();
+    racer.join();
+  }
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == 1);
+  CHECK(count(conn, "SELECT count(*) FROM message_queue") == 1);
+  CHECK(count(conn, "SELECT count(*) FROM relay_receipts_owed") == 1);
+  pqxx::read_transaction tx(conn);
+  const auto row = tx.exec1(
+      "SELECT type, data->>'id', data->>'title', data->'data'->>'floor', data->>'kind' FROM "
+      "message_queue");
+  CHECK(row[0].as<std::string>() == "notification");
+  CHECK(row[1].as<std::string>() == "hq:1");
+  CHECK(row[2].as<std::string>() == "Fire \"west\" wing");
+  CHECK(row[3].as<std::string>() == "2");
+  CHECK(row[4].as<std::string>() == "notification");
+}
+
+TEST_CASE("two concurrent claimers never claim one outbox row twice and leave no gap in seq") {
+  PgCluster pg;
+  const Config config = hq_config();
+  const auto key = crypto::SigningKey::generate();
+  {
+    pqxx::connection conn(pg.dsn());
+    store::open_database(conn, "hq", 100);
+    pqxx::work tx(conn);
+    tx.exec(
+        "INSERT INTO outbox (title, priority) SELECT 'row ' || g, "
+        "CASE WHEN g % 100 = 0 THEN 'duress' ELSE 'bulk' END FROM generate_series(1, 2000) g");
+    tx.commit();
+  }
+  std::mutex mutex;
+  std::vector<v1::Event> claimed;
+  auto claimer = [&] {
+    pqxx::connection conn(pg.dsn());
+    while (true) {
+      auto result = store::claim_outbox(conn, config, key, 37);
+      std::lock_guard lock(mutex);
+      for (const auto& e : result.events)
+        claimed.emplace_back().ParseFromString(e->signed_event.event());
+      if (result.events.empty() && !result.full) return;
+    }
+  };
+  std::thread a(claimer);
+  std::thread b(claimer);
+  a.join();
+  b.join();
+  REQUIRE(claimed.size() == 2000);
+  std::set<std::string> titles;
+  std::set<std::uint64_t> seqs;
+  for (const auto& e : claimed) {
+    titles.insert(e.title());
+    seqs.insert(e.seq());
+  }
+  CHECK(titles.size() == 2000);
+  CHECK(seqs.size() == 2000);
+  CHECK(*seqs.begin() == 1);
+  CHECK(*seqs.rbegin() == 2000);
+  pqxx::connection conn(pg.dsn());
+  CHECK(count(conn, "SELECT count(*) FROM outbox") == 0);
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'") == 2000);
+  // hq is a target of "all": each is delivered here once, with its receipt.
+  CHECK(count(conn, "SELECT count(*) FROM message_queue") == 2000);
+  CHECK(count(conn, "SELECT count(*) FROM relay_receipts WHERE target = 'hq'") == 2000);
+  CHECK(count(conn, "SELECT next_seq FROM relay_node WHERE origin = 'hq'") == 2001);
+}
+
+TEST_CASE("a claim takes duress first, signs it, and keeps unusable rows with the reason") {
+  PgCluster pg;
+  const Config config = hq_config();
+  const auto key = crypto::SigningKey::generate();
+  pqxx::connection conn(pg.dsn());
+  store::open_database(conn, "hq", 100);
+  {
+    pqxx::work tx(conn);
+    tx.exec("INSERT INTO outbox (title) VALUES ('routine')");
+    tx.exec(
+        "INSERT INTO outbox (kind, title, location, targets) VALUES ('duress', 'Duress', 'Psych "
+        "ward, room 12', '{group:clinics}')");
+    tx.exec("INSERT INTO outbox (title, targets) VALUES ('nowhere', '{clinic-east}')");
+    tx.exec("INSERT INTO outbox (title, body) VALUES ('huge', repeat('x', 2000))");
+    tx.exec("INSERT INTO outbox (kind, title) VALUES ('all-clear', 'clear of nothing')");
+    tx.commit();
+  }
+  const auto result = store::claim_outbox(conn, config, key, 10);
+  REQUIRE(result.events.size() == 2);
+  CHECK(result.rejected == 3);
+  CHECK_FALSE(result.full);
+  v1::Event first;
+  REQUIRE(first.ParseFromString(result.events[0]->signed_event.event()));
+  CHECK(first.title() == "Duress");
+  CHECK(first.priority() == v1::PRIORITY_DURESS);
+  CHECK(first.seq() == 1);
+  CHECK(key.verify_key().verify(
+      crypto::as_bytes(wire::event_signing_message(result.events[0]->signed_event.event())),
+      crypto::as_bytes(result.events[0]->signed_event.signature())));
+  // The duress targets the clinics, not hq: only the routine one is delivered here.
+  CHECK(count(conn, "SELECT count(*) FROM message_queue") == 1);
+  pqxx::read_transaction tx(conn);
+  const auto reasons =
+      tx.exec("SELECT row_data->>'title', reason FROM outbox_rejected ORDER BY id");
+  REQUIRE(reasons.size() == 3);
+  CHECK(reasons[0][1].as<std::string>().find("clinic-east") != std::string::npos);
+  CHECK(reasons[1][1].as<std::string>().find("at most 1000") != std::string::npos);
+  CHECK(reasons[2][1].as<std::string>().find("must reference") != std::string::npos);
+}
+
+TEST_CASE("the store resumes: watermarks, unreplicated own events, receipts owed") {
+  PgCluster pg;
+  pqxx::connection conn(pg.dsn());
+  store::open_database(conn, "clinic-north", 100);
+  const auto hq = crypto::SigningKey::generate();
+  const auto me = crypto::SigningKey::generate();
+  {
+    pqxx::work tx(conn);
+    store::write_batch(
+        tx, "clinic-north",
+        {batch_of({event_of("hq", 1, hq), event_of("hq", 2, hq), event_of("hq", 4, hq)}, true),
+         batch_of({event_of("clinic-north", 1, me), event_of("clinic-north", 2, me)}, false)});
+    mesh::StoreBatch done;
+    done.replicated = {{"clinic-north", 1}};
+    done.receipts_confirmed = {{{"hq", 2}, "clinic-north", 0}};
+    store::write_batch(tx, "clinic-north", {done});
+    tx.commit();
+  }
+  const mesh::Snapshot s = store::open_database(conn, "clinic-north", 100);
+  CHECK(s.stored.at("hq").watermark() == 2);
+  CHECK(s.stored.at("hq").contains(4));
+  CHECK_FALSE(s.stored.at("hq").contains(3));
+  REQUIRE(s.unreplicated.size() == 1);
+  CHECK(s.unreplicated[0]->key.seq == 2);
+  REQUIRE(s.receipts_owed.size() == 2);  // hq:1 and hq:4; hq:2 was confirmed
+}
+
+TEST_CASE("PostgreSQL restarted in the middle of a stream: nothing lost, nothing twice") {
+  PgCluster pg;
+  {
+    pqxx::connection conn(pg.dsn());
+    store::open_database(conn, "clinic-north", 100);
+  }
+  Completions done;
+  store::StoreOptions options;
+  options.dsn = pg.dsn();
+  options.self = "clinic-north";
+  options.reconnect_first = 50ms;
+  store::PgStore store(options, done.callbacks());
+  const auto hq = crypto::SigningKey::generate();
+  constexpr std::uint64_t kEvents = 1500;
+  for (std::uint64_t seq = 1; seq <= kEvents; ++seq) {
+    auto priority = seq % 50 == 0 ? v1::PRIORITY_DURESS : v1::PRIORITY_BULK;
+    auto b = batch_of({event_of("hq", seq, hq, priority)}, true, seq);
+    b.priority = priority;
+    store.persist(std::move(b));
+    if (seq == kEvents / 2) pg.restart();
+    if (seq % 100 == 0) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(done.wait_for(kEvents, 60s));
+  store.stop();
+  pqxx::connection conn(pg.dsn());
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == static_cast<std::int64_t>(kEvents));
+  CHECK(count(conn, "SELECT count(*) FROM message_queue") == static_cast<std::int64_t>(kEvents));
+  CHECK(count(conn, "SELECT count(DISTINCT (origin, seq)) FROM message_queue") ==
+        static_cast<std::int64_t>(kEvents));
+  std::lock_guard lock(done.mutex);
+  // The restart was noticed and recovered from.
+  CHECK(std::find(done.health.begin(), done.health.end(), false) != done.health.end());
+  CHECK(done.health.back());
+}
+
+TEST_CASE("killed with SIGKILL between commit and ack: the redelivery is deduplicated") {
+  PgCluster pg;
+  {
+    pqxx::connection conn(pg.dsn());
+    store::open_database(conn, "clinic-north", 100);
+  }
+  const auto hq = crypto::SigningKey::generate();
+  const auto event = event_of("hq", 7, hq, v1::PRIORITY_DURESS);
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // The receiving process: commits, says so, and dies before it can ack.
+    pqxx::connection conn(pg.dsn());
+    pqxx::work tx(conn);
+    store::write_batch(tx, "clinic-north", {batch_of({event}, true)});
+    tx.commit();
+    (void)!::write(pipe_fds[1], "c", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  REQUIRE(::read(pipe_fds[0], &c, 1) == 1);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status));
+
+  // The sender never saw an ack and sends again; the restarted node stores it.
+  Completions done;
+  store::StoreOptions options;
+  options.dsn = pg.dsn();
+  options.self = "clinic-north";
+  store::PgStore store(options, done.callbacks());
+  store.persist(batch_of({event}, true, 1));
+  REQUIRE(done.wait_for(1, 30s));
+  store.stop();
+  pqxx::connection conn(pg.dsn());
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == 1);
+  CHECK(count(conn, "SELECT count(*) FROM message_queue") == 1);
+}
