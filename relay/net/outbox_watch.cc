@@ -1,0 +1,192 @@
+#include "relay/net/outbox_watch.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <pqxx/connection>
+#include <pqxx/notification>
+#include <pqxx/transaction>
+
+#include <asio/experimental/as_tuple.hpp>
+
+namespace relay::net {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// Counts NOTIFYs on "outbox"; the payload does not matter, any is a hint.
+class Receiver final : public pqxx::notification_receiver {
+ public:
+  Receiver(pqxx::connection_base& conn, std::function<void()> hit)
+      : pqxx::notification_receiver(conn, "outbox"), hit_(std::move(hit)) {}
+  void operator()(const std::string&, int) override { hit_(); }
+
+ private:
+  std::function<void()> hit_;
+};
+
+}  // namespace
+
+OutboxWatch::OutboxWatch(asio::io_context& io, OutboxOptions options, const Config& config,
+                         crypto::SigningKey key, Claimed claimed)
+    : io_(io),
+      options_(std::move(options)),
+      config_(config),
+      key_(std::move(key)),
+      on_claimed_(std::move(claimed)),
+      kick_socket_(io),
+      poll_timer_(io),
+      listen_timer_(io) {}
+
+OutboxWatch::~OutboxWatch() {
+  stop();
+}
+
+void OutboxWatch::start() {
+  const asio::ip::udp::endpoint at(asio::ip::make_address(options_.kick.host), options_.kick.port);
+  kick_socket_.open(at.protocol());
+  try {
+    kick_socket_.bind(at);
+  } catch (const std::system_error& e) {
+    throw std::system_error(e.code(), "kick listener " + options_.kick.to_string());
+  }
+  thread_ = std::thread([this] { worker(); });
+  asio::co_spawn(io_, receive_kicks(), asio::detached);
+  asio::co_spawn(io_, poll(), asio::detached);
+  if (options_.listen) asio::co_spawn(io_, listen(), asio::detached);
+  wake();  // a full claim at start: rows may have waited while we were down
+}
+
+void OutboxWatch::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  asio::error_code ignored;
+  kick_socket_.close(ignored);
+  poll_timer_.cancel();
+  listen_timer_.cancel();
+  if (listen_fd_) listen_fd_->close(ignored);
+  {
+    std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OutboxWatch::wake() {
+  if (paused_ || stopped_) return;
+  {
+    std::lock_guard lock(mutex_);
+    requested_ = true;
+  }
+  cv_.notify_one();
+}
+
+void OutboxWatch::set_paused(bool paused) {
+  paused_ = paused;
+  if (!paused) wake();
+}
+
+asio::awaitable<void> OutboxWatch::receive_kicks() {
+  std::array<char, 512> buffer{};
+  asio::ip::udp::endpoint from;
+  while (!stopped_) {
+    auto [ec, n] = co_await kick_socket_.async_receive_from(asio::buffer(buffer), from, use_tuple);
+    if (ec == asio::error::operation_aborted || stopped_) co_return;
+    // Any datagram is a hint; what it says does not matter. Many kicks
+    // while a claim runs coalesce into one more claim.
+    ++kicks_;
+    wake();
+  }
+}
+
+asio::awaitable<void> OutboxWatch::poll() {
+  while (!stopped_) {
+    // Jitter, so that many relays restarted together do not poll in step.
+    const double spread = std::uniform_real_distribution<>(0.75, 1.25)(rng_);
+    poll_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        options_.poll_interval * spread));
+    auto [ec] = co_await poll_timer_.async_wait(use_tuple);
+    if (ec == asio::error::operation_aborted || stopped_) co_return;
+    wake();
+  }
+}
+
+asio::awaitable<void> OutboxWatch::listen() {
+  auto backoff = std::chrono::milliseconds(100);
+  while (!stopped_) {
+    try {
+      // LISTEN needs a connection of its own: libpqxx delivers nothing
+      // while a transaction is open on the connection.
+      pqxx::connection conn(options_.dsn);
+      Receiver receiver(conn, [this] {
+        ++notifies_;
+        wake();
+      });
+      // A dup of the socket for Asio to wait on, so that closing ours never
+      // closes libpq's.
+      listen_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(conn.sock()));
+      backoff = std::chrono::milliseconds(100);
+      wake();  // a full claim after every (re)connect: NOTIFYs were missed meanwhile
+      while (!stopped_) {
+        auto [ec] =
+            co_await listen_fd_->async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
+        if (ec == asio::error::operation_aborted || stopped_) co_return;
+        conn.get_notifs();  // throws if the connection broke
+        if (!conn.is_open()) throw pqxx::broken_connection("LISTEN connection closed");
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("outbox LISTEN connection: {}; polling every {} ms meanwhile", e.what(),
+                   options_.poll_interval.count());
+    }
+    if (listen_fd_) {
+      asio::error_code ignored;
+      listen_fd_->close(ignored);
+      listen_fd_.reset();
+    }
+    listen_timer_.expires_after(backoff);
+    auto [ec] = co_await listen_timer_.async_wait(use_tuple);
+    if (ec == asio::error::operation_aborted || stopped_) co_return;
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  }
+}
+
+void OutboxWatch::worker() {
+  std::unique_ptr<pqxx::connection> conn;
+  auto backoff = std::chrono::milliseconds(100);
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return quit_ || requested_; });
+      if (quit_) return;
+      requested_ = false;
+    }
+    try {
+      if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
+      auto result = store::claim_outbox(*conn, config_, key_, options_.batch);
+      backoff = std::chrono::milliseconds(100);
+      if (result.full) {
+        std::lock_guard lock(mutex_);
+        requested_ = true;  // there may be more: claim again at once
+      }
+      if (!result.events.empty() || result.rejected > 0) {
+        asio::post(io_, [this, r = std::move(result)]() mutable { claimed(std::move(r)); });
+      }
+    } catch (const std::exception& e) {
+      // The rows stay in the outbox; try again after a pause, and keep
+      // trying until the database answers.
+      spdlog::error("outbox claim: {}; rows stay in the outbox, retrying in {} ms", e.what(),
+                    backoff.count());
+      conn.reset();
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, backoff, [&] { return quit_; });
+      requested_ = true;
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
+  }
+}
+
+void OutboxWatch::claimed(store::ClaimResult result) {
+  if (!stopped_) on_claimed_(std::move(result));
+}
+
+}  // namespace relay::net
