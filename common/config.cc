@@ -123,9 +123,13 @@ void read_endpoint_table(TomlSection& top, std::string_view name, Endpoint& out)
 
 void read_rest(TomlSection& top, Config& config) {
   if (const toml::table* table = top.table("store")) {
-    TomlSection store(*table, top.file(), "store", top.issues(), {"dsn", "poll_interval"});
+    TomlSection store(*table, top.file(), "store", top.issues(),
+                      {"dsn", "poll_interval", "retention"});
     if (auto dsn = store.string("dsn", false)) config.store.dsn = *dsn;
     if (auto d = store.duration("poll_interval", 10ms, 1h)) config.store.poll_interval = *d;
+    if (auto d = store.duration("retention", 1h, std::chrono::hours(24 * 3650))) {
+      config.store.retention = *d;
+    }
   }
   read_endpoint_table(top, "kick", config.kick.listen);
   read_endpoint_table(top, "status", config.status.listen);

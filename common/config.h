@@ -58,6 +58,8 @@ struct Config {
   struct Store {
     std::string dsn = "dbname=relaymesh";
     std::chrono::milliseconds poll_interval = 1s;
+    /// Event log rows older than this are pruned once every peer holds them.
+    std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
   } store;
 
   struct Kick {

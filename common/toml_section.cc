@@ -152,6 +152,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (unit == "s") return std::chrono::seconds{n};
   if (unit == "m") return std::chrono::minutes{n};
   if (unit == "h") return std::chrono::hours{n};
+  if (unit == "d") return std::chrono::hours{24 * n};
   return std::nullopt;
 }
 

@@ -56,7 +56,7 @@ class TomlSection {
 std::optional<toml::table> parse_toml_file(const std::filesystem::path& file,
                                            std::vector<ConfigIssue>& issues);
 
-/// Parses "500ms", "90s", "5m", "1h"; nullopt for anything else.
+/// Parses "500ms", "90s", "5m", "1h", "30d"; nullopt for anything else.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 }  // namespace relay

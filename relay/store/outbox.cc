@@ -128,7 +128,8 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
     // The row lock on this node's sequence orders concurrent claimers; an
     // aborted claim rolls its increment back, so seqs have no gaps.
     const auto n = static_cast<std::int64_t>(events.size());
-    tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING", config.node.id);
+    tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING",
+                   config.node.id);
     auto next = tx.exec_params1(
                       "UPDATE relay_node SET next_seq = next_seq + $2 WHERE origin = $1 "
                       "RETURNING next_seq - $2",

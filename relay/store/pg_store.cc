@@ -34,6 +34,8 @@ WITH ins AS (
   INSERT INTO relay_event_log (origin, seq, priority, kind, signed)
   SELECT o, s, p, k, decode(h, 'hex')
   FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[]) AS t(o, s, p, k, h)
+  -- Pruned from the log is still held: never deliver it a second time.
+  WHERE NOT EXISTS (SELECT 1 FROM relay_watermarks w WHERE w.origin = t.o AND t.s <= w.pruned_through)
   ON CONFLICT DO NOTHING
   RETURNING origin, seq),
 mq AS (
@@ -200,6 +202,41 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
   }
   tx.commit();
   return snapshot;
+}
+
+// Prunes, per origin, the run of log rows that continues the pruned prefix
+// (so a hole is never claimed as held), up to the first row that must stay:
+// younger than the retention, or an own event some peer may still lack.
+constexpr const char* kPrune = R"sql(
+WITH held AS (
+  SELECT l.origin, l.seq, l.stored_at, l.replicated, coalesce(w.pruned_through, 0) AS pruned,
+         l.seq - row_number() OVER (PARTITION BY l.origin ORDER BY l.seq) AS grp
+  FROM relay_event_log l LEFT JOIN relay_watermarks w USING (origin)),
+cut AS (
+  SELECT origin,
+         coalesce(min(seq) FILTER (WHERE stored_at > now() - $1::interval
+                                   OR (origin = $2 AND NOT replicated)) - 1,
+                  max(seq)) AS through
+  FROM held WHERE grp = pruned GROUP BY origin),
+del AS (
+  DELETE FROM relay_event_log l USING cut WHERE l.origin = cut.origin AND l.seq <= cut.through
+  RETURNING 1),
+wm AS (
+  INSERT INTO relay_watermarks (origin, pruned_through)
+  SELECT origin, through FROM cut WHERE through > 0
+  ON CONFLICT (origin) DO UPDATE
+  SET pruned_through = greatest(relay_watermarks.pruned_through, excluded.pruned_through))
+SELECT count(*) FROM del
+)sql";
+
+std::size_t prune_log(pqxx::connection_base& conn, const std::string& self,
+                      std::chrono::seconds retention) {
+  pqxx::work tx(conn, "prune");
+  const std::string interval = std::to_string(retention.count()) + " seconds";
+  const auto pruned = tx.exec_params1(kPrune, interval, self)[0].as<std::size_t>();
+  tx.exec_params("DELETE FROM relay_receipts WHERE delivered_at < now() - $1::interval", interval);
+  tx.commit();
+  return pruned;
 }
 
 /// One thread, one connection, one queue: group commit with retries.

@@ -75,4 +75,12 @@ std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
 mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
                              std::size_t max_unreplicated);
 
+/// Retention: removes log rows stored longer ago than `retention`, except
+/// own events not yet known to be held by every peer, and advances the
+/// per-origin pruned watermark so that dedupe outlives the rows. Receipts
+/// older than the retention go too; message_queue is the consumers' and is
+/// never touched. Returns the number of log rows removed.
+std::size_t prune_log(pqxx::connection_base& conn, const std::string& self,
+                      std::chrono::seconds retention);
+
 }  // namespace relay::store

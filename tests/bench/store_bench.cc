@@ -90,7 +90,8 @@ double copy_rate(const std::string& dsn, const std::vector<mesh::EventPtr>& even
   const auto start = WallClock::now();
   pqxx::work tx(conn);
   {
-    pqxx::stream_to log(tx, "copy_log", std::vector<std::string>{"origin", "seq", "priority", "kind", "signed"});
+    pqxx::stream_to log(tx, "copy_log",
+                        std::vector<std::string>{"origin", "seq", "priority", "kind", "signed"});
     for (const auto& e : events) {
       log << std::make_tuple(e->key.origin, e->key.seq, static_cast<int>(e->priority), 1,
                              "\\x" + store::to_hex(e->signed_event.SerializeAsString()));
@@ -98,7 +99,8 @@ double copy_rate(const std::string& dsn, const std::vector<mesh::EventPtr>& even
     log.complete();
   }
   {
-    pqxx::stream_to mq(tx, "copy_mq", std::vector<std::string>{"type", "data", "origin", "seq", "priority"});
+    pqxx::stream_to mq(tx, "copy_mq",
+                       std::vector<std::string>{"type", "data", "origin", "seq", "priority"});
     for (const auto& e : events) {
       v1::Event parsed;
       parsed.ParseFromString(e->signed_event.event());
@@ -108,8 +110,10 @@ double copy_rate(const std::string& dsn, const std::vector<mesh::EventPtr>& even
     mq.complete();
   }
   {
-    pqxx::stream_to owed(tx, "copy_owed", std::vector<std::string>{"origin", "seq", "delivered_at"});
-    for (const auto& e : events) owed << std::make_tuple(e->key.origin, e->key.seq, std::string("now"));
+    pqxx::stream_to owed(tx, "copy_owed",
+                         std::vector<std::string>{"origin", "seq", "delivered_at"});
+    for (const auto& e : events)
+      owed << std::make_tuple(e->key.origin, e->key.seq, std::string("now"));
     owed.complete();
   }
   tx.commit();
@@ -156,8 +160,9 @@ std::vector<double> kick_latencies(const std::string& dsn, int rounds) {
   options.kick = {"127.0.0.1", 0};
   options.listen = false;
   options.poll_interval = std::chrono::hours(1);
-  net::OutboxWatch watch(io, options, config, crypto::SigningKey::generate(),
-                         [&](store::ClaimResult r) { claimed += static_cast<int>(r.events.size()); });
+  net::OutboxWatch watch(
+      io, options, config, crypto::SigningKey::generate(),
+      [&](store::ClaimResult r) { claimed += static_cast<int>(r.events.size()); });
   watch.start();
   io.run_for(std::chrono::milliseconds(200));
   asio::ip::udp::socket producer(io, asio::ip::udp::v4());
@@ -197,13 +202,17 @@ int main() {
   const double commits = commit_rate(pg.dsn());
   std::printf("raw: single-row commits            %8.0f /s (fsync-bound)\n", commits);
   const double copy = copy_rate(pg.dsn(), events);
-  std::printf("raw: COPY of the same rows          %8.0f events/s (log + message_queue + receipt rows)\n", copy);
+  std::printf(
+      "raw: COPY of the same rows          %8.0f events/s (log + message_queue + receipt rows)\n",
+      copy);
   const double through_store = store_rate(pg.dsn(), events);
-  std::printf("store: durable through PgStore      %8.0f events/s (%.0f%% of raw COPY), %zu events one per batch\n",
-              through_store, 100 * through_store / copy, kEvents);
+  std::printf(
+      "store: durable through PgStore      %8.0f events/s (%.0f%% of raw COPY), %zu events one per "
+      "batch\n",
+      through_store, 100 * through_store / copy, kEvents);
   auto ms = kick_latencies(pg.dsn(), 300);
   std::sort(ms.begin(), ms.end());
-  std::printf("kick to claim (300 rounds): p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", ms[ms.size() / 2],
-              ms[ms.size() * 99 / 100], ms.back());
+  std::printf("kick to claim (300 rounds): p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+              ms[ms.size() / 2], ms[ms.size() * 99 / 100], ms.back());
   return 0;
 }

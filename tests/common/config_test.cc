@@ -104,6 +104,7 @@ TEST_CASE("a complete config loads with defaults filled in") {
   CHECK(config.peers[1].address.to_string() == "[2001:db8::12]:7400");
   CHECK(config.mesh.supervision_timeout == 90s);
   CHECK(config.store.poll_interval == 1s);
+  CHECK(config.store.retention == std::chrono::hours(24 * 30));
   CHECK(config.kick.listen.to_string() == "127.0.0.1:7401");
   CHECK(config.status.listen.to_string() == "127.0.0.1:7480");
   CHECK(config.duress.targets == std::vector<std::string>{"hq", "group:clinics"});

@@ -348,3 +348,49 @@ TEST_CASE("killed with SIGKILL between commit and ack: the redelivery is dedupli
   CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == 1);
   CHECK(count(conn, "SELECT count(*) FROM message_queue") == 1);
 }
+
+TEST_CASE("retention prunes old rows and a pruned event is never delivered again") {
+  PgCluster pg;
+  pqxx::connection conn(pg.dsn());
+  store::open_database(conn, "clinic-north", 100);
+  const auto hq = crypto::SigningKey::generate();
+  const auto me = crypto::SigningKey::generate();
+  {
+    pqxx::work tx(conn);
+    // hq 1, 2, 3, 5 (4 is missing) and own events 1, 2 (2 not yet replicated).
+    store::write_batch(
+        tx, "clinic-north",
+        {batch_of({event_of("hq", 1, hq), event_of("hq", 2, hq), event_of("hq", 3, hq),
+                   event_of("hq", 5, hq)},
+                  true),
+         batch_of({event_of("clinic-north", 1, me), event_of("clinic-north", 2, me)}, false)});
+    mesh::StoreBatch replicated;
+    replicated.replicated = {{"clinic-north", 1}};
+    store::write_batch(tx, "clinic-north", {replicated});
+    tx.exec(
+        "UPDATE relay_event_log SET stored_at = now() - interval '40 days' WHERE seq <> 3 OR "
+        "origin <> 'hq'");
+    tx.commit();
+  }
+  // hq:3 is young, so hq stops at 2; 5 lies beyond the hole at 4 anyway.
+  // Own 2 is not replicated, so clinic-north stops at 1.
+  CHECK(store::prune_log(conn, "clinic-north", std::chrono::hours(24 * 30)) == 3);
+  CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'hq'") == 2);
+  CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'clinic-north'") ==
+        1);
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == 3);
+
+  const mesh::Snapshot s = store::open_database(conn, "clinic-north", 100);
+  CHECK(s.stored.at("hq").watermark() == 3);
+  CHECK(s.stored.at("hq").contains(5));
+  CHECK(s.stored.at("clinic-north").watermark() == 2);
+
+  // hq:1 arrives again months later: consumers deleted its row long ago, and
+  // it must not come back.
+  pqxx::work tx(conn);
+  tx.exec("DELETE FROM message_queue");
+  store::write_batch(tx, "clinic-north", {batch_of({event_of("hq", 1, hq)}, true)});
+  tx.commit();
+  CHECK(count(conn, "SELECT count(*) FROM message_queue") == 0);
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log WHERE origin = 'hq' AND seq = 1") == 0);
+}
