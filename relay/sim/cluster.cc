@@ -67,9 +67,8 @@ void Cluster::schedule(Time at, std::function<void()> fn) {
   actions_.push({at, order_++, std::move(fn)});
 }
 
-EventKey Cluster::inject(std::size_t origin, v1::Priority priority,
-                         std::vector<std::string> targets) {
-  Slot& slot = *slots_[origin];
+EventPtr Cluster::commit(std::size_t origin, v1::Priority priority,
+                         const std::vector<std::string>& targets) {
   v1::Event e;
   e.set_kind(priority == v1::PRIORITY_DURESS ? v1::KIND_DURESS : v1::KIND_NOTIFICATION);
   e.set_priority(priority);
@@ -78,29 +77,25 @@ EventKey Cluster::inject(std::size_t origin, v1::Priority priority,
   e.set_title("Simulated alert");
   e.set_body("Fire in the west wing: evacuate through the east stairs. This is a simulation.");
   e.set_location("West wing, level 2");
-  EventPtr event = slot.store->commit_local(std::move(e), wall_ms());
+  EventPtr event = slots_[origin]->store->commit_local(std::move(e), wall_ms());
   injected_.push_back({event->key, now_, priority, event->targets});
   auto& at = stored_at_[event->key];
   at.resize(slots_.size());
   at[origin] = now_;
-  slot.node->on_local_event(now_, event);
+  return event;
+}
+
+EventKey Cluster::inject(std::size_t origin, v1::Priority priority,
+                         std::vector<std::string> targets) {
+  EventPtr event = commit(origin, priority, targets);
+  slots_[origin]->node->on_local_event(now_, event);
   settle(origin);
   return event->key;
 }
 
 EventKey Cluster::inject_then_crash(std::size_t origin, v1::Priority priority) {
-  // Commit as inject() does, but the process dies before its core runs.
-  Slot& slot = *slots_[origin];
-  v1::Event e;
-  e.set_kind(v1::KIND_NOTIFICATION);
-  e.set_priority(priority);
-  e.add_targets("all");
-  e.set_title("Committed, then the origin crashed");
-  EventPtr event = slot.store->commit_local(std::move(e), wall_ms());
-  injected_.push_back({event->key, now_, priority, event->targets});
-  auto& at = stored_at_[event->key];
-  at.resize(slots_.size());
-  at[origin] = now_;
+  // Committed as inject() does, but the process dies before its core runs.
+  EventPtr event = commit(origin, priority, {"all"});
   crash(origin);
   return event->key;
 }

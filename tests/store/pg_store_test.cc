@@ -62,6 +62,14 @@ std::int64_t count(pqxx::connection& conn, const std::string& sql) {
   return tx.exec1(sql)[0].as<std::int64_t>();
 }
 
+store::StoreOptions options_for(const PgCluster& pg) {
+  store::StoreOptions options;
+  options.dsn = pg.dsn();
+  options.self = "clinic-north";
+  options.reconnect_first = 50ms;
+  return options;
+}
+
 /// Collects store completions from the store's threads.
 struct Completions {
   std::mutex mutex;
@@ -278,11 +286,7 @@ TEST_CASE("PostgreSQL restarted in the middle of a stream: nothing lost, nothing
     store::open_database(conn, "clinic-north", 100);
   }
   Completions done;
-  store::StoreOptions options;
-  options.dsn = pg.dsn();
-  options.self = "clinic-north";
-  options.reconnect_first = 50ms;
-  store::PgStore store(options, done.callbacks());
+  store::PgStore store(options_for(pg), done.callbacks());
   const auto hq = crypto::SigningKey::generate();
   constexpr std::uint64_t kEvents = 1500;
   for (std::uint64_t seq = 1; seq <= kEvents; ++seq) {
@@ -337,10 +341,7 @@ TEST_CASE("killed with SIGKILL between commit and ack: the redelivery is dedupli
 
   // The sender never saw an ack and sends again; the restarted node stores it.
   Completions done;
-  store::StoreOptions options;
-  options.dsn = pg.dsn();
-  options.self = "clinic-north";
-  store::PgStore store(options, done.callbacks());
+  store::PgStore store(options_for(pg), done.callbacks());
   store.persist(batch_of({event}, true, 1));
   REQUIRE(done.wait_for(1, 30s));
   store.stop();
