@@ -53,12 +53,7 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
   e.set_origin(config.node.id);
   e.set_kind(kind_of(row[1].as<std::string>()));
   e.set_priority(static_cast<v1::Priority>(row[2].as<int>()));
-  const auto targets = split(row[3].as<std::string>());
-  if (targets.empty()) return "no targets";
-  for (const auto& t : targets) {
-    if (auto why = config.check_target(t); !why.empty()) return why;
-    e.add_targets(t);
-  }
+  for (const auto& t : split(row[3].as<std::string>())) e.add_targets(t);
   e.set_title(row[4].as<std::string>());
   e.set_body(row[5].as<std::string>());
   e.set_location(row[6].as<std::string>());
@@ -79,20 +74,30 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
     r->set_origin(ref.substr(0, colon));
     r->set_seq(seq);
   }
-  if (e.kind() == v1::KIND_ALL_CLEAR && e.references_size() == 0) {
-    return "an all-clear must reference the event it clears (refs)";
-  }
   e.set_exercise(row[12].as<bool>());
   e.set_created_unix_ms(row[13].as<std::int64_t>());
-  e.set_seq(UINT64_MAX);  // the largest a seq can encode to, for the size check
-  if (e.ByteSizeLong() > wire::kMaxEventBytes) {
-    return "the event would be " + std::to_string(e.ByteSizeLong()) + " bytes; at most " +
-           std::to_string(wire::kMaxEventBytes) + " fit a datagram";
-  }
-  return "";
+  return check_event(e, config);
 }
 
 }  // namespace
+
+std::string check_event(const v1::Event& event, const Config& config) {
+  if (event.targets().empty()) return "no targets";
+  for (const auto& t : event.targets()) {
+    if (auto why = config.check_target(t); !why.empty()) return why;
+  }
+  if (event.kind() == v1::KIND_ALL_CLEAR && event.references_size() == 0) {
+    return "an all-clear must reference the event it clears";
+  }
+  v1::Event sized = event;
+  sized.set_origin(config.node.id);
+  sized.set_seq(UINT64_MAX);  // the largest a seq can encode to
+  if (sized.ByteSizeLong() > wire::kMaxEventBytes) {
+    return "the event would be " + std::to_string(sized.ByteSizeLong()) + " bytes; at most " +
+           std::to_string(wire::kMaxEventBytes) + " fit a datagram (shorten the body or data)";
+  }
+  return "";
+}
 
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
                          const crypto::SigningKey& key, std::size_t limit) {
@@ -103,6 +108,7 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
   if (rows.empty()) return result;
 
   std::vector<v1::Event> events;
+  std::vector<std::int64_t> outbox_ids;
   std::vector<std::int64_t> rejected_ids;
   std::vector<std::string> reasons, rejected_rows;
   for (const auto& row : rows) {
@@ -116,6 +122,7 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
       continue;
     }
     events.push_back(std::move(e));
+    outbox_ids.push_back(row[0].as<std::int64_t>());
   }
   if (!rejected_ids.empty()) {
     tx.exec_params(
@@ -147,6 +154,12 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
       result.events.push_back(std::move(event));
     }
     result.delivered = write_batch(tx, config.node.id, {batch}) > 0;
+    std::vector<std::int64_t> seqs;
+    for (const auto& e : result.events) seqs.push_back(static_cast<std::int64_t>(e->key.seq));
+    tx.exec_params(
+        "UPDATE relay_event_log l SET outbox_id = u.id "
+        "FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE l.origin = $3 AND l.seq = u.seq",
+        int_array(outbox_ids), int_array(seqs), config.node.id);
   }
   tx.commit();
   return result;

@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "common/crypto.h"
+#include "proto/relaymesh.pb.h"
 #include "relay/mesh/types.h"
 
 namespace relay::store {
@@ -22,6 +23,11 @@ struct ClaimResult {
   /// Some were delivered into this node's own message_queue.
   bool delivered = false;
 };
+
+/// Why `event` (origin and seq not yet set) cannot be sent from this node:
+/// an unknown target, an all-clear without a reference, too large for a
+/// datagram. Empty if it can.
+std::string check_event(const relaymesh::v1::Event& event, const Config& config);
 
 /// Claims up to `limit` outbox rows, most urgent first, in one transaction:
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take a row twice;
