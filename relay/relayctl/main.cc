@@ -1,110 +1,129 @@
 // relayctl: the operator's command line for relaymesh.
 #include <CLI/CLI.hpp>
 
-#include <cstdio>
 #include <iostream>
-#include <string>
 
-#include "common/config.h"
 #include "common/config_error.h"
-#include "common/keys.h"
+#include "common/toml_section.h"
+#include "relay/relayctl/relayctl.h"
 
 namespace {
 
-// Exit codes of the contract in DESIGN.md.
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+using namespace relay;
 
-int keygen(const std::string& out, bool mesh) {
-  if (mesh) {
-    const relay::KeyRing ring = relay::generate_key_ring();
-    relay::write_secret_file(out, relay::key_ring_to_toml(ring));
-    std::cerr << "wrote mesh key ring " << out << " (key id " << ring.current
-              << ", mode 0600); copy it to every node of the mesh\n";
-    return kExitOk;
-  }
-  const auto key = relay::crypto::SigningKey::generate();
-  relay::write_secret_file(out, key.to_pem());
-  std::cerr << "wrote node identity key " << out
-            << " (mode 0600); put this line in the [[peer]] entry for this node on every other "
-               "node:\n";
-  std::cout << "public_key = \"" << relay::format_public_key(key.public_key()) << "\"\n";
-  return kExitOk;
-}
-
-std::string join(const std::vector<std::string>& items, const char* empty) {
-  std::string text;
-  for (const auto& item : items) text += (text.empty() ? "" : ", ") + item;
-  return text.empty() ? empty : text;
-}
-
-int check_config(const std::string& file) {
-  const relay::Config config = relay::load_config(file);
-  const relay::NodeKeys keys = relay::load_node_keys(config);
-  std::printf("%s: OK\n", file.c_str());
-  std::printf("  node      %s (groups: %s), listening on %s\n", config.node.id.c_str(),
-              join(config.node.groups, "none").c_str(), config.node.listen.to_string().c_str());
-  std::printf("  identity  %s\n            public_key = \"%s\"\n", config.node.identity_key.c_str(),
-              relay::format_public_key(keys.identity.public_key()).c_str());
-  std::printf("  mesh keys %s: %zu key(s), sending with key id %u\n", config.mesh.keys.c_str(),
-              keys.ring.keys.size(), keys.ring.current);
-  std::printf("  peers     %zu\n", config.peers.size());
-  for (const auto& peer : config.peers) {
-    std::printf("            %-32s %-24s groups: %s\n", peer.id.c_str(),
-                peer.address.to_string().c_str(), join(peer.groups, "none").c_str());
-  }
-  std::printf("  store     %s, polling every %lld ms\n", config.store.dsn.c_str(),
-              static_cast<long long>(config.store.poll_interval.count()));
-  std::printf("  kick      listening on %s; waking consumers at: %s\n",
-              config.kick.listen.to_string().c_str(),
-              [&] {
-                std::vector<std::string> eps;
-                for (const auto& ep : config.delivery.kick) eps.push_back(ep.to_string());
-                return join(eps, "none");
-              }()
-                  .c_str());
-  std::printf("  duress    default targets: %s\n", join(config.duress.targets, "none").c_str());
-  std::printf("  supervision timeout %lld s\n",
-              static_cast<long long>(config.mesh.supervision_timeout.count() / 1000));
-  std::printf("  status    http://%s/\n", config.status.listen.to_string().c_str());
-  return kExitOk;
+/// The options every sending verb shares.
+void add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& wait) {
+  cmd->add_option("--title", o.title, "short text, shown first");
+  cmd->add_option("--body", o.body, "the message");
+  cmd->add_option("--location", o.location, "where, e.g. \"Psych ward, room 12\"");
+  cmd->add_option("--by", o.sender, "who or what raised it");
+  cmd->add_option("--type", o.type, "message_queue type at the targets (default: the kind)");
+  cmd->add_option("--data", o.data, "JSON handed to the consumers as is");
+  cmd->add_option("--expires", o.expires, "lifetime, e.g. 30m or 2h");
+  cmd->add_flag("--exercise", o.exercise, "a drill: labelled as such everywhere");
+  cmd->add_flag("--wait{30s}", wait,
+                "show progress until every target confirms; exit 3 if not within the duration "
+                "(default 30s, or --wait=2m)");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"relayctl: send alerts and manage a relaymesh node"};
+  CLI::App app{"relayctl: send alerts and look after a relaymesh node"};
   app.require_subcommand(1);
   app.fallthrough();
   std::string config_file = "/etc/relaymesh/relayd.toml";
+  bool json = false;
   app.add_option("--config", config_file, "relayd configuration file")->capture_default_str();
+  app.add_flag("--json", json, "machine-readable output");
 
-  auto* keygen_cmd = app.add_subcommand("keygen", "create a node identity key or a mesh key ring");
+  ctl::SendOptions send;
+  std::string wait;
+  auto* send_cmd = app.add_subcommand("send", "send an alert (an outbox insert and a kick)");
+  send_cmd->add_option("--kind", send.kind, "notification, duress, all-clear or test")->capture_default_str();
+  send_cmd->add_option("--priority", send.priority, "duress, emergency, normal or bulk (default by kind)");
+  send_cmd->add_option("--target", send.targets, "all, node ids, group:NAME; comma-separated")->default_str("all");
+  add_send_options(send_cmd, send, wait);
+
+  auto* duress_cmd = app.add_subcommand("duress", "raise a duress alarm (targets from [duress] by default)");
+  duress_cmd->add_option("--target", send.targets, "override [duress] targets; comma-separated");
+  add_send_options(duress_cmd, send, wait);
+
+  std::string cleared;
+  auto* clear_cmd = app.add_subcommand("all-clear", "clear an earlier event everywhere it went");
+  clear_cmd->add_option("EVENT", cleared, "the event to clear, as ORIGIN:SEQ")->required();
+  clear_cmd->add_option("--target", send.targets, "targets (default: all)");
+  add_send_options(clear_cmd, send, wait);
+
+  auto* status_cmd = app.add_subcommand("status", "peers, liveness, round trips, what is pending");
+  int limit = 20;
+  std::string kind_filter, origin_filter;
+  auto* events_cmd = app.add_subcommand("events", "recent events in this node's log");
+  events_cmd->add_option("--limit", limit, "how many")->capture_default_str()->check(CLI::Range(1, 10000));
+  events_cmd->add_option("--kind", kind_filter, "only this kind");
+  events_cmd->add_option("--origin", origin_filter, "only from this node");
+  std::string event_id;
+  auto* receipts_cmd = app.add_subcommand("receipts", "per target: delivered when, or pending");
+  receipts_cmd->add_option("EVENT", event_id, "ORIGIN:SEQ, as send printed it")->required();
+  auto* tail_cmd = app.add_subcommand("tail", "print new events as they arrive");
+  auto* migrate_cmd = app.add_subcommand("migrate", "apply the database migrations");
+
   std::string out;
   bool mesh = false;
+  auto* keygen_cmd = app.add_subcommand("keygen", "create a node identity key or a mesh key ring");
   keygen_cmd->add_option("--out", out, "file to create (mode 0600; never overwritten)")->required();
   keygen_cmd->add_flag("--mesh", mesh, "create a mesh key ring instead of a node identity key");
-
-  auto* check_cmd =
-      app.add_subcommand("check-config", "load and check a configuration and its key files");
+  auto* check_cmd = app.add_subcommand("check-config", "load and check a configuration and its key files");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
+    return app.exit(e) == 0 ? ctl::kOk : ctl::kUsage;
   }
 
   try {
-    if (keygen_cmd->parsed()) return keygen(out, mesh);
-    if (check_cmd->parsed()) return check_config(config_file);
-  } catch (const relay::ConfigError& e) {
+    if (keygen_cmd->parsed()) return ctl::keygen(out, mesh);
+    if (check_cmd->parsed()) return ctl::check_config(config_file);
+    const Config config = load_config(config_file);
+    send.json = json;
+    if (!wait.empty()) {
+      auto d = parse_duration(wait);
+      if (!d) throw ctl::UsageError("--wait=" + wait + ": expected a duration such as 30s or 2m");
+      send.wait = *d;
+    }
+    if (send_cmd->parsed()) {
+      if (send.targets.empty()) send.targets = "all";
+      return ctl::send(config, send);
+    }
+    if (duress_cmd->parsed()) {
+      send.kind = "duress";
+      if (send.targets.empty()) {
+        for (const auto& t : config.duress.targets) send.targets += (send.targets.empty() ? "" : ",") + t;
+      }
+      if (send.title.empty()) send.title = "Duress";
+      return ctl::send(config, send);
+    }
+    if (clear_cmd->parsed()) {
+      send.kind = "all-clear";
+      send.refs = {cleared};
+      if (send.targets.empty()) send.targets = "all";
+      if (send.title.empty()) send.title = "All clear";
+      return ctl::send(config, send);
+    }
+    if (status_cmd->parsed()) return ctl::status(config, json);
+    if (events_cmd->parsed()) return ctl::events(config, limit, kind_filter, origin_filter, json);
+    if (receipts_cmd->parsed()) return ctl::receipts(config, event_id, json);
+    if (tail_cmd->parsed()) return ctl::tail(config, json);
+    if (migrate_cmd->parsed()) return ctl::migrate(config, json);
+  } catch (const ConfigError& e) {
     std::cerr << e.what() << "\n";
-    return kExitUsage;
+    return ctl::kUsage;
+  } catch (const ctl::UsageError& e) {
+    std::cerr << "relayctl: " << e.what() << " (nothing was sent)\n";
+    return ctl::kUsage;
   } catch (const std::exception& e) {
     std::cerr << "relayctl: " << e.what() << "\n";
-    return kExitFailure;
+    return ctl::kFailure;
   }
-  return kExitUsage;
+  return ctl::kUsage;
 }

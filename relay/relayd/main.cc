@@ -1,0 +1,152 @@
+// relayd: the relaymesh relay daemon. One per site, beside its PostgreSQL.
+#include <CLI/CLI.hpp>
+#include <pqxx/connection>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <csignal>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include "common/config.h"
+#include "common/config_error.h"
+#include "common/log.h"
+#include "relay/net/daemon.h"
+#include "relay/status/status_server.h"
+#include "relay/store/pg_store.h"
+
+namespace {
+
+using namespace relay;
+
+volatile std::sig_atomic_t g_stop_before_start = 0;
+
+/// Reads what the database holds, waiting for it as long as it takes: the
+/// relay is useless without its log, and says so once per attempt.
+std::optional<mesh::Snapshot> open_database(const Config& config) {
+  std::signal(SIGINT, [](int) { g_stop_before_start = 1; });
+  std::signal(SIGTERM, [](int) { g_stop_before_start = 1; });
+  auto backoff = std::chrono::milliseconds(500);
+  while (!g_stop_before_start) {
+    try {
+      pqxx::connection conn(config.store.dsn);
+      return store::open_database(conn, config.node.id, mesh::Tuning{}.max_queue);
+    } catch (const std::exception& e) {
+      spdlog::error("database ({}): {}; retrying in {} ms", config.store.dsn, e.what(), backoff.count());
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(10'000));
+  }
+  return std::nullopt;
+}
+
+/// Prunes the event log once an hour, on its own thread and connection.
+class Retention {
+ public:
+  explicit Retention(const Config& config)
+      : thread_([this, dsn = config.store.dsn, self = config.node.id,
+                 retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention)] {
+          std::unique_lock lock(mutex_);
+          while (!cv_.wait_for(lock, std::chrono::hours(1), [&] { return stop_; })) {
+            try {
+              pqxx::connection conn(dsn);
+              if (auto n = store::prune_log(conn, self, retention)) spdlog::info("retention: pruned {} log rows", n);
+            } catch (const std::exception& e) {
+              spdlog::warn("retention: {}", e.what());
+            }
+          }
+        }) {}
+  ~Retention() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"relayd: the relaymesh relay daemon"};
+  std::string config_file = "/etc/relaymesh/relayd.toml";
+  std::string level = "info";
+  app.add_option("--config", config_file, "configuration file")->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn or error")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  Config config;
+  std::optional<NodeKeys> keys;
+  try {
+    init_logging(level);
+    config = load_config(config_file);
+    keys = load_node_keys(config);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+
+  auto snapshot = open_database(config);
+  if (!snapshot) return 0;
+
+  try {
+    asio::io_context io;
+    net::Daemon daemon(io, config, std::move(*keys), std::move(*snapshot));
+    daemon.start();
+    status::StatusServer status_page(config.status.listen, config.store.dsn, [&] {
+      // Read on the network thread, which owns the core.
+      auto promise = std::make_shared<std::promise<net::DaemonStatus>>();
+      auto future = promise->get_future();
+      asio::post(io, [&daemon, promise] { promise->set_value(daemon.status()); });
+      if (future.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+        net::DaemonStatus busy;
+        busy.node = config.node.id;
+        busy.database_up = false;
+        busy.database_error = "the network thread did not answer within 2 s";
+        return busy;
+      }
+      return future.get();
+    });
+    status_page.start();
+    Retention retention(config);
+
+    asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+    std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        try {
+          const Config fresh = load_config(config_file);
+          daemon.reload(fresh, load_node_keys(fresh));
+        } catch (const std::exception& e) {
+          spdlog::error("reload refused, keeping the running configuration:\n{}", e.what());
+        }
+        signals.async_wait(on_signal);
+        return;
+      }
+      spdlog::info("stopping: no new claims, flushing the store");
+      daemon.stop();
+      io.stop();
+    };
+    signals.async_wait(on_signal);
+    spdlog::info("status page on http://{}/", config.status.listen.to_string());
+    io.run();
+    status_page.stop();
+    spdlog::info("stopped");
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  return 0;
+}
