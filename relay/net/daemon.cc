@@ -13,7 +13,9 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 // network thread is busy; the kernel caps it at net.core.rmem_max.
 constexpr int kSocketBuffer = 4 << 20;
 
-mesh::Time now() { return std::chrono::steady_clock::now(); }
+mesh::Time now() {
+  return std::chrono::steady_clock::now();
+}
 
 asio::ip::udp::endpoint resolve(asio::io_context& io, const Endpoint& ep) {
   asio::ip::udp::resolver resolver(io);
@@ -62,28 +64,27 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   options.self = config_.node.id;
   store_ = std::make_unique<store::PgStore>(
       options,
-      store::StoreCallbacks{
-          [this](const mesh::StoreDone& done) {
-            asio::post(io_, [this, done] {
-              if (stopped_) return;
-              node_->on_stored(now(), done);
-              if (done.delivered) consumer_kicks_.kick();
-              after_input();
-            });
-          },
-          [this](std::uint64_t ticket, std::vector<mesh::EventPtr> events) {
-            asio::post(io_, [this, ticket, events = std::move(events)] {
-              if (stopped_) return;
-              node_->on_loaded(now(), ticket, events);
-              after_input();
-            });
-          },
-          [this](bool healthy, const std::string& why) {
-            asio::post(io_, [this, healthy, why] {
-              database_up_ = healthy;
-              database_error_ = why;
-            });
-          }});
+      store::StoreCallbacks{[this](const mesh::StoreDone& done) {
+                              asio::post(io_, [this, done] {
+                                if (stopped_) return;
+                                node_->on_stored(now(), done);
+                                if (done.delivered) consumer_kicks_.kick();
+                                after_input();
+                              });
+                            },
+                            [this](std::uint64_t ticket, std::vector<mesh::EventPtr> events) {
+                              asio::post(io_, [this, ticket, events = std::move(events)] {
+                                if (stopped_) return;
+                                node_->on_loaded(now(), ticket, events);
+                                after_input();
+                              });
+                            },
+                            [this](bool healthy, const std::string& why) {
+                              asio::post(io_, [this, healthy, why] {
+                                database_up_ = healthy;
+                                database_error_ = why;
+                              });
+                            }});
   node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
                                        tuning_of(config_), *store_, *this, std::random_device{}());
   node_->start(now(), std::move(snapshot));
@@ -102,7 +103,9 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
                                           });
 }
 
-Daemon::~Daemon() { stop(); }
+Daemon::~Daemon() {
+  stop();
+}
 
 void Daemon::start() {
   const auto at = resolve(io_, config_.node.listen);
@@ -132,7 +135,9 @@ void Daemon::stop() {
   timer_.cancel();
 }
 
-std::uint16_t Daemon::mesh_port() const { return socket_.local_endpoint().port(); }
+std::uint16_t Daemon::mesh_port() const {
+  return socket_.local_endpoint().port();
+}
 
 void Daemon::reload(const Config& config, NodeKeys keys) {
   // Keys and peers' identities change in place; membership changes (new or
@@ -186,10 +191,11 @@ void Daemon::rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
   if (t - last < std::chrono::minutes(1)) return;
   last = t;
   auto header = wire::parse_header(datagram);
-  spdlog::warn("dropping datagrams: {} (from {}:{}{}; {} so far; this warning at most once a minute)",
-               wire::to_string(reason), from.address().to_string(), from.port(),
-               header ? ", sender \"" + header->sender + "\", key id " + std::to_string(header->key_id) : "",
-               codec_->rejected(reason));
+  spdlog::warn(
+      "dropping datagrams: {} (from {}:{}{}; {} so far; this warning at most once a minute)",
+      wire::to_string(reason), from.address().to_string(), from.port(),
+      header ? ", sender \"" + header->sender + "\", key id " + std::to_string(header->key_id) : "",
+      codec_->rejected(reason));
 }
 
 asio::awaitable<void> Daemon::tick() {
@@ -210,7 +216,8 @@ void Daemon::after_input() {
   if (pause != paused_) {
     paused_ = pause;
     outbox_->set_paused(pause);
-    if (pause) spdlog::warn("outbox claims paused: too many own events not yet delivered (back-pressure)");
+    if (pause)
+      spdlog::warn("outbox claims paused: too many own events not yet delivered (back-pressure)");
   }
 }
 
@@ -223,11 +230,13 @@ DaemonStatus Daemon::status() const {
   s.stats = node_->stats();
   s.accepted = codec_->accepted();
   for (std::size_t r = 1; r < wire::kRejectReasons; ++r) {
-    s.rejected[wire::to_string(static_cast<wire::Reject>(r))] = codec_->rejected(static_cast<wire::Reject>(r));
+    s.rejected[wire::to_string(static_cast<wire::Reject>(r))] =
+        codec_->rejected(static_cast<wire::Reject>(r));
   }
   s.kicks = outbox_->kicks();
   s.notifies = outbox_->notifies();
-  s.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  s.uptime_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;
 }
 

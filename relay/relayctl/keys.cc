@@ -45,16 +45,16 @@ int check_config(const std::string& file) {
               keys.ring.keys.size(), keys.ring.current);
   std::printf("  peers     %zu\n", config.peers.size());
   for (const auto& peer : config.peers) {
-    std::printf("            %-32s %-24s groups: %s\n", peer.id.c_str(), peer.address.to_string().c_str(),
-                join(peer.groups, "none").c_str());
+    std::printf("            %-32s %-24s groups: %s\n", peer.id.c_str(),
+                peer.address.to_string().c_str(), join(peer.groups, "none").c_str());
   }
   std::vector<std::string> kicks;
   for (const auto& ep : config.delivery.kick) kicks.push_back(ep.to_string());
-  std::printf("  store     %s, polling every %lld ms, keeping the log %lld days\n", config.store.dsn.c_str(),
-              static_cast<long long>(config.store.poll_interval.count()),
+  std::printf("  store     %s, polling every %lld ms, keeping the log %lld days\n",
+              config.store.dsn.c_str(), static_cast<long long>(config.store.poll_interval.count()),
               static_cast<long long>(config.store.retention.count() / 86'400'000));
-  std::printf("  kick      listening on %s; waking consumers at: %s\n", config.kick.listen.to_string().c_str(),
-              join(kicks, "none").c_str());
+  std::printf("  kick      listening on %s; waking consumers at: %s\n",
+              config.kick.listen.to_string().c_str(), join(kicks, "none").c_str());
   std::printf("  duress    default targets: %s\n", join(config.duress.targets, "none").c_str());
   std::printf("  supervision timeout %lld s\n",
               static_cast<long long>(config.mesh.supervision_timeout.count() / 1000));

@@ -40,12 +40,16 @@ int main(int argc, char** argv) {
   ctl::SendOptions send;
   std::string wait;
   auto* send_cmd = app.add_subcommand("send", "send an alert (an outbox insert and a kick)");
-  send_cmd->add_option("--kind", send.kind, "notification, duress, all-clear or test")->capture_default_str();
-  send_cmd->add_option("--priority", send.priority, "duress, emergency, normal or bulk (default by kind)");
-  send_cmd->add_option("--target", send.targets, "all, node ids, group:NAME; comma-separated")->default_str("all");
+  send_cmd->add_option("--kind", send.kind, "notification, duress, all-clear or test")
+      ->capture_default_str();
+  send_cmd->add_option("--priority", send.priority,
+                       "duress, emergency, normal or bulk (default by kind)");
+  send_cmd->add_option("--target", send.targets, "all, node ids, group:NAME; comma-separated")
+      ->default_str("all");
   add_send_options(send_cmd, send, wait);
 
-  auto* duress_cmd = app.add_subcommand("duress", "raise a duress alarm (targets from [duress] by default)");
+  auto* duress_cmd =
+      app.add_subcommand("duress", "raise a duress alarm (targets from [duress] by default)");
   duress_cmd->add_option("--target", send.targets, "override [duress] targets; comma-separated");
   add_send_options(duress_cmd, send, wait);
 
@@ -59,7 +63,9 @@ int main(int argc, char** argv) {
   int limit = 20;
   std::string kind_filter, origin_filter;
   auto* events_cmd = app.add_subcommand("events", "recent events in this node's log");
-  events_cmd->add_option("--limit", limit, "how many")->capture_default_str()->check(CLI::Range(1, 10000));
+  events_cmd->add_option("--limit", limit, "how many")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
   events_cmd->add_option("--kind", kind_filter, "only this kind");
   events_cmd->add_option("--origin", origin_filter, "only from this node");
   std::string event_id;
@@ -73,7 +79,8 @@ int main(int argc, char** argv) {
   auto* keygen_cmd = app.add_subcommand("keygen", "create a node identity key or a mesh key ring");
   keygen_cmd->add_option("--out", out, "file to create (mode 0600; never overwritten)")->required();
   keygen_cmd->add_flag("--mesh", mesh, "create a mesh key ring instead of a node identity key");
-  auto* check_cmd = app.add_subcommand("check-config", "load and check a configuration and its key files");
+  auto* check_cmd =
+      app.add_subcommand("check-config", "load and check a configuration and its key files");
 
   try {
     app.parse(argc, argv);
@@ -98,7 +105,8 @@ int main(int argc, char** argv) {
     if (duress_cmd->parsed()) {
       send.kind = "duress";
       if (send.targets.empty()) {
-        for (const auto& t : config.duress.targets) send.targets += (send.targets.empty() ? "" : ",") + t;
+        for (const auto& t : config.duress.targets)
+          send.targets += (send.targets.empty() ? "" : ",") + t;
       }
       if (send.title.empty()) send.title = "Duress";
       return ctl::send(config, send);

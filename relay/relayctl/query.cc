@@ -52,7 +52,9 @@ std::vector<LoggedEvent> parse_rows(const pqxx::result& rows) {
     const pqxx::binarystring bytes(row[0]);
     v1::SignedEvent signed_event;
     LoggedEvent e;
-    if (!signed_event.ParseFromString(bytes.str()) || !e.event.ParseFromString(signed_event.event())) continue;
+    if (!signed_event.ParseFromString(bytes.str()) ||
+        !e.event.ParseFromString(signed_event.event()))
+      continue;
     e.stored_us = row[1].as<std::int64_t>();
     out.push_back(std::move(e));
   }
@@ -65,9 +67,12 @@ void print_event(const LoggedEvent& e, bool json) {
     std::printf("%s\n", data.c_str());
     return;
   }
-  std::printf("%-20s %-12s %-9s %s  %s%s%s\n", (e.event.origin() + ":" + std::to_string(e.event.seq())).c_str(),
-              store::kind_name(e.event.kind()).c_str(), store::priority_name(e.event.priority()).c_str(),
-              iso_time(e.stored_us / 1000).c_str(), e.event.exercise() ? "[EXERCISE] " : "", e.event.title().c_str(),
+  std::printf("%-20s %-12s %-9s %s  %s%s%s\n",
+              (e.event.origin() + ":" + std::to_string(e.event.seq())).c_str(),
+              store::kind_name(e.event.kind()).c_str(),
+              store::priority_name(e.event.priority()).c_str(),
+              iso_time(e.stored_us / 1000).c_str(), e.event.exercise() ? "[EXERCISE] " : "",
+              e.event.title().c_str(),
               e.event.location().empty() ? "" : (" @ " + e.event.location()).c_str());
 }
 
@@ -96,15 +101,16 @@ int status(const Config& config, bool json) {
   client.set_connection_timeout(std::chrono::seconds(3));
   auto res = client.Get("/api/status");
   if (!res) {
-    throw std::runtime_error("relayd does not answer on http://" + config.status.listen.to_string() +
-                             "/ (is it running?)");
+    throw std::runtime_error("relayd does not answer on http://" +
+                             config.status.listen.to_string() + "/ (is it running?)");
   }
   if (json) {
     std::printf("%s", res->body.c_str());
     return kOk;
   }
   pb::Struct s;
-  if (!pb::util::JsonStringToMessage(res->body, &s).ok()) throw std::runtime_error("unreadable status");
+  if (!pb::util::JsonStringToMessage(res->body, &s).ok())
+    throw std::runtime_error("unreadable status");
   const auto& f = s.fields();
   const auto& db = f.at("database").struct_value().fields();
   std::printf("node %s, up %.0f s, database %s%s\n", f.at("node").string_value().c_str(),
@@ -121,7 +127,8 @@ int status(const Config& config, bool json) {
   return kOk;
 }
 
-int events(const Config& config, int limit, const std::string& kind, const std::string& origin, bool json) {
+int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
+           bool json) {
   auto conn = connect(config);
   pqxx::read_transaction tx(*conn);
   // Kind is inside the signed bytes; filter it here, over a bounded scan.
@@ -140,7 +147,8 @@ int events(const Config& config, int limit, const std::string& kind, const std::
 
 int receipts(const Config& config, const std::string& id, bool json) {
   const auto colon = id.rfind(':');
-  if (colon == std::string::npos) throw UsageError("event \"" + id + "\": expected ORIGIN:SEQ, such as hq:42");
+  if (colon == std::string::npos)
+    throw UsageError("event \"" + id + "\": expected ORIGIN:SEQ, such as hq:42");
   const std::string origin = id.substr(0, colon);
   std::uint64_t seq = 0;
   try {
@@ -149,13 +157,15 @@ int receipts(const Config& config, const std::string& id, bool json) {
     throw UsageError("event \"" + id + "\": expected ORIGIN:SEQ, such as hq:42");
   }
   if (origin != config.node.id) {
-    throw UsageError("receipts of " + id + " are kept at its origin, " + origin + "; ask relayctl there");
+    throw UsageError("receipts of " + id + " are kept at its origin, " + origin +
+                     "; ask relayctl there");
   }
   auto conn = connect(config);
   pqxx::read_transaction tx(*conn);
-  const auto rows = parse_rows(tx.exec_params(std::string("SELECT ") + kEventColumns +
-                                                  " FROM relay_event_log WHERE origin = $1 AND seq = $2",
-                                              origin, seq));
+  const auto rows =
+      parse_rows(tx.exec_params(std::string("SELECT ") + kEventColumns +
+                                    " FROM relay_event_log WHERE origin = $1 AND seq = $2",
+                                origin, seq));
   if (rows.empty()) throw std::runtime_error("no event " + id + " in this node's log");
   const auto& event = rows.front().event;
   std::map<std::string, std::int64_t> delivered;
@@ -180,7 +190,9 @@ int receipts(const Config& config, const std::string& id, bool json) {
         per_target[t].set_number_value(static_cast<double>(it->second));
       }
     } else {
-      std::printf("  %-24s %s\n", t.c_str(), it == delivered.end() ? "pending" : ("delivered " + iso_time(it->second)).c_str());
+      std::printf(
+          "  %-24s %s\n", t.c_str(),
+          it == delivered.end() ? "pending" : ("delivered " + iso_time(it->second)).c_str());
     }
   }
   if (json) std::printf("%s\n", to_json(out).c_str());
@@ -198,10 +210,11 @@ int tail(const Config& config, bool json) {
   while (true) {
     {
       pqxx::read_transaction tx(*conn);
-      const auto rows = tx.exec_params(std::string("SELECT ") + kEventColumns +
-                                           " FROM relay_event_log WHERE stored_at > to_timestamp($1 / 1000000.0) "
-                                           "ORDER BY stored_at, origin, seq LIMIT 1000",
-                                       since);
+      const auto rows =
+          tx.exec_params(std::string("SELECT ") + kEventColumns +
+                             " FROM relay_event_log WHERE stored_at > to_timestamp($1 / 1000000.0) "
+                             "ORDER BY stored_at, origin, seq LIMIT 1000",
+                         since);
       for (const auto& e : parse_rows(rows)) {
         print_event(e, json);
         since = std::max(since, e.stored_us);

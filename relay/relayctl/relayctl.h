@@ -38,12 +38,14 @@ int check_config(const std::string& file);
 int migrate(const Config& config, bool json);
 int send(const Config& config, SendOptions options);
 int status(const Config& config, bool json);
-int events(const Config& config, int limit, const std::string& kind, const std::string& origin, bool json);
+int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
+           bool json);
 int receipts(const Config& config, const std::string& event, bool json);
 int tail(const Config& config, bool json);
 
 /// Node ids of the mesh (this node and its peers) that `targets` name.
-std::vector<std::string> resolve_targets(const Config& config, const std::vector<std::string>& targets);
+std::vector<std::string> resolve_targets(const Config& config,
+                                         const std::vector<std::string>& targets);
 /// Splits "a,b,c" and trims spaces.
 std::vector<std::string> split_list(const std::string& text);
 

@@ -2,8 +2,8 @@
 // optionally following the event until every target confirms.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <pqxx/pqxx>
 #include <unistd.h>
+#include <pqxx/pqxx>
 
 #include <asio.hpp>
 #include <cstdio>
@@ -33,7 +33,8 @@ v1::Kind kind_of(const std::string& name) {
 
 /// The event as the relay will build it from the outbox row, for checking
 /// before anything is inserted.
-v1::Event draft(const Config& config, const SendOptions& o, const std::vector<std::string>& targets) {
+v1::Event draft(const Config& config, const SendOptions& o,
+                const std::vector<std::string>& targets) {
   v1::Event e;
   e.set_kind(kind_of(o.kind));
   for (const auto& t : targets) e.add_targets(t);
@@ -69,7 +70,8 @@ void kick(const Config& config) {
   try {
     asio::io_context io;
     asio::ip::udp::socket socket(io, asio::ip::udp::v4());
-    const asio::ip::udp::endpoint to(asio::ip::make_address(config.kick.listen.host), config.kick.listen.port);
+    const asio::ip::udp::endpoint to(asio::ip::make_address(config.kick.listen.host),
+                                     config.kick.listen.port);
     socket.send_to(asio::buffer("relayctl", 8), to);
   } catch (const std::exception&) {
   }
@@ -88,31 +90,35 @@ struct Sent {
 };
 
 /// Waits for the relay to claim the outbox row; says why if it refused it.
-std::optional<Sent> await_claim(pqxx::connection& conn, const Config& config, std::int64_t outbox_id,
-                                SteadyClock::time_point deadline) {
+std::optional<Sent> await_claim(pqxx::connection& conn, const Config& config,
+                                std::int64_t outbox_id, SteadyClock::time_point deadline) {
   while (SteadyClock::now() < deadline) {
     pqxx::read_transaction tx(conn);
-    auto claimed = tx.exec_params("SELECT seq FROM relay_event_log WHERE origin = $1 AND outbox_id = $2",
-                                  config.node.id, outbox_id);
+    auto claimed =
+        tx.exec_params("SELECT seq FROM relay_event_log WHERE origin = $1 AND outbox_id = $2",
+                       config.node.id, outbox_id);
     if (!claimed.empty()) return Sent{config.node.id, claimed[0][0].as<std::uint64_t>()};
     auto rejected = tx.exec_params("SELECT reason FROM outbox_rejected WHERE id = $1", outbox_id);
-    if (!rejected.empty()) throw std::runtime_error("the relay rejected it: " + rejected[0][0].as<std::string>());
+    if (!rejected.empty())
+      throw std::runtime_error("the relay rejected it: " + rejected[0][0].as<std::string>());
     tx.commit();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return std::nullopt;
 }
 
-int wait_for_receipts(pqxx::connection& conn, const Sent& sent, const std::vector<std::string>& targets,
-                      SteadyClock::time_point deadline, bool json) {
+int wait_for_receipts(pqxx::connection& conn, const Sent& sent,
+                      const std::vector<std::string>& targets, SteadyClock::time_point deadline,
+                      bool json) {
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   std::vector<std::string> pending = targets;
   while (true) {
     {
       pqxx::read_transaction tx(conn);
       std::set<std::string> done;
-      for (const auto& row : tx.exec_params("SELECT target FROM relay_receipts WHERE origin = $1 AND seq = $2",
-                                            sent.origin, sent.seq)) {
+      for (const auto& row :
+           tx.exec_params("SELECT target FROM relay_receipts WHERE origin = $1 AND seq = $2",
+                          sent.origin, sent.seq)) {
         done.insert(row[0].as<std::string>());
       }
       std::erase_if(pending, [&](const std::string& t) { return done.contains(t); });
@@ -122,7 +128,8 @@ int wait_for_receipts(pqxx::connection& conn, const Sent& sent, const std::vecto
       std::string waiting;
       for (const auto& p : pending) waiting += (waiting.empty() ? "" : ", ") + p;
       std::fprintf(stderr, "%s%zu of %zu targets confirmed%s%s%s", tty ? "\r\033[K" : "", confirmed,
-                   targets.size(), pending.empty() ? "" : "; waiting for ", waiting.c_str(), tty ? "" : "\n");
+                   targets.size(), pending.empty() ? "" : "; waiting for ", waiting.c_str(),
+                   tty ? "" : "\n");
     }
     if (pending.empty()) {
       if (!json && tty) std::fprintf(stderr, "\n");
@@ -145,7 +152,8 @@ std::vector<std::string> split_list(const std::string& text) {
   std::size_t start = 0;
   while (start <= text.size()) {
     const auto comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     item.erase(0, item.find_first_not_of(' '));
     item.erase(item.find_last_not_of(' ') + 1);
     if (!item.empty()) out.push_back(item);
@@ -155,9 +163,11 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-std::vector<std::string> resolve_targets(const Config& config, const std::vector<std::string>& targets) {
+std::vector<std::string> resolve_targets(const Config& config,
+                                         const std::vector<std::string>& targets) {
   std::vector<std::string> nodes;
-  if (mesh::targets_node(targets, config.node.id, config.node.groups)) nodes.push_back(config.node.id);
+  if (mesh::targets_node(targets, config.node.id, config.node.groups))
+    nodes.push_back(config.node.id);
   for (const auto& p : config.peers) {
     if (mesh::targets_node(targets, p.id, p.groups)) nodes.push_back(p.id);
   }
@@ -170,12 +180,14 @@ int send(const Config& config, SendOptions o) {
   std::string expires = "NULL";
   if (!o.expires.empty()) {
     auto d = parse_duration(o.expires);
-    if (!d) throw UsageError("--expires \"" + o.expires + "\": expected a duration such as 30m or 2h");
+    if (!d)
+      throw UsageError("--expires \"" + o.expires + "\": expected a duration such as 30m or 2h");
     expires = "now() + interval '" + std::to_string(d->count()) + " milliseconds'";
   }
-  if (!o.priority.empty() && o.priority != "duress" && o.priority != "emergency" && o.priority != "normal" &&
-      o.priority != "bulk") {
-    throw UsageError("--priority \"" + o.priority + "\": expected duress, emergency, normal or bulk");
+  if (!o.priority.empty() && o.priority != "duress" && o.priority != "emergency" &&
+      o.priority != "normal" && o.priority != "bulk") {
+    throw UsageError("--priority \"" + o.priority +
+                     "\": expected duress, emergency, normal or bulk");
   }
 
   std::unique_ptr<pqxx::connection> conn;
@@ -189,11 +201,14 @@ int send(const Config& config, SendOptions o) {
   {
     pqxx::work tx(*conn);
     outbox_id = tx.exec_params1(
-                      "INSERT INTO outbox (kind, priority, targets, title, body, location, sender, type, data, "
-                      "expires_at, refs, exercise) VALUES ($1, nullif($2, ''), $3::text[], $4, $5, $6, $7, $8, "
-                      "coalesce(nullif($9, ''), '{}')::jsonb, " + expires + ", $10::text[], $11) RETURNING id",
-                      o.kind, o.priority, store::text_array(targets), o.title, o.body, o.location, o.sender,
-                      o.type, o.data, store::text_array(o.refs), event.exercise())[0]
+                      "INSERT INTO outbox (kind, priority, targets, title, body, location, sender, "
+                      "type, data, "
+                      "expires_at, refs, exercise) VALUES ($1, nullif($2, ''), $3::text[], $4, $5, "
+                      "$6, $7, $8, "
+                      "coalesce(nullif($9, ''), '{}')::jsonb, " +
+                          expires + ", $10::text[], $11) RETURNING id",
+                      o.kind, o.priority, store::text_array(targets), o.title, o.body, o.location,
+                      o.sender, o.type, o.data, store::text_array(o.refs), event.exercise())[0]
                     .as<std::int64_t>();
     tx.exec("NOTIFY outbox");
     tx.commit();
@@ -204,9 +219,10 @@ int send(const Config& config, SendOptions o) {
   const auto wait = o.wait.value_or(std::chrono::milliseconds(5000));
   const auto sent = await_claim(*conn, config, outbox_id, start + wait);
   if (!sent) {
-    std::fprintf(stderr,
-                 "queued as outbox row %lld, but relayd has not claimed it yet: is relayd running for %s?\n",
-                 static_cast<long long>(outbox_id), config.node.id.c_str());
+    std::fprintf(
+        stderr,
+        "queued as outbox row %lld, but relayd has not claimed it yet: is relayd running for %s?\n",
+        static_cast<long long>(outbox_id), config.node.id.c_str());
     return o.wait ? kWaitTimedOut : kOk;
   }
   pb::Struct out;

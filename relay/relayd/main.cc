@@ -1,7 +1,7 @@
 // relayd: the relaymesh relay daemon. One per site, beside its PostgreSQL.
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <pqxx/connection>
-#include <spdlog/spdlog.h>
 
 #include <condition_variable>
 #include <csignal>
@@ -33,7 +33,8 @@ std::optional<mesh::Snapshot> open_database(const Config& config) {
       pqxx::connection conn(config.store.dsn);
       return store::open_database(conn, config.node.id, mesh::Tuning{}.max_queue);
     } catch (const std::exception& e) {
-      spdlog::error("database ({}): {}; retrying in {} ms", config.store.dsn, e.what(), backoff.count());
+      spdlog::error("database ({}): {}; retrying in {} ms", config.store.dsn, e.what(),
+                    backoff.count());
     }
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(10'000));
@@ -45,18 +46,20 @@ std::optional<mesh::Snapshot> open_database(const Config& config) {
 class Retention {
  public:
   explicit Retention(const Config& config)
-      : thread_([this, dsn = config.store.dsn, self = config.node.id,
-                 retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention)] {
-          std::unique_lock lock(mutex_);
-          while (!cv_.wait_for(lock, std::chrono::hours(1), [&] { return stop_; })) {
-            try {
-              pqxx::connection conn(dsn);
-              if (auto n = store::prune_log(conn, self, retention)) spdlog::info("retention: pruned {} log rows", n);
-            } catch (const std::exception& e) {
-              spdlog::warn("retention: {}", e.what());
-            }
-          }
-        }) {}
+      : thread_(
+            [this, dsn = config.store.dsn, self = config.node.id,
+             retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention)] {
+              std::unique_lock lock(mutex_);
+              while (!cv_.wait_for(lock, std::chrono::hours(1), [&] { return stop_; })) {
+                try {
+                  pqxx::connection conn(dsn);
+                  if (auto n = store::prune_log(conn, self, retention))
+                    spdlog::info("retention: pruned {} log rows", n);
+                } catch (const std::exception& e) {
+                  spdlog::warn("retention: {}", e.what());
+                }
+              }
+            }) {}
   ~Retention() {
     {
       std::lock_guard lock(mutex_);
@@ -123,7 +126,8 @@ int main(int argc, char** argv) {
     Retention retention(config);
 
     asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-    std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec, int sig) {
+    std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,
+                                                                      int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
         try {

@@ -107,7 +107,8 @@ class Cluster {
  private:
   struct Slot;
 
-  EventPtr commit(std::size_t origin, v1::Priority priority, const std::vector<std::string>& targets);
+  EventPtr commit(std::size_t origin, v1::Priority priority,
+                  const std::vector<std::string>& targets);
   void schedule(Time at, std::function<void()> fn);
   void route(std::size_t from, const std::string& to, const v1::Datagram& body);
   void deliver(std::size_t from, std::size_t to, const v1::Datagram& body);

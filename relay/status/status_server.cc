@@ -3,8 +3,8 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
-#include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
+#include <pqxx/pqxx>
 
 #include <sstream>
 
@@ -45,11 +45,20 @@ std::string escape_html(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -72,7 +81,8 @@ std::string events_json(const std::string& dsn, int limit) {
     const pqxx::binarystring bytes(row[0]);
     relaymesh::v1::SignedEvent signed_event;
     relaymesh::v1::Event e;
-    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event())) continue;
+    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
+      continue;
     pb::Value item;
     auto& f = *item.mutable_struct_value()->mutable_fields();
     f["id"] = text(e.origin() + ":" + std::to_string(e.seq()));
@@ -132,27 +142,37 @@ std::string metrics_text(const net::DaemonStatus& s) {
     << "relay_database_up " << (s.database_up ? 1 : 0) << '\n';
   counter("relay_datagrams_sent_total", "Datagrams sent to peers.", s.stats.datagrams_sent);
   counter("relay_datagrams_accepted_total", "Datagrams that passed every check.", s.accepted);
-  counter("relay_retransmissions_total", "Events sent again for want of an ack.", s.stats.retransmissions);
+  counter("relay_retransmissions_total", "Events sent again for want of an ack.",
+          s.stats.retransmissions);
   counter("relay_events_stored_total", "Events of other nodes stored here.", s.stats.events_stored);
-  counter("relay_receipts_recorded_total", "Receipts recorded for own events.", s.stats.receipts_recorded);
+  counter("relay_receipts_recorded_total", "Receipts recorded for own events.",
+          s.stats.receipts_recorded);
   m << "# HELP relay_datagrams_rejected_total Datagrams dropped, by reason.\n"
        "# TYPE relay_datagrams_rejected_total counter\n";
   for (const auto& [reason, n] : s.rejected) {
     m << "relay_datagrams_rejected_total{reason=\"" << reason << "\"} " << n << '\n';
   }
-  m << "# HELP relay_peer_up 1 if the peer is alive, 0 if suspect or down.\n# TYPE relay_peer_up gauge\n";
-  for (const auto& p : s.peers) m << "relay_peer_up{peer=\"" << p.id << "\"} " << (p.suspect || p.down ? 0 : 1) << '\n';
-  m << "# HELP relay_peer_alarm 1 while a supervision alarm is raised for the peer.\n# TYPE relay_peer_alarm gauge\n";
-  for (const auto& p : s.peers) m << "relay_peer_alarm{peer=\"" << p.id << "\"} " << (p.alarmed ? 1 : 0) << '\n';
-  m << "# HELP relay_peer_queued Events waiting to be sent to the peer.\n# TYPE relay_peer_queued gauge\n";
-  for (const auto& p : s.peers) m << "relay_peer_queued{peer=\"" << p.id << "\"} " << p.queued + p.in_flight << '\n';
+  m << "# HELP relay_peer_up 1 if the peer is alive, 0 if suspect or down.\n# TYPE relay_peer_up "
+       "gauge\n";
+  for (const auto& p : s.peers)
+    m << "relay_peer_up{peer=\"" << p.id << "\"} " << (p.suspect || p.down ? 0 : 1) << '\n';
+  m << "# HELP relay_peer_alarm 1 while a supervision alarm is raised for the peer.\n# TYPE "
+       "relay_peer_alarm gauge\n";
+  for (const auto& p : s.peers)
+    m << "relay_peer_alarm{peer=\"" << p.id << "\"} " << (p.alarmed ? 1 : 0) << '\n';
+  m << "# HELP relay_peer_queued Events waiting to be sent to the peer.\n# TYPE relay_peer_queued "
+       "gauge\n";
+  for (const auto& p : s.peers)
+    m << "relay_peer_queued{peer=\"" << p.id << "\"} " << p.queued + p.in_flight << '\n';
   return m.str();
 }
 
 std::string status_html(const net::DaemonStatus& s) {
   std::ostringstream h;
   h << "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>"
-       "<title>relayd " << escape_html(s.node) << "</title><style>"
+       "<title>relayd "
+    << escape_html(s.node)
+    << "</title><style>"
        "body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;text-align:left}"
        ".bad{background:#c00;color:#fff}.warn{background:#fc0}</style></head><body>"
     << "<h1>relayd " << escape_html(s.node) << "</h1>";
@@ -164,13 +184,16 @@ std::string status_html(const net::DaemonStatus& s) {
   for (const auto& p : s.peers) {
     const char* cls = p.alarmed ? " class=bad" : (p.suspect || p.down) ? " class=warn" : "";
     h << "<tr" << cls << "><td>" << escape_html(p.id) << "</td><td>"
-      << (p.alarmed ? "SUPERVISION ALARM: unreachable" : p.down ? "down" : p.suspect ? "suspect" : "alive")
+      << (p.alarmed   ? "SUPERVISION ALARM: unreachable"
+          : p.down    ? "down"
+          : p.suspect ? "suspect"
+                      : "alive")
       << "</td><td>" << static_cast<int>(ms(p.srtt)) << " ms</td><td>" << p.in_flight << "</td><td>"
       << p.queued << "</td></tr>";
   }
   h << "</table><p>datagrams sent " << s.stats.datagrams_sent << ", accepted " << s.accepted
-    << ", events stored " << s.stats.events_stored << ", retransmissions " << s.stats.retransmissions
-    << "</p><p>rejected:";
+    << ", events stored " << s.stats.events_stored << ", retransmissions "
+    << s.stats.retransmissions << "</p><p>rejected:";
   for (const auto& [reason, n] : s.rejected) {
     if (n > 0) h << ' ' << reason << ' ' << n;
   }
@@ -179,11 +202,16 @@ std::string status_html(const net::DaemonStatus& s) {
   return h.str();
 }
 
-StatusServer::StatusServer(Endpoint listen, std::string dsn, std::function<net::DaemonStatus()> fetch)
-    : listen_(std::move(listen)), dsn_(std::move(dsn)), fetch_(std::move(fetch)),
+StatusServer::StatusServer(Endpoint listen, std::string dsn,
+                           std::function<net::DaemonStatus()> fetch)
+    : listen_(std::move(listen)),
+      dsn_(std::move(dsn)),
+      fetch_(std::move(fetch)),
       server_(std::make_unique<httplib::Server>()) {}
 
-StatusServer::~StatusServer() { stop(); }
+StatusServer::~StatusServer() {
+  stop();
+}
 
 void StatusServer::start() {
   server_->Get("/", [this](const httplib::Request&, httplib::Response& res) {
@@ -202,7 +230,8 @@ void StatusServer::start() {
   });
   server_->Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) {
     int limit = 50;
-    if (req.has_param("limit")) limit = std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000);
+    if (req.has_param("limit"))
+      limit = std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000);
     try {
       res.set_content(events_json(dsn_, limit), "application/json");
     } catch (const std::exception& e) {

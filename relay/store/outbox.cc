@@ -158,7 +158,8 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
     for (const auto& e : result.events) seqs.push_back(static_cast<std::int64_t>(e->key.seq));
     tx.exec_params(
         "UPDATE relay_event_log l SET outbox_id = u.id "
-        "FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE l.origin = $3 AND l.seq = u.seq",
+        "FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE l.origin = $3 AND l.seq = "
+        "u.seq",
         int_array(outbox_ids), int_array(seqs), config.node.id);
   }
   tx.commit();

@@ -1,0 +1,89 @@
+# Shared by scripts/demo and the integration tests: a local mesh of relayd
+# processes on one ephemeral PostgreSQL (a database per node), in a temp dir.
+# Source it, then: mesh_init NODE...; mesh_start NODE; ctl NODE verb...;
+# mesh_sql NODE "SQL"; mesh_cleanup (also run on exit).
+# Needs: $repo (the checkout), built relayd and relayctl.
+
+mesh_build=${MESH_BUILD:-$repo/build}
+mesh_relayd=$mesh_build/relay/relayd/relayd
+mesh_relayctl=$mesh_build/relay/relayctl/relayctl
+mesh_dir=$(mktemp -d /tmp/relaymesh-mesh.XXXXXX)
+chmod 755 "$mesh_dir"
+declare -A mesh_pid mesh_port mesh_peer_port
+mesh_nodes=()
+
+mesh_cleanup() {
+  for node in "${!mesh_pid[@]}"; do kill "${mesh_pid[$node]}" 2>/dev/null || true; done
+  for node in "${!mesh_pid[@]}"; do wait "${mesh_pid[$node]}" 2>/dev/null || true; done
+  "$repo/scripts/pg-ephemeral" stop "$mesh_dir/pg" 2>/dev/null || true
+  rm -rf "$mesh_dir"
+}
+
+mesh_group() { [ "$1" = hq ] && echo hq || echo clinics; }
+
+# mesh_init NODE... : database, keys and config for each node. Peers reach
+# NODE at mesh_peer_port[NODE], which is its own port unless a test puts a
+# proxy in between (MESH_PROXY=1: peers use port+5, the proxy's).
+mesh_init() {
+  mesh_nodes=("$@")
+  mesh_pg=$("$repo/scripts/pg-ephemeral" start "$mesh_dir/pg")
+  "$mesh_relayctl" keygen --mesh --out "$mesh_dir/mesh.keys" 2>/dev/null
+  local base=$((20000 + RANDOM % 30000)) i=0 node peer offset=0
+  [ -n "${MESH_PROXY:-}" ] && offset=5
+  declare -A public_key
+  for node in "${mesh_nodes[@]}"; do
+    psql -h "$mesh_pg" -U postgres -q -c "CREATE DATABASE \"$node\"" >/dev/null
+    mkdir -p "$mesh_dir/$node"
+    public_key[$node]=$("$mesh_relayctl" keygen --out "$mesh_dir/$node/node.key" 2>/dev/null | sed 's/.*"\(.*\)"/\1/')
+    install -m 600 "$mesh_dir/mesh.keys" "$mesh_dir/$node/mesh.keys"
+    mesh_port[$node]=$((base + 10 * i))
+    mesh_peer_port[$node]=$((base + 10 * i + offset))
+    i=$((i + 1))
+  done
+  for node in "${mesh_nodes[@]}"; do
+    local p=${mesh_port[$node]}
+    {
+      printf '[node]\nid = "%s"\ngroups = ["%s"]\nlisten = "127.0.0.1:%s"\nidentity_key = "node.key"\n\n' \
+        "$node" "$(mesh_group "$node")" "$p"
+      printf '[mesh]\nkeys = "mesh.keys"\n'
+      for peer in "${mesh_nodes[@]}"; do
+        [ "$peer" = "$node" ] && continue
+        printf '\n[[peer]]\nid = "%s"\naddress = "127.0.0.1:%s"\npublic_key = "%s"\ngroups = ["%s"]\n' \
+          "$peer" "${mesh_peer_port[$peer]}" "${public_key[$peer]}" "$(mesh_group "$peer")"
+      done
+      printf '\n[store]\ndsn = "host=%s user=postgres dbname=%s"\n' "$mesh_pg" "$node"
+      printf '\n[kick]\nlisten = "127.0.0.1:%s"\n' $((p + 1))
+      if [ "$node" = hq ]; then
+        printf '\n[duress]\ntargets = ["all"]\n'
+      else
+        printf '\n[duress]\ntargets = ["%s", "hq"]\n' "$node"
+      fi
+      printf '\n[status]\nlisten = "127.0.0.1:%s"\n' $((p + 2))
+    } > "$mesh_dir/$node/relayd.toml"
+  done
+}
+
+ctl() { local node=$1; shift; "$mesh_relayctl" --config "$mesh_dir/$node/relayd.toml" "$@"; }
+
+# mesh_start NODE: starts relayd and waits until its status page answers.
+mesh_start() {
+  local node=$1
+  "$mesh_relayd" --config "$mesh_dir/$node/relayd.toml" >> "$mesh_dir/$node/relayd.log" 2>&1 &
+  mesh_pid[$node]=$!
+  for _ in $(seq 1 100); do
+    ctl "$node" status >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "relayd $node did not start:" >&2
+  cat "$mesh_dir/$node/relayd.log" >&2
+  return 1
+}
+
+# mesh_kill NODE [SIGNAL]
+mesh_kill() {
+  kill "-${2:-TERM}" "${mesh_pid[$1]}" 2>/dev/null || true
+  wait "${mesh_pid[$1]}" 2>/dev/null || true
+  unset "mesh_pid[$1]"
+}
+
+mesh_sql() { psql -h "$mesh_pg" -U postgres -d "$1" -At -F ' ' -c "$2"; }
