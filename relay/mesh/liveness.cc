@@ -83,6 +83,7 @@ void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
 
 void Node::confirmed(Time now, Peer& peer) {
   peer.last_confirmed = now;
+  peer.heard = true;
   if (peer.down) {
     // Back from an outage: catch it up with an exchange right away.
     peer.down = false;

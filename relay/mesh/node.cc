@@ -216,8 +216,8 @@ Time Node::next_deadline() const {
 std::vector<PeerStatus> Node::peer_status(Time now) const {
   std::vector<PeerStatus> out;
   for (const auto& peer : peers_) {
-    out.push_back({peer.info.id, suspect(now, peer), peer.down, peer.alarmed, peer.rtt.srtt(),
-                   peer.in_flight.size(), peer.queue.size()});
+    out.push_back({peer.info.id, peer.heard, suspect(now, peer), peer.down, peer.alarmed,
+                   peer.rtt.srtt(), peer.in_flight.size(), peer.queue.size()});
   }
   return out;
 }

@@ -93,6 +93,7 @@ struct NodeStats {
 /// A peer as the status page shows it.
 struct PeerStatus {
   std::string id;
+  bool heard = false;  // any authenticated datagram from it since start
   bool suspect = false;
   bool down = false;
   bool alarmed = false;
@@ -162,6 +163,7 @@ class Node {
     bool indirect_sent = false;
     bool alarmed = false;
     bool down = false;
+    bool heard = false;
     // Receipts owed to this peer as an origin.
     std::map<std::uint64_t, std::int64_t> receipts_owed;
     Time receipts_due{};

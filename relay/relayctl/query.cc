@@ -116,10 +116,10 @@ int status(const Config& config, bool json) {
   std::printf("node %s, up %.0f s, database %s%s\n", f.at("node").string_value().c_str(),
               f.at("uptime_seconds").number_value(), db.at("up").bool_value() ? "up" : "DOWN: ",
               db.at("up").bool_value() ? "" : db.at("error").string_value().c_str());
-  std::printf("%-24s %-8s %8s %9s %7s\n", "peer", "state", "rtt", "in flight", "queued");
+  std::printf("%-24s %-13s %8s %9s %7s\n", "peer", "state", "rtt", "in flight", "queued");
   for (const auto& p : f.at("peers").list_value().values()) {
     const auto& pf = p.struct_value().fields();
-    std::printf("%-24s %-8s %6.1f ms %9.0f %7.0f%s\n", pf.at("id").string_value().c_str(),
+    std::printf("%-24s %-13s %6.1f ms %9.0f %7.0f%s\n", pf.at("id").string_value().c_str(),
                 pf.at("state").string_value().c_str(), pf.at("rtt_ms").number_value(),
                 pf.at("in_flight").number_value(), pf.at("queued").number_value(),
                 pf.at("alarm").bool_value() ? "  SUPERVISION ALARM" : "");

@@ -112,7 +112,10 @@ std::string status_json(const net::DaemonStatus& s) {
     pb::Value v;
     auto& pf = *v.mutable_struct_value()->mutable_fields();
     pf["id"] = text(p.id);
-    pf["state"] = text(p.down ? "down" : p.suspect ? "suspect" : "alive");
+    pf["state"] = text(p.down      ? "down"
+                       : p.suspect ? "suspect"
+                       : p.heard   ? "alive"
+                                   : "not heard yet");
     pf["alarm"] = boolean(p.alarmed);
     pf["rtt_ms"] = number(ms(p.srtt));
     pf["in_flight"] = number(static_cast<double>(p.in_flight));
