@@ -37,7 +37,10 @@ void Node::push(Time now, Peer& peer, const EventPtr& event) {
 
 void Node::send_queued(Time now, Peer& peer) {
   std::vector<EventPtr> batch;
-  while (!peer.queue.empty() && peer.in_flight.size() < tuning_.window) {
+  // The window paces bulk; a duress event never waits for room in it (it
+  // is first in the queue, so it goes before anything else waiting).
+  while (!peer.queue.empty() && (peer.in_flight.size() < tuning_.window ||
+                                 peer.queue.begin()->priority >= v1::PRIORITY_DURESS)) {
     const Queued next = *peer.queue.begin();
     peer.queue.erase(peer.queue.begin());
     auto node = peer.queued_events.extract(next.key);

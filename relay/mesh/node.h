@@ -40,6 +40,7 @@ struct Tuning {
   Duration rto_floor_duress = milliseconds(50);
   Duration rto_cap = std::chrono::seconds(10);
   /// Events in flight (sent, unacked) per peer; the rest wait in priority order.
+  /// Duress is never held back by it.
   std::size_t window = 512;
   /// Events waiting per peer. Own events beyond this stop the outbox claim
   /// (back-pressure); forwarded ones are left to anti-entropy.

@@ -73,7 +73,7 @@ void OutboxWatch::stop() {
 }
 
 void OutboxWatch::wake() {
-  if (paused_ || stopped_) return;
+  if (stopped_) return;
   {
     std::lock_guard lock(mutex_);
     requested_ = true;
@@ -162,7 +162,7 @@ void OutboxWatch::worker() {
     }
     try {
       if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
-      auto result = store::claim_outbox(*conn, config_, key_, options_.batch);
+      auto result = store::claim_outbox(*conn, config_, key_, options_.batch, paused_);
       backoff = std::chrono::milliseconds(100);
       if (result.full) {
         std::lock_guard lock(mutex_);

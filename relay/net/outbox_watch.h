@@ -3,6 +3,7 @@
 #include <asio.hpp>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -50,7 +51,8 @@ class OutboxWatch {
   void stop();
   /// Asks for a claim now (coalesced with any other request).
   void wake();
-  /// Back-pressure: while paused, no claims run; resume claims at once.
+  /// Back-pressure: while paused only duress rows are claimed (a flood of
+  /// bulk never holds an alarm back); resuming claims the rest at once.
   void set_paused(bool paused);
 
   /// The bound kick port (the configured one, or the OS's pick for port 0).
@@ -78,7 +80,7 @@ class OutboxWatch {
   std::mt19937_64 rng_{std::random_device{}()};
   std::uint64_t kicks_ = 0;
   std::uint64_t notifies_ = 0;
-  bool paused_ = false;
+  std::atomic<bool> paused_{false};
   bool stopped_ = false;
 
   // The claim worker: its own thread and connection.

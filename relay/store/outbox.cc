@@ -20,7 +20,7 @@ constexpr char kSeparator = '\x1f';
 constexpr const char* kClaim = R"sql(
 WITH c AS (
   DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox ORDER BY rank DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+    SELECT id FROM outbox WHERE rank >= $2 ORDER BY rank DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED)
   RETURNING *)
 SELECT id, kind, rank, array_to_string(targets, E'\x1f'), title, body, location, sender, type,
        data::text, coalesce((extract(epoch from expires_at) * 1000)::bigint, 0),
@@ -100,10 +100,11 @@ std::string check_event(const v1::Event& event, const Config& config) {
 }
 
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
-                         const crypto::SigningKey& key, std::size_t limit) {
+                         const crypto::SigningKey& key, std::size_t limit, bool duress_only) {
   ClaimResult result;
   pqxx::work tx(conn, "claim");
-  const pqxx::result rows = tx.exec_params(kClaim, limit);
+  const int min_rank = duress_only ? 4 : 1;  // the outbox's rank of duress
+  const pqxx::result rows = tx.exec_params(kClaim, limit, min_rank);
   result.full = rows.size() == limit;
   if (rows.empty()) return result;
 

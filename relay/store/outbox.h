@@ -35,7 +35,9 @@ std::string check_event(const relaymesh::v1::Event& event, const Config& config)
 /// claimers; each event signed and logged (and delivered here if this node
 /// is a target). A row that cannot become an event (unknown target, too
 /// large, bad reference) moves to outbox_rejected with the reason.
+/// `duress_only` claims only duress rows: what the relay still takes while
+/// back-pressure holds everything else in the outbox.
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
-                         const crypto::SigningKey& key, std::size_t limit);
+                         const crypto::SigningKey& key, std::size_t limit, bool duress_only = false);
 
 }  // namespace relay::store

@@ -146,3 +146,30 @@ TEST_CASE("consumers get a datagram on their kick port") {
   CHECK(std::string(buffer.data(), n) == "message_queue");
   CHECK(kicks.failures() == 0);
 }
+
+TEST_CASE("while back-pressure pauses claims, duress rows are still claimed") {
+  Fixture f(options(false, 1h));
+  f.watch->set_paused(true);
+  {
+    pqxx::connection conn(f.pg.dsn());
+    pqxx::work tx(conn);
+    tx.exec("INSERT INTO outbox (title, priority) SELECT 'bulk ' || g, 'bulk' FROM generate_series(1, 50) g");
+    tx.exec("INSERT INTO outbox (kind, title) VALUES ('duress', 'Duress')");
+    tx.commit();
+  }
+  f.watch->wake();
+  REQUIRE(f.wait_claim(2s));
+  f.io.run_for(300ms);
+  std::size_t claimed = 0;
+  for (const auto& c : f.claims) claimed += c.events.size();
+  CHECK(claimed == 1);
+  CHECK(f.claims[0].events[0]->priority == relaymesh::v1::PRIORITY_DURESS);
+  f.watch->set_paused(false);
+  const auto start = std::chrono::steady_clock::now();
+  while (claimed < 51 && std::chrono::steady_clock::now() - start < 5s) {
+    f.io.run_for(10ms);
+    claimed = 0;
+    for (const auto& c : f.claims) claimed += c.events.size();
+  }
+  CHECK(claimed == 51);
+}
