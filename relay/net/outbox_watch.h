@@ -2,8 +2,8 @@
 
 #include <asio.hpp>
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>

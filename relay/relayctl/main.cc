@@ -1,4 +1,6 @@
 // relayctl: the operator's command line for relaymesh.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -89,8 +91,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (keygen_cmd->parsed()) return ctl::keygen(out, mesh);
-    if (check_cmd->parsed()) return ctl::check_config(config_file);
+    if (keygen_cmd->parsed()) return ctl::keygen(out, mesh, json);
+    if (check_cmd->parsed()) return ctl::check_config(config_file, json);
     const Config config = load_config(config_file);
     send.json = json;
     if (!wait.empty()) {
@@ -124,6 +126,18 @@ int main(int argc, char** argv) {
     if (tail_cmd->parsed()) return ctl::tail(config, json);
     if (migrate_cmd->parsed()) return ctl::migrate(config, json);
   } catch (const ConfigError& e) {
+    if (json) {
+      // Machine output even for errors: one object with every problem.
+      google::protobuf::Struct report;
+      auto& f = *report.mutable_fields();
+      f["ok"].set_bool_value(false);
+      auto* errors = f["errors"].mutable_list_value();
+      for (const auto& issue : e.issues())
+        errors->add_values()->set_string_value(issue.to_string());
+      std::string text;
+      (void)google::protobuf::util::MessageToJsonString(report, &text);
+      std::cout << text << "\n";
+    }
     std::cerr << e.what() << "\n";
     return ctl::kUsage;
   } catch (const ctl::UsageError& e) {

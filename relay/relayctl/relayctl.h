@@ -33,8 +33,8 @@ struct SendOptions {
   bool json = false;
 };
 
-int keygen(const std::string& out, bool mesh);
-int check_config(const std::string& file);
+int keygen(const std::string& out, bool mesh, bool json);
+int check_config(const std::string& file, bool json);
 int migrate(const Config& config, bool json);
 int send(const Config& config, SendOptions options);
 int status(const Config& config, bool json);

@@ -38,6 +38,7 @@ std::string check_event(const relaymesh::v1::Event& event, const Config& config)
 /// `duress_only` claims only duress rows: what the relay still takes while
 /// back-pressure holds everything else in the outbox.
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
-                         const crypto::SigningKey& key, std::size_t limit, bool duress_only = false);
+                         const crypto::SigningKey& key, std::size_t limit,
+                         bool duress_only = false);
 
 }  // namespace relay::store

@@ -196,6 +196,10 @@ TEST_CASE("relayctl check-config prints a summary, or the errors and exit code 2
 
   const Run also = relayctl("--config " + config.string() + " check-config");
   CHECK(also.exit_code == 0);
+  const Run json = relayctl("--json check-config --config " + config.string());
+  CHECK(json.exit_code == 0);
+  CHECK(json.output.find("\"ok\":true") != std::string::npos);
+  CHECK(json.output.find("\"node\":\"hq\"") != std::string::npos);
 
   site.write_config(replace(site.config_text(), "[mesh]", "[mesh]\nkey_ring = \"x\""));
   const Run bad = relayctl("check-config --config " + config.string());

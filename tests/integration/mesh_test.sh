@@ -72,8 +72,15 @@ case "$scenario" in
     rc=0
     ctl hq send --target clinic-east --title x >/dev/null 2>&1 || rc=$?
     [ "$rc" = 2 ] || fail "a bad target gave exit code $rc, expected 2"
-    [ "$(mesh_sql hq "SELECT count(*) FROM outbox")" = 0 ] || fail "a bad target left an outbox row"
-    echo "basic: broadcast, targeted send and duress delivered exactly once; bad target refused"
+    rc=0
+    ctl hq send --title big --body "$(head -c 1200 /dev/zero | tr '\0' x)" >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 2 ] || fail "an oversized alert gave exit code $rc, expected 2"
+    sed 's/dbname=hq/dbname=nowhere/' "$mesh_dir/hq/relayd.toml" > "$mesh_dir/hq/broken.toml"
+    rc=0
+    "$mesh_relayctl" --config "$mesh_dir/hq/broken.toml" send --title x >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 1 ] || fail "an unreachable database gave exit code $rc, expected 1"
+    [ "$(mesh_sql hq "SELECT count(*) FROM outbox")" = 0 ] || fail "a refused send left an outbox row"
+    echo "basic: broadcast, targeted send and duress delivered exactly once; bad target, oversized alert and missing database refused"
     ;;
 
   kill)

@@ -153,7 +153,9 @@ TEST_CASE("while back-pressure pauses claims, duress rows are still claimed") {
   {
     pqxx::connection conn(f.pg.dsn());
     pqxx::work tx(conn);
-    tx.exec("INSERT INTO outbox (title, priority) SELECT 'bulk ' || g, 'bulk' FROM generate_series(1, 50) g");
+    tx.exec(
+        "INSERT INTO outbox (title, priority) SELECT 'bulk ' || g, 'bulk' FROM generate_series(1, "
+        "50) g");
     tx.exec("INSERT INTO outbox (kind, title) VALUES ('duress', 'Duress')");
     tx.commit();
   }
