@@ -9,6 +9,8 @@
 #include <iostream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "common/config.h"
 #include "common/config_error.h"
 #include "common/log.h"
@@ -76,6 +78,26 @@ class Retention {
   std::thread thread_;
 };
 
+/// True if `b` differs from `a` in nothing but key material, which a
+/// running relayd can take on SIGHUP without a restart.
+bool same_except_keys(const Config& a, const Config& b) {
+  auto shape = [](const Config& c) {
+    std::string s = c.node.id + c.node.listen.to_string() + c.kick.listen.to_string() +
+                    c.status.listen.to_string() + c.store.dsn + c.mesh.keys.string() +
+                    c.node.identity_key.string() +
+                    std::to_string(c.mesh.supervision_timeout.count()) +
+                    std::to_string(c.store.poll_interval.count());
+    for (const auto& g : c.node.groups) s += "|g" + g;
+    for (const auto& p : c.peers) {
+      s += "|p" + p.id + "@" + p.address.to_string();
+      for (const auto& g : p.groups) s += "," + g;
+    }
+    for (const auto& k : c.delivery.kick) s += "|k" + k.to_string();
+    return s;
+  };
+  return shape(a) == shape(b);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,6 +126,7 @@ int main(int argc, char** argv) {
   auto snapshot = open_database(config);
   if (!snapshot) return 0;
 
+  bool restart = false;
   try {
     asio::io_context io;
     net::Daemon daemon(io, config, std::move(*keys), std::move(*snapshot));
@@ -132,7 +155,19 @@ int main(int argc, char** argv) {
       if (sig == SIGHUP) {
         try {
           const Config fresh = load_config(config_file);
-          daemon.reload(fresh, load_node_keys(fresh));
+          NodeKeys fresh_keys = load_node_keys(fresh);
+          if (same_except_keys(config, fresh)) {
+            daemon.reload(fresh, std::move(fresh_keys));
+          } else {
+            // Peers, addresses or ports changed: restart in place (same
+            // PID). Nothing is lost: what was acked is durable, the rest is
+            // sent again by its sender.
+            spdlog::info("configuration changed beyond keys: restarting in place");
+            restart = true;
+            daemon.stop();
+            io.stop();
+            return;
+          }
         } catch (const std::exception& e) {
           spdlog::error("reload refused, keeping the running configuration:\n{}", e.what());
         }
@@ -147,6 +182,13 @@ int main(int argc, char** argv) {
     spdlog::info("status page on http://{}/", config.status.listen.to_string());
     io.run();
     status_page.stop();
+    if (restart) {
+      spdlog::info("re-executing {}", argv[0]);
+      spdlog::shutdown();
+      ::execv("/proc/self/exe", argv);
+      std::perror("relayd: re-exec failed");
+      return 1;
+    }
     spdlog::info("stopped");
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end scenarios with real relayd processes, real UDP and a real
 # PostgreSQL. Each counts every event at every node at the end.
-#   mesh_test.sh basic|kill|pg-restart|loss|hostile
+#   mesh_test.sh basic|kill|pg-restart|loss|hostile|reload
 set -euo pipefail
 scenario=${1:?usage: mesh_test.sh basic|kill|pg-restart|loss|hostile}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -140,6 +140,56 @@ case "$scenario" in
     id=$(ctl hq send --title "After the storm" --wait=30s 2>/dev/null) || fail "the mesh no longer delivers"
     expect_delivered hq 1
     echo "hostile: every forgery dropped and counted; the mesh still delivers"
+    ;;
+
+  reload)
+    # hq and clinic-north start without clinic-south; then it joins, and a
+    # SIGHUP makes both take the new peer list without losing anything.
+    mesh_init hq clinic-north clinic-south
+    for node in hq clinic-north; do
+      cp "$mesh_dir/$node/relayd.toml" "$mesh_dir/$node/full.toml"
+      awk 'BEGIN { RS = ""; ORS = "\n\n" } !/id = "clinic-south"/' "$mesh_dir/$node/full.toml" \
+        > "$mesh_dir/$node/relayd.toml"
+      mesh_start "$node"
+    done
+    before=$(ctl hq send --title "Before clinic-south" --wait=30s 2>/dev/null) || fail "first send not confirmed"
+    enqueue hq 1 300
+    for node in hq clinic-north; do
+      cp "$mesh_dir/$node/full.toml" "$mesh_dir/$node/relayd.toml"
+      kill -HUP "${mesh_pid[$node]}"
+    done
+    mesh_start clinic-south
+    sleep 1
+    for node in hq clinic-north; do
+      kill -0 "${mesh_pid[$node]}" || fail "relayd $node exited on SIGHUP"
+      grep -q "restarting in place" "$mesh_dir/$node/relayd.log" || fail "$node did not take the new peer list"
+    done
+    ctl hq send --title "After clinic-south joined" --wait=30s >/dev/null 2>&1 ||
+      fail "after the reload, not every target confirmed"
+    expect_delivered hq 302
+    # Mesh key rotation, as the operator guide tells it: add key 2 everywhere,
+    # reload; switch to it everywhere, reload; still delivering.
+    "$mesh_relayctl" keygen --mesh --out "$mesh_dir/new.keys" 2>/dev/null
+    new_key=$(grep '^secret' "$mesh_dir/new.keys")
+    for step in add switch; do
+      for node in "${mesh_nodes[@]}"; do
+        if [ "$step" = add ]; then
+          printf '\n[[key]]\nid = 2\n%s\n' "$new_key" >> "$mesh_dir/$node/mesh.keys"
+        else
+          sed -i 's/^current = 1$/current = 2/' "$mesh_dir/$node/mesh.keys"
+        fi
+        kill -HUP "${mesh_pid[$node]}"
+      done
+      sleep 0.5
+    done
+    for node in "${mesh_nodes[@]}"; do
+      grep -q "key ring with 2 keys, sending with key id 2" "$mesh_dir/$node/relayd.log" ||
+        fail "$node did not switch to key 2"
+    done
+    ctl hq send --title "After the key rotation" --wait=30s >/dev/null 2>&1 ||
+      fail "after the key rotation, not every target confirmed"
+    expect_delivered hq 303
+    echo "reload: the peer list changed on SIGHUP, the mesh key rotated, every event delivered exactly once"
     ;;
 
   *)
