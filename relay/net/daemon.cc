@@ -140,8 +140,8 @@ std::uint16_t Daemon::mesh_port() const {
 }
 
 void Daemon::reload(const Config& config, NodeKeys keys) {
-  // Keys and peers' identities change in place; membership changes (new or
-  // removed peers, addresses) need a restart, which loses nothing either.
+  // Keys and peers' identities change in place; relayd restarts itself in
+  // place for anything else (peers, addresses), which loses nothing either.
   codec_->set_key_ring(keys.ring);
   auto peers = peer_keys(config);
   for (auto it = peers.begin(); it != peers.end();) {

@@ -48,7 +48,8 @@ class Daemon final : public mesh::Transport {
   void start();
   /// Stops claiming, flushes the store, closes sockets. Idempotent.
   void stop();
-  /// New key ring and peers' keys (SIGHUP); events in flight are kept.
+  /// New key ring and peers' keys (SIGHUP); events in flight are kept. The
+  /// peer list itself is fixed: relayd restarts in place when it changes.
   void reload(const Config& config, NodeKeys keys);
 
   DaemonStatus status() const;
