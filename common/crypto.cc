@@ -26,6 +26,12 @@ const EVP_CIPHER* chacha20_poly1305() {
   return cipher;
 }
 
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (md == nullptr) die("EVP_MD_fetch(SHA256)");
+  return md;
+}
+
 EVP_KDF* hkdf() {
   static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   if (kdf == nullptr) die("EVP_KDF_fetch(HKDF)");
@@ -48,6 +54,16 @@ struct MdCtx {
 
 void random_bytes(std::span<std::uint8_t> out) {
   if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) die("RAND_bytes");
+}
+
+Digest sha256(std::initializer_list<ByteView> parts) {
+  MdCtx md;
+  Digest out{};
+  unsigned int len = 0;
+  bool ok = EVP_DigestInit_ex2(md.ctx, sha256_md(), nullptr) == 1;
+  for (const auto& part : parts) ok = ok && EVP_DigestUpdate(md.ctx, part.data(), part.size()) == 1;
+  if (!ok || EVP_DigestFinal_ex(md.ctx, out.data(), &len) != 1 || len != out.size()) die("SHA256");
+  return out;
 }
 
 Key hkdf_sha256(ByteView ikm, ByteView salt, ByteView info) {

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -31,6 +32,7 @@ using Key = std::array<std::uint8_t, kKeySize>;
 using Nonce = std::array<std::uint8_t, kNonceSize>;
 using PublicKeyBytes = std::array<std::uint8_t, kPublicKeySize>;
 using Signature = std::array<std::uint8_t, kSignatureSize>;
+using Digest = std::array<std::uint8_t, 32>;
 
 /// Views a string's bytes without copying.
 inline ByteView as_bytes(std::string_view s) {
@@ -40,6 +42,9 @@ inline ByteView as_bytes(std::string_view s) {
 /// Fills `out` from the operating system's CSPRNG; aborts if it fails, since
 /// continuing with predictable keys or boot ids would be worse than stopping.
 void random_bytes(std::span<std::uint8_t> out);
+
+/// SHA-256 of the concatenation of `parts`.
+Digest sha256(std::initializer_list<ByteView> parts);
 
 /// HKDF-SHA256 (RFC 5869) producing one 32-byte key.
 Key hkdf_sha256(ByteView ikm, ByteView salt, ByteView info);

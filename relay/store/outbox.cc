@@ -8,6 +8,7 @@
 
 #include "relay/store/pg_store.h"
 #include "relay/store/rows.h"
+#include "relay/wire/bundle.h"
 #include "relay/wire/datagram.h"
 
 namespace relay::store {
@@ -79,6 +80,30 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
   return check_event(e, config);
 }
 
+/// Signs claimed events, in bundles where the proof still fits a datagram
+/// (one Ed25519 check per bundle at every receiver), singly otherwise.
+std::vector<v1::SignedEvent> sign(const std::vector<v1::Event>& events,
+                                  const crypto::SigningKey& key) {
+  std::vector<v1::SignedEvent> out(events.size());
+  std::vector<std::size_t> small;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (events[i].ByteSizeLong() + wire::kBundleProofBytes <= wire::kMaxEventBytes) {
+      small.push_back(i);
+    } else {
+      out[i] = wire::sign_event(events[i], key);
+    }
+  }
+  for (std::size_t at = 0; at < small.size(); at += wire::kMaxBundle) {
+    std::vector<v1::Event> part;
+    for (std::size_t k = at; k < std::min(at + wire::kMaxBundle, small.size()); ++k)
+      part.push_back(events[small[k]]);
+    auto signed_part = wire::sign_bundle(part, key);
+    for (std::size_t k = 0; k < signed_part.size(); ++k)
+      out[small[at + k]] = std::move(signed_part[k]);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string check_event(const v1::Event& event, const Config& config) {
@@ -145,10 +170,12 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
                     .as<std::uint64_t>();
     const auto now_ms =
         tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
+    for (auto& e : events) e.set_seq(next++);
+    const auto signed_events = sign(events, key);
     mesh::StoreBatch batch;
-    for (auto& e : events) {
-      e.set_seq(next++);
-      auto event = mesh::make_event(wire::sign_event(e, key), e);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const v1::Event& e = events[i];
+      auto event = mesh::make_event(signed_events[i], e);
       const bool here = mesh::targets_node(event->targets, config.node.id, config.node.groups);
       if (here) batch.receipts.push_back({event->key, config.node.id, now_ms});
       batch.events.push_back({event, here});

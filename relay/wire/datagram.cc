@@ -1,5 +1,7 @@
 #include "relay/wire/datagram.h"
 
+#include "relay/wire/bundle.h"
+
 #include <chrono>
 #include <cstring>
 
@@ -188,7 +190,7 @@ Reject Codec::open_checked(crypto::ByteView datagram, Opened& out) {
   return verify_events(out);
 }
 
-Reject Codec::verify_events(Opened& out) const {
+Reject Codec::verify_events(Opened& out) {
   if (!out.body.has_events()) return Reject::none;
   for (const auto& signed_event : out.body.events().events()) {
     v1::Event& event = out.events.emplace_back();
@@ -204,10 +206,31 @@ Reject Codec::verify_events(Opened& out) const {
     } else {
       return Reject::unknown_origin;
     }
-    if (!key->verify(crypto::as_bytes(event_signing_message(signed_event.event())),
+    if (signed_event.path_size() == 0) {
+      ++signature_checks_;
+      if (!key->verify(crypto::as_bytes(event_signing_message(signed_event.event())),
+                       crypto::as_bytes(signed_event.signature()))) {
+        return Reject::bad_origin_signature;
+      }
+      continue;
+    }
+    // A bundled event: its path leads to a root, whose signature is checked
+    // once and then remembered (origin, root and signature together).
+    const auto root = bundle_root(signed_event);
+    if (!root) return Reject::malformed_body;
+    std::string cache_key = event.origin();
+    cache_key.push_back('\0');
+    cache_key.append(reinterpret_cast<const char*>(root->data()), root->size());
+    cache_key.append(signed_event.signature());
+    if (verified_roots_.contains(cache_key)) continue;
+    ++signature_checks_;
+    if (!key->verify(crypto::as_bytes(bundle_signing_message(*root, signed_event.path_size())),
                      crypto::as_bytes(signed_event.signature()))) {
       return Reject::bad_origin_signature;
     }
+    // Bounded: forgetting costs one more check per bundle, nothing else.
+    if (verified_roots_.size() >= kVerifiedRoots) verified_roots_.clear();
+    verified_roots_.insert(std::move(cache_key));
   }
   return Reject::none;
 }
@@ -222,6 +245,7 @@ void Codec::set_key_ring(KeyRing ring) {
 
 void Codec::set_peers(std::map<std::string, crypto::VerifyKey> peers) {
   peers_ = std::move(peers);
+  verified_roots_.clear();  // a peer's key may have changed
   std::erase_if(receivers_, [&](const auto& entry) { return !peers_.contains(entry.first); });
 }
 

@@ -15,6 +15,7 @@
 
 #include "relay/store/migrate.h"
 #include "relay/store/outbox.h"
+#include "relay/wire/bundle.h"
 #include "relay/wire/datagram.h"
 #include "tests/support/pg_cluster.h"
 
@@ -238,9 +239,9 @@ TEST_CASE("a claim takes duress first, signs it, and keeps unusable rows with th
   CHECK(first.title() == "Duress");
   CHECK(first.priority() == v1::PRIORITY_DURESS);
   CHECK(first.seq() == 1);
-  CHECK(key.verify_key().verify(
-      crypto::as_bytes(wire::event_signing_message(result.events[0]->signed_event.event())),
-      crypto::as_bytes(result.events[0]->signed_event.signature())));
+  CHECK(wire::verify_signed_event(result.events[0]->signed_event, key.verify_key()));
+  CHECK(wire::verify_signed_event(result.events[1]->signed_event, key.verify_key()));
+  CHECK(result.events[0]->signed_event.path_size() == 1);  // the two were signed as one bundle
   // The duress targets the clinics, not hq: only the routine one is delivered here.
   CHECK(count(conn, "SELECT count(*) FROM message_queue") == 1);
   pqxx::read_transaction tx(conn);
