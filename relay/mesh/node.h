@@ -74,7 +74,7 @@ struct Tuning {
   /// origin (the rest stay durable in the store and come back at restart).
   std::size_t max_receipts_owed = 50'000;
   /// Recent events kept in memory to serve retries and pulls without the store.
-  std::size_t cache_limit = 50'000;
+  std::size_t cache_limit = 20'000;
 };
 
 /// Counters for status pages and the simulator's figures.

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "relay/wire/bundle.h"
 #include "relay/wire/datagram.h"
 #include "tests/wire/mesh_fixture.h"
 
@@ -110,6 +111,28 @@ void BM_VerifyEvent(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_VerifyEvent);
+
+// Per-event cost of a bundled event at a receiver: its Merkle path (the
+// bundle's one signature check is shared by up to 64 events).
+void BM_BundlePath(benchmark::State& state) {
+  test::MeshFixture mesh;
+  std::vector<v1::Event> events;
+  for (std::uint64_t i = 1; i <= 64; ++i) events.push_back(mesh.event("hq", i));
+  const auto bundle = wire::sign_bundle(events, mesh.identities.at("hq"));
+  std::size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(wire::bundle_root(bundle[i++ % bundle.size()]));
+}
+BENCHMARK(BM_BundlePath);
+
+// Signing a claim of 64 events as one bundle (tree and one signature).
+void BM_SignBundle64(benchmark::State& state) {
+  test::MeshFixture mesh;
+  std::vector<v1::Event> events;
+  for (std::uint64_t i = 1; i <= 64; ++i) events.push_back(mesh.event("hq", i));
+  for (auto _ : state) benchmark::DoNotOptimize(wire::sign_bundle(events, mesh.identities.at("hq")));
+  state.SetItemsProcessed(state.iterations() * 64);
+}
+BENCHMARK(BM_SignBundle64);
 
 // The floor for signatures: EVP_DigestSign / EVP_DigestVerify on one reused
 // EVP_PKEY and MD context, over the same message length.
