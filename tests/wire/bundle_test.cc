@@ -22,6 +22,8 @@ std::vector<v1::Event> events_of(const MeshFixture& mesh, std::size_t n,
 /// Opens each signed event in its own datagram from clinic-south.
 std::vector<Reject> open_each(MeshFixture& mesh, wire::Codec& receiver,
                               const std::vector<v1::SignedEvent>& signed_events) {
+  // A fresh sender is a restart: a later clock makes it the newer session.
+  mesh.clock.advance(std::chrono::milliseconds(1));
   auto sender = mesh.codec("clinic-south");
   std::vector<Reject> out;
   wire::Opened opened;
