@@ -15,7 +15,7 @@ constexpr std::size_t kEventsFraming = 4;
 
 }  // namespace
 
-void Node::push(Time now, Peer& peer, const EventPtr& event) {
+void Node::push(Peer& peer, const EventPtr& event) {
   const EventKey& key = event->key;
   if (peer.down) {
     // Its catch-up is anti-entropy's job when it returns; do not hold the
@@ -32,7 +32,6 @@ void Node::push(Time now, Peer& peer, const EventPtr& event) {
   peer.queue.insert({static_cast<int>(event->priority), key});
   peer.queued_events.emplace(key, event);
   dirty_.insert(index_of(peer));
-  (void)now;
 }
 
 void Node::send_queued(Time now, Peer& peer) {
@@ -52,17 +51,17 @@ void Node::send_queued(Time now, Peer& peer) {
     batch.push_back(event);
   }
   if (batch.empty()) return;
-  send_events(now, peer, batch, {});
+  send_events(peer, batch, {});
   // Duress is rare and its latency is what matters: its first send goes
   // twice, so one lost datagram does not cost a whole timeout.
   std::vector<EventPtr> duress;
   for (const auto& e : batch) {
     if (e->priority == v1::PRIORITY_DURESS) duress.push_back(e);
   }
-  if (!duress.empty()) send_events(now, peer, duress, {});
+  if (!duress.empty()) send_events(peer, duress, {});
 }
 
-void Node::send_events(Time /*now*/, Peer& peer, std::vector<EventPtr>& events,
+void Node::send_events(Peer& peer, const std::vector<EventPtr>& events,
                        const std::vector<std::string>& forward_to) {
   std::size_t budget = tuning_.max_body - kEventsFraming;
   for (const auto& id : forward_to) budget -= id.size() + 2;
@@ -120,7 +119,7 @@ void Node::retransmit(Time now, Peer& peer) {
     if (flight.attempts % tuning_.relay_after == 0 || suspect(now, peer)) {
       if (Peer* relay = random_live_peer(now, peer.info.id, "")) {
         std::vector<EventPtr> one{flight.event};
-        send_events(now, *relay, one, {peer.info.id});
+        send_events(*relay, one, {peer.info.id});
         ++stats_.relays_requested;
       }
     }
@@ -128,7 +127,7 @@ void Node::retransmit(Time now, Peer& peer) {
   if (due.empty()) return;
   std::stable_sort(due.begin(), due.end(),
                    [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
-  send_events(now, peer, due, {});
+  send_events(peer, due, {});
 }
 
 void Node::acked(Time now, Peer& peer, const EventKey& key) {
@@ -154,7 +153,7 @@ void Node::check_replicated(const EventKey& key) {
   batch_.replicated.push_back(key);
 }
 
-void Node::handle_events(Time now, Peer& from, const v1::Events& body,
+void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
                          const std::vector<v1::Event>& events) {
   std::vector<std::string> forward_to;
   for (const auto& id : body.forward_to()) {
@@ -173,7 +172,7 @@ void Node::handle_events(Time now, Peer& from, const v1::Events& body,
       dirty_.insert(index_of(from));
       if (!forward_to.empty()) {
         EventPtr event = make_event(body.events(i), parsed);
-        for (const auto& id : forward_to) push(now, *find_peer(id), event);
+        for (const auto& id : forward_to) push(*find_peer(id), event);
       }
     } else if (auto pending = storing_.find(key); pending != storing_.end()) {
       ++stats_.duplicates;

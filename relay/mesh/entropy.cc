@@ -99,7 +99,7 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
       next_entropy_ = std::min(next_entropy_, now + soon);
     }
   }
-  if (!give.empty()) serve(now, from, std::move(give));
+  if (!give.empty()) serve(from, std::move(give));
   if (digest.reply()) {
     // Answer with ours: the same origins, then our hot ones, so that the
     // sender can pull what we have and it did not think to ask about.
@@ -133,7 +133,7 @@ void Node::mark_hot(const std::string& origin) {
   if (hot_.size() > kHotOrigins) hot_.pop_back();
 }
 
-void Node::handle_pulls(Time now, Peer& from, const v1::Pulls& pulls) {
+void Node::handle_pulls(Time /*now*/, Peer& from, const v1::Pulls& pulls) {
   std::vector<EventKey> keys;
   for (const auto& pull : pulls.pulls()) {
     auto mine = stored_.find(pull.origin());
@@ -148,10 +148,10 @@ void Node::handle_pulls(Time now, Peer& from, const v1::Pulls& pulls) {
     }
   }
   stats_.events_pulled += keys.size();
-  if (!keys.empty()) serve(now, from, std::move(keys));
+  if (!keys.empty()) serve(from, std::move(keys));
 }
 
-void Node::serve(Time now, Peer& to, std::vector<EventKey> keys) {
+void Node::serve(Peer& to, std::vector<EventKey> keys) {
   // Send what the cache holds at once, most urgent first; load the rest.
   std::vector<EventPtr> ready;
   LoadRequest load;
@@ -164,7 +164,7 @@ void Node::serve(Time now, Peer& to, std::vector<EventKey> keys) {
   }
   std::stable_sort(ready.begin(), ready.end(),
                    [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
-  if (!ready.empty()) send_events(now, to, ready, {});
+  if (!ready.empty()) send_events(to, ready, {});
   // Loads are bounded too: a peer asking faster than the store answers
   // simply asks again in a later round.
   constexpr std::size_t kMaxLoads = 64;

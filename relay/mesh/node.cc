@@ -74,7 +74,7 @@ void Node::on_local_event(Time now, EventPtr event) {
       const bool target = targets_node(event->targets, peer.info.id, peer.info.groups);
       if (target != (pass == 0) || peer.down) continue;
       lacking.insert(peer.info.id);
-      push(now, peer, event);
+      push(peer, event);
     }
   }
   check_replicated(event->key);
@@ -141,7 +141,7 @@ void Node::on_stored(Time now, const StoreDone& done) {
         }
       }
       for (const auto& id : pending.mapped().forward_to) {
-        if (Peer* p = find_peer(id)) push(now, *p, write.event);
+        if (Peer* p = find_peer(id)) push(*p, write.event);
       }
     }
     if (write.deliver && key.origin != self_) owe_receipt(now, key, done.commit_unix_ms);
@@ -172,7 +172,7 @@ void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>
     std::stable_sort(sorted.begin(), sorted.end(), [](const EventPtr& a, const EventPtr& b) {
       return a->priority > b->priority;
     });
-    send_events(now, *peer, sorted, {});
+    send_events(*peer, sorted, {});
   }
   finish(now);
 }

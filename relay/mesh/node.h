@@ -146,16 +146,19 @@ class Node {
     int attempts = 0;
   };
   struct Queued {
-    int priority;  // higher first
+    int priority;
     EventKey key;
-    auto operator<=>(const Queued&) const = default;
+    /// Most urgent first; oldest first within a priority.
+    bool operator<(const Queued& o) const {
+      return priority != o.priority ? priority > o.priority : key < o.key;
+    }
   };
   struct Peer {
     PeerInfo info;
     RttEstimator rtt;
     std::map<EventKey, Flight> in_flight;
     std::set<std::pair<Time, EventKey>> retry_at;
-    std::set<Queued, std::greater<>> queue;
+    std::set<Queued> queue;
     std::map<EventKey, EventPtr> queued_events;
     std::map<std::string, std::vector<std::uint64_t>> acks_owed;
     Time last_confirmed{};
@@ -182,9 +185,9 @@ class Node {
   };
 
   // delivery.cc
-  void push(Time now, Peer& peer, const EventPtr& event);
+  void push(Peer& peer, const EventPtr& event);
   void send_queued(Time now, Peer& peer);
-  void send_events(Time now, Peer& peer, std::vector<EventPtr>& events,
+  void send_events(Peer& peer, const std::vector<EventPtr>& events,
                    const std::vector<std::string>& forward_to);
   void retransmit(Time now, Peer& peer);
   void acked(Time now, Peer& peer, const EventKey& key);
@@ -204,7 +207,7 @@ class Node {
   void entropy_round(Time now);
   void handle_digest(Time now, Peer& from, const v1::Digest& digest);
   void handle_pulls(Time now, Peer& from, const v1::Pulls& pulls);
-  void serve(Time now, Peer& to, std::vector<EventKey> keys);
+  void serve(Peer& to, std::vector<EventKey> keys);
   void mark_hot(const std::string& origin);
   void add_summary(v1::Digest& digest, const std::string& origin, std::size_t& used,
                    std::set<std::string>& named);

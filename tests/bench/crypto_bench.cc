@@ -129,7 +129,8 @@ void BM_SignBundle64(benchmark::State& state) {
   test::MeshFixture mesh;
   std::vector<v1::Event> events;
   for (std::uint64_t i = 1; i <= 64; ++i) events.push_back(mesh.event("hq", i));
-  for (auto _ : state) benchmark::DoNotOptimize(wire::sign_bundle(events, mesh.identities.at("hq")));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(wire::sign_bundle(events, mesh.identities.at("hq")));
   state.SetItemsProcessed(state.iterations() * 64);
 }
 BENCHMARK(BM_SignBundle64);
