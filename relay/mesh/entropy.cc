@@ -135,16 +135,15 @@ void Node::mark_hot(const std::string& origin) {
 
 void Node::handle_pulls(Time /*now*/, Peer& from, const v1::Pulls& pulls) {
   std::vector<EventKey> keys;
+  std::vector<std::uint64_t> seqs;
   for (const auto& pull : pulls.pulls()) {
     auto mine = stored_.find(pull.origin());
     if (mine == stored_.end()) continue;
     for (const auto& r : pull.ranges()) {
-      // Clamp to what is held, so a wide range costs no more than its answer.
-      const std::uint64_t last = std::min(r.last(), mine->second.highest());
-      for (std::uint64_t seq = std::max<std::uint64_t>(r.first(), 1);
-           seq <= last && keys.size() < tuning_.pull_budget; ++seq) {
-        if (mine->second.contains(seq)) keys.push_back({pull.origin(), seq});
-      }
+      // Costs what it answers, however wide or hollow the range.
+      seqs.clear();
+      mine->second.collect(r.first(), r.last(), tuning_.pull_budget - keys.size(), seqs);
+      for (std::uint64_t seq : seqs) keys.push_back({pull.origin(), seq});
     }
   }
   stats_.events_pulled += keys.size();

@@ -125,6 +125,12 @@ void Node::on_stored(Time now, const StoreDone& done) {
   auto node = committing_.extract(done.ticket);
   if (node.empty()) return;
   const StoreBatch& batch = node.mapped();
+  if (done.failed) {
+    for (const auto& write : batch.events) storing_.erase(write.event->key);
+    receipt_via_.erase(done.ticket);
+    finish(now);
+    return;
+  }
   for (const auto& write : batch.events) {
     const EventKey& key = write.event->key;
     if (stored_[key.origin].add(key.seq)) {

@@ -42,6 +42,18 @@ bool SeqSet::contains(std::uint64_t seq) const {
   return (seq != 0 && seq <= watermark_) || above_.contains(seq);
 }
 
+void SeqSet::collect(std::uint64_t first, std::uint64_t last, std::size_t limit,
+                     std::vector<std::uint64_t>& out) const {
+  first = std::max<std::uint64_t>(first, 1);
+  for (std::uint64_t seq = first; seq <= std::min(last, watermark_) && out.size() < limit; ++seq) {
+    out.push_back(seq);
+  }
+  for (auto it = above_.lower_bound(std::max(first, watermark_ + 1));
+       it != above_.end() && *it <= last && out.size() < limit; ++it) {
+    out.push_back(*it);
+  }
+}
+
 std::vector<SeqRange> SeqSet::holes(std::size_t limit) const {
   std::vector<SeqRange> out;
   std::uint64_t next = watermark_ + 1;  // lowest seq not yet accounted for

@@ -33,6 +33,10 @@ class SeqSet {
   /// Number of seqs held above the watermark.
   std::size_t above_count() const { return above_.size(); }
 
+  /// Appends the seqs held in [first, last], lowest first, until `out`
+  /// holds `limit`; costs what it appends, however wide the range.
+  void collect(std::uint64_t first, std::uint64_t last, std::size_t limit,
+               std::vector<std::uint64_t>& out) const;
   /// Missing seqs in [1, highest()], as ranges, at most `limit` of them.
   std::vector<SeqRange> holes(std::size_t limit) const;
   /// Seqs held here and not in `other` (a peer's summary), lowest first,

@@ -47,6 +47,9 @@ struct StoreDone {
   std::int64_t commit_unix_ms = 0;
   /// message_queue rows were inserted: time to wake the local consumers.
   bool delivered = false;
+  /// The database refused the batch itself (not an outage): nothing of it
+  /// is stored or acked; senders retry, and each refusal is logged.
+  bool failed = false;
 };
 
 /// A request for stored events, to answer a peer's pull or digest.

@@ -287,11 +287,12 @@ class PgStore::Lane {
     }
     std::size_t rows = 0;
     while (!queue_.empty() && std::holds_alternative<mesh::StoreBatch>(queue_.front()) &&
-           rows < options_.max_rows) {
+           rows < options_.max_rows && (isolate_ == 0 || jobs.empty())) {
       rows += rows_of(queue_.front());
       jobs.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    if (isolate_ > 0) --isolate_;
     rows_ -= rows;
     return jobs;
   }
@@ -342,33 +343,86 @@ class PgStore::Lane {
           healthy = true;
         }
         backoff = options_.reconnect_first;
+      } catch (const pqxx::sql_error& e) {
+        if (refused(e)) {
+          poisoned(jobs, e);
+        } else if (!retry_later(e, jobs, conn, healthy, backoff, give_up)) {
+          return;
+        }
       } catch (const std::exception& e) {
-        // Down, restarting or refusing: nothing is reported stored, so
-        // nothing is acked; keep the work and try again.
-        if (healthy) {
-          spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
-                        e.what());
-          callbacks_.health(false, e.what());
-          healthy = false;
-        }
-        conn.reset();
-        give_back(jobs);
-        std::unique_lock lock(mutex_);
-        if (stopping_) {
-          // At shutdown, wait for the database a little, not forever: what
-          // is left was never acked and will be sent to us again.
-          if (!give_up) give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-          if (std::chrono::steady_clock::now() >= *give_up) {
-            spdlog::warn("database ({} lane): stopping with {} batches unstored (not acked)", name_,
-                         queue_.size());
-            queue_.clear();
-            return;
-          }
-        }
-        wake_.wait_for(lock, backoff);
-        backoff = std::min(backoff * 2, options_.reconnect_cap);
+        if (!retry_later(e, jobs, conn, healthy, backoff, give_up)) return;
       }
     }
+  }
+
+  // The database refused this data (not an outage): SQLSTATE class 22 (data
+  // exception), 23 (integrity) or 42 (a statement it cannot run).
+  static bool refused(const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    return state.starts_with("22") || state.starts_with("23") || state.starts_with("42");
+  }
+
+  // A refused batch must not block its lane: a group is retried one batch
+  // at a time, and a single refused batch is reported failed (neither
+  // stored nor acked, so its senders retry and it is logged each time).
+  void poisoned(std::vector<Job>& jobs, const pqxx::sql_error& e) {
+    if (jobs.size() > 1) {
+      spdlog::warn("database ({} lane): {} batches refused together ({}); trying them one by one",
+                   name_, jobs.size(), e.what());
+      std::lock_guard lock(mutex_);
+      isolate_ = jobs.size();
+      for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
+        rows_ += rows_of(*it);
+        queue_.push_front(std::move(*it));
+      }
+      return;
+    }
+    if (auto* batch = std::get_if<mesh::StoreBatch>(&jobs.front())) {
+      std::string keys;
+      for (const auto& w : batch->events) {
+        keys += " " + w.event->key.origin + ":" + std::to_string(w.event->key.seq);
+      }
+      spdlog::error("database ({} lane): refused a batch; not stored, not acked:{}: {}", name_,
+                    keys, e.what());
+      mesh::StoreDone done;
+      done.ticket = batch->ticket;
+      done.failed = true;
+      callbacks_.stored(done);
+    } else if (auto* load = std::get_if<mesh::LoadRequest>(&jobs.front())) {
+      callbacks_.loaded(load->ticket, {});
+    }
+  }
+
+  // Down, restarting or refusing connections: nothing is reported stored,
+  // so nothing is acked; keep the work and try again. False when stopping
+  // and the database stayed away too long.
+  bool retry_later(const std::exception& e, std::vector<Job>& jobs,
+                   std::unique_ptr<pqxx::connection>& conn, bool& healthy,
+                   std::chrono::milliseconds& backoff,
+                   std::optional<std::chrono::steady_clock::time_point>& give_up) {
+    if (healthy) {
+      spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
+                    e.what());
+      callbacks_.health(false, e.what());
+      healthy = false;
+    }
+    conn.reset();
+    give_back(jobs);
+    std::unique_lock lock(mutex_);
+    if (stopping_) {
+      // At shutdown, wait for the database a little, not forever: what is
+      // left was never acked and will be sent to us again.
+      if (!give_up) give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      if (std::chrono::steady_clock::now() >= *give_up) {
+        spdlog::warn("database ({} lane): stopping with {} batches unstored (not acked)", name_,
+                     queue_.size());
+        queue_.clear();
+        return false;
+      }
+    }
+    wake_.wait_for(lock, backoff);
+    backoff = std::min(backoff * 2, options_.reconnect_cap);
+    return true;
   }
 
   std::string name_;
@@ -378,6 +432,7 @@ class PgStore::Lane {
   std::condition_variable wake_;
   std::deque<Job> queue_;
   std::size_t rows_ = 0;
+  std::size_t isolate_ = 0;  // batches still to take one at a time
   bool stopping_ = false;
   std::thread thread_;  // last: starts once the members above exist
 };

@@ -3,6 +3,8 @@
 #include "relay/wire/bundle.h"
 
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 
 namespace relay::wire {
@@ -36,7 +38,29 @@ Session new_session(const Clock& clock) {
   return s;
 }
 
+bool has_nul(const std::string& s) {
+  return s.find('\0') != std::string::npos;
+}
+
 }  // namespace
+
+bool well_formed(const v1::Event& e) {
+  // What every store must be able to take: a signed event that PostgreSQL
+  // would refuse (a NUL in text, a seq beyond bigint, an unknown priority)
+  // must not reach a store lane and block it.
+  if (e.seq() == 0 || e.seq() > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  if (e.priority() < v1::PRIORITY_BULK || e.priority() > v1::PRIORITY_DURESS) return false;
+  if (e.kind() < v1::KIND_NOTIFICATION || e.kind() > v1::KIND_TEST) return false;
+  if (e.targets().empty()) return false;
+  for (const auto& t : e.targets()) {
+    if (t.empty() || has_nul(t)) return false;
+  }
+  for (const auto& r : e.references()) {
+    if (has_nul(r.origin()) || r.seq() > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  }
+  return !has_nul(e.origin()) && !has_nul(e.title()) && !has_nul(e.body()) &&
+         !has_nul(e.location()) && !has_nul(e.sender()) && !has_nul(e.type()) && !has_nul(e.data());
+}
 
 const char* to_string(Reject reason) {
   static constexpr const char* names[kRejectReasons] = {
@@ -195,7 +219,7 @@ Reject Codec::verify_events(Opened& out) {
   for (const auto& signed_event : out.body.events().events()) {
     v1::Event& event = out.events.emplace_back();
     if (signed_event.event().size() > kMaxEventBytes ||
-        !event.ParseFromString(signed_event.event()) || event.seq() == 0) {
+        !event.ParseFromString(signed_event.event()) || !well_formed(event)) {
       return Reject::malformed_body;
     }
     const crypto::VerifyKey* key = nullptr;

@@ -77,6 +77,10 @@ std::optional<Header> parse_header(crypto::ByteView datagram, Reject* why = null
 crypto::Key derive_datagram_key(const crypto::Key& ring_key, std::string_view sender,
                                 const Session& session);
 
+/// True if every field of the event is in range for every store: seq within
+/// a bigint, a known kind and priority, targets present, no NUL in text.
+bool well_formed(const v1::Event& event);
+
 /// The message an origin signs for an event: a domain tag, then the bytes.
 /// The tag keeps an event signature from being valid for anything else.
 std::string event_signing_message(std::string_view event_bytes);

@@ -103,3 +103,15 @@ TEST_CASE("ranges add like their seqs one by one") {
   s.add_range(1, 1'000'000'000);
   CHECK(s.watermark() == 1'000'000'000);
 }
+
+TEST_CASE("collect answers a wide, hollow range at the cost of what it holds") {
+  SeqSet s;
+  s.add_range(1, 10);
+  s.add(1'000'000'000);
+  std::vector<std::uint64_t> out;
+  s.collect(5, UINT64_MAX, 100, out);
+  CHECK(out == std::vector<std::uint64_t>{5, 6, 7, 8, 9, 10, 1'000'000'000});
+  out.clear();
+  s.collect(0, UINT64_MAX, 3, out);
+  CHECK(out == std::vector<std::uint64_t>{1, 2, 3});
+}

@@ -104,7 +104,7 @@ TEST_CASE("the largest event that is bundled still fits a datagram with its proo
   for (std::uint64_t i = 1; i <= wire::kMaxBundle; ++i)
     events.push_back(mesh.event(longest, i, ""));
   auto& big = events.back();
-  big.set_seq(UINT64_MAX);
+  big.set_seq(INT64_MAX);  // the largest seq a store takes
   big.set_body(
       std::string(wire::kMaxEventBytes - wire::kBundleProofBytes - big.ByteSizeLong() - 3, 'b'));
   REQUIRE(big.ByteSizeLong() == wire::kMaxEventBytes - wire::kBundleProofBytes);

@@ -265,3 +265,27 @@ TEST_CASE("size limits: the largest event fits, a larger body is refused at seal
 
   CHECK_FALSE(sender->seal(mesh.events_body({event, event})));
 }
+
+TEST_CASE("signed events that no store could take are rejected as malformed") {
+  // Validly signed by their origin (a buggy or compromised node), but a
+  // store lane would fail on them forever: they must stop at the wire.
+  MeshFixture mesh;
+  auto north = mesh.codec("clinic-north");
+  auto south = mesh.codec("clinic-south");
+  wire::Opened opened;
+  auto check = [&](v1::Event e) {
+    return north->open(bytes(*south->seal(mesh.events_body({e}))), opened);
+  };
+  auto e = mesh.event("hq", 1);
+  e.set_priority(static_cast<v1::Priority>(70000));
+  CHECK(check(e) == Reject::malformed_body);
+  e = mesh.event("hq", static_cast<std::uint64_t>(INT64_MAX) + 1);
+  CHECK(check(e) == Reject::malformed_body);
+  e = mesh.event("hq", 1);
+  e.set_title(std::string("nul\0inside", 10));
+  CHECK(check(e) == Reject::malformed_body);
+  e = mesh.event("hq", 1);
+  e.clear_targets();
+  CHECK(check(e) == Reject::malformed_body);
+  CHECK(check(mesh.event("hq", 1)) == Reject::none);
+}
