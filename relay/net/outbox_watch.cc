@@ -8,6 +8,8 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "relay/store/pg_store.h"
+
 namespace relay::net {
 namespace {
 
@@ -64,6 +66,7 @@ void OutboxWatch::stop() {
   poll_timer_.cancel();
   listen_timer_.cancel();
   if (listen_fd_) listen_fd_->close(ignored);
+  connector_.stop();
   {
     std::lock_guard lock(mutex_);
     quit_ = true;
@@ -117,7 +120,10 @@ asio::awaitable<void> OutboxWatch::listen() {
     try {
       // LISTEN needs a connection of its own: libpqxx delivers nothing
       // while a transaction is open on the connection.
-      pqxx::connection conn(options_.dsn);
+      auto connection =
+          co_await asio::co_spawn(connector_, connect(options_.dsn), asio::use_awaitable);
+      if (stopped_) co_return;
+      pqxx::connection& conn = *connection;
       Receiver receiver(conn, [this] {
         ++notifies_;
         wake();
@@ -150,9 +156,24 @@ asio::awaitable<void> OutboxWatch::listen() {
   }
 }
 
+asio::awaitable<std::unique_ptr<pqxx::connection>> OutboxWatch::connect(std::string dsn) {
+  co_return std::make_unique<pqxx::connection>(dsn);
+}
+
 void OutboxWatch::worker() {
   std::unique_ptr<pqxx::connection> conn;
   auto backoff = std::chrono::milliseconds(100);
+  // The highest own seq handed to the core. After a failed claim, whatever
+  // lies above it in the log was committed by a claim whose connection broke
+  // before it could say so; it is handed over before the next claim.
+  std::optional<std::uint64_t> handed;
+  bool resync = false;
+  auto hand_over = [&](store::ClaimResult result) {
+    for (const auto& e : result.events) handed = std::max(handed.value_or(0), e->key.seq);
+    if (!result.events.empty() || result.rejected > 0) {
+      asio::post(io_, [this, r = std::move(result)]() mutable { claimed(std::move(r)); });
+    }
+  };
   while (true) {
     {
       std::unique_lock lock(mutex_);
@@ -162,21 +183,41 @@ void OutboxWatch::worker() {
     }
     try {
       if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
+      if (!handed || resync) {
+        pqxx::read_transaction tx(*conn);
+        if (!handed) {
+          handed =
+              tx.exec_params1("SELECT coalesce(max(seq), 0) FROM relay_event_log WHERE origin = $1",
+                              config_.node.id)[0]
+                  .as<std::uint64_t>();
+        } else {
+          store::ClaimResult committed;
+          committed.events = store::own_events_after(tx, config_.node.id, *handed);
+          if (!committed.events.empty()) {
+            spdlog::warn(
+                "outbox claim: {} events committed by a claim that lost its connection; sending "
+                "them",
+                committed.events.size());
+          }
+          hand_over(std::move(committed));
+        }
+        tx.commit();
+        resync = false;
+      }
       auto result = store::claim_outbox(*conn, config_, key_, options_.batch, paused_);
       backoff = std::chrono::milliseconds(100);
       if (result.full) {
         std::lock_guard lock(mutex_);
         requested_ = true;  // there may be more: claim again at once
       }
-      if (!result.events.empty() || result.rejected > 0) {
-        asio::post(io_, [this, r = std::move(result)]() mutable { claimed(std::move(r)); });
-      }
+      hand_over(std::move(result));
     } catch (const std::exception& e) {
-      // The rows stay in the outbox; try again after a pause, and keep
-      // trying until the database answers.
+      // The rows stay in the outbox (or the claim did commit: see resync);
+      // try again after a pause, until the database answers.
       spdlog::error("outbox claim: {}; rows stay in the outbox, retrying in {} ms", e.what(),
                     backoff.count());
       conn.reset();
+      resync = handed.has_value();
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, backoff, [&] { return quit_; });
       requested_ = true;

@@ -51,8 +51,8 @@ class OutboxWatch {
   void stop();
   /// Asks for a claim now (coalesced with any other request).
   void wake();
-  /// Back-pressure: while paused only duress rows are claimed (a flood of
-  /// bulk never holds an alarm back); resuming claims the rest at once.
+  /// Back-pressure: while paused only duress and emergency rows are claimed
+  /// (a flood never holds an alarm back); resuming claims the rest at once.
   void set_paused(bool paused);
 
   /// The bound kick port (the configured one, or the OS's pick for port 0).
@@ -65,6 +65,7 @@ class OutboxWatch {
   asio::awaitable<void> receive_kicks();
   asio::awaitable<void> poll();
   asio::awaitable<void> listen();
+  static asio::awaitable<std::unique_ptr<pqxx::connection>> connect(std::string dsn);
   void worker();
   void claimed(store::ClaimResult result);
 
@@ -77,6 +78,9 @@ class OutboxWatch {
   asio::steady_timer poll_timer_;
   asio::steady_timer listen_timer_;
   std::unique_ptr<asio::posix::stream_descriptor> listen_fd_;
+  // Connecting blocks (for as long as the network makes it): never on the
+  // io_context's thread, which also carries the mesh.
+  asio::thread_pool connector_{1};
   std::mt19937_64 rng_{std::random_device{}()};
   std::uint64_t kicks_ = 0;
   std::uint64_t notifies_ = 0;

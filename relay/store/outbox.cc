@@ -125,10 +125,10 @@ std::string check_event(const v1::Event& event, const Config& config) {
 }
 
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
-                         const crypto::SigningKey& key, std::size_t limit, bool duress_only) {
+                         const crypto::SigningKey& key, std::size_t limit, bool urgent_only) {
   ClaimResult result;
   pqxx::work tx(conn, "claim");
-  const int min_rank = duress_only ? 4 : 1;  // the outbox's rank of duress
+  const int min_rank = urgent_only ? 3 : 1;  // the outbox's ranks: emergency 3, duress 4
   const pqxx::result rows = tx.exec_params(kClaim, limit, min_rank);
   result.full = rows.size() == limit;
   if (rows.empty()) return result;

@@ -35,10 +35,10 @@ std::string check_event(const relaymesh::v1::Event& event, const Config& config)
 /// claimers; each event signed and logged (and delivered here if this node
 /// is a target). A row that cannot become an event (unknown target, too
 /// large, bad reference) moves to outbox_rejected with the reason.
-/// `duress_only` claims only duress rows: what the relay still takes while
-/// back-pressure holds everything else in the outbox.
+/// `urgent_only` claims only duress and emergency rows: what the relay still
+/// takes while back-pressure holds normal and bulk rows in the outbox.
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
                          const crypto::SigningKey& key, std::size_t limit,
-                         bool duress_only = false);
+                         bool urgent_only = false);
 
 }  // namespace relay::store

@@ -165,6 +165,30 @@ std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
   return events;
 }
 
+namespace {
+
+std::vector<mesh::EventPtr> parse_signed(const pqxx::result& rows) {
+  std::vector<mesh::EventPtr> events;
+  for (const auto& row : rows) {
+    const pqxx::binarystring bytes(row[0]);
+    v1::SignedEvent signed_event;
+    v1::Event event;
+    if (signed_event.ParseFromString(bytes.str()) && event.ParseFromString(signed_event.event())) {
+      events.push_back(mesh::make_event(signed_event, event));
+    }
+  }
+  return events;
+}
+
+}  // namespace
+
+std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const std::string& self,
+                                             std::uint64_t after) {
+  return parse_signed(tx.exec_params(
+      "SELECT signed FROM relay_event_log WHERE origin = $1 AND seq > $2 ORDER BY seq", self,
+      after));
+}
+
 mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
                              std::size_t max_unreplicated) {
   for (const auto& name : migrate(conn)) spdlog::info("database: applied migration {}", name);

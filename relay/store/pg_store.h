@@ -68,6 +68,11 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
 std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
                                         const std::vector<mesh::EventKey>& keys);
 
+/// This node's own events with a seq above `after`, in order: what a claim
+/// committed although its connection broke before it could say so.
+std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const std::string& self,
+                                             std::uint64_t after);
+
 /// Prepares a database for this node (migrations, its sequence row) and
 /// reads what the core needs to resume: watermarks of every origin in the
 /// log, own events not yet replicated (most urgent first, at most

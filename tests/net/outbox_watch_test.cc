@@ -147,7 +147,7 @@ TEST_CASE("consumers get a datagram on their kick port") {
   CHECK(kicks.failures() == 0);
 }
 
-TEST_CASE("while back-pressure pauses claims, duress rows are still claimed") {
+TEST_CASE("while back-pressure pauses claims, duress and emergency rows are still claimed") {
   Fixture f(options(false, 1h));
   f.watch->set_paused(true);
   {
@@ -157,6 +157,7 @@ TEST_CASE("while back-pressure pauses claims, duress rows are still claimed") {
         "INSERT INTO outbox (title, priority) SELECT 'bulk ' || g, 'bulk' FROM generate_series(1, "
         "50) g");
     tx.exec("INSERT INTO outbox (kind, title) VALUES ('duress', 'Duress')");
+    tx.exec("INSERT INTO outbox (title, priority) VALUES ('Fire', 'emergency')");
     tx.commit();
   }
   f.watch->wake();
@@ -164,14 +165,33 @@ TEST_CASE("while back-pressure pauses claims, duress rows are still claimed") {
   f.io.run_for(300ms);
   std::size_t claimed = 0;
   for (const auto& c : f.claims) claimed += c.events.size();
-  CHECK(claimed == 1);
+  CHECK(claimed == 2);
   CHECK(f.claims[0].events[0]->priority == relaymesh::v1::PRIORITY_DURESS);
+  CHECK(f.claims[0].events[1]->priority == relaymesh::v1::PRIORITY_EMERGENCY);
   f.watch->set_paused(false);
   const auto start = std::chrono::steady_clock::now();
-  while (claimed < 51 && std::chrono::steady_clock::now() - start < 5s) {
+  while (claimed < 52 && std::chrono::steady_clock::now() - start < 5s) {
     f.io.run_for(10ms);
     claimed = 0;
     for (const auto& c : f.claims) claimed += c.events.size();
   }
-  CHECK(claimed == 51);
+  CHECK(claimed == 52);
+}
+
+TEST_CASE("events of a claim whose connection broke after its commit are still handed over") {
+  Fixture f(options(false, 1h));
+  // A claim that committed while the watch never heard back: made here on a
+  // connection of our own, standing in for one that broke during COMMIT.
+  f.insert();
+  {
+    pqxx::connection conn(f.pg.dsn());
+    REQUIRE(store::claim_outbox(conn, f.config, crypto::SigningKey::generate(), 10).events.size() ==
+            1);
+  }
+  f.pg.restart();  // the watch's connection breaks: its next claim fails
+  f.watch->wake();
+  const auto took = f.wait_claim(10s);
+  REQUIRE(took);
+  REQUIRE(f.claims[0].events.size() == 1);
+  CHECK(f.claims[0].events[0]->key.seq == 1);
 }
