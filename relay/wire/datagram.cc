@@ -109,6 +109,31 @@ std::string event_signing_message(std::string_view event_bytes) {
   return message;
 }
 
+std::string receipts_signing_message(const v1::Receipts& r) {
+  std::string m = "relaymesh v1 receipts";
+  m.push_back('\0');
+  m += r.origin();
+  m.push_back('\0');
+  m += r.target();
+  m.push_back('\0');
+  for (const auto& d : r.deliveries()) {
+    put_be(m, d.seq(), 8);
+    put_be(m, static_cast<std::uint64_t>(d.delivered_unix_ms()), 8);
+  }
+  return m;
+}
+
+std::string receipt_acks_signing_message(const v1::ReceiptAcks& a) {
+  std::string m = "relaymesh v1 receipt acks";
+  m.push_back('\0');
+  m += a.origin();
+  m.push_back('\0');
+  m += a.target();
+  m.push_back('\0');
+  for (std::uint64_t seq : a.seqs()) put_be(m, seq, 8);
+  return m;
+}
+
 v1::SignedEvent sign_event(const v1::Event& event, const crypto::SigningKey& key) {
   v1::SignedEvent signed_event;
   event.SerializeToString(signed_event.mutable_event());
@@ -120,6 +145,7 @@ v1::SignedEvent sign_event(const v1::Event& event, const crypto::SigningKey& key
 Codec::Codec(std::string self, const crypto::SigningKey& identity, KeyRing ring,
              std::map<std::string, crypto::VerifyKey> peers, const Clock& clock)
     : self_(std::move(self)),
+      identity_(identity),
       self_key_(identity.verify_key()),
       ring_(std::move(ring)),
       peers_(std::move(peers)),
@@ -133,7 +159,23 @@ const crypto::Key& Codec::send_key() {
   return send_subkey_;
 }
 
-std::optional<std::string> Codec::seal(const v1::Datagram& body) {
+std::optional<std::string> Codec::seal(const v1::Datagram& unsigned_body) {
+  const v1::Datagram* to_send = &unsigned_body;
+  v1::Datagram signed_body;
+  if (unsigned_body.has_receipts() && unsigned_body.receipts().target() == self_) {
+    signed_body = unsigned_body;
+    auto* r = signed_body.mutable_receipts();
+    const auto sig = identity_.sign(crypto::as_bytes(receipts_signing_message(*r)));
+    r->set_signature(sig.data(), sig.size());
+    to_send = &signed_body;
+  } else if (unsigned_body.has_receipt_acks() && unsigned_body.receipt_acks().origin() == self_) {
+    signed_body = unsigned_body;
+    auto* a = signed_body.mutable_receipt_acks();
+    const auto sig = identity_.sign(crypto::as_bytes(receipt_acks_signing_message(*a)));
+    a->set_signature(sig.data(), sig.size());
+    to_send = &signed_body;
+  }
+  const v1::Datagram& body = *to_send;
   const std::size_t header_size = kFixedHeader + self_.size();
   const std::size_t body_size = body.ByteSizeLong();
   if (header_size + body_size + crypto::kTagSize > kMaxDatagram) return std::nullopt;
@@ -211,7 +253,37 @@ Reject Codec::open_checked(crypto::ByteView datagram, Opened& out) {
   if (!out.body.ParseFromString(buffer_) || out.body.body_case() == v1::Datagram::BODY_NOT_SET) {
     return Reject::malformed_body;
   }
+  if (const Reject r = verify_receipts(out.body); r != Reject::none) return r;
   return verify_events(out);
+}
+
+const crypto::VerifyKey* Codec::key_of(const std::string& node) const {
+  if (node == self_) return &self_key_;
+  auto it = peers_.find(node);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
+Reject Codec::verify_receipts(const v1::Datagram& body) {
+  // Receipts speak for their target and acks for their origin, whoever
+  // relays them: each is checked against that node's own key.
+  if (body.has_receipts()) {
+    const auto* key = key_of(body.receipts().target());
+    if (key == nullptr) return Reject::unknown_origin;
+    ++signature_checks_;
+    if (!key->verify(crypto::as_bytes(receipts_signing_message(body.receipts())),
+                     crypto::as_bytes(body.receipts().signature()))) {
+      return Reject::bad_origin_signature;
+    }
+  } else if (body.has_receipt_acks()) {
+    const auto* key = key_of(body.receipt_acks().origin());
+    if (key == nullptr) return Reject::unknown_origin;
+    ++signature_checks_;
+    if (!key->verify(crypto::as_bytes(receipt_acks_signing_message(body.receipt_acks())),
+                     crypto::as_bytes(body.receipt_acks().signature()))) {
+      return Reject::bad_origin_signature;
+    }
+  }
+  return Reject::none;
 }
 
 Reject Codec::verify_events(Opened& out) {

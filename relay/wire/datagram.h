@@ -87,6 +87,11 @@ std::string event_signing_message(std::string_view event_bytes);
 /// Serializes and signs an event; the result is what travels and is stored.
 v1::SignedEvent sign_event(const v1::Event& event, const crypto::SigningKey& key);
 
+/// What a target signs for receipts and an origin for receipt acks:
+/// a domain tag and the fields in a fixed byte layout (not protobuf's).
+std::string receipts_signing_message(const v1::Receipts& receipts);
+std::string receipt_acks_signing_message(const v1::ReceiptAcks& acks);
+
 /// A datagram that passed every check, with its events parsed and verified.
 struct Opened {
   std::string sender;
@@ -106,6 +111,8 @@ class Codec {
         std::map<std::string, crypto::VerifyKey> peers, const Clock& clock);
 
   /// The sealed datagram, or nullopt if the body would exceed kMaxDatagram.
+  /// Receipts this node gives as a target, and receipt acks it gives as an
+  /// origin, are signed here; ones it only relays keep their signature.
   std::optional<std::string> seal(const v1::Datagram& body);
 
   /// Opens a datagram. Returns Reject::none and fills `out`, or the reason.
@@ -135,9 +142,12 @@ class Codec {
 
   Reject open_checked(crypto::ByteView datagram, Opened& out);
   Reject verify_events(Opened& out);
+  Reject verify_receipts(const v1::Datagram& body);
+  const crypto::VerifyKey* key_of(const std::string& node) const;
   const crypto::Key& send_key();
 
   std::string self_;
+  crypto::SigningKey identity_;
   crypto::VerifyKey self_key_;
   KeyRing ring_;
   std::map<std::string, crypto::VerifyKey> peers_;

@@ -289,3 +289,42 @@ TEST_CASE("signed events that no store could take are rejected as malformed") {
   CHECK(check(e) == Reject::malformed_body);
   CHECK(check(mesh.event("hq", 1)) == Reject::none);
 }
+
+TEST_CASE("receipts speak for their target, receipt acks for their origin") {
+  MeshFixture mesh;
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  auto south = mesh.codec("clinic-south");
+  wire::Opened opened;
+  auto receipts_from = [](const std::string& target) {
+    v1::Datagram d;
+    auto* r = d.mutable_receipts();
+    r->set_origin("hq");
+    r->set_target(target);
+    auto* delivery = r->add_deliveries();
+    delivery->set_seq(7);
+    delivery->set_delivered_unix_ms(1'790'000'000'123);
+    return d;
+  };
+  // north's own receipts, signed as it seals them: accepted, also relayed.
+  const auto sealed = *north->seal(receipts_from("clinic-north"));
+  REQUIRE(hq->open(bytes(sealed), opened) == Reject::none);
+  REQUIRE(opened.body.receipts().signature().size() == 64);
+  v1::Datagram relayed = opened.body;
+  CHECK(hq->open(bytes(*south->seal(relayed)), opened) == Reject::none);
+
+  // south claiming that north delivered: refused.
+  CHECK(hq->open(bytes(*south->seal(receipts_from("clinic-north"))), opened) ==
+        Reject::bad_origin_signature);
+  // A relay that changes the delivery time: refused.
+  relayed.mutable_receipts()->mutable_deliveries(0)->set_delivered_unix_ms(1);
+  CHECK(hq->open(bytes(*south->seal(relayed)), opened) == Reject::bad_origin_signature);
+
+  // Receipt acks: only the origin can say it recorded them.
+  v1::Datagram acks;
+  acks.mutable_receipt_acks()->set_origin("hq");
+  acks.mutable_receipt_acks()->set_target("clinic-north");
+  acks.mutable_receipt_acks()->add_seqs(7);
+  CHECK(north->open(bytes(*hq->seal(acks)), opened) == Reject::none);
+  CHECK(north->open(bytes(*south->seal(acks)), opened) == Reject::bad_origin_signature);
+}
