@@ -141,32 +141,9 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   return delivered;
 }
 
-std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
-                                        const std::vector<mesh::EventKey>& keys) {
-  std::vector<std::string> origins;
-  std::vector<std::int64_t> seqs;
-  for (const auto& key : keys) {
-    origins.push_back(key.origin);
-    seqs.push_back(static_cast<std::int64_t>(key.seq));
-  }
-  const pqxx::result rows = tx.exec_params(
-      "SELECT l.signed FROM relay_event_log l "
-      "JOIN unnest($1::text[], $2::bigint[]) AS k(origin, seq) USING (origin, seq)",
-      text_array(origins), int_array(seqs));
-  std::vector<mesh::EventPtr> events;
-  for (const auto& row : rows) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
-    v1::Event event;
-    if (signed_event.ParseFromString(bytes.str()) && event.ParseFromString(signed_event.event())) {
-      events.push_back(mesh::make_event(signed_event, event));
-    }
-  }
-  return events;
-}
-
 namespace {
 
+/// Events from rows whose first column is a stored SignedEvent.
 std::vector<mesh::EventPtr> parse_signed(const pqxx::result& rows) {
   std::vector<mesh::EventPtr> events;
   for (const auto& row : rows) {
@@ -181,6 +158,20 @@ std::vector<mesh::EventPtr> parse_signed(const pqxx::result& rows) {
 }
 
 }  // namespace
+
+std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
+                                        const std::vector<mesh::EventKey>& keys) {
+  std::vector<std::string> origins;
+  std::vector<std::int64_t> seqs;
+  for (const auto& key : keys) {
+    origins.push_back(key.origin);
+    seqs.push_back(static_cast<std::int64_t>(key.seq));
+  }
+  return parse_signed(
+      tx.exec_params("SELECT l.signed FROM relay_event_log l "
+                     "JOIN unnest($1::text[], $2::bigint[]) AS k(origin, seq) USING (origin, seq)",
+                     text_array(origins), int_array(seqs)));
+}
 
 std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const std::string& self,
                                              std::uint64_t after) {
@@ -207,17 +198,10 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
     snapshot.stored[row[0].as<std::string>()].add_range(row[1].as<std::uint64_t>(),
                                                         row[2].as<std::uint64_t>());
   }
-  for (const auto& row :
-       tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND NOT replicated "
-                      "ORDER BY priority DESC, seq LIMIT $2",
-                      self, max_unreplicated)) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
-    v1::Event event;
-    if (signed_event.ParseFromString(bytes.str()) && event.ParseFromString(signed_event.event())) {
-      snapshot.unreplicated.push_back(mesh::make_event(signed_event, event));
-    }
-  }
+  snapshot.unreplicated = parse_signed(
+      tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND NOT replicated "
+                     "ORDER BY priority DESC, seq LIMIT $2",
+                     self, max_unreplicated));
   for (const auto& row :
        tx.exec("SELECT origin, seq, (extract(epoch from delivered_at) * 1000)::bigint "
                "FROM relay_receipts_owed ORDER BY delivered_at")) {
