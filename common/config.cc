@@ -51,7 +51,7 @@ void read_node(TomlSection& top, Config& config) {
     return;
   }
   TomlSection node(*table, top.file(), "node", top.issues(),
-                   {"id", "groups", "listen", "identity_key"});
+                   {"id", "groups", "listen", "identity_key", "state_dir"});
   if (auto id = node.string("id", true)) {
     if (valid_node_id(*id)) {
       config.node.id = *id;
@@ -63,6 +63,16 @@ void read_node(TomlSection& top, Config& config) {
   if (auto ep = endpoint(node, "listen")) config.node.listen = *ep;
   if (auto key = node.string("identity_key", true)) {
     config.node.identity_key = resolve(config.file, *key);
+  }
+  if (auto dir = node.string("state_dir", false)) {
+    if (dir->empty()) {
+      node.error("state_dir", "expected a folder path");
+    } else {
+      config.node.state_dir = resolve(config.file, *dir);
+    }
+  }
+  if (config.node.state_dir.empty() && !config.node.id.empty()) {
+    config.node.state_dir = std::filesystem::path("/var/lib/relaymesh") / config.node.id;
   }
 }
 
@@ -134,7 +144,10 @@ void read_rest(TomlSection& top, Config& config) {
   read_endpoint_table(top, "kick", config.kick.listen);
   read_endpoint_table(top, "status", config.status.listen);
   if (const toml::table* table = top.table("delivery")) {
-    TomlSection delivery(*table, top.file(), "delivery", top.issues(), {"kick"});
+    TomlSection delivery(*table, top.file(), "delivery", top.issues(), {"kick", "max_age"});
+    if (auto d = delivery.duration("max_age", 1min, std::chrono::hours(24 * 3650))) {
+      config.delivery.max_age = *d;
+    }
     for (const auto& text : delivery.strings("kick").value_or(std::vector<std::string>{})) {
       auto ep = parse_endpoint(text);
       if (!ep) {

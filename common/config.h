@@ -45,6 +45,10 @@ struct Config {
     std::vector<std::string> groups;
     Endpoint listen{"0.0.0.0", 7400};
     std::filesystem::path identity_key;
+    /// Per-node state kept outside the database (numbering high-water mark,
+    /// boot counter, spool, captured log). Default: /var/lib/relaymesh/<id>,
+    /// so several relayd can share a machine.
+    std::filesystem::path state_dir;
   } node;
 
   struct Mesh {
@@ -68,6 +72,9 @@ struct Config {
 
   struct Delivery {
     std::vector<Endpoint> kick;
+    /// Events older than this (on their origin's own clock) are logged here
+    /// but not delivered into message_queue; duress is never aged out.
+    std::chrono::milliseconds max_age = std::chrono::hours(24);
   } delivery;
 
   struct Duress {

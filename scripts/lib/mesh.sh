@@ -43,7 +43,7 @@ mesh_init() {
   for node in "${mesh_nodes[@]}"; do
     local p=${mesh_port[$node]}
     {
-      printf '[node]\nid = "%s"\ngroups = ["%s"]\nlisten = "127.0.0.1:%s"\nidentity_key = "node.key"\n\n' \
+      printf '[node]\nid = "%s"\ngroups = ["%s"]\nlisten = "127.0.0.1:%s"\nidentity_key = "node.key"\nstate_dir = "state"\n\n' \
         "$node" "$(mesh_group "$node")" "$p"
       printf '[mesh]\nkeys = "mesh.keys"\n'
       for peer in "${mesh_nodes[@]}"; do

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace relay {
+
+/// The node's state directory ([node] state_dir): small files that must
+/// survive what the database does not (a rebuild, a restore from backup).
+/// Each value is one file, replaced atomically: written to a temporary file,
+/// fsynced, renamed over the old one, and the directory fsynced, so a crash
+/// leaves the old value or the new one, never a torn mix.
+class StateDir {
+ public:
+  /// Creates the folder (mode 0700) if missing. Throws std::runtime_error
+  /// naming the folder if it cannot be created or written.
+  explicit StateDir(std::filesystem::path dir);
+
+  const std::filesystem::path& path() const { return dir_; }
+
+  /// The counter stored under `name`, or nullopt if there is none. A file
+  /// that exists but does not hold a checksummed counter throws (naming it):
+  /// silently starting again from zero is what this folder exists to prevent.
+  std::optional<std::uint64_t> read_counter(std::string_view name) const;
+  /// Stores `value` under `name` durably before returning. Throws
+  /// std::runtime_error naming the file on any failure.
+  void write_counter(std::string_view name, std::uint64_t value) const;
+
+  /// fsyncs the directory itself (after creating or renaming a file in it).
+  void sync() const;
+
+ private:
+  std::filesystem::path dir_;
+};
+
+}  // namespace relay
