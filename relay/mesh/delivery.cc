@@ -160,20 +160,31 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
     if (id != self_ && id != from.info.id && find_peer(id) != nullptr) forward_to.push_back(id);
   }
   const int count = std::min(body.events_size(), static_cast<int>(events.size()));
+  // An all-clear that arrives with what it clears withholds it, whatever
+  // their order in the datagram.
+  for (int i = 0; i < count; ++i) {
+    const v1::Event& parsed = events[static_cast<std::size_t>(i)];
+    if (parsed.kind() != v1::KIND_ALL_CLEAR || !stored_.contains(parsed.origin())) continue;
+    for (const auto& r : parsed.references()) cleared_.insert({r.origin(), r.seq()});
+  }
   for (int i = 0; i < count; ++i) {
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];
     auto known = stored_.find(parsed.origin());
     if (known == stored_.end() || parsed.seq() == 0) continue;  // not an origin of this mesh
     const EventKey key{parsed.origin(), parsed.seq()};
+    if (key.origin == self_) mesh_highest_own_ = std::max(mesh_highest_own_, key.seq);
     if (known->second.contains(key.seq)) {
-      // Already durable here: ack at once, and pass it on if asked.
+      // Already held here: ack it once its content is known to be the
+      // same, and pass it on if asked.
       ++stats_.duplicates;
-      from.acks_owed[key.origin].push_back(key.seq);
-      dirty_.insert(index_of(from));
-      if (!forward_to.empty()) {
-        EventPtr event = make_event(body.events(i), parsed);
-        for (const auto& id : forward_to) push(*find_peer(id), event);
+      EventPtr event = make_event(body.events(i), parsed);
+      if (known->second.servable(key.seq)) {
+        check_duplicate(from, event);
+      } else {
+        from.acks_owed[key.origin].push_back(key.seq);  // settled: history
+        dirty_.insert(index_of(from));
       }
+      for (const auto& id : forward_to) push(*find_peer(id), event);
     } else if (auto pending = storing_.find(key); pending != storing_.end()) {
       ++stats_.duplicates;
       pending->second.ack_to.push_back(from.info.id);
@@ -186,9 +197,41 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
   }
 }
 
+void Node::check_duplicate(Peer& from, const EventPtr& incoming) {
+  const EventKey& key = incoming->key;
+  auto cached = cache_.find(key);
+  if (cached != cache_.end()) {
+    if (cached->second->signed_event.event() != incoming->signed_event.event()) {
+      note_conflict(key, from.info.id);  // never acked away
+      return;
+    }
+    from.acks_owed[key.origin].push_back(key.seq);
+    dirty_.insert(index_of(from));
+    return;
+  }
+  // Not in memory: compare with the log before acking. Bounded; beyond the
+  // bound the sender's retry comes back to it.
+  constexpr std::size_t kMaxLoads = 64;
+  if (loads_.size() >= kMaxLoads) return;
+  LoadRequest load;
+  load.ticket = next_ticket_++;
+  load.keys.push_back(key);
+  loads_[load.ticket] = Load{"", {Verify{incoming, from.info.id}}};
+  store_.load(std::move(load));
+}
+
 void Node::store_event(const EventPtr& event, const std::string& ack_to,
                        const std::vector<std::string>& forward_to) {
-  batch_.events.push_back({event, is_target(*event)});
+  StoreBatch::Write write = decide(event);
+  if (write.target && !write.delivers()) ++stats_.withheld;
+  if (event->kind == v1::KIND_ALL_CLEAR) {
+    for (const auto& ref : event->references) cleared_.insert(ref);
+  }
+  if (write.target && event->key.origin == self_) {
+    // An own event pulled back after a restore: its receipt here too.
+    batch_.receipts.push_back({event->key, self_, wall_(), write.outcome});
+  }
+  batch_.events.push_back(std::move(write));
   batch_.priority = std::max(batch_.priority, event->priority);
   storing_[event->key] = Pending{{ack_to}, forward_to};
 }

@@ -7,8 +7,8 @@
 namespace relay::mesh {
 namespace {
 
-// An origin summary without holes: origin, watermark, highest, framing.
-constexpr std::size_t kSummaryBase = 24;
+// The field tag and length of a summary inside a digest.
+constexpr std::size_t kSummaryFraming = 3;
 constexpr std::size_t kHoleSize = 12;
 // Holes listed per origin; more are left for later rounds.
 constexpr std::size_t kMaxHoles = 16;
@@ -58,6 +58,8 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
   for (const auto& summary : digest.origins()) {
     auto mine = stored_.find(summary.origin());
     if (mine == stored_.end()) continue;
+    settle_from(from, summary);
+    if (summary.origin() == self_) learn_from(now, from, summary);
     // What the peer holds needs no more pushing: the digest is an ack too.
     std::vector<EventKey> held;
     for (auto f = from.in_flight.lower_bound({summary.origin(), 1});
@@ -66,14 +68,30 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     }
     for (const auto& key : held) acked(now, from, key);
 
+    // Offer the urgent events it lacks first, then the rest lowest first.
+    if (auto urgent = urgent_.find(summary.origin()); urgent != urgent_.end()) {
+      for (std::uint64_t seq : urgent->second) {
+        if (give.size() < tuning_.entropy_budget && !summary_contains(summary, seq) &&
+            mine->second.servable(seq)) {
+          give.push_back({summary.origin(), seq});
+        }
+      }
+    }
     if (give.size() < tuning_.entropy_budget) {
       for (std::uint64_t seq :
            mine->second.missing_from(summary, tuning_.entropy_budget - give.size())) {
-        give.push_back({summary.origin(), seq});
+        if (std::find(give.begin(), give.end(), EventKey{summary.origin(), seq}) == give.end())
+          give.push_back({summary.origin(), seq});
       }
     }
     if (pull_left > 0 && pull_bytes + 64 < tuning_.max_body) {
-      auto ranges = mine->second.lacking(summary, 8);
+      // The urgent seqs it names come first, each a range of its own.
+      std::vector<SeqRange> ranges;
+      for (std::uint64_t seq : summary.urgent()) {
+        if (!mine->second.contains(seq) && summary_serves(summary, seq))
+          ranges.push_back({seq, seq});
+      }
+      for (const auto& r : mine->second.lacking(summary, 8)) ranges.push_back(r);
       if (ranges.empty()) continue;
       auto* pull = pulls.mutable_pulls()->add_pulls();
       pull->set_origin(summary.origin());
@@ -103,25 +121,39 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
   if (digest.reply()) {
     // Answer with ours: the same origins, then our hot ones, so that the
     // sender can pull what we have and it did not think to ask about.
-    v1::Datagram d;
-    std::size_t used = 4;
-    std::set<std::string> named;
-    for (const auto& summary : digest.origins())
-      add_summary(*d.mutable_digest(), summary.origin(), used, named);
-    for (const auto& origin : hot_) add_summary(*d.mutable_digest(), origin, used, named);
-    send(from, d);
+    std::vector<std::string> origins;
+    for (const auto& summary : digest.origins()) origins.push_back(summary.origin());
+    origins.insert(origins.end(), hot_.begin(), hot_.end());
+    send_digest(from, origins, false);
   }
+}
+
+void Node::send_digest(Peer& to, const std::vector<std::string>& origins, bool reply) {
+  v1::Datagram d;
+  d.mutable_digest()->set_reply(reply);
+  std::size_t used = 4;
+  std::set<std::string> named;
+  for (const auto& origin : origins) add_summary(*d.mutable_digest(), origin, used, named);
+  send(to, d);
 }
 
 void Node::add_summary(v1::Digest& digest, const std::string& origin, std::size_t& used,
                        std::set<std::string>& named) {
   auto mine = stored_.find(origin);
-  const std::size_t size = kSummaryBase + origin.size() + kHoleSize * kMaxHoles;
-  if (mine == stored_.end() || used + size > tuning_.max_body || !named.insert(origin).second)
-    return;
-  auto* summary = digest.add_origins();
-  summary->set_origin(origin);
-  mine->second.summarize(*summary, kMaxHoles);
+  if (mine == stored_.end() || named.contains(origin)) return;
+  v1::OriginSummary summary;
+  summary.set_origin(origin);
+  mine->second.summarize(summary, kMaxHoles);
+  if (auto urgent = urgent_.find(origin); urgent != urgent_.end()) {
+    for (std::uint64_t seq : urgent->second) {
+      if (mine->second.servable(seq)) summary.add_urgent(seq);
+    }
+  }
+  // Its real size, so that a mesh of quiet origins packs many per digest.
+  const std::size_t size = summary.ByteSizeLong() + kSummaryFraming;
+  if (used + size > tuning_.max_body) return;
+  named.insert(origin);
+  *digest.add_origins() = std::move(summary);
   used += size;
 }
 
@@ -135,6 +167,7 @@ void Node::mark_hot(const std::string& origin) {
 
 void Node::handle_pulls(Time /*now*/, Peer& from, const v1::Pulls& pulls) {
   std::vector<EventKey> keys;
+  std::set<EventKey> named;  // urgent seqs come first and again in their range
   std::vector<std::uint64_t> seqs;
   for (const auto& pull : pulls.pulls()) {
     auto mine = stored_.find(pull.origin());
@@ -143,7 +176,9 @@ void Node::handle_pulls(Time /*now*/, Peer& from, const v1::Pulls& pulls) {
       // Costs what it answers, however wide or hollow the range.
       seqs.clear();
       mine->second.collect(r.first(), r.last(), tuning_.pull_budget - keys.size(), seqs);
-      for (std::uint64_t seq : seqs) keys.push_back({pull.origin(), seq});
+      for (std::uint64_t seq : seqs) {
+        if (named.insert({pull.origin(), seq}).second) keys.push_back({pull.origin(), seq});
+      }
     }
   }
   stats_.events_pulled += keys.size();
@@ -169,7 +204,7 @@ void Node::serve(Peer& to, std::vector<EventKey> keys) {
   constexpr std::size_t kMaxLoads = 64;
   if (!load.keys.empty() && loads_.size() < kMaxLoads) {
     load.ticket = next_ticket_++;
-    loads_[load.ticket] = to.info.id;
+    loads_[load.ticket] = Load{to.info.id, {}};
     store_.load(std::move(load));
   }
 }

@@ -34,15 +34,18 @@ void Node::probe_round(Time now) {
   v1::Datagram d;
   d.mutable_probe()->set_nonce(nonce);
   d.mutable_probe()->set_target(peer.info.id);
+  d.mutable_probe()->set_wall_unix_ms(wall_());
   send(peer, d);
   wake(peer, now + tuning_.probe_timeout);
 }
 
 void Node::handle_probe(Time now, Peer& from, const v1::Probe& probe) {
+  if (probe.wall_unix_ms() != 0) from.clock_offset_ms = probe.wall_unix_ms() - wall_();
   if (probe.on_behalf_of().empty() || probe.target() == self_) {
     v1::Datagram d;
     d.mutable_probe_ack()->set_nonce(probe.nonce());
     d.mutable_probe_ack()->set_target(self_);
+    d.mutable_probe_ack()->set_wall_unix_ms(wall_());
     send(from, d);
     return;
   }
@@ -75,6 +78,11 @@ void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
   if (subject == nullptr || !subject->probe || subject->probe->first != ack.nonce()) return;
   if (subject == &from) {
     subject->rtt.sample(now - subject->probe->second);
+    if (ack.wall_unix_ms() != 0) {
+      // Its clock when it answered, about half a round trip ago.
+      const auto half = std::chrono::duration_cast<milliseconds>(now - subject->probe->second) / 2;
+      subject->clock_offset_ms = ack.wall_unix_ms() - (wall_() - half.count());
+    }
   } else {
     confirmed(now, *subject);  // alive, seen through another peer
   }

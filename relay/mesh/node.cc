@@ -16,11 +16,22 @@ bool targets_node(const std::vector<std::string>& targets, const std::string& id
   return false;
 }
 
+bool targets_node(const Event& event, const std::string& id,
+                  const std::vector<std::string>& groups) {
+  if (event.resolved.empty()) return targets_node(event.targets, id, groups);
+  return std::find(event.resolved.begin(), event.resolved.end(), id) != event.resolved.end();
+}
+
 EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed) {
   auto event = std::make_shared<Event>();
   event->key = {parsed.origin(), parsed.seq()};
   event->priority = parsed.priority();
+  event->kind = parsed.kind();
   event->targets.assign(parsed.targets().begin(), parsed.targets().end());
+  event->resolved.assign(parsed.resolved().begin(), parsed.resolved().end());
+  event->created_unix_ms = parsed.created_unix_ms();
+  event->expires_unix_ms = parsed.expires_unix_ms();
+  for (const auto& r : parsed.references()) event->references.push_back({r.origin(), r.seq()});
   event->signed_event = signed_event;
   event->wire_size = signed_event.ByteSizeLong();
   return event;
@@ -33,7 +44,12 @@ Node::Node(std::string self, std::vector<std::string> self_groups, std::vector<P
       tuning_(tuning),
       store_(store),
       transport_(transport),
-      rng_(seed) {
+      rng_(seed),
+      wall_([] {
+        return std::chrono::duration_cast<milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+      }) {
   peers_.reserve(peers.size());
   for (auto& info : peers) {
     peer_index_[info.id] = peers_.size();
@@ -44,6 +60,16 @@ Node::Node(std::string self, std::vector<std::string> self_groups, std::vector<P
 void Node::start(Time now, Snapshot snapshot) {
   stored_ = std::move(snapshot.stored);
   stored_[self_];
+  cleared_.insert(snapshot.cleared.begin(), snapshot.cleared.end());
+  started_wall_ms_ = wall_();
+  restored_ = snapshot.restored;
+  state_lost_ = snapshot.state_lost;
+  own_high_water_ = snapshot.own_high_water;
+  if (snapshot.learn || snapshot.state_lost || own_high_water_ > stored_[self_].highest()) {
+    // Ask every peer at once what it holds of ours (lifecycle.cc).
+    learning_ = true;
+    learn_until_ = now + tuning_.learn_timeout;
+  }
   const Duration period = probe_period();
   for (auto& peer : peers_) {
     stored_[peer.info.id];
@@ -58,20 +84,27 @@ void Node::start(Time now, Snapshot snapshot) {
   next_sweep_ = now + std::chrono::seconds(1);
   for (const auto& event : snapshot.unreplicated) on_local_event(now, event);
   for (const auto& receipt : snapshot.receipts_owed) {
-    owe_receipt(now, receipt.event, receipt.delivered_unix_ms);
+    owe_receipt(now, receipt.event, receipt.delivered_unix_ms, receipt.outcome);
   }
+  if (learning_) learn_round(now);
   finish(now);
 }
 
 void Node::on_local_event(Time now, EventPtr event) {
-  stored_[self_].add(event->key.seq);
+  SeqSet& own = stored_[self_];
+  const bool jumped = event->key.seq > own.highest() + 1;
+  own.add(event->key.seq);
+  // A seq above a gap that learning no longer covers (numbering jumped to
+  // the wall clock with no peer heard): what it skipped will never exist.
+  if (jumped && !learning_ && !resolve_at_) resolve_own(now, false);
   mark_hot(self_);
+  note_urgent(*event);
   cache(event);
   auto& lacking = unreplicated_[event->key];
   // Targets first: with a window, the first pushes leave first.
   for (int pass = 0; pass < 2; ++pass) {
     for (auto& peer : peers_) {
-      const bool target = targets_node(event->targets, peer.info.id, peer.info.groups);
+      const bool target = targets_node(*event, peer.info.id, peer.info.groups);
       if (target != (pass == 0) || peer.down) continue;
       lacking.insert(peer.info.id);
       push(peer, event);
@@ -115,6 +148,8 @@ void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& bo
     case v1::Datagram::kReceiptAcks:
       handle_receipt_acks(now, *peer, body.receipt_acks());
       break;
+    case v1::Datagram::kHello:  // sessions are the wire layer's
+    case v1::Datagram::kFeedback:
     case v1::Datagram::BODY_NOT_SET:
       break;
   }
@@ -136,6 +171,7 @@ void Node::on_stored(Time now, const StoreDone& done) {
     if (stored_[key.origin].add(key.seq)) {
       ++stats_.events_stored;
       mark_hot(key.origin);
+      note_urgent(*write.event);
     }
     cache(write.event);
     auto pending = storing_.extract(key);
@@ -150,7 +186,17 @@ void Node::on_stored(Time now, const StoreDone& done) {
         if (Peer* p = find_peer(id)) push(*p, write.event);
       }
     }
-    if (write.deliver && key.origin != self_) owe_receipt(now, key, done.commit_unix_ms);
+    if (write.target && key.origin != self_) {
+      owe_receipt(now, key, done.commit_unix_ms, write.outcome);
+    }
+  }
+  for (const auto& settle : batch.settled) {
+    // Durable now: counted as held, and acked as such from here on.
+    SeqSet& seqs = stored_[settle.origin];
+    if (!seqs.contains(settle.range.first) || !seqs.contains(settle.range.last)) {
+      stats_.settled += settle.range.last - settle.range.first + 1;
+    }
+    seqs.settle_range(settle.range.first, settle.range.last);
   }
   // Receipts recorded here as the origin: confirm them along the way they came.
   auto via = receipt_via_.extract(done.ticket);
@@ -172,7 +218,21 @@ void Node::on_stored(Time now, const StoreDone& done) {
 
 void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>& events) {
   auto node = loads_.extract(ticket);
-  Peer* peer = node.empty() ? nullptr : find_peer(node.mapped());
+  if (node.empty()) return;
+  const Load& load = node.mapped();
+  for (const auto& v : load.verify) {
+    Peer* from = find_peer(v.from);
+    auto held = std::find_if(events.begin(), events.end(),
+                             [&](const EventPtr& e) { return e->key == v.incoming->key; });
+    if (from == nullptr || held == events.end()) continue;  // pruned meanwhile: settled anyway
+    if ((*held)->signed_event.event() != v.incoming->signed_event.event()) {
+      note_conflict(v.incoming->key, v.from);
+      continue;
+    }
+    from->acks_owed[v.incoming->key.origin].push_back(v.incoming->key.seq);
+    dirty_.insert(index_of(*from));
+  }
+  Peer* peer = load.serve_to.empty() ? nullptr : find_peer(load.serve_to);
   if (peer != nullptr && !events.empty()) {
     std::vector<EventPtr> sorted = events;
     std::stable_sort(sorted.begin(), sorted.end(), [](const EventPtr& a, const EventPtr& b) {
@@ -208,6 +268,13 @@ void Node::on_timer(Time now) {
     }
   }
   if (now >= next_probe_round_) probe_round(now);
+  if (learning_ && now >= learn_until_) {
+    learning_ = false;
+    resolve_own(now, false);
+  } else if (learning_ && now >= next_learn_) {
+    learn_round(now);
+  }
+  if (resolve_at_ && now >= *resolve_at_) resolve_own(now, true);
   if (now >= next_entropy_) entropy_round(now);
   if (now >= next_sweep_) sweep(now);
   finish(now);
@@ -215,6 +282,8 @@ void Node::on_timer(Time now) {
 
 Time Node::next_deadline() const {
   Time next = std::min({next_probe_round_, next_entropy_, next_sweep_});
+  if (learning_) next = std::min({next, learn_until_, next_learn_});
+  if (resolve_at_) next = std::min(next, *resolve_at_);
   if (!wakeups_.empty()) next = std::min(next, wakeups_.top().first);
   return next;
 }
@@ -268,7 +337,7 @@ Node::Peer* Node::random_live_peer(Time now, const std::string& except_a,
 }
 
 bool Node::is_target(const Event& event) const {
-  return targets_node(event.targets, self_, self_groups_);
+  return targets_node(event, self_, self_groups_);
 }
 
 void Node::send(Peer& peer, const v1::Datagram& body) {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <queue>
@@ -75,6 +76,16 @@ struct Tuning {
   std::size_t max_receipts_owed = 50'000;
   /// Recent events kept in memory to serve retries and pulls without the store.
   std::size_t cache_limit = 20'000;
+  /// Events older than this on their origin's clock are logged but not
+  /// delivered (duress excepted); older than late_after, delivered as late.
+  Duration max_age = std::chrono::hours(24);
+  Duration late_after = std::chrono::seconds(60);
+  /// After a start that must learn what the mesh holds of this node's own
+  /// events, normal numbering waits for every peer's digest, at most this
+  /// long; own seqs nobody claimed are then settled, and those claimed but
+  /// still not pulled back after resolve_after are settled too.
+  Duration learn_timeout = std::chrono::seconds(10);
+  Duration resolve_after = std::chrono::seconds(60);
 };
 
 /// Counters for status pages and the simulator's figures.
@@ -89,6 +100,27 @@ struct NodeStats {
   std::uint64_t events_pulled = 0;
   std::uint64_t receipts_recorded = 0;
   std::uint64_t alarms_raised = 0;
+  std::uint64_t withheld = 0;   // logged here, not delivered (expired, too old, cleared)
+  std::uint64_t conflicts = 0;  // an origin's signature on two contents for one seq
+  std::uint64_t settled = 0;    // seqs settled on a peer's word or by this node's numbering
+};
+
+/// Where this node's own numbering stands (relay/store/numbering.h acts on it).
+struct Numbering {
+  /// Normal claims may go ahead; before, only duress and emergency are numbered.
+  bool ready = true;
+  /// The highest own seq known to exist anywhere: new events number above it.
+  std::uint64_t floor = 0;
+  /// This node lost its state and has not heard what the mesh holds of it:
+  /// new seqs jump to the wall clock (mesh/numbering.h).
+  bool jump = false;
+};
+
+/// An origin's signature on different content for a seq this node holds:
+/// the origin reused a seq (its numbering state was lost), or its key leaked.
+struct Conflict {
+  EventKey key;
+  std::string from;  // the peer that sent the second content
 };
 
 /// A peer as the status page shows it.
@@ -117,6 +149,10 @@ class Node {
 
   /// A new event of this node, already durable (committed with its seq).
   void on_local_event(Time now, EventPtr event);
+  /// Retention settled these origins' seqs up to the given ones (pruned here).
+  void on_pruned(Time now, const std::map<std::string, std::uint64_t>& settled_through);
+  /// The wall clock (Unix ms) that ages are judged against; the system's by default.
+  void set_wall_clock(std::function<std::int64_t()> wall) { wall_ = std::move(wall); }
   /// False while own events wait at a bound: stop claiming from the outbox.
   bool accepting_local() const;
 
@@ -134,6 +170,9 @@ class Node {
 
   const std::string& self() const { return self_; }
   const NodeStats& stats() const { return stats_; }
+  Numbering numbering() const;
+  /// Conflicts found since the last call (at most a few kept).
+  std::vector<Conflict> take_conflicts() { return std::exchange(conflicts_, {}); }
   std::vector<PeerStatus> peer_status(Time now) const;
   /// What this node has stored, per origin.
   const std::map<std::string, SeqSet>& stored() const { return stored_; }
@@ -164,12 +203,13 @@ class Node {
     Time last_confirmed{};
     Time next_probe{};
     std::optional<std::pair<std::uint64_t, Time>> probe;  // nonce, sent
+    std::optional<std::int64_t> clock_offset_ms;          // its wall clock minus ours
     bool indirect_sent = false;
     bool alarmed = false;
     bool down = false;
     bool heard = false;
-    // Receipts owed to this peer as an origin.
-    std::map<std::uint64_t, std::int64_t> receipts_owed;
+    // Receipts owed to this peer as an origin: seq -> (delivered at, outcome).
+    std::map<std::uint64_t, std::pair<std::int64_t, v1::Outcome>> receipts_owed;
     Time receipts_due{};
     int receipt_attempts = 0;
   };
@@ -182,6 +222,16 @@ class Node {
   struct Pending {
     std::vector<std::string> ack_to;      // senders to ack once durable
     std::vector<std::string> forward_to;  // peers to deliver to once durable
+  };
+  // A duplicate not in the cache: its content is compared with the log's
+  // before it is acked.
+  struct Verify {
+    EventPtr incoming;
+    std::string from;
+  };
+  struct Load {
+    std::string serve_to;  // empty: a verification only
+    std::vector<Verify> verify;
   };
 
   // delivery.cc
@@ -197,6 +247,7 @@ class Node {
   void flush_acks(Peer& peer);
   void store_event(const EventPtr& event, const std::string& ack_to,
                    const std::vector<std::string>& forward_to);
+  void check_duplicate(Peer& from, const EventPtr& incoming);
   void commit_batch();
   void finish(Time now);
   Duration rto(const Peer& peer, const Event& event, int attempts);
@@ -211,6 +262,17 @@ class Node {
   void mark_hot(const std::string& origin);
   void add_summary(v1::Digest& digest, const std::string& origin, std::size_t& used,
                    std::set<std::string>& named);
+  void send_digest(Peer& to, const std::vector<std::string>& origins, bool reply);
+
+  // lifecycle.cc: settled history, learning own numbering, what is delivered
+  void settle_from(Peer& from, const v1::OriginSummary& summary);
+  void learn_from(Time now, Peer& from, const v1::OriginSummary& summary);
+  void learn_round(Time now);
+  void resolve_own(Time now, bool all);
+  StoreBatch::Write decide(const EventPtr& event) const;
+  std::int64_t origin_now_ms(const std::string& origin) const;
+  void note_urgent(const Event& event);
+  void note_conflict(const EventKey& key, const std::string& from);
 
   // liveness.cc
   void probe_round(Time now);
@@ -222,7 +284,8 @@ class Node {
   Duration probe_period() const;
 
   // receipts.cc
-  void owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms);
+  void owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms,
+                   v1::Outcome outcome);
   void send_receipts(Time now, Peer& origin);
   void handle_receipts(Time now, Peer& from, const v1::Receipts& receipts);
   void handle_receipt_acks(Time now, Peer& from, const v1::ReceiptAcks& acks);
@@ -254,7 +317,7 @@ class Node {
   std::map<EventKey, Pending> storing_;  // in a batch not yet durable
   StoreBatch batch_;                     // being filled by the current input
   std::map<std::uint64_t, StoreBatch> committing_;
-  std::map<std::uint64_t, std::string> loads_;  // ticket -> peer to serve
+  std::map<std::uint64_t, Load> loads_;  // by ticket
   std::uint64_t next_ticket_ = 1;
   // Own events: which peers still lack each (for the replicated marker).
   std::map<EventKey, std::set<std::string>> unreplicated_;
@@ -269,6 +332,25 @@ class Node {
   // Origins with new events lately: named first in digests, so that in a
   // large mesh the origins that matter now are compared every round.
   std::deque<std::string> hot_;
+  // Per origin, seqs of its latest duress and emergency events held here:
+  // named in digests so that a node lacking them pulls them first.
+  std::map<std::string, std::deque<std::uint64_t>> urgent_;
+  // Events an all-clear held here refers to: never delivered here.
+  std::set<EventKey> cleared_;
+  std::function<std::int64_t()> wall_;
+  // Own numbering after a start that lost track of it (lifecycle.cc).
+  bool learning_ = false;
+  std::set<std::string> learned_from_;
+  Time learn_until_{};
+  Time next_learn_{};
+  std::optional<Time> resolve_at_;
+  std::uint64_t own_high_water_ = 0;
+  std::uint64_t mesh_highest_own_ = 0;
+  RangeSet own_seen_;  // own seqs some peer said it holds
+  bool restored_ = false;
+  bool state_lost_ = false;
+  std::int64_t started_wall_ms_ = 0;
+  std::vector<Conflict> conflicts_;
   std::size_t probe_cursor_ = 0;
   Time next_probe_round_{};
   Time next_sweep_{};

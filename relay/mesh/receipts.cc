@@ -8,14 +8,16 @@
 namespace relay::mesh {
 namespace {
 
-// One delivery entry: seq and timestamp varints with framing.
-constexpr std::size_t kDeliverySize = 16;
+// One delivery entry at most: seq (up to 2^63) and timestamp varints, the
+// outcome, framing.
+constexpr std::size_t kDeliverySize = 22;
 // Datagrams of receipts per attempt; the rest go on the next.
 constexpr int kReceiptDatagrams = 8;
 
 }  // namespace
 
-void Node::owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms) {
+void Node::owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms,
+                       v1::Outcome outcome) {
   Peer* origin = find_peer(key.origin);
   if (origin == nullptr) return;
   // Beyond the bound the receipt stays only in the store, which hands it
@@ -25,7 +27,7 @@ void Node::owe_receipt(Time now, const EventKey& key, std::int64_t delivered_uni
     origin->receipts_due = now;
     origin->receipt_attempts = 0;
   }
-  origin->receipts_owed.emplace(key.seq, delivered_unix_ms);
+  origin->receipts_owed.emplace(key.seq, std::pair(delivered_unix_ms, outcome));
   dirty_.insert(index_of(*origin));
 }
 
@@ -41,7 +43,8 @@ void Node::send_receipts(Time now, Peer& origin) {
     for (std::size_t i = 0; i < per_datagram && it != origin.receipts_owed.end(); ++i, ++it) {
       auto* delivery = r->add_deliveries();
       delivery->set_seq(it->first);
-      delivery->set_delivered_unix_ms(it->second);
+      delivery->set_delivered_unix_ms(it->second.first);
+      delivery->set_outcome(it->second.second);
     }
   }
   ++origin.receipt_attempts;
@@ -74,7 +77,8 @@ void Node::handle_receipts(Time now, Peer& from, const v1::Receipts& receipts) {
     if (!stored_[self_].contains(key.seq)) continue;  // not an event of ours
     // A receipt proves the target holds the event: stop pushing it there.
     acked(now, *target, key);
-    batch_.receipts.push_back({key, target->info.id, delivery.delivered_unix_ms()});
+    batch_.receipts.push_back(
+        {key, target->info.id, delivery.delivered_unix_ms(), delivery.outcome()});
     batch_receipt_via_.push_back(from.info.id);
   }
 }
@@ -94,7 +98,8 @@ void Node::handle_receipt_acks(Time now, Peer& from, const v1::ReceiptAcks& acks
   for (std::uint64_t seq : acks.seqs()) {
     auto it = origin->receipts_owed.find(seq);
     if (it == origin->receipts_owed.end()) continue;
-    batch_.receipts_confirmed.push_back({{origin->info.id, seq}, self_, it->second});
+    batch_.receipts_confirmed.push_back(
+        {{origin->info.id, seq}, self_, it->second.first, it->second.second});
     origin->receipts_owed.erase(it);
     progress = true;
   }

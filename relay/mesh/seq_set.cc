@@ -6,35 +6,132 @@ namespace relay::mesh {
 
 namespace v1 = relaymesh::v1;
 
+namespace {
+
+// Void ranges an origin may declare are few (one per rewind); a bound keeps
+// a buggy origin from growing every node's memory.
+constexpr std::size_t kMaxVoidRanges = 256;
+// Void ranges named in one summary.
+constexpr int kSummaryVoidRanges = 8;
+
+/// True if a range ending at `last` touches or overlaps one starting at `first`.
+bool touches(std::uint64_t last, std::uint64_t first) {
+  return last == UINT64_MAX || last + 1 >= first;
+}
+
+/// The parts of `a` not in `b`; both sorted and disjoint. Stops after `limit` ranges.
+std::vector<SeqRange> minus(const std::vector<SeqRange>& a, const std::vector<SeqRange>& b,
+                            std::size_t limit) {
+  std::vector<SeqRange> out;
+  auto cut = b.begin();
+  for (SeqRange r : a) {
+    while (cut != b.end() && cut->last < r.first) ++cut;
+    for (auto c = cut; c != b.end() && c->first <= r.last && out.size() < limit; ++c) {
+      if (c->first > r.first) out.push_back({r.first, c->first - 1});
+      if (c->last >= r.last) {
+        r.first = 1;
+        r.last = 0;  // consumed
+        break;
+      }
+      r.first = c->last + 1;
+    }
+    if (r.first <= r.last && out.size() < limit) out.push_back(r);
+    if (out.size() >= limit) break;
+  }
+  return out;
+}
+
+/// What a peer's summary says it holds; with `servable_only`, without what it settled.
+std::vector<SeqRange> summary_ranges(const v1::OriginSummary& s, bool servable_only) {
+  std::vector<SeqRange> held;
+  if (s.watermark() > 0) held.push_back({1, s.watermark()});
+  std::uint64_t next = s.watermark() + 1;
+  for (const auto& h : s.holes()) {
+    if (h.first() > next) held.push_back({next, std::min(h.first() - 1, s.highest())});
+    next = std::max(next, h.last() == UINT64_MAX ? h.last() : h.last() + 1);
+    if (h.last() == UINT64_MAX) return held;
+  }
+  if (next <= s.highest()) held.push_back({next, s.highest()});
+  if (!servable_only) return held;
+  std::vector<SeqRange> unservable;
+  if (s.settled_through() > 0) unservable.push_back({1, s.settled_through()});
+  for (const auto& v : s.settled()) {
+    if (v.first() > v.last() || v.first() <= s.settled_through()) continue;
+    if (!unservable.empty() && v.first() <= unservable.back().last) continue;  // not sorted: skip
+    unservable.push_back({v.first(), v.last()});
+  }
+  return minus(held, unservable, SIZE_MAX);
+}
+
+}  // namespace
+
+std::uint64_t RangeSet::add(std::uint64_t first, std::uint64_t last) {
+  first = std::max<std::uint64_t>(first, 1);
+  if (first > last) return 0;
+  std::uint64_t added = last - first + 1;
+  std::uint64_t lo = first, hi = last;
+  auto it = ranges_.upper_bound(first);
+  if (it != ranges_.begin()) --it;
+  while (it != ranges_.end() && touches(hi, it->first)) {
+    const auto [f, l] = *it;
+    if (!touches(l, lo)) {  // the predecessor, apart from the new range
+      ++it;
+      continue;
+    }
+    const std::uint64_t of = std::max(f, first), ol = std::min(l, last);
+    if (of <= ol) added -= ol - of + 1;
+    lo = std::min(lo, f);
+    hi = std::max(hi, l);
+    it = ranges_.erase(it);
+  }
+  ranges_.emplace(lo, hi);
+  return added;
+}
+
+bool RangeSet::contains(std::uint64_t seq) const {
+  auto it = ranges_.upper_bound(seq);
+  if (it == ranges_.begin()) return false;
+  return seq <= std::prev(it)->second;
+}
+
+void RangeSet::erase_through(std::uint64_t through) {
+  while (!ranges_.empty() && ranges_.begin()->first <= through) {
+    const auto [f, l] = *ranges_.begin();
+    ranges_.erase(ranges_.begin());
+    if (l > through) {
+      ranges_.emplace(through + 1, l);
+      return;
+    }
+  }
+}
+
 bool SeqSet::add(std::uint64_t seq) {
   if (seq == 0 || contains(seq)) return false;
   if (seq == watermark_ + 1) {
     watermark_ = seq;
     absorb();  // what arrived early and now joins the contiguous run
   } else {
-    above_.insert(seq);
+    above_.add(seq, seq);
   }
   return true;
 }
 
 void SeqSet::add_range(std::uint64_t first, std::uint64_t last) {
   first = std::max<std::uint64_t>(first, 1);
-  if (first > last) return;
+  if (first > last || last <= watermark_) return;
   if (first > watermark_ + 1) {
-    // Above a hole: held one by one until the hole fills (rare, and small).
-    for (std::uint64_t seq = first; seq <= last && seq != 0; ++seq) above_.insert(seq);
+    above_.add(first, last);
     return;
   }
-  if (last <= watermark_) return;
-  above_.erase(above_.begin(), above_.upper_bound(last));
   watermark_ = last;
   absorb();
 }
 
 void SeqSet::absorb() {
-  while (!above_.empty() && *above_.begin() == watermark_ + 1) {
-    watermark_ = *above_.begin();
-    above_.erase(above_.begin());
+  above_.erase_through(watermark_);
+  while (!above_.empty() && above_.front().first == watermark_ + 1) {
+    watermark_ = above_.front().last;
+    above_.erase_through(watermark_);
   }
 }
 
@@ -42,25 +139,74 @@ bool SeqSet::contains(std::uint64_t seq) const {
   return (seq != 0 && seq <= watermark_) || above_.contains(seq);
 }
 
+void SeqSet::settle_through(std::uint64_t through) {
+  if (through <= settled_through_) return;
+  settled_through_ = through;
+  add_range(1, through);
+  void_.erase_through(through);
+}
+
+void SeqSet::settle_range(std::uint64_t first, std::uint64_t last) {
+  first = std::max(first, settled_through_ + 1);
+  if (first > last) return;
+  if (first == settled_through_ + 1) {
+    settle_through(last);  // continues the settled prefix
+    return;
+  }
+  if (void_.size() >= kMaxVoidRanges) return;
+  void_.add(first, last);
+  add_range(first, last);
+}
+
+bool SeqSet::servable(std::uint64_t seq) const {
+  return contains(seq) && seq > settled_through_ && !void_.contains(seq);
+}
+
+namespace {
+
+std::vector<SeqRange> held_ranges(std::uint64_t watermark, const RangeSet& above) {
+  std::vector<SeqRange> held;
+  if (watermark > 0) held.push_back({1, watermark});
+  for (const auto& [f, l] : above.ranges()) held.push_back({f, l});
+  return held;
+}
+
+std::vector<SeqRange> unservable_ranges(std::uint64_t settled_through, const RangeSet& voids) {
+  std::vector<SeqRange> out;
+  if (settled_through > 0) out.push_back({1, settled_through});
+  for (const auto& [f, l] : voids.ranges()) out.push_back({f, l});
+  return out;
+}
+
+}  // namespace
+
 void SeqSet::collect(std::uint64_t first, std::uint64_t last, std::size_t limit,
                      std::vector<std::uint64_t>& out) const {
   first = std::max<std::uint64_t>(first, 1);
-  for (std::uint64_t seq = first; seq <= std::min(last, watermark_) && out.size() < limit; ++seq) {
-    out.push_back(seq);
-  }
-  for (auto it = above_.lower_bound(std::max(first, watermark_ + 1));
-       it != above_.end() && *it <= last && out.size() < limit; ++it) {
-    out.push_back(*it);
+  if (first > last) return;
+  std::vector<SeqRange> window{{first, last}};
+  auto outside = unservable_ranges(settled_through_, void_);
+  // Held seqs inside [first, last] = window minus what is not held.
+  auto servable = minus(window, outside, SIZE_MAX);
+  for (const auto& r : servable) {
+    const auto held = minus({r}, holes(SIZE_MAX), SIZE_MAX);
+    for (const auto& h : held) {
+      for (std::uint64_t seq = h.first; seq <= std::min(h.last, highest()) && out.size() < limit;
+           ++seq) {
+        out.push_back(seq);
+      }
+      if (out.size() >= limit) return;
+    }
   }
 }
 
 std::vector<SeqRange> SeqSet::holes(std::size_t limit) const {
   std::vector<SeqRange> out;
   std::uint64_t next = watermark_ + 1;  // lowest seq not yet accounted for
-  for (std::uint64_t held : above_) {
+  for (const auto& [f, l] : above_.ranges()) {
     if (out.size() == limit) break;
-    if (held > next) out.push_back({next, held - 1});
-    next = held + 1;
+    if (f > next) out.push_back({next, f - 1});
+    next = l + 1;
   }
   return out;
 }
@@ -81,6 +227,14 @@ void SeqSet::summarize(v1::OriginSummary& out, std::size_t hole_limit) const {
     h->set_first(r.first);
     h->set_last(r.last);
   }
+  out.set_settled_through(settled_through_);
+  out.clear_settled();
+  for (const auto& [f, l] : void_.ranges()) {
+    if (out.settled_size() == kSummaryVoidRanges) break;
+    auto* v = out.add_settled();
+    v->set_first(f);
+    v->set_last(l);
+  }
 }
 
 bool summary_contains(const v1::OriginSummary& summary, std::uint64_t seq) {
@@ -93,46 +247,31 @@ bool summary_contains(const v1::OriginSummary& summary, std::uint64_t seq) {
   return true;
 }
 
+bool summary_serves(const v1::OriginSummary& summary, std::uint64_t seq) {
+  if (!summary_contains(summary, seq) || seq <= summary.settled_through()) return false;
+  for (const auto& v : summary.settled()) {
+    if (seq >= v.first() && seq <= v.last()) return false;
+  }
+  return true;
+}
+
 std::vector<std::uint64_t> SeqSet::missing_from(const v1::OriginSummary& other,
                                                 std::size_t limit) const {
+  // Ranges throughout, so that a long shared run or a wide settled range
+  // costs nothing.
+  const auto mine =
+      minus(held_ranges(watermark_, above_), unservable_ranges(settled_through_, void_), SIZE_MAX);
   std::vector<std::uint64_t> out;
-  auto take = [&](std::uint64_t first, std::uint64_t last) {
-    for (std::uint64_t seq = first; seq <= last && out.size() < limit; ++seq) out.push_back(seq);
-  };
-  // Within this node's contiguous run the peer lacks its holes and all
-  // above its highest; work by ranges so a long shared run costs nothing.
-  for (const auto& h : other.holes()) {
-    take(std::max(h.first(), other.watermark() + 1), std::min(h.last(), watermark_));
-  }
-  take(std::max(other.highest(), other.watermark()) + 1, watermark_);
-  for (std::uint64_t seq : above_) {
+  for (const auto& r : minus(mine, summary_ranges(other, false), limit)) {
+    for (std::uint64_t seq = r.first; seq <= r.last && out.size() < limit; ++seq)
+      out.push_back(seq);
     if (out.size() >= limit) break;
-    if (!summary_contains(other, seq)) out.push_back(seq);
   }
   return out;
 }
 
 std::vector<SeqRange> SeqSet::lacking(const v1::OriginSummary& other, std::size_t limit) const {
-  std::vector<SeqRange> out;
-  // Appends the parts of [first, last] not held here.
-  auto cut = [&](std::uint64_t first, std::uint64_t last) {
-    std::uint64_t start = std::max(first, watermark_ + 1);
-    for (auto it = above_.lower_bound(start); start <= last && out.size() < limit; ++it) {
-      const std::uint64_t stop = it == above_.end() ? last : std::min(last, *it - 1);
-      if (start <= stop) out.push_back({start, stop});
-      if (it == above_.end() || *it >= last) break;
-      start = *it + 1;
-    }
-  };
-  // The peer holds [1, watermark] and (watermark, highest] minus its holes.
-  cut(1, other.watermark());
-  std::uint64_t next = other.watermark() + 1;
-  for (const auto& h : other.holes()) {
-    if (h.first() > next) cut(next, std::min(h.first() - 1, other.highest()));
-    next = std::max(next, h.last() + 1);
-  }
-  if (next <= other.highest()) cut(next, other.highest());
-  return out;
+  return minus(summary_ranges(other, true), held_ranges(watermark_, above_), limit);
 }
 
 }  // namespace relay::mesh

@@ -1,7 +1,7 @@
 #pragma once
 
 #include <cstdint>
-#include <set>
+#include <map>
 #include <vector>
 
 #include "proto/relaymesh.pb.h"
@@ -15,49 +15,88 @@ struct SeqRange {
   bool operator==(const SeqRange&) const = default;
 };
 
+/// Disjoint, non-adjacent closed ranges, kept as first -> last.
+class RangeSet {
+ public:
+  /// Adds [first, last], merging with neighbours; returns how many seqs were new.
+  std::uint64_t add(std::uint64_t first, std::uint64_t last);
+  bool contains(std::uint64_t seq) const;
+  /// Removes everything up to and including `through`.
+  void erase_through(std::uint64_t through);
+  bool empty() const { return ranges_.empty(); }
+  /// The lowest range; the set must not be empty.
+  SeqRange front() const { return {ranges_.begin()->first, ranges_.begin()->second}; }
+  std::uint64_t highest() const { return ranges_.empty() ? 0 : ranges_.rbegin()->second; }
+  std::size_t size() const { return ranges_.size(); }
+  const std::map<std::uint64_t, std::uint64_t>& ranges() const { return ranges_; }
+
+ private:
+  std::map<std::uint64_t, std::uint64_t> ranges_;
+};
+
 /// The seqs of one origin that a node holds: everything up to the
-/// watermark, plus a set above it. Origins number events 1, 2, 3 ... without
-/// gaps, so the set above the watermark stays small: it holds what arrived
-/// out of order and shrinks as the holes below it fill.
+/// watermark, plus ranges above it (what arrived out of order). Some held
+/// seqs are *settled*: counted as held, so that nobody asks for them, but
+/// never offered or served, because no event stands behind them. They are
+/// everything up to `settled_through()` (pruned by retention, or below the
+/// origin's first seq) and a few `void_ranges()` an origin skipped after its
+/// database was rebuilt or restored.
 class SeqSet {
  public:
   /// Adds a seq; returns false if it was already there.
   bool add(std::uint64_t seq);
-  /// Adds every seq in [first, last]; cheap when the range extends the watermark.
+  /// Adds every seq in [first, last]; cheap whatever the size of the range.
   void add_range(std::uint64_t first, std::uint64_t last);
   bool contains(std::uint64_t seq) const;
   /// Every seq in [1, watermark] is held.
   std::uint64_t watermark() const { return watermark_; }
   /// The highest seq held (0 if none).
-  std::uint64_t highest() const { return above_.empty() ? watermark_ : *above_.rbegin(); }
-  /// Number of seqs held above the watermark.
-  std::size_t above_count() const { return above_.size(); }
+  std::uint64_t highest() const { return above_.empty() ? watermark_ : above_.highest(); }
+  /// Number of ranges held above the watermark.
+  std::size_t above_ranges() const { return above_.size(); }
 
-  /// Appends the seqs held in [first, last], lowest first, until `out`
+  /// Settles every seq up to `through`: held from now on, never served.
+  void settle_through(std::uint64_t through);
+  /// Settles [first, last], seqs not held here (pruned elsewhere, or skipped
+  /// by their origin): held from now on, never served. A range that
+  /// continues the settled prefix extends it.
+  void settle_range(std::uint64_t first, std::uint64_t last);
+  std::uint64_t settled_through() const { return settled_through_; }
+  const RangeSet& void_ranges() const { return void_; }
+  /// True if `seq` is held and an event stands behind it.
+  bool servable(std::uint64_t seq) const;
+
+  /// Appends the servable seqs in [first, last], lowest first, until `out`
   /// holds `limit`; costs what it appends, however wide the range.
   void collect(std::uint64_t first, std::uint64_t last, std::size_t limit,
                std::vector<std::uint64_t>& out) const;
   /// Missing seqs in [1, highest()], as ranges, at most `limit` of them.
   std::vector<SeqRange> holes(std::size_t limit) const;
-  /// Seqs held here and not in `other` (a peer's summary), lowest first,
-  /// at most `limit` of them.
+  /// Servable seqs held here and not in `other` (a peer's summary), lowest
+  /// first, at most `limit` of them.
   std::vector<std::uint64_t> missing_from(const relaymesh::v1::OriginSummary& other,
                                           std::size_t limit) const;
-  /// Seqs in `other` (a peer's summary) not held here, as ranges, at most `limit`.
+  /// Seqs the peer of `other` holds and can serve, not held here, as ranges,
+  /// at most `limit`.
   std::vector<SeqRange> lacking(const relaymesh::v1::OriginSummary& other, std::size_t limit) const;
 
-  /// This set as a summary for a digest: watermark, highest, and the first
-  /// `hole_limit` holes (what lies beyond them is left for a later round).
+  /// This set as a summary for a digest: watermark, highest, the first
+  /// `hole_limit` holes (what lies beyond them is left for a later round),
+  /// what is settled.
   void summarize(relaymesh::v1::OriginSummary& out, std::size_t hole_limit) const;
 
  private:
   void absorb();
 
   std::uint64_t watermark_ = 0;
-  std::set<std::uint64_t> above_;
+  RangeSet above_;
+  std::uint64_t settled_through_ = 0;
+  RangeSet void_;
 };
 
-/// True if a peer's summary says it holds `seq`.
+/// True if a peer's summary says it holds `seq` (settled or not).
 bool summary_contains(const relaymesh::v1::OriginSummary& summary, std::uint64_t seq);
+/// True if a peer's summary says it can serve `seq`.
+bool summary_serves(const relaymesh::v1::OriginSummary& summary, std::uint64_t seq);
 
 }  // namespace relay::mesh

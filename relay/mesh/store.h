@@ -18,11 +18,18 @@ struct StoreBatch {
   std::uint64_t ticket = 0;
   /// Highest priority among the contents; the store commits duress first.
   v1::Priority priority = v1::PRIORITY_BULK;
-  /// Replicated events to log. Those with deliver set also get one
-  /// message_queue row and one pending receipt, in the same transaction.
+  /// Replicated events to log. At a target each also gets one pending
+  /// receipt with its outcome, and a delivered one a message_queue row, in
+  /// the same transaction.
   struct Write {
     EventPtr event;
-    bool deliver = false;
+    bool target = false;  // this node is one of its targets
+    v1::Outcome outcome = v1::OUTCOME_DELIVERED;
+    /// This node may have delivered it before its database was restored.
+    bool redelivered = false;
+    bool delivers() const {
+      return target && (outcome == v1::OUTCOME_DELIVERED || outcome == v1::OUTCOME_DELIVERED_LATE);
+    }
   };
   std::vector<Write> events;
   /// At an origin: receipts from targets, to record.
@@ -33,10 +40,18 @@ struct StoreBatch {
   std::vector<EventKey> replicated;
   /// Supervision alarms and clears, as message_queue rows of type relay.supervision.
   std::vector<Alarm> alarms;
+  /// Seqs settled per origin, none of them held here (pruned elsewhere, or
+  /// skipped by their origin): held from now on, never delivered. The core
+  /// counts them as held once this batch is durable (SeqSet::settle_range).
+  struct Settle {
+    std::string origin;
+    SeqRange range;
+  };
+  std::vector<Settle> settled;
 
   bool empty() const {
     return events.empty() && receipts.empty() && receipts_confirmed.empty() && replicated.empty() &&
-           alarms.empty();
+           alarms.empty() && settled.empty();
   }
 };
 
@@ -60,8 +75,25 @@ struct LoadRequest {
 
 /// What a node's store holds at start: enough for the core to resume.
 struct Snapshot {
-  /// Per origin, the seqs in the event log (and those pruned below it).
+  /// Per origin, the seqs in the event log (and those settled: pruned below
+  /// it, or skipped by their origin).
   std::map<std::string, SeqSet> stored;
+  /// Events referenced by an all-clear in the log: never delivered here.
+  std::vector<EventKey> cleared;
+  /// This node's own numbering must first learn from peers what they hold
+  /// of it: its database is new, rebuilt or restored, or its state
+  /// directory was lost (relay/store/numbering.h).
+  bool learn = false;
+  /// ... because the state directory was lost: nothing says how far this
+  /// node numbered before, until a peer answers.
+  bool state_lost = false;
+  /// The highest own seq that may exist anywhere, as far as this node knows
+  /// (its state directory's high-water mark): own seqs up to it that the
+  /// database lacks are pulled back from peers, or settled if none has them.
+  std::uint64_t own_high_water = 0;
+  /// The database was restored or rebuilt: what is delivered again here
+  /// while catching up is flagged as possibly delivered before.
+  bool restored = false;
   /// Own events not yet known to be held by every peer: resent at start.
   std::vector<EventPtr> unreplicated;
   /// Receipts this node owes origins that have not confirmed them.

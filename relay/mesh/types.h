@@ -29,7 +29,12 @@ struct EventKey {
 struct Event {
   EventKey key;
   v1::Priority priority = v1::PRIORITY_NORMAL;
-  std::vector<std::string> targets;  // as written: "all", ids, "group:NAME"
+  v1::Kind kind = v1::KIND_NOTIFICATION;
+  std::vector<std::string> targets;   // as written: "all", ids, "group:NAME"
+  std::vector<std::string> resolved;  // node ids the origin resolved them to (v2)
+  std::int64_t created_unix_ms = 0;   // on the origin's clock
+  std::int64_t expires_unix_ms = 0;   // on the origin's clock; 0: never
+  std::vector<EventKey> references;   // what an all-clear clears
   v1::SignedEvent signed_event;
   /// Serialized size of signed_event, for packing datagrams.
   std::size_t wire_size = 0;
@@ -40,6 +45,10 @@ using EventPtr = std::shared_ptr<const Event>;
 /// that belongs to `groups`.
 bool targets_node(const std::vector<std::string>& targets, const std::string& id,
                   const std::vector<std::string>& groups);
+/// True if `event` is for node `id`: by the ids its origin resolved the
+/// targets to when it carries them, else by `groups` as configured here.
+bool targets_node(const Event& event, const std::string& id,
+                  const std::vector<std::string>& groups);
 
 /// Builds the core's view of a signed event whose bytes parsed to `parsed`.
 EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed);
@@ -49,6 +58,8 @@ struct Receipt {
   EventKey event;
   std::string target;
   std::int64_t delivered_unix_ms = 0;
+  /// Delivered, or logged and withheld (expired, too old, cleared).
+  v1::Outcome outcome = v1::OUTCOME_DELIVERED;
   auto operator<=>(const Receipt&) const = default;
 };
 

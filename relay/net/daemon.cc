@@ -25,6 +25,7 @@ asio::ip::udp::endpoint resolve(asio::io_context& io, const Endpoint& ep) {
 mesh::Tuning tuning_of(const Config& config) {
   mesh::Tuning t;
   t.supervision_timeout = config.mesh.supervision_timeout;
+  t.max_age = config.delivery.max_age;
   // The wire layer adds its header (with this node's id) and the tag.
   t.max_body = wire::kMaxDatagram - wire::kFixedHeader - config.node.id.size() - crypto::kTagSize;
   return t;
@@ -48,13 +49,15 @@ std::map<std::string, crypto::VerifyKey> Daemon::peer_keys(const Config& config)
   return keys;
 }
 
-Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot)
+Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
+               store::NumberingState& numbering)
     : io_(io),
       config_(std::move(config)),
       keys_(std::move(keys)),
       socket_(io),
       timer_(io),
-      consumer_kicks_(io, config_.delivery.kick) {
+      consumer_kicks_(io, config_.delivery.kick),
+      numbering_(numbering) {
   for (const auto& p : config_.peers) addresses_[p.id] = resolve(io_, p.address);
   static const SystemClock clock;
   codec_ = std::make_unique<wire::Codec>(config_.node.id, keys_.identity, keys_.ring,
@@ -88,7 +91,10 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
                                        tuning_of(config_), *store_, *this, std::random_device{}());
   node_->start(now(), std::move(snapshot));
+  numbering_.update(node_->numbering());
+  numbering_ready_ = node_->numbering().ready;
   OutboxOptions outbox;
+  outbox.numbering = &numbering_;
   outbox.dsn = config_.store.dsn;
   outbox.kick = config_.kick.listen;
   outbox.poll_interval = config_.store.poll_interval;
@@ -209,9 +215,29 @@ asio::awaitable<void> Daemon::tick() {
   }
 }
 
+void Daemon::pruned(const std::map<std::string, std::uint64_t>& settled_through) {
+  if (stopped_) return;
+  node_->on_pruned(now(), settled_through);
+  after_input();
+}
+
 void Daemon::after_input() {
   // The core may now want to wake earlier than the timer is set for.
   if (node_->next_deadline() < timer_.expiry()) timer_.cancel();
+  const mesh::Numbering numbering = node_->numbering();
+  numbering_.update(numbering);
+  if (numbering.ready && !numbering_ready_) {
+    spdlog::info("numbering: peers answered; own events continue above seq {}", numbering.floor);
+    outbox_->wake();  // normal rows waited for this
+  }
+  numbering_ready_ = numbering.ready;
+  for (const auto& c : node_->take_conflicts()) {
+    spdlog::error(
+        "CONFLICT: {} sent event {}:{} with different content than the one held here, under the "
+        "origin's signature: {} reused a seq (its state directory and database were lost?) or its "
+        "identity key is in other hands; not acknowledged (OPERATOR.md, \"Rebuilding a site\")",
+        c.from, c.key.origin, c.key.seq, c.key.origin);
+  }
   const bool pause = !node_->accepting_local();
   if (pause != paused_) {
     paused_ = pause;

@@ -12,6 +12,7 @@
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
 #include "relay/net/outbox_watch.h"
+#include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
 #include "relay/wire/datagram.h"
 
@@ -39,8 +40,10 @@ struct DaemonStatus {
 /// core asks for goes out through here (mesh::Transport).
 class Daemon final : public mesh::Transport {
  public:
-  /// `snapshot` is what the database held at start (store::open_database).
-  Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot);
+  /// `snapshot` is what the database held at start (store::open_database);
+  /// `numbering` where own numbering stands (shared with the claims).
+  Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
+         store::NumberingState& numbering);
   ~Daemon() override;
 
   /// Binds the mesh socket and the kick port (throws std::system_error
@@ -51,6 +54,8 @@ class Daemon final : public mesh::Transport {
   /// New key ring and peers' keys (SIGHUP); events in flight are kept. The
   /// peer list itself is fixed: relayd restarts in place when it changes.
   void reload(const Config& config, NodeKeys keys);
+  /// Retention pruned the log: these origins' seqs up to these are settled.
+  void pruned(const std::map<std::string, std::uint64_t>& settled_through);
 
   DaemonStatus status() const;
   /// The bound mesh port (the OS's pick when the config says port 0).
@@ -78,6 +83,8 @@ class Daemon final : public mesh::Transport {
   std::unique_ptr<mesh::Node> node_;
   std::unique_ptr<OutboxWatch> outbox_;
   ConsumerKicks consumer_kicks_;
+  store::NumberingState& numbering_;
+  bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;
   std::string database_error_;

@@ -204,7 +204,11 @@ void OutboxWatch::worker() {
         tx.commit();
         resync = false;
       }
-      auto result = store::claim_outbox(*conn, config_, key_, options_.batch, paused_);
+      // Back-pressure, or numbering still learning from peers: urgent rows only.
+      const bool urgent_only =
+          paused_ || (options_.numbering != nullptr && !options_.numbering->ready());
+      auto result = store::claim_outbox(*conn, config_, key_, options_.batch, urgent_only,
+                                        options_.numbering);
       backoff = std::chrono::milliseconds(100);
       if (result.full) {
         std::lock_guard lock(mutex_);

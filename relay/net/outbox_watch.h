@@ -28,6 +28,10 @@ struct OutboxOptions {
   std::size_t batch = 256;
   /// LISTEN on channel "outbox" (tests turn it off to prove the poll alone).
   bool listen = true;
+  /// Where own numbering stands; claims number above its high-water mark
+  /// and take only urgent rows while it is not ready. Null: the database's
+  /// sequence alone (tests).
+  store::NumberingState* numbering = nullptr;
 };
 
 /// Finds new outbox rows and claims them, off the network thread. Wake-ups

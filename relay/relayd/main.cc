@@ -14,8 +14,10 @@
 #include "common/config.h"
 #include "common/config_error.h"
 #include "common/log.h"
+#include "common/state_dir.h"
 #include "relay/net/daemon.h"
 #include "relay/status/status_server.h"
+#include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
 
 namespace {
@@ -24,16 +26,24 @@ using namespace relay;
 
 volatile std::sig_atomic_t g_stop_before_start = 0;
 
+struct Opened {
+  mesh::Snapshot snapshot;
+  std::uint64_t own_highest = 0;
+};
+
 /// Reads what the database holds, waiting for it as long as it takes: the
 /// relay is useless without its log, and says so once per attempt.
-std::optional<mesh::Snapshot> open_database(const Config& config) {
+std::optional<Opened> open_database(const Config& config) {
   std::signal(SIGINT, [](int) { g_stop_before_start = 1; });
   std::signal(SIGTERM, [](int) { g_stop_before_start = 1; });
   auto backoff = std::chrono::milliseconds(500);
   while (!g_stop_before_start) {
     try {
       pqxx::connection conn(config.store.dsn);
-      return store::open_database(conn, config.node.id, mesh::Tuning{}.max_queue);
+      Opened opened;
+      opened.snapshot = store::open_database(conn, config.node.id, mesh::Tuning{}.max_queue);
+      opened.own_highest = store::own_highest(conn, config.node.id);
+      return opened;
     } catch (const std::exception& e) {
       spdlog::error("database ({}): {}; retrying in {} ms", config.store.dsn, e.what(),
                     backoff.count());
@@ -44,19 +54,22 @@ std::optional<mesh::Snapshot> open_database(const Config& config) {
   return std::nullopt;
 }
 
-/// Prunes the event log once an hour, on its own thread and connection.
+/// Prunes the event log once an hour, on its own thread and connection,
+/// and tells the core what is settled now (it advertises it in digests).
 class Retention {
  public:
-  explicit Retention(const Config& config)
+  Retention(const Config& config, std::function<void(store::Pruned)> done)
       : thread_(
             [this, dsn = config.store.dsn, self = config.node.id,
-             retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention)] {
+             retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention),
+             done = std::move(done)] {
               std::unique_lock lock(mutex_);
               while (!cv_.wait_for(lock, std::chrono::hours(1), [&] { return stop_; })) {
                 try {
                   pqxx::connection conn(dsn);
-                  if (auto n = store::prune_log(conn, self, retention))
-                    spdlog::info("retention: pruned {} log rows", n);
+                  auto pruned = store::prune_log(conn, self, retention);
+                  if (pruned.rows > 0) spdlog::info("retention: pruned {} log rows", pruned.rows);
+                  done(std::move(pruned));
                 } catch (const std::exception& e) {
                   spdlog::warn("retention: {}", e.what());
                 }
@@ -114,22 +127,32 @@ int main(int argc, char** argv) {
 
   Config config;
   std::optional<NodeKeys> keys;
+  std::optional<StateDir> state;
   try {
     init_logging(level);
     config = load_config(config_file);
     keys = load_node_keys(config);
+    state.emplace(config.node.state_dir);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     return 2;
   }
 
-  auto snapshot = open_database(config);
-  if (!snapshot) return 0;
+  auto opened = open_database(config);
+  if (!opened) return 0;
+  std::optional<store::NumberingState> numbering;
+  try {
+    numbering.emplace(*state, opened->own_highest);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  numbering->describe(opened->snapshot);
 
   bool restart = false;
   try {
     asio::io_context io;
-    net::Daemon daemon(io, config, std::move(*keys), std::move(*snapshot));
+    net::Daemon daemon(io, config, std::move(*keys), std::move(opened->snapshot), *numbering);
     daemon.start();
     status::StatusServer status_page(config.status.listen, config.store.dsn, [&] {
       // Read on the network thread, which owns the core.
@@ -146,7 +169,10 @@ int main(int argc, char** argv) {
       return future.get();
     });
     status_page.start();
-    Retention retention(config);
+    Retention retention(config, [&](store::Pruned pruned) {
+      asio::post(
+          io, [&daemon, settled = std::move(pruned.settled_through)] { daemon.pruned(settled); });
+    });
 
     asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
     std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,

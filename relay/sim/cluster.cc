@@ -18,10 +18,12 @@ struct Cluster::Slot final : Transport {
   std::string id;
   std::vector<std::string> groups;
   DurableState durable;
+  NodeState state;
   std::unique_ptr<SimStore> store;
   std::unique_ptr<Node> node;
   std::uint64_t incarnation = 0;
   std::optional<Time> timer_at;
+  std::int64_t skew_ms = 0;
 
   void send(const std::string& peer, const v1::Datagram& body) override {
     cluster->route(index, peer, body);
@@ -72,17 +74,35 @@ EventPtr Cluster::commit(std::size_t origin, v1::Priority priority,
   v1::Event e;
   e.set_kind(priority == v1::PRIORITY_DURESS ? v1::KIND_DURESS : v1::KIND_NOTIFICATION);
   e.set_priority(priority);
-  e.set_created_unix_ms(wall_ms());
+  e.set_created_unix_ms(wall_ms() + slots_[origin]->skew_ms);
   for (const auto& t : targets) e.add_targets(t);
   e.set_title("Simulated alert");
   e.set_body("Fire in the west wing: evacuate through the east stairs. This is a simulation.");
   e.set_location("West wing, level 2");
-  EventPtr event = slots_[origin]->store->commit_local(std::move(e), wall_ms());
-  injected_.push_back({event->key, now_, priority, event->targets});
+  return commit_event(origin, std::move(e));
+}
+
+EventPtr Cluster::commit_event(std::size_t origin, v1::Event e) {
+  Slot& slot = *slots_[origin];
+  EventPtr event =
+      slot.store->commit_local(std::move(e), wall_ms() + slot.skew_ms, slot.node->numbering());
+  auto [seen, fresh] = contents_.emplace(event->key, event->signed_event.event());
+  if (!fresh && seen->second != event->signed_event.event() && violations_.size() < 10) {
+    violations_.push_back(id(origin) + " numbered two events " + std::to_string(event->key.seq));
+  }
+  injected_.push_back({event->key, now_, event->priority, event->targets});
   auto& at = stored_at_[event->key];
-  at.resize(slots_.size());
+  at.assign(slots_.size(), std::nullopt);
   at[origin] = now_;
   return event;
+}
+
+EventKey Cluster::inject_event(std::size_t origin, v1::Event event) {
+  if (event.created_unix_ms() == 0) event.set_created_unix_ms(wall_ms() + slots_[origin]->skew_ms);
+  EventPtr committed = commit_event(origin, std::move(event));
+  slots_[origin]->node->on_local_event(now_, committed);
+  settle(origin);
+  return committed->key;
 }
 
 EventKey Cluster::inject(std::size_t origin, v1::Priority priority,
@@ -116,11 +136,48 @@ void Cluster::restart(std::size_t i) {
     origins.push_back(other->id);
     if (other.get() != &slot) peers.push_back({other->id, other->groups});
   }
-  slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable);
+  slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable, slot.state);
   slot.node =
       std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning, *slot.store,
                              slot, config_.seed * 1'000'003 + i * 7'919 + slot.incarnation);
+  slot.node->set_wall_clock([this, i] { return wall_ms() + slots_[i]->skew_ms; });
   slot.node->start(now_, slot.store->snapshot(origins));
+  settle(i);
+}
+
+void Cluster::rebuild_database(std::size_t i) {
+  crash(i);
+  forget_receipts(i);
+  slots_[i]->durable = DurableState{};
+}
+
+void Cluster::restore_database(std::size_t i, DurableState backup) {
+  crash(i);
+  forget_receipts(i);
+  slots_[i]->durable = std::move(backup);
+}
+
+void Cluster::forget_receipts(std::size_t origin) {
+  // Receipts an origin recorded live in its database: targets do not send
+  // them again once confirmed, so a rebuild or restore loses them there.
+  for (const auto& e : injected_) {
+    if (e.key.origin == id(origin)) receipts_lost_.insert(e.key);
+  }
+}
+
+void Cluster::lose_state(std::size_t i) {
+  crash(i);
+  slots_[i]->state.lost = true;
+}
+
+void Cluster::skew_clock(std::size_t i, Duration skew) {
+  slots_[i]->skew_ms = std::chrono::duration_cast<milliseconds>(skew).count();
+}
+
+void Cluster::prune(std::size_t i, std::uint64_t keep) {
+  Slot& slot = *slots_[i];
+  const auto pruned = slot.store->prune(keep);
+  if (slot.node) slot.node->on_pruned(now_, pruned);
   settle(i);
 }
 
@@ -269,12 +326,14 @@ bool Cluster::run_until_converged(Duration limit) {
 
 bool Cluster::converged() const {
   for (const auto& e : injected_) {
-    const auto& at = stored_at_.at(e.key);
-    if (std::any_of(at.begin(), at.end(), [](const auto& t) { return !t; })) return false;
     const DurableState& origin = slots_[index_.at(e.key.origin)]->durable;
     for (const auto& slot : slots_) {
-      if (targets_node(e.targets, slot->id, slot->groups) &&
-          !origin.receipts.contains({e.key, slot->id})) {
+      auto seqs = slot->durable.seqs.find(e.key.origin);
+      if (seqs == slot->durable.seqs.end() || !seqs->second.contains(e.key.seq)) return false;
+      // A target that logged it owes the origin a receipt; one that holds
+      // it only as settled history never saw it.
+      if (slot->durable.log.contains(e.key) && targets_node(e.targets, slot->id, slot->groups) &&
+          !receipts_lost_.contains(e.key) && !origin.receipts.contains({e.key, slot->id})) {
         return false;
       }
     }
@@ -289,15 +348,25 @@ std::optional<std::string> Cluster::check() const {
     const DurableState& origin = slots_[index_.at(e.key.origin)]->durable;
     for (const auto& slot : slots_) {
       const DurableState& d = slot->durable;
-      if (!d.log.contains(e.key)) return "event " + name(e.key) + " is not stored at " + slot->id;
+      auto seqs = d.seqs.find(e.key.origin);
+      const bool held = seqs != d.seqs.end() && seqs->second.contains(e.key.seq);
+      if (!held) return "event " + name(e.key) + " is not stored at " + slot->id;
+      const bool logged = d.log.contains(e.key);
       const bool target = targets_node(e.targets, slot->id, slot->groups);
+      auto outcome = d.outcomes.find(e.key);
+      const bool withheld = outcome != d.outcomes.end() &&
+                            outcome->second != v1::OUTCOME_DELIVERED &&
+                            outcome->second != v1::OUTCOME_DELIVERED_LATE;
       const auto rows = d.delivered.find(e.key);
       const int count = rows == d.delivered.end() ? 0 : rows->second;
-      if (count != (target ? 1 : 0)) {
+      const int expected = target && logged && !withheld ? 1 : 0;
+      // Settled history may have been delivered before it was pruned here.
+      if (count != expected && !(logged == false && count == 1)) {
         return "event " + name(e.key) + " delivered " + std::to_string(count) + " times at " +
                slot->id + (target ? " (a target)" : " (not a target)");
       }
-      if (target && !origin.receipts.contains({e.key, slot->id})) {
+      if (target && logged && !receipts_lost_.contains(e.key) &&
+          !origin.receipts.contains({e.key, slot->id})) {
         return "the receipt of " + slot->id + " for " + name(e.key) + " did not reach its origin";
       }
     }

@@ -66,12 +66,29 @@ class Cluster {
   /// Commits a new event at `origin` and hands it to its core.
   EventKey inject(std::size_t origin, v1::Priority priority = v1::PRIORITY_NORMAL,
                   std::vector<std::string> targets = {"all"});
+  /// Commits an event built by the test (kind, times, references...).
+  EventKey inject_event(std::size_t origin, v1::Event event);
+  /// Milliseconds of the simulated wall clock now.
+  std::int64_t wall_ms() const;
   /// Commits a new event at `origin` and crashes it before the core sees it.
   EventKey inject_then_crash(std::size_t origin, v1::Priority priority = v1::PRIORITY_NORMAL);
 
   void crash(std::size_t i);
   void restart(std::size_t i);
   bool up(std::size_t i) const;
+
+  /// Lifecycle faults of a site (each leaves the node down; restart() it):
+  /// its database dropped and recreated empty, its database replaced by an
+  /// earlier backup(), its state directory lost with the server.
+  void rebuild_database(std::size_t i);
+  DurableState backup(std::size_t i) const { return durable(i); }
+  void restore_database(std::size_t i, DurableState backup);
+  void lose_state(std::size_t i);
+  /// Node `i`'s wall clock runs `skew` off the true one (a bad RTC).
+  void skew_clock(std::size_t i, Duration skew);
+  /// Retention at node `i`: prunes every origin's log up to `keep` seqs
+  /// below its watermark (own events once replicated).
+  void prune(std::size_t i, std::uint64_t keep);
 
   /// Drops every datagram from `from` to `to` until unblock.
   void block(std::size_t from, std::size_t to);
@@ -88,8 +105,10 @@ class Cluster {
   bool run_until_converged(Duration limit);
 
   /// The first violated property, or nullopt: every event stored at every
-  /// node, delivered exactly once at every target and nowhere else, every
-  /// receipt at its origin, no ack before durability, no datagram too big.
+  /// node (or settled there: pruned before it could arrive), delivered
+  /// exactly once at every target that did not withhold it (expired, too
+  /// old, cleared) and nowhere else, every receipt at its origin, no ack
+  /// before durability, no datagram too big, no seq of an origin used twice.
   std::optional<std::string> check() const;
   bool converged() const;
 
@@ -109,13 +128,14 @@ class Cluster {
 
   EventPtr commit(std::size_t origin, v1::Priority priority,
                   const std::vector<std::string>& targets);
+  EventPtr commit_event(std::size_t origin, v1::Event event);
   void schedule(Time at, std::function<void()> fn);
   void route(std::size_t from, const std::string& to, const v1::Datagram& body);
   void deliver(std::size_t from, std::size_t to, const v1::Datagram& body);
   void settle(std::size_t i);
+  void forget_receipts(std::size_t origin);
   void check_acks(std::size_t from, const v1::Datagram& body);
   bool step(Time limit);
-  std::int64_t wall_ms() const;
 
   SimConfig config_;
   std::mt19937_64 rng_;
@@ -132,6 +152,10 @@ class Cluster {
   std::map<std::string, std::size_t> index_;
   std::set<std::pair<std::size_t, std::size_t>> blocked_;
   std::vector<Injected> injected_;
+  // Every content an origin signed per seq: a seq used twice is a violation.
+  std::map<EventKey, std::string> contents_;
+  // Own events whose receipts went with their origin's database.
+  std::set<EventKey> receipts_lost_;
   std::map<EventKey, std::vector<std::optional<Time>>> stored_at_;
   std::vector<std::string> violations_;
   SimStats stats_;

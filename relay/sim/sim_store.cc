@@ -1,23 +1,34 @@
 #include "relay/sim/sim_store.h"
 
+#include "relay/mesh/numbering.h"
+
 namespace relay::sim {
 
 void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
   for (const auto& write : batch.events) {
     const EventKey& key = write.event->key;
-    if (!durable_.log.emplace(key, write.event).second) continue;  // ON CONFLICT DO NOTHING
+    // ON CONFLICT DO NOTHING, and nothing at all for a settled seq.
+    if (durable_.seqs[key.origin].contains(key.seq)) continue;
+    if (!durable_.log.emplace(key, write.event).second) continue;
     durable_.seqs[key.origin].add(key.seq);
-    if (write.deliver) {
+    if (write.delivers()) {
       ++durable_.delivered[key];
-      if (key.origin != self_) durable_.receipts_owed.emplace(key, now_ms);
+      if (write.redelivered) durable_.redelivered.insert(key);
+    }
+    if (write.target) {
+      durable_.outcomes[key] = write.outcome;
+      if (key.origin != self_)
+        durable_.receipts_owed.emplace(key, Receipt{key, self_, now_ms, write.outcome});
     }
   }
-  for (const auto& r : batch.receipts)
-    durable_.receipts.emplace(std::pair(r.event, r.target), r.delivered_unix_ms);
+  for (const auto& r : batch.receipts) durable_.receipts.emplace(std::pair(r.event, r.target), r);
   for (const auto& r : batch.receipts_confirmed) durable_.receipts_owed.erase(r.event);
   for (const auto& key : batch.replicated) durable_.replicated.insert(key);
   for (const auto& alarm : batch.alarms)
     durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms});
+  for (const auto& settle : batch.settled) {
+    durable_.seqs[settle.origin].settle_range(settle.range.first, settle.range.last);
+  }
 }
 
 std::vector<EventPtr> SimStore::answer(const LoadRequest& request) const {
@@ -28,9 +39,14 @@ std::vector<EventPtr> SimStore::answer(const LoadRequest& request) const {
   return out;
 }
 
-EventPtr SimStore::commit_local(v1::Event event, std::int64_t now_ms) {
+EventPtr SimStore::commit_local(v1::Event event, std::int64_t now_ms, const Numbering& numbering) {
   event.set_origin(self_);
-  event.set_seq(durable_.next_seq++);
+  const bool urgent = event.priority() >= v1::PRIORITY_EMERGENCY;
+  const std::uint64_t seq =
+      next_own_seq(durable_.next_seq, state_.high_water, numbering, urgent, now_ms);
+  event.set_seq(seq);
+  durable_.next_seq = seq + 1;
+  state_.high_water = std::max(state_.high_water, seq);  // fsynced before the commit
   v1::SignedEvent signed_event;
   event.SerializeToString(signed_event.mutable_event());
   // The simulator checks no signatures; a signature's bytes keep sizes real.
@@ -38,14 +54,15 @@ EventPtr SimStore::commit_local(v1::Event event, std::int64_t now_ms) {
   EventPtr ptr = make_event(signed_event, event);
   durable_.log.emplace(ptr->key, ptr);
   durable_.seqs[self_].add(ptr->key.seq);
-  if (targets_node(ptr->targets, self_, groups_)) {
+  if (targets_node(*ptr, self_, groups_)) {
     ++durable_.delivered[ptr->key];
-    durable_.receipts.emplace(std::pair(ptr->key, self_), now_ms);
+    durable_.outcomes[ptr->key] = v1::OUTCOME_DELIVERED;
+    durable_.receipts.emplace(std::pair(ptr->key, self_), Receipt{ptr->key, self_, now_ms});
   }
   return ptr;
 }
 
-Snapshot SimStore::snapshot(const std::vector<std::string>& origins) const {
+Snapshot SimStore::snapshot(const std::vector<std::string>& origins) {
   Snapshot s;
   for (const auto& origin : origins) s.stored[origin];
   for (const auto& [origin, seqs] : durable_.seqs) s.stored[origin] = seqs;
@@ -53,8 +70,45 @@ Snapshot SimStore::snapshot(const std::vector<std::string>& origins) const {
        it != durable_.log.end() && it->first.origin == self_; ++it) {
     if (!durable_.replicated.contains(it->first)) s.unreplicated.push_back(it->second);
   }
-  for (const auto& [key, at] : durable_.receipts_owed) s.receipts_owed.push_back({key, self_, at});
+  for (const auto& [key, event] : durable_.log) {
+    if (event->kind == v1::KIND_ALL_CLEAR)
+      s.cleared.insert(s.cleared.end(), event->references.begin(), event->references.end());
+  }
+  for (const auto& [key, receipt] : durable_.receipts_owed) s.receipts_owed.push_back(receipt);
+  // As relay/store/numbering.cc decides at relayd's start.
+  const std::uint64_t db_max = std::max(durable_.seqs[self_].highest(), durable_.next_seq - 1);
+  s.state_lost = state_.lost;
+  s.restored = !state_.lost && db_max < state_.high_water;
+  s.learn = state_.lost || s.restored;
+  s.own_high_water = state_.lost ? db_max : std::max(state_.high_water, db_max);
+  state_ = NodeState{s.own_high_water, false};
+  durable_.next_seq = std::max(durable_.next_seq, s.own_high_water + 1);
   return s;
+}
+
+std::map<std::string, std::uint64_t> SimStore::prune(std::uint64_t keep) {
+  std::map<std::string, std::uint64_t> pruned;
+  for (auto& [origin, seqs] : durable_.seqs) {
+    std::uint64_t through = seqs.watermark() > keep ? seqs.watermark() - keep : 0;
+    if (origin == self_) {
+      // Own events only once every peer holds them, as prune_log does.
+      for (auto it = durable_.log.lower_bound({self_, 1});
+           it != durable_.log.end() && it->first.origin == self_ && it->first.seq <= through;
+           ++it) {
+        if (!durable_.replicated.contains(it->first)) {
+          through = it->first.seq - 1;
+          break;
+        }
+      }
+    }
+    if (through <= seqs.settled_through()) continue;
+    std::erase_if(durable_.log, [&](const auto& entry) {
+      return entry.first.origin == origin && entry.first.seq <= through;
+    });
+    seqs.settle_through(through);
+    pruned[origin] = through;
+  }
+  return pruned;
 }
 
 }  // namespace relay::sim

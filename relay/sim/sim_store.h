@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "relay/mesh/node.h"
 #include "relay/mesh/store.h"
 
 namespace relay::sim {
@@ -20,10 +21,14 @@ struct DurableState {
   std::map<std::string, SeqSet> seqs;
   /// message_queue inserts per event: the exactly-once check counts them.
   std::map<EventKey, int> delivered;
-  /// At an origin: (event, target) -> delivered at.
-  std::map<std::pair<EventKey, std::string>, std::int64_t> receipts;
+  /// At an origin: (event, target) -> the target's receipt.
+  std::map<std::pair<EventKey, std::string>, Receipt> receipts;
   /// At a target: receipts not yet confirmed by their origin.
-  std::map<EventKey, std::int64_t> receipts_owed;
+  std::map<EventKey, Receipt> receipts_owed;
+  /// At a target: what it did with each event it was a target of.
+  std::map<EventKey, v1::Outcome> outcomes;
+  /// message_queue rows flagged as possibly delivered before a restore.
+  std::set<EventKey> redelivered;
   /// Own events every peer holds.
   std::set<EventKey> replicated;
   /// Supervision rows: (peer, raised, at ms of simulated time).
@@ -37,14 +42,23 @@ struct DurableState {
   std::uint64_t next_seq = 1;
 };
 
+/// What a node keeps outside its database (relayd's state directory).
+struct NodeState {
+  /// The numbering high-water mark.
+  std::uint64_t high_water = 0;
+  /// The state directory is gone (a rebuilt server); noticed at the next start.
+  bool lost = false;
+};
+
 /// The in-memory store of one simulated node. persist() is durable only
 /// when the simulated commit completes; a crash before that loses the batch,
 /// as a crash before COMMIT would. Applying is idempotent, like the
 /// INSERT ... ON CONFLICT DO NOTHING it stands for.
 class SimStore final : public Store {
  public:
-  SimStore(std::string self, std::vector<std::string> groups, DurableState& durable)
-      : self_(std::move(self)), groups_(std::move(groups)), durable_(durable) {}
+  SimStore(std::string self, std::vector<std::string> groups, DurableState& durable,
+           NodeState& state)
+      : self_(std::move(self)), groups_(std::move(groups)), durable_(durable), state_(state) {}
 
   void persist(StoreBatch batch) override { pending_.push_back(std::move(batch)); }
   void load(LoadRequest request) override { loads_.push_back(std::move(request)); }
@@ -57,15 +71,21 @@ class SimStore final : public Store {
   void apply(const StoreBatch& batch, std::int64_t now_ms);
   /// Answers a load from the log.
   std::vector<EventPtr> answer(const LoadRequest& request) const;
-  /// An origin's local commit of a new event: log row, seq, local delivery.
-  EventPtr commit_local(v1::Event event, std::int64_t now_ms);
-  /// What the core needs at start.
-  Snapshot snapshot(const std::vector<std::string>& origins) const;
+  /// An origin's local commit of a new event, numbered as relayd's claim
+  /// numbers it (mesh/numbering.h): log row, seq, local delivery.
+  EventPtr commit_local(v1::Event event, std::int64_t now_ms, const Numbering& numbering);
+  /// What the core needs at start; like relayd's, it compares the database
+  /// with the state's high-water mark to notice a rebuild or restore.
+  Snapshot snapshot(const std::vector<std::string>& origins);
+  /// Retention: drops every origin's log rows up to `keep` below its
+  /// watermark and settles them; returns what the core should settle.
+  std::map<std::string, std::uint64_t> prune(std::uint64_t keep);
 
  private:
   std::string self_;
   std::vector<std::string> groups_;
   DurableState& durable_;
+  NodeState& state_;
   std::vector<StoreBatch> pending_;
   std::vector<LoadRequest> loads_;
 };

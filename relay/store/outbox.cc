@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <pqxx/result>
+#include <pqxx/subtransaction>
 #include <pqxx/transaction>
 
 #include <charconv>
@@ -18,11 +19,59 @@ namespace {
 // splitting on it never turns one bad value into two good ones.
 constexpr char kSeparator = '\x1f';
 
-constexpr const char* kClaim = R"sql(
-WITH c AS (
-  DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox WHERE rank >= $2 ORDER BY rank DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED)
-  RETURNING *)
+// Rows are looked at in two steps, so that no value a producer can store
+// makes the claim itself fail and block every row behind it. First the
+// candidates are locked and judged with expressions that cannot fail and do
+// not fetch large values (octet_length reads a stored value's size, not the
+// value): a row that cannot become an event goes to outbox_rejected with
+// the reason and a bounded description. Then the rest are fetched.
+constexpr const char* kCandidates = R"sql(
+SELECT id, CASE
+  WHEN NOT isfinite(date_inserted) OR (expires_at IS NOT NULL AND NOT isfinite(expires_at))
+    THEN 'a timestamp is infinite'
+  WHEN extract(year FROM date_inserted) NOT BETWEEN 1970 AND 9999
+       OR extract(year FROM coalesce(expires_at, date_inserted)) NOT BETWEEN 1970 AND 9999
+    THEN 'a timestamp is outside the years 1970 to 9999'
+  WHEN coalesce(octet_length(title), 0) + coalesce(octet_length(body), 0)
+       + coalesce(octet_length(location), 0) + coalesce(octet_length(sender), 0)
+       + coalesce(octet_length(type), 0) + coalesce(pg_column_size(data), 0)
+       + coalesce(pg_column_size(targets), 0) + coalesce(pg_column_size(refs), 0) > 16384
+    THEN 'too large: ' || (coalesce(octet_length(title), 0) + coalesce(octet_length(body), 0)
+       + coalesce(octet_length(location), 0) + coalesce(octet_length(sender), 0)
+       + coalesce(octet_length(type), 0) + coalesce(pg_column_size(data), 0)) ||
+       ' bytes of text and data; an event holds at most 1000'
+  WHEN octet_length(data::text) > 16384 THEN 'too large: data is over 16384 bytes'
+  WHEN cardinality(targets) > 0 AND array_ndims(targets) <> 1
+    THEN 'targets is not a one-dimensional array'
+  WHEN cardinality(refs) > 0 AND array_ndims(refs) <> 1 THEN 'refs is not a one-dimensional array'
+  WHEN array_position(targets, NULL) IS NOT NULL OR array_position(refs, NULL) IS NOT NULL
+    THEN 'targets or refs holds a NULL'
+  WHEN type LIKE 'relay.%' THEN 'type "' || left(type, 64) || '" is reserved to the relay'
+  WHEN kind <> 'duress' AND expires_at <= now() THEN 'expired before it was sent'
+  END
+FROM outbox WHERE rank >= $2 ORDER BY rank DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED
+)sql";
+
+// A bounded description of a rejected row: its small columns, and the
+// sizes of the large ones, never a 200 MB value.
+constexpr const char* kReject = R"sql(
+WITH r AS (
+  DELETE FROM outbox o USING unnest($1::bigint[], $2::text[]) AS x(id, reason)
+  WHERE o.id = x.id RETURNING o.*, x.reason)
+INSERT INTO outbox_rejected (id, reason, row_data)
+SELECT id, reason, jsonb_build_object(
+  'kind', kind, 'priority', priority, 'title', left(title, 200), 'location', left(location, 200),
+  'sender', left(sender, 200), 'type', left(type, 200),
+  'targets', left(targets::text, 500), 'refs', left(refs::text, 500),
+  'bytes', coalesce(octet_length(title), 0) + coalesce(octet_length(body), 0)
+           + coalesce(pg_column_size(data), 0),
+  'date_inserted', CASE WHEN isfinite(date_inserted) THEN date_inserted::text END,
+  'expires_at', expires_at::text)
+FROM r
+)sql";
+
+constexpr const char* kFetch = R"sql(
+WITH c AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)
 SELECT id, kind, rank, array_to_string(targets, E'\x1f'), title, body, location, sender, type,
        data::text, coalesce((extract(epoch from expires_at) * 1000)::bigint, 0),
        array_to_string(refs, E'\x1f'), exercise, (extract(epoch from date_inserted) * 1000)::bigint,
@@ -77,7 +126,28 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
   }
   e.set_exercise(row[12].as<bool>());
   e.set_created_unix_ms(row[13].as<std::int64_t>());
+  resolve_targets(e, config);
   return check_event(e, config);
+}
+
+/// An all-clear travels at the priority of what it clears (a duress's
+/// all-clear must not wait behind bulk), as far as this node's log knows it.
+void raise_all_clears(pqxx::work& tx, std::vector<v1::Event>& events) {
+  for (auto& e : events) {
+    if (e.kind() != v1::KIND_ALL_CLEAR || e.references().empty()) continue;
+    std::vector<std::string> origins;
+    std::vector<std::int64_t> seqs;
+    for (const auto& r : e.references()) {
+      origins.push_back(r.origin());
+      seqs.push_back(static_cast<std::int64_t>(r.seq()));
+    }
+    const auto row = tx.exec_params1(
+        "SELECT coalesce(max(priority), 0) FROM relay_event_log l "
+        "JOIN unnest($1::text[], $2::bigint[]) AS r(o, s) ON l.origin = r.o AND l.seq = r.s",
+        text_array(origins), int_array(seqs));
+    const int cleared = row[0].as<int>();
+    if (cleared > e.priority()) e.set_priority(static_cast<v1::Priority>(cleared));
+  }
 }
 
 /// Signs claimed events, in bundles where the proof still fits a datagram
@@ -106,6 +176,19 @@ std::vector<v1::SignedEvent> sign(const std::vector<v1::Event>& events,
 
 }  // namespace
 
+void resolve_targets(v1::Event& event, const Config& config) {
+  event.clear_resolved();
+  const std::vector<std::string> targets(event.targets().begin(), event.targets().end());
+  // "all" means every node wherever it is read; only narrower targets are
+  // resolved, so that the event stays small in a large mesh.
+  if (std::find(targets.begin(), targets.end(), "all") != targets.end()) return;
+  if (mesh::targets_node(targets, config.node.id, config.node.groups))
+    event.add_resolved(config.node.id);
+  for (const auto& p : config.peers) {
+    if (mesh::targets_node(targets, p.id, p.groups)) event.add_resolved(p.id);
+  }
+}
+
 std::string check_event(const v1::Event& event, const Config& config) {
   if (event.targets().empty()) return "no targets";
   for (const auto& t : event.targets()) {
@@ -114,69 +197,148 @@ std::string check_event(const v1::Event& event, const Config& config) {
   if (event.kind() == v1::KIND_ALL_CLEAR && event.references_size() == 0) {
     return "an all-clear must reference the event it clears";
   }
+  if (event.type().starts_with("relay.")) {
+    return "type \"" + event.type() + "\" is reserved to the relay";
+  }
   v1::Event sized = event;
+  resolve_targets(sized, config);
   sized.set_origin(config.node.id);
+  sized.set_seq(INT64_MAX);
+  // A draft may leave the priority to the claim (by kind): any is storable.
+  if (sized.priority() == v1::PRIORITY_UNSPECIFIED) sized.set_priority(v1::PRIORITY_NORMAL);
+  if (!wire::well_formed(sized)) {
+    return "a field holds what not every site can store (a NUL, or \\u0000 in data)";
+  }
   sized.set_seq(UINT64_MAX);  // the largest a seq can encode to
   if (sized.ByteSizeLong() > wire::kMaxEventBytes) {
     return "the event would be " + std::to_string(sized.ByteSizeLong()) + " bytes; at most " +
-           std::to_string(wire::kMaxEventBytes) + " fit a datagram (shorten the body or data)";
+           std::to_string(wire::kMaxEventBytes) +
+           " fit a datagram (shorten the body or data, or name fewer targets)";
   }
   return "";
 }
 
-ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
-                         const crypto::SigningKey& key, std::size_t limit, bool urgent_only) {
+namespace {
+
+// Values of a row that PostgreSQL refuses to convert in the fetch itself
+// (a data exception, or a program limit): that row alone is at fault.
+bool row_fault(const pqxx::sql_error& e) {
+  const std::string state = e.sqlstate();
+  return state.starts_with("22") || state.starts_with("54");
+}
+
+/// Rows set aside by a claim: their ids and why, and for rows already
+/// fetched (and so deleted from the outbox) their contents as JSON.
+struct Rejects {
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> reasons;
+  std::vector<std::string> rows;
+  void add(std::int64_t id, std::string reason, std::string row = "") {
+    spdlog::error("outbox row {} rejected: {} (kept in outbox_rejected)", id, reason);
+    ids.push_back(id);
+    reasons.push_back(std::move(reason));
+    rows.push_back(std::move(row));
+  }
+};
+
+/// Locks up to `limit` candidates, most urgent first; returns the ids that
+/// look claimable and adds the others to `unfetched`.
+std::vector<std::int64_t> candidates(pqxx::work& tx, std::size_t limit, int min_rank,
+                                     Rejects& unfetched, bool& full) {
+  std::vector<std::int64_t> ok;
+  const pqxx::result rows = tx.exec_params(kCandidates, limit, min_rank);
+  full = rows.size() == limit;
+  for (const auto& row : rows) {
+    if (row[1].is_null()) {
+      ok.push_back(row[0].as<std::int64_t>());
+    } else {
+      unfetched.add(row[0].as<std::int64_t>(), row[1].as<std::string>());
+    }
+  }
+  return ok;
+}
+
+/// Fetches (and deletes) the rows; with `one_by_one`, each in a
+/// subtransaction of its own, and a row whose fetch fails stays for
+/// `unfetched` with the database's error.
+std::vector<pqxx::row> fetch(pqxx::work& tx, const std::vector<std::int64_t>& ids, bool one_by_one,
+                             Rejects& unfetched) {
+  std::vector<pqxx::row> rows;  // each keeps its result alive
+  if (!one_by_one) {
+    for (const auto& row : tx.exec_params(kFetch, int_array(ids))) rows.push_back(row);
+    return rows;
+  }
+  for (std::int64_t id : ids) {
+    try {
+      pqxx::subtransaction sub(tx, "row");
+      const auto result = sub.exec_params(kFetch, int_array({id}));
+      sub.commit();
+      for (const auto& row : result) rows.push_back(row);
+    } catch (const pqxx::sql_error& e) {
+      if (!row_fault(e)) throw;
+      unfetched.add(id, std::string("the database could not read it: ") + e.what());
+    }
+  }
+  return rows;
+}
+
+ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypto::SigningKey& key,
+                  std::size_t limit, bool urgent_only, NumberingState* numbering, bool one_by_one) {
   ClaimResult result;
   pqxx::work tx(conn, "claim");
   const int min_rank = urgent_only ? 3 : 1;  // the outbox's ranks: emergency 3, duress 4
-  const pqxx::result rows = tx.exec_params(kClaim, limit, min_rank);
-  result.full = rows.size() == limit;
-  if (rows.empty()) return result;
-
+  Rejects unfetched, fetched;
+  const auto ids = candidates(tx, limit, min_rank, unfetched, result.full);
+  const auto rows = ids.empty() ? std::vector<pqxx::row>{} : fetch(tx, ids, one_by_one, unfetched);
   std::vector<v1::Event> events;
   std::vector<std::int64_t> outbox_ids;
-  std::vector<std::int64_t> rejected_ids;
-  std::vector<std::string> reasons, rejected_rows;
   for (const auto& row : rows) {
     v1::Event e;
     if (auto why = build(row, config, e); !why.empty()) {
-      spdlog::error("outbox row {} rejected: {} (kept in outbox_rejected)",
-                    row[0].as<std::int64_t>(), why);
-      rejected_ids.push_back(row[0].as<std::int64_t>());
-      reasons.push_back(std::move(why));
-      rejected_rows.push_back(row[14].as<std::string>());
+      fetched.add(row[0].as<std::int64_t>(), std::move(why), row[14].as<std::string>());
       continue;
     }
     events.push_back(std::move(e));
     outbox_ids.push_back(row[0].as<std::int64_t>());
   }
-  if (!rejected_ids.empty()) {
+  if (!unfetched.ids.empty()) {
+    tx.exec_params(kReject, int_array(unfetched.ids), text_array(unfetched.reasons));
+  }
+  if (!fetched.ids.empty()) {
     tx.exec_params(
         "INSERT INTO outbox_rejected (id, reason, row_data) "
         "SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[])",
-        int_array(rejected_ids), text_array(reasons), text_array(rejected_rows));
-    result.rejected = rejected_ids.size();
+        int_array(fetched.ids), text_array(fetched.reasons), text_array(fetched.rows));
   }
+  result.rejected = unfetched.ids.size() + fetched.ids.size();
+
   if (!events.empty()) {
+    raise_all_clears(tx, events);
     // The row lock on this node's sequence orders concurrent claimers; an
-    // aborted claim rolls its increment back, so seqs have no gaps.
+    // aborted claim rolls its increment back, so seqs have no gaps, unless
+    // the numbering must jump (relay/store/numbering.h).
     const auto n = static_cast<std::int64_t>(events.size());
     tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING",
                    config.node.id);
-    auto next = tx.exec_params1(
-                      "UPDATE relay_node SET next_seq = next_seq + $2 WHERE origin = $1 "
-                      "RETURNING next_seq - $2",
-                      config.node.id, n)[0]
-                    .as<std::uint64_t>();
+    const auto db_next =
+        tx.exec_params1("SELECT next_seq FROM relay_node WHERE origin = $1 FOR UPDATE",
+                        config.node.id)[0]
+            .as<std::uint64_t>();
     const auto now_ms =
         tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
+    std::uint64_t next = numbering ? numbering->next(db_next, urgent_only, now_ms) : db_next;
+    const std::uint64_t last = next + static_cast<std::uint64_t>(n) - 1;
+    // Durable outside the database before the claim commits: whatever
+    // happens to the database, these seqs are never numbered again.
+    if (numbering) numbering->reserve(last);
+    tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,
+                   last + 1);
     for (auto& e : events) e.set_seq(next++);
     const auto signed_events = sign(events, key);
     mesh::StoreBatch batch;
     for (std::size_t i = 0; i < events.size(); ++i) {
-      const v1::Event& e = events[i];
-      auto event = mesh::make_event(signed_events[i], e);
-      const bool here = mesh::targets_node(event->targets, config.node.id, config.node.groups);
+      auto event = mesh::make_event(signed_events[i], events[i]);
+      const bool here = mesh::targets_node(*event, config.node.id, config.node.groups);
       if (here) batch.receipts.push_back({event->key, config.node.id, now_ms});
       batch.events.push_back({event, here});
       result.events.push_back(std::move(event));
@@ -184,14 +346,38 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
     result.delivered = write_batch(tx, config.node.id, {batch}) > 0;
     std::vector<std::int64_t> seqs;
     for (const auto& e : result.events) seqs.push_back(static_cast<std::int64_t>(e->key.seq));
-    tx.exec_params(
+    const auto logged = tx.exec_params(
         "UPDATE relay_event_log l SET outbox_id = u.id "
         "FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE l.origin = $3 AND l.seq = "
-        "u.seq",
+        "u.seq RETURNING 1",
         int_array(outbox_ids), int_array(seqs), config.node.id);
+    if (logged.size() != events.size()) {
+      // A seq already in the log (or settled): never send an event that
+      // is not in the log; the rows stay in the outbox.
+      throw std::runtime_error("claim: " + std::to_string(events.size() - logged.size()) + " of " +
+                               std::to_string(events.size()) + " new events were not logged (seq " +
+                               std::to_string(seqs.front()) +
+                               " already taken?); the outbox rows stay");
+    }
   }
   tx.commit();
   return result;
+}
+
+}  // namespace
+
+ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
+                         const crypto::SigningKey& key, std::size_t limit, bool urgent_only,
+                         NumberingState* numbering) {
+  try {
+    return claim(conn, config, key, limit, urgent_only, numbering, false);
+  } catch (const pqxx::sql_error& e) {
+    if (!row_fault(e)) throw;
+    // A value slipped past the checks and failed the fetch: again, one row
+    // at a time, so that only that row is rejected.
+    spdlog::warn("outbox claim: {}; claiming row by row to find the row at fault", e.what());
+    return claim(conn, config, key, limit, urgent_only, numbering, true);
+  }
 }
 
 }  // namespace relay::store

@@ -10,6 +10,7 @@
 #include "common/crypto.h"
 #include "proto/relaymesh.pb.h"
 #include "relay/mesh/types.h"
+#include "relay/store/numbering.h"
 
 namespace relay::store {
 
@@ -25,20 +26,29 @@ struct ClaimResult {
 };
 
 /// Why `event` (origin and seq not yet set) cannot be sent from this node:
-/// an unknown target, an all-clear without a reference, too large for a
-/// datagram. Empty if it can.
+/// an unknown target, an all-clear without a reference, a reserved relay.*
+/// type, a value some site could not store, too large for a datagram (with
+/// its targets resolved). Empty if it can.
 std::string check_event(const relaymesh::v1::Event& event, const Config& config);
+
+/// Fills the event's `resolved` with the node ids its targets name in this
+/// node's configuration, so that every site agrees on who it is for; left
+/// empty for "all".
+void resolve_targets(relaymesh::v1::Event& event, const Config& config);
 
 /// Claims up to `limit` outbox rows, most urgent first, in one transaction:
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take a row twice;
-/// gap-free seqs from this node's sequence row, whose lock orders concurrent
-/// claimers; each event signed and logged (and delivered here if this node
-/// is a target). A row that cannot become an event (unknown target, too
-/// large, bad reference) moves to outbox_rejected with the reason.
-/// `urgent_only` claims only duress and emergency rows: what the relay still
-/// takes while back-pressure holds normal and bulk rows in the outbox.
+/// seqs from this node's sequence row, whose lock orders concurrent
+/// claimers, above `numbering`'s high-water mark (raised and fsynced before
+/// the commit); each event signed and logged (and delivered here if this
+/// node is a target). A row that cannot become an event (unknown target,
+/// too large, bad reference, reserved type, already expired, a value the
+/// database cannot convert) moves to outbox_rejected with the reason, and
+/// the others are claimed all the same. `urgent_only` claims only duress and
+/// emergency rows: what the relay still takes under back-pressure, or while
+/// its numbering is still learning from peers.
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
-                         const crypto::SigningKey& key, std::size_t limit,
-                         bool urgent_only = false);
+                         const crypto::SigningKey& key, std::size_t limit, bool urgent_only = false,
+                         NumberingState* numbering = nullptr);
 
 }  // namespace relay::store

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <variant>
 
@@ -27,8 +28,10 @@ std::size_t rows_of(const Job& job) {
 }
 
 // One statement: log rows that are new, their message_queue rows where this
-// node is a target, and the receipts owed for them. Dedupe rests on the
-// log's primary key: an event already logged inserts nothing anywhere.
+// node is a target and delivers them, and the receipts owed for every event
+// it is a target of, with what it did. Dedupe rests on the log's primary key
+// and on the settled prefix: an event already logged or settled inserts
+// nothing anywhere.
 constexpr const char* kInsertEvents = R"sql(
 WITH ins AS (
   INSERT INTO relay_event_log (origin, seq, priority, kind, signed)
@@ -36,6 +39,7 @@ WITH ins AS (
   FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[]) AS t(o, s, p, k, h)
   -- Pruned from the log is still held: never deliver it a second time.
   WHERE NOT EXISTS (SELECT 1 FROM relay_watermarks w WHERE w.origin = t.o AND t.s <= w.pruned_through)
+    AND NOT EXISTS (SELECT 1 FROM relay_settled r WHERE r.origin = t.o AND t.s BETWEEN r.first AND r.last)
   ON CONFLICT DO NOTHING
   RETURNING origin, seq),
 mq AS (
@@ -47,25 +51,57 @@ mq AS (
   ORDER BY d.priority DESC, d.origin, d.seq
   RETURNING origin, seq),
 owed AS (
-  INSERT INTO relay_receipts_owed (origin, seq, delivered_at)
-  SELECT origin, seq, now() FROM mq WHERE origin <> $11
+  INSERT INTO relay_receipts_owed (origin, seq, delivered_at, outcome)
+  SELECT o.origin, o.seq, now(), o.outcome
+  FROM unnest($11::text[], $12::bigint[], $13::smallint[]) AS o(origin, seq, outcome)
+  JOIN ins USING (origin, seq)
   ON CONFLICT DO NOTHING)
 SELECT count(*) FROM mq
 )sql";
+
+// Settled ranges, then every range that continues its origin's settled
+// prefix folded into it (relay_watermarks.pruned_through), so that the
+// prefix and pruning move on past them.
+constexpr const char* kInsertSettled = R"sql(
+INSERT INTO relay_settled (origin, first, last)
+SELECT o, f, l FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(o, f, l)
+ON CONFLICT (origin, first) DO UPDATE SET last = greatest(relay_settled.last, excluded.last)
+)sql";
+
+constexpr const char* kFoldSettled = R"sql(
+WITH next AS (
+  SELECT s.origin, max(s.last) AS last FROM relay_settled s
+  LEFT JOIN relay_watermarks w USING (origin)
+  WHERE s.first <= coalesce(w.pruned_through, 0) + 1 AND s.last > coalesce(w.pruned_through, 0)
+  GROUP BY s.origin),
+up AS (
+  INSERT INTO relay_watermarks (origin, pruned_through) SELECT origin, last FROM next
+  ON CONFLICT (origin) DO UPDATE
+  SET pruned_through = greatest(relay_watermarks.pruned_through, excluded.pruned_through)
+  RETURNING origin, pruned_through)
+DELETE FROM relay_settled s USING up WHERE s.origin = up.origin AND s.last <= up.pruned_through
+RETURNING 1
+)sql";
+
+void fold_settled(pqxx::transaction_base& tx) {
+  // Each pass moves every prefix over one more range; ranges are few.
+  for (int pass = 0; pass < 64 && !tx.exec(kFoldSettled).empty(); ++pass) {
+  }
+}
 
 }  // namespace
 
 std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
                         const std::vector<mesh::StoreBatch>& batches) {
-  std::vector<std::string> origins, hex, q_type, q_data, q_origin;
-  std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority;
-  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state;
-  std::vector<std::int64_t> r_seq, r_ms, c_seq, replicated, a_ms;
-  std::map<mesh::EventKey, bool> seen;
+  std::vector<std::string> origins, hex, q_type, q_data, q_origin, o_origin;
+  std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority, o_seq, o_outcome;
+  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, s_origin;
+  std::vector<std::int64_t> r_seq, r_ms, r_outcome, c_seq, replicated, a_ms, s_first, s_last;
+  std::set<mesh::EventKey> seen;
   for (const auto& batch : batches) {
     for (const auto& write : batch.events) {
       const mesh::Event& e = *write.event;
-      if (!seen.emplace(e.key, true).second) continue;
+      if (!seen.insert(e.key).second) continue;
       v1::Event parsed;
       parsed.ParseFromString(e.signed_event.event());
       origins.push_back(e.key.origin);
@@ -73,9 +109,15 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
       priorities.push_back(e.priority);
       kinds.push_back(parsed.kind());
       hex.push_back(to_hex(e.signed_event.SerializeAsString()));
-      if (!write.deliver) continue;
+      if (write.target && e.key.origin != self) {
+        o_origin.push_back(e.key.origin);
+        o_seq.push_back(static_cast<std::int64_t>(e.key.seq));
+        o_outcome.push_back(write.outcome);
+      }
+      if (!write.delivers()) continue;
       q_type.push_back(queue_type(parsed));
-      q_data.push_back(queue_json(parsed));
+      q_data.push_back(
+          queue_json(parsed, {write.outcome == v1::OUTCOME_DELIVERED_LATE, write.redelivered}));
       q_origin.push_back(e.key.origin);
       q_seq.push_back(static_cast<std::int64_t>(e.key.seq));
       q_priority.push_back(e.priority);
@@ -85,6 +127,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
       r_seq.push_back(static_cast<std::int64_t>(r.event.seq));
       r_target.push_back(r.target);
       r_ms.push_back(r.delivered_unix_ms);
+      r_outcome.push_back(r.outcome);
     }
     for (const auto& r : batch.receipts_confirmed) {
       c_origin.push_back(r.event.origin);
@@ -97,6 +140,11 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
       a_state.push_back(alarm.raised ? "raised" : "cleared");
       a_ms.push_back(alarm.silent_since_ms);
     }
+    for (const auto& settle : batch.settled) {
+      s_origin.push_back(settle.origin);
+      s_first.push_back(static_cast<std::int64_t>(settle.range.first));
+      s_last.push_back(static_cast<std::int64_t>(settle.range.last));
+    }
   }
 
   std::size_t delivered = 0;
@@ -104,16 +152,19 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
     delivered =
         tx.exec_params1(kInsertEvents, text_array(origins), int_array(seqs), int_array(priorities),
                         int_array(kinds), text_array(hex), text_array(q_type), text_array(q_data),
-                        text_array(q_origin), int_array(q_seq), int_array(q_priority), self)[0]
+                        text_array(q_origin), int_array(q_seq), int_array(q_priority),
+                        text_array(o_origin), int_array(o_seq), int_array(o_outcome))[0]
             .as<std::size_t>();
   }
   if (!r_origin.empty()) {
     tx.exec_params(
-        "INSERT INTO relay_receipts (origin, seq, target, delivered_at) "
-        "SELECT o, s, t, to_timestamp(ms / 1000.0) "
-        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) AS r(o, s, t, ms) "
+        "INSERT INTO relay_receipts (origin, seq, target, delivered_at, outcome) "
+        "SELECT o, s, t, to_timestamp(ms / 1000.0), oc "
+        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::smallint[]) "
+        "AS r(o, s, t, ms, oc) "
         "ON CONFLICT DO NOTHING",
-        text_array(r_origin), int_array(r_seq), text_array(r_target), int_array(r_ms));
+        text_array(r_origin), int_array(r_seq), text_array(r_target), int_array(r_ms),
+        int_array(r_outcome));
   }
   if (!c_origin.empty()) {
     tx.exec_params(
@@ -135,6 +186,10 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
         "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS a(p, st, ms)",
         text_array(a_peer), text_array(a_state), int_array(a_ms));
     delivered += a_peer.size();
+  }
+  if (!s_origin.empty()) {
+    tx.exec_params(kInsertSettled, text_array(s_origin), int_array(s_first), int_array(s_last));
+    fold_settled(tx);
   }
   // One NOTIFY per transaction wakes consumers; it is delivered at commit.
   if (delivered > 0) tx.exec("SELECT pg_notify('message_queue', '')");
@@ -185,10 +240,8 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
   for (const auto& name : migrate(conn)) spdlog::info("database: applied migration {}", name);
   pqxx::work tx(conn, "open");
   tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING", self);
+  fold_settled(tx);
   mesh::Snapshot snapshot;
-  for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
-    snapshot.stored[row[0].as<std::string>()].add_range(1, row[1].as<std::uint64_t>());
-  }
   // Runs of consecutive seqs per origin ("gaps and islands"), so a long log
   // loads as a few ranges rather than row by row.
   for (const auto& row : tx.exec(
@@ -198,15 +251,30 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
     snapshot.stored[row[0].as<std::string>()].add_range(row[1].as<std::uint64_t>(),
                                                         row[2].as<std::uint64_t>());
   }
+  // Settled seqs count as held but are never served: no row stands behind them.
+  for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
+    snapshot.stored[row[0].as<std::string>()].settle_through(row[1].as<std::uint64_t>());
+  }
+  for (const auto& row : tx.exec("SELECT origin, first, last FROM relay_settled ORDER BY 1, 2")) {
+    snapshot.stored[row[0].as<std::string>()].settle_range(row[1].as<std::uint64_t>(),
+                                                           row[2].as<std::uint64_t>());
+  }
+  for (const auto& event : parse_signed(tx.exec("SELECT signed FROM relay_event_log WHERE kind = " +
+                                                std::to_string(v1::KIND_ALL_CLEAR)))) {
+    snapshot.cleared.insert(snapshot.cleared.end(), event->references.begin(),
+                            event->references.end());
+  }
   snapshot.unreplicated = parse_signed(
       tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND NOT replicated "
                      "ORDER BY priority DESC, seq LIMIT $2",
                      self, max_unreplicated));
   for (const auto& row :
-       tx.exec("SELECT origin, seq, (extract(epoch from delivered_at) * 1000)::bigint "
+       tx.exec("SELECT origin, seq, (extract(epoch from delivered_at) * 1000)::bigint, outcome "
                "FROM relay_receipts_owed ORDER BY delivered_at")) {
-    snapshot.receipts_owed.push_back(
-        {{row[0].as<std::string>(), row[1].as<std::uint64_t>()}, self, row[2].as<std::int64_t>()});
+    snapshot.receipts_owed.push_back({{row[0].as<std::string>(), row[1].as<std::uint64_t>()},
+                                      self,
+                                      row[2].as<std::int64_t>(),
+                                      static_cast<v1::Outcome>(row[3].as<int>())});
   }
   tx.commit();
   return snapshot;
@@ -237,12 +305,20 @@ wm AS (
 SELECT count(*) FROM del
 )sql";
 
-std::size_t prune_log(pqxx::connection_base& conn, const std::string& self,
-                      std::chrono::seconds retention) {
+Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
+                 std::chrono::seconds retention) {
   pqxx::work tx(conn, "prune");
   const std::string interval = std::to_string(retention.count()) + " seconds";
-  const auto pruned = tx.exec_params1(kPrune, interval, self)[0].as<std::size_t>();
+  Pruned pruned;
+  // Settled ranges next to the prefix first, so that the run to prune
+  // continues past them; and again after, for the ones the pruning reached.
+  fold_settled(tx);
+  pruned.rows = tx.exec_params1(kPrune, interval, self)[0].as<std::size_t>();
+  fold_settled(tx);
   tx.exec_params("DELETE FROM relay_receipts WHERE delivered_at < now() - $1::interval", interval);
+  for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
+    pruned.settled_through[row[0].as<std::string>()] = row[1].as<std::uint64_t>();
+  }
   tx.commit();
   return pruned;
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,12 +81,19 @@ std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const s
 mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
                              std::size_t max_unreplicated);
 
+/// What retention did: rows removed, and every origin's settled prefix
+/// after it (for Node::on_pruned, which advertises it in digests).
+struct Pruned {
+  std::size_t rows = 0;
+  std::map<std::string, std::uint64_t> settled_through;
+};
+
 /// Retention: removes log rows stored longer ago than `retention`, except
 /// own events not yet known to be held by every peer, and advances the
-/// per-origin pruned watermark so that dedupe outlives the rows. Receipts
+/// per-origin settled prefix so that dedupe outlives the rows. Receipts
 /// older than the retention go too; message_queue is the consumers' and is
-/// never touched. Returns the number of log rows removed.
-std::size_t prune_log(pqxx::connection_base& conn, const std::string& self,
-                      std::chrono::seconds retention);
+/// never touched.
+Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
+                 std::chrono::seconds retention);
 
 }  // namespace relay::store

@@ -77,7 +77,7 @@ std::string queue_type(const v1::Event& event) {
   return event.type().empty() ? kind_name(event.kind()) : event.type();
 }
 
-std::string queue_json(const v1::Event& event) {
+std::string queue_json(const v1::Event& event, Arrival arrival) {
   pb::Struct object;
   auto& f = *object.mutable_fields();
   auto text = [](const std::string& s) {
@@ -103,6 +103,8 @@ std::string queue_json(const v1::Event& event) {
   if (event.expires_unix_ms() != 0)
     f["expires"] = number(static_cast<double>(event.expires_unix_ms()));
   f["exercise"].set_bool_value(event.exercise());
+  f["late"].set_bool_value(arrival.late);
+  f["redelivered"].set_bool_value(arrival.redelivered);
   auto* targets = f["targets"].mutable_list_value();
   for (const auto& t : event.targets()) *targets->add_values() = text(t);
   auto* refs = f["references"].mutable_list_value();

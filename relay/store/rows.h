@@ -25,11 +25,19 @@ std::string kind_name(v1::Kind kind);
 std::string priority_name(v1::Priority priority);
 /// The message_queue type of an event: its local type, else its kind.
 std::string queue_type(const v1::Event& event);
+/// How an event reached this node's message_queue.
+struct Arrival {
+  /// It arrived long after it was raised (relaymesh.v1.OUTCOME_DELIVERED_LATE).
+  bool late = false;
+  /// This node may have delivered it before its database was restored.
+  bool redelivered = false;
+};
+
 /// The message_queue data of an event: a JSON object with id ("origin:seq"),
 /// origin, seq, kind, priority, title, body, location, sender, targets,
-/// created and expires (Unix ms), references, exercise, and data (the
-/// event's own JSON, or null if what arrived is not JSON). Built with
-/// protobuf's JSON printer, which does the escaping.
-std::string queue_json(const v1::Event& event);
+/// created and expires (Unix ms), references, exercise, late, redelivered,
+/// and data (the event's own JSON, or null if what arrived is not JSON).
+/// Built with protobuf's JSON printer, which does the escaping.
+std::string queue_json(const v1::Event& event, Arrival arrival = {});
 
 }  // namespace relay::store

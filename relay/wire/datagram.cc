@@ -58,6 +58,15 @@ bool well_formed(const v1::Event& e) {
   for (const auto& r : e.references()) {
     if (has_nul(r.origin()) || r.seq() > static_cast<std::uint64_t>(INT64_MAX)) return false;
   }
+  for (const auto& r : e.resolved()) {
+    if (r.empty() || has_nul(r)) return false;
+  }
+  // relay.* types are the relay's own; PostgreSQL's jsonb refuses a \u0000
+  // escape, so data holding one could not reach any message_queue (an
+  // escaped backslash before "u0000" is refused too: rare, and harmless).
+  if (e.type().starts_with("relay.") || e.data().find("\\u0000") != std::string::npos) {
+    return false;
+  }
   return !has_nul(e.origin()) && !has_nul(e.title()) && !has_nul(e.body()) &&
          !has_nul(e.location()) && !has_nul(e.sender()) && !has_nul(e.type()) && !has_nul(e.data());
 }

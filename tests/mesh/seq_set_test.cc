@@ -29,7 +29,7 @@ TEST_CASE("a seq set keeps a watermark and the seqs above it") {
   CHECK(s.holes(10) == std::vector<SeqRange>{{2, 2}});
   CHECK(s.add(2));
   CHECK(s.watermark() == 3);
-  CHECK(s.above_count() == 0);
+  CHECK(s.above_ranges() == 0);
   CHECK(s.contains(2));
   CHECK_FALSE(s.contains(4));
 }
@@ -99,7 +99,7 @@ TEST_CASE("ranges add like their seqs one by one") {
   CHECK_FALSE(s.contains(10));
   s.add_range(7, 10);
   CHECK(s.watermark() == 12);
-  CHECK(s.above_count() == 0);
+  CHECK(s.above_ranges() == 0);
   s.add_range(1, 1'000'000'000);
   CHECK(s.watermark() == 1'000'000'000);
 }
@@ -114,4 +114,58 @@ TEST_CASE("collect answers a wide, hollow range at the cost of what it holds") {
   out.clear();
   s.collect(0, UINT64_MAX, 3, out);
   CHECK(out == std::vector<std::uint64_t>{1, 2, 3});
+}
+
+TEST_CASE("settled seqs count as held but are never offered, served or asked for") {
+  SeqSet origin;  // pruned through 100, holds 101..150, skipped 151..10^12 after a rewind
+  origin.add_range(1, 150);
+  origin.settle_through(100);
+  origin.settle_range(151, 1'000'000'000'000);
+  origin.add(1'000'000'000'001);
+  CHECK(origin.watermark() == 1'000'000'000'001);
+  CHECK_FALSE(origin.servable(100));
+  CHECK(origin.servable(101));
+  CHECK_FALSE(origin.servable(500));
+  CHECK(origin.servable(1'000'000'000'001));
+  const auto summary = summary_of(origin);
+  CHECK(summary.settled_through() == 100);
+  REQUIRE(summary.settled_size() == 1);
+
+  // A node that joins late lacks only what the origin can serve.
+  const SeqSet newcomer;
+  const auto wanted = newcomer.lacking(summary, 8);
+  CHECK(wanted == std::vector<SeqRange>{{101, 150}, {1'000'000'000'001, 1'000'000'000'001}});
+  // And the origin offers it nothing it cannot load.
+  const auto offered = origin.missing_from(summary_of(newcomer), 1000);
+  CHECK(offered.size() == 51);
+  CHECK(offered.front() == 101);
+  CHECK(offered.back() == 1'000'000'000'001);
+  std::vector<std::uint64_t> served;
+  origin.collect(1, UINT64_MAX, 1000, served);
+  CHECK(served == offered);
+  CHECK(relay::mesh::summary_serves(summary, 101));
+  CHECK_FALSE(relay::mesh::summary_serves(summary, 50));
+  CHECK_FALSE(relay::mesh::summary_serves(summary, 151));
+  CHECK(relay::mesh::summary_contains(summary, 151));
+
+  // Settling what the newcomer lacks moves its watermark past it at once.
+  SeqSet settled = newcomer;
+  settled.settle_through(100);
+  CHECK(settled.watermark() == 100);
+  CHECK(settled.lacking(summary, 8).front() == SeqRange{101, 150});
+}
+
+TEST_CASE("a range set merges, counts what is new, and erases a prefix") {
+  relay::mesh::RangeSet r;
+  CHECK(r.add(10, 20) == 11);
+  CHECK(r.add(30, 40) == 11);
+  CHECK(r.add(15, 35) == 9);  // 21..29
+  CHECK(r.size() == 1);
+  CHECK(r.add(41, 41) == 1);  // adjacent: merged
+  CHECK(r.size() == 1);
+  CHECK(r.add(1, UINT64_MAX) == UINT64_MAX - 32);
+  r.erase_through(100);
+  CHECK(r.front() == SeqRange{101, UINT64_MAX});
+  CHECK_FALSE(r.contains(100));
+  CHECK(r.contains(UINT64_MAX));
 }
