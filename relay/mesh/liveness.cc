@@ -91,6 +91,9 @@ void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
 
 void Node::confirmed(Time now, Peer& peer) {
   peer.last_confirmed = now;
+  // Learning own numbering: a peer just heard from for the first time is
+  // asked at once, not at the next learning round.
+  if (learning_ && !peer.heard) send_digest(peer, {self_}, true);
   peer.heard = true;
   if (peer.down) {
     // Back from an outage: catch it up with an exchange right away.

@@ -50,7 +50,7 @@ std::map<std::string, crypto::VerifyKey> Daemon::peer_keys(const Config& config)
 }
 
 Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-               store::NumberingState& numbering)
+               store::NumberingState& numbering, std::function<void()> retention_changed)
     : io_(io),
       config_(std::move(config)),
       keys_(std::move(keys)),
@@ -95,6 +95,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   numbering_ready_ = node_->numbering().ready;
   OutboxOptions outbox;
   outbox.numbering = &numbering_;
+  outbox.retention_changed = std::move(retention_changed);
   outbox.dsn = config_.store.dsn;
   outbox.kick = config_.kick.listen;
   outbox.poll_interval = config_.store.poll_interval;

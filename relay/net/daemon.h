@@ -41,9 +41,10 @@ struct DaemonStatus {
 class Daemon final : public mesh::Transport {
  public:
   /// `snapshot` is what the database held at start (store::open_database);
-  /// `numbering` where own numbering stands (shared with the claims).
+  /// `numbering` where own numbering stands (shared with the claims);
+  /// `retention_changed` is called when another program pruned the log.
   Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-         store::NumberingState& numbering);
+         store::NumberingState& numbering, std::function<void()> retention_changed);
   ~Daemon() override;
 
   /// Binds the mesh socket and the kick port (throws std::system_error

@@ -15,11 +15,11 @@ namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-/// Counts NOTIFYs on "outbox"; the payload does not matter, any is a hint.
+/// Calls `hit` for each NOTIFY on a channel; the payload does not matter.
 class Receiver final : public pqxx::notification_receiver {
  public:
-  Receiver(pqxx::connection_base& conn, std::function<void()> hit)
-      : pqxx::notification_receiver(conn, "outbox"), hit_(std::move(hit)) {}
+  Receiver(pqxx::connection_base& conn, const std::string& channel, std::function<void()> hit)
+      : pqxx::notification_receiver(conn, channel), hit_(std::move(hit)) {}
   void operator()(const std::string&, int) override { hit_(); }
 
  private:
@@ -124,9 +124,13 @@ asio::awaitable<void> OutboxWatch::listen() {
           co_await asio::co_spawn(connector_, connect(options_.dsn), asio::use_awaitable);
       if (stopped_) co_return;
       pqxx::connection& conn = *connection;
-      Receiver receiver(conn, [this] {
+      Receiver receiver(conn, "outbox", [this] {
         ++notifies_;
         wake();
+      });
+      // relayctl prune ran: the core must learn the new settled prefixes.
+      Receiver retention(conn, "relay_retention", [this] {
+        if (options_.retention_changed) options_.retention_changed();
       });
       // A dup of the socket for Asio to wait on, so that closing ours never
       // closes libpq's.

@@ -32,6 +32,9 @@ struct OutboxOptions {
   /// and take only urgent rows while it is not ready. Null: the database's
   /// sequence alone (tests).
   store::NumberingState* numbering = nullptr;
+  /// Called (on the io_context's thread) on a NOTIFY relay_retention: the
+  /// log was pruned by someone else (relayctl prune).
+  std::function<void()> retention_changed;
 };
 
 /// Finds new outbox rows and claims them, off the network thread. Wake-ups

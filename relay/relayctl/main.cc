@@ -75,6 +75,12 @@ int main(int argc, char** argv) {
   receipts_cmd->add_option("EVENT", event_id, "ORIGIN:SEQ, as send printed it")->required();
   auto* tail_cmd = app.add_subcommand("tail", "print new events as they arrive");
   auto* migrate_cmd = app.add_subcommand("migrate", "apply the database migrations");
+  std::string older_than;
+  auto* prune_cmd = app.add_subcommand(
+      "prune", "prune the event log now, as retention does hourly (dedupe outlives it)");
+  prune_cmd->add_option("--older-than", older_than,
+                        "prune what was stored longer ago than this, e.g. 0s (default: [store] "
+                        "retention)");
 
   std::string out;
   bool mesh = false;
@@ -125,6 +131,14 @@ int main(int argc, char** argv) {
     if (receipts_cmd->parsed()) return ctl::receipts(config, event_id, json);
     if (tail_cmd->parsed()) return ctl::tail(config, json);
     if (migrate_cmd->parsed()) return ctl::migrate(config, json);
+    if (prune_cmd->parsed()) {
+      auto age =
+          older_than.empty() ? std::optional(config.store.retention) : parse_duration(older_than);
+      if (!age)
+        throw ctl::UsageError("--older-than " + older_than +
+                              ": expected a duration such as 0s or 30d");
+      return ctl::prune(config, *age, json);
+    }
   } catch (const ConfigError& e) {
     if (json) {
       // Machine output even for errors: one object with every problem.

@@ -10,6 +10,7 @@
 
 #include "relay/relayctl/relayctl.h"
 #include "relay/store/migrate.h"
+#include "relay/store/pg_store.h"
 #include "relay/store/rows.h"
 
 namespace relay::ctl {
@@ -145,6 +146,44 @@ int events(const Config& config, int limit, const std::string& kind, const std::
   return kOk;
 }
 
+std::string outcome_text(int outcome) {
+  switch (outcome) {
+    case v1::OUTCOME_DELIVERED:
+      return "delivered";
+    case v1::OUTCOME_DELIVERED_LATE:
+      return "delivered late";
+    case v1::OUTCOME_EXPIRED:
+      return "not delivered: expired before it arrived";
+    case v1::OUTCOME_TOO_OLD:
+      return "not delivered: older than [delivery] max_age there";
+    case v1::OUTCOME_CLEARED:
+      return "not delivered: its all-clear was there first";
+    default:
+      return "outcome " + std::to_string(outcome);
+  }
+}
+
+int prune(const Config& config, std::chrono::milliseconds older_than, bool json) {
+  auto conn = connect(config);
+  const auto pruned = store::prune_log(
+      *conn, config.node.id, std::chrono::duration_cast<std::chrono::seconds>(older_than));
+  if (json) {
+    pb::Struct out;
+    auto& f = *out.mutable_fields();
+    f["rows"].set_number_value(static_cast<double>(pruned.rows));
+    auto& settled = *f["settled_through"].mutable_struct_value()->mutable_fields();
+    for (const auto& [origin, through] : pruned.settled_through)
+      settled[origin].set_number_value(static_cast<double>(through));
+    std::printf("%s\n", to_json(out).c_str());
+    return kOk;
+  }
+  std::printf("pruned %zu log rows\n", pruned.rows);
+  for (const auto& [origin, through] : pruned.settled_through)
+    std::printf("  %-24s settled through seq %llu\n", origin.c_str(),
+                static_cast<unsigned long long>(through));
+  return kOk;
+}
+
 int receipts(const Config& config, const std::string& id, bool json) {
   const auto colon = id.rfind(':');
   if (colon == std::string::npos)
@@ -168,12 +207,12 @@ int receipts(const Config& config, const std::string& id, bool json) {
                                 origin, seq));
   if (rows.empty()) throw std::runtime_error("no event " + id + " in this node's log");
   const auto& event = rows.front().event;
-  std::map<std::string, std::int64_t> delivered;
-  for (const auto& r : tx.exec_params(
-           "SELECT target, (extract(epoch from delivered_at) * 1000)::bigint FROM relay_receipts "
-           "WHERE origin = $1 AND seq = $2",
-           origin, seq)) {
-    delivered[r[0].as<std::string>()] = r[1].as<std::int64_t>();
+  std::map<std::string, std::pair<std::int64_t, int>> delivered;  // at, outcome
+  for (const auto& r :
+       tx.exec_params("SELECT target, (extract(epoch from delivered_at) * 1000)::bigint, outcome "
+                      "FROM relay_receipts WHERE origin = $1 AND seq = $2",
+                      origin, seq)) {
+    delivered[r[0].as<std::string>()] = {r[1].as<std::int64_t>(), r[2].as<int>()};
   }
   const auto targets = resolve_targets(config, {event.targets().begin(), event.targets().end()});
   pb::Struct out;
@@ -187,12 +226,16 @@ int receipts(const Config& config, const std::string& id, bool json) {
       if (it == delivered.end()) {
         per_target[t].set_null_value(pb::NULL_VALUE);
       } else {
-        per_target[t].set_number_value(static_cast<double>(it->second));
+        auto& r = *per_target[t].mutable_struct_value()->mutable_fields();
+        r["at"].set_number_value(static_cast<double>(it->second.first));
+        r["outcome"].set_string_value(outcome_text(it->second.second));
       }
     } else {
       std::printf(
           "  %-24s %s\n", t.c_str(),
-          it == delivered.end() ? "pending" : ("delivered " + iso_time(it->second)).c_str());
+          it == delivered.end()
+              ? "pending"
+              : (outcome_text(it->second.second) + " " + iso_time(it->second.first)).c_str());
     }
   }
   if (json) std::printf("%s\n", to_json(out).c_str());

@@ -42,6 +42,12 @@ int events(const Config& config, int limit, const std::string& kind, const std::
            bool json);
 int receipts(const Config& config, const std::string& event, bool json);
 int tail(const Config& config, bool json);
+/// Prunes the log now, as retention does hourly, with `older_than` instead
+/// of [store] retention (0s prunes whatever every peer holds: for tests and
+/// for making room; dedupe outlives it). relayd learns of it at once.
+int prune(const Config& config, std::chrono::milliseconds older_than, bool json);
+/// How a receipt's outcome reads: "delivered", "not delivered: expired"...
+std::string outcome_text(int outcome);
 
 /// Node ids of the mesh (this node and its peers) that `targets` name.
 std::vector<std::string> resolve_targets(const Config& config,

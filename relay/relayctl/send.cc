@@ -112,14 +112,18 @@ int wait_for_receipts(pqxx::connection& conn, const Sent& sent,
                       bool json) {
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   std::vector<std::string> pending = targets;
+  std::map<std::string, int> withheld;  // target -> outcome: answered, not delivered
   while (true) {
     {
       pqxx::read_transaction tx(conn);
       std::set<std::string> done;
-      for (const auto& row :
-           tx.exec_params("SELECT target FROM relay_receipts WHERE origin = $1 AND seq = $2",
-                          sent.origin, sent.seq)) {
+      for (const auto& row : tx.exec_params(
+               "SELECT target, outcome FROM relay_receipts WHERE origin = $1 AND seq = $2",
+               sent.origin, sent.seq)) {
         done.insert(row[0].as<std::string>());
+        const int outcome = row[1].as<int>();
+        if (outcome > relaymesh::v1::OUTCOME_DELIVERED_LATE)
+          withheld[row[0].as<std::string>()] = outcome;
       }
       std::erase_if(pending, [&](const std::string& t) { return done.contains(t); });
     }
@@ -127,9 +131,12 @@ int wait_for_receipts(pqxx::connection& conn, const Sent& sent,
     if (!json) {
       std::string waiting;
       for (const auto& p : pending) waiting += (waiting.empty() ? "" : ", ") + p;
-      std::fprintf(stderr, "%s%zu of %zu targets confirmed%s%s%s", tty ? "\r\033[K" : "", confirmed,
-                   targets.size(), pending.empty() ? "" : "; waiting for ", waiting.c_str(),
-                   tty ? "" : "\n");
+      std::string not_delivered;
+      for (const auto& [t, outcome] : withheld)
+        not_delivered += "; " + t + " " + outcome_text(outcome);
+      std::fprintf(stderr, "%s%zu of %zu targets confirmed%s%s%s%s", tty ? "\r\033[K" : "",
+                   confirmed, targets.size(), not_delivered.c_str(),
+                   pending.empty() ? "" : "; waiting for ", waiting.c_str(), tty ? "" : "\n");
     }
     if (pending.empty()) {
       if (!json && tty) std::fprintf(stderr, "\n");

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <pqxx/connection>
+#include <pqxx/transaction>
 
 #include <condition_variable>
 #include <csignal>
@@ -55,26 +56,16 @@ std::optional<Opened> open_database(const Config& config) {
 }
 
 /// Prunes the event log once an hour, on its own thread and connection,
-/// and tells the core what is settled now (it advertises it in digests).
+/// and tells the core what is settled now (it advertises it in digests);
+/// refresh() only reads that, after another program pruned.
 class Retention {
  public:
   Retention(const Config& config, std::function<void(store::Pruned)> done)
-      : thread_(
-            [this, dsn = config.store.dsn, self = config.node.id,
-             retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention),
-             done = std::move(done)] {
-              std::unique_lock lock(mutex_);
-              while (!cv_.wait_for(lock, std::chrono::hours(1), [&] { return stop_; })) {
-                try {
-                  pqxx::connection conn(dsn);
-                  auto pruned = store::prune_log(conn, self, retention);
-                  if (pruned.rows > 0) spdlog::info("retention: pruned {} log rows", pruned.rows);
-                  done(std::move(pruned));
-                } catch (const std::exception& e) {
-                  spdlog::warn("retention: {}", e.what());
-                }
-              }
-            }) {}
+      : dsn_(config.store.dsn),
+        self_(config.node.id),
+        retention_(std::chrono::duration_cast<std::chrono::seconds>(config.store.retention)),
+        done_(std::move(done)),
+        thread_([this] { run(); }) {}
   ~Retention() {
     {
       std::lock_guard lock(mutex_);
@@ -84,11 +75,51 @@ class Retention {
     thread_.join();
   }
 
+  void refresh() {
+    {
+      std::lock_guard lock(mutex_);
+      refresh_ = true;
+    }
+    cv_.notify_all();
+  }
+
  private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      const bool woken =
+          cv_.wait_for(lock, std::chrono::hours(1), [&] { return stop_ || refresh_; });
+      if (stop_) return;
+      const bool prune = !woken;
+      refresh_ = false;
+      lock.unlock();
+      try {
+        pqxx::connection conn(dsn_);
+        store::Pruned pruned;
+        if (prune) {
+          pruned = store::prune_log(conn, self_, retention_);
+          if (pruned.rows > 0) spdlog::info("retention: pruned {} log rows", pruned.rows);
+        } else {
+          pqxx::read_transaction tx(conn);
+          pruned.settled_through = store::settled_prefixes(tx);
+        }
+        done_(std::move(pruned));
+      } catch (const std::exception& e) {
+        spdlog::warn("retention: {}", e.what());
+      }
+      lock.lock();
+    }
+  }
+
+  std::string dsn_;
+  std::string self_;
+  std::chrono::seconds retention_;
+  std::function<void(store::Pruned)> done_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stop_ = false;
-  std::thread thread_;
+  bool refresh_ = false;
+  std::thread thread_;  // last: starts once the members above exist
 };
 
 /// True if `b` differs from `a` in nothing but key material, which a
@@ -152,7 +183,11 @@ int main(int argc, char** argv) {
   bool restart = false;
   try {
     asio::io_context io;
-    net::Daemon daemon(io, config, std::move(*keys), std::move(opened->snapshot), *numbering);
+    std::unique_ptr<Retention> retention;
+    net::Daemon daemon(io, config, std::move(*keys), std::move(opened->snapshot), *numbering,
+                       [&retention] {
+                         if (retention) retention->refresh();
+                       });
     daemon.start();
     status::StatusServer status_page(config.status.listen, config.store.dsn, [&] {
       // Read on the network thread, which owns the core.
@@ -169,7 +204,7 @@ int main(int argc, char** argv) {
       return future.get();
     });
     status_page.start();
-    Retention retention(config, [&](store::Pruned pruned) {
+    retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
       asio::post(
           io, [&daemon, settled = std::move(pruned.settled_through)] { daemon.pruned(settled); });
     });
@@ -207,6 +242,7 @@ int main(int argc, char** argv) {
     signals.async_wait(on_signal);
     spdlog::info("status page on http://{}/", config.status.listen.to_string());
     io.run();
+    retention.reset();  // its thread posts to the daemon: gone before the daemon
     status_page.stop();
     if (restart) {
       spdlog::info("re-executing {}", argv[0]);

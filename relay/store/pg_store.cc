@@ -316,11 +316,19 @@ Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
   pruned.rows = tx.exec_params1(kPrune, interval, self)[0].as<std::size_t>();
   fold_settled(tx);
   tx.exec_params("DELETE FROM relay_receipts WHERE delivered_at < now() - $1::interval", interval);
-  for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
-    pruned.settled_through[row[0].as<std::string>()] = row[1].as<std::uint64_t>();
-  }
+  pruned.settled_through = settled_prefixes(tx);
+  // Tells a running relayd when another program (relayctl prune) pruned.
+  tx.exec("NOTIFY relay_retention");
   tx.commit();
   return pruned;
+}
+
+std::map<std::string, std::uint64_t> settled_prefixes(pqxx::transaction_base& tx) {
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
+    out[row[0].as<std::string>()] = row[1].as<std::uint64_t>();
+  }
+  return out;
 }
 
 /// One thread, one connection, one queue: group commit with retries.

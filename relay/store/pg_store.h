@@ -96,4 +96,7 @@ struct Pruned {
 Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
                  std::chrono::seconds retention);
 
+/// Every origin's settled prefix, as retention leaves it.
+std::map<std::string, std::uint64_t> settled_prefixes(pqxx::transaction_base& tx);
+
 }  // namespace relay::store

@@ -79,6 +79,19 @@ mesh_start() {
   return 1
 }
 
+# mesh_ready NODE...: waits until each (started for the first time) has
+# heard from its peers what they hold of it, so that normal events are
+# numbered at once (relay/store/numbering.h).
+mesh_ready() {
+  local node
+  for node in "$@"; do
+    for _ in $(seq 1 100); do
+      grep -q "numbering: peers answered" "$mesh_dir/$node/relayd.log" && break
+      sleep 0.1
+    done
+  done
+}
+
 # mesh_kill NODE [SIGNAL]
 mesh_kill() {
   kill "-${2:-TERM}" "${mesh_pid[$1]}" 2>/dev/null || true

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Lifecycle faults of a site, with real relayd processes and PostgreSQL:
+#   lifecycle_test.sh rebuild|restore|late-join|poison|history
+set -euo pipefail
+scenario=${1:?usage: lifecycle_test.sh rebuild|restore|late-join|poison|history}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/lib/mesh.sh"
+trap mesh_cleanup EXIT
+
+fail() {
+  echo "FAIL ($scenario): $*" >&2
+  for node in "${mesh_nodes[@]}"; do
+    echo "--- $node log (last lines)" >&2
+    tail -n 20 "$mesh_dir/$node/relayd.log" >&2 || true
+  done
+  exit 1
+}
+
+# Waits until SQL at NODE prints EXPECTED, up to LIMIT seconds.
+wait_for() {
+  local node=$1 sql=$2 expected=$3 limit=${4:-30} got=""
+  for _ in $(seq 1 $((limit * 10))); do
+    got=$(mesh_sql "$node" "$sql")
+    [ "$got" = "$expected" ] && return 0
+    sleep 0.1
+  done
+  fail "$node: $sql gave '$got', expected '$expected' within ${limit}s"
+}
+
+now_ms() { date +%s%3N; }
+
+# Raises a duress at NODE and waits until every node in "$@" stored it,
+# printing the latency; sets $duress_id.
+duress_everywhere() {
+  local node=$1 start at
+  shift
+  start=$(now_ms)
+  duress_id=$(ctl "$node" duress --location "Ward 3" --by "button 7" 2>/dev/null) ||
+    fail "relayctl duress at $node failed"
+  local seq=${duress_id##*:}
+  for at in "$@"; do
+    wait_for "$at" "SELECT count(*) FROM relay_event_log WHERE origin = '$node' AND seq = $seq" 1 60
+  done
+  echo "duress $duress_id stored at $* in $(($(now_ms) - start)) ms"
+}
+
+case "$scenario" in
+  rebuild)
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    for i in 1 2 3; do ctl clinic-north send --title "before $i" --wait=30s >/dev/null 2>&1 ||
+      fail "send $i not confirmed"; done
+    ctl hq duress --location "HQ lobby" --wait=30s >/dev/null 2>&1 || fail "hq duress not confirmed"
+    # The database of clinic-north is dropped and created again; same keys,
+    # same state directory.
+    mesh_kill clinic-north TERM
+    psql -h "$mesh_pg" -U postgres -q -c 'DROP DATABASE "clinic-north" WITH (FORCE)' \
+      -c 'CREATE DATABASE "clinic-north"' >/dev/null
+    mesh_start clinic-north
+    duress_everywhere clinic-north hq clinic-south clinic-north
+    [ "${duress_id##*:}" = 4 ] || fail "the duress after the rebuild is $duress_id, expected seq 4"
+    wait_for hq "SELECT count(*) FROM message_queue WHERE data->>'id' = '$duress_id'" 1
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'id' = '$duress_id'" 1
+    # Its own earlier events come back into its log from the peers.
+    wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north'" 4
+    # hq's duress is delivered again there, flagged: its consumers may have had it.
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE origin = 'hq' AND (data->>'redelivered')::boolean" 1
+    grep -q "the database was rebuilt or restored" "$mesh_dir/clinic-north/relayd.log" ||
+      fail "clinic-north did not say its database was rebuilt"
+    echo "rebuild: the duress after the rebuild took seq 4 and reached every node"
+    ;;
+
+  restore)
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    for i in 1 2 3; do ctl clinic-south send --title "before the backup $i" --wait=30s >/dev/null 2>&1 ||
+      fail "send $i not confirmed"; done
+    pg_dump -h "$mesh_pg" -U postgres -d clinic-south -Fc -f "$mesh_dir/backup.dump"
+    for i in 1 2 3 4 5; do ctl clinic-south send --title "after the backup $i" --wait=30s >/dev/null 2>&1 ||
+      fail "send $i after the backup not confirmed"; done
+    mesh_kill clinic-south TERM
+    psql -h "$mesh_pg" -U postgres -q -c 'DROP DATABASE "clinic-south" WITH (FORCE)' \
+      -c 'CREATE DATABASE "clinic-south"' >/dev/null
+    pg_restore -h "$mesh_pg" -U postgres -d clinic-south "$mesh_dir/backup.dump"
+    mesh_start clinic-south
+    duress_everywhere clinic-south hq clinic-north clinic-south
+    [ "${duress_id##*:}" = 9 ] || fail "the duress after the restore is $duress_id, expected seq 9"
+    # Nothing the peers had is lost, and the restored log has it all again.
+    for node in hq clinic-north clinic-south; do
+      wait_for "$node" "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-south'" 9
+      wait_for "$node" "SELECT count(DISTINCT data->>'id') = count(*) FROM message_queue" t
+    done
+    echo "restore: numbering continued at 9; the peers kept all 8 earlier events and the restored log has them back"
+    ;;
+
+  late-join)
+    # clinic-south is added to the mesh after hq and clinic-north pruned
+    # their history: it takes what is retained and settles the rest.
+    mesh_init hq clinic-north clinic-south
+    for node in hq clinic-north; do
+      cp "$mesh_dir/$node/relayd.toml" "$mesh_dir/$node/full.toml"
+      awk 'BEGIN { RS = ""; ORS = "\n\n" } !/id = "clinic-south"/' "$mesh_dir/$node/full.toml" \
+        > "$mesh_dir/$node/relayd.toml"
+      mesh_start "$node"
+    done
+    mesh_sql hq "INSERT INTO outbox (title, priority) SELECT 'old ' || g, 'bulk' FROM generate_series(1, 3000) g; NOTIFY outbox" >/dev/null
+    wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'" 3000 60
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE NOT replicated" 0 60
+    for node in hq clinic-north; do ctl "$node" prune --older-than 0s >/dev/null; done
+    [ "$(mesh_sql hq "SELECT count(*) FROM relay_event_log")" = 0 ] || fail "hq did not prune"
+    mesh_sql hq "INSERT INTO outbox (title, priority) SELECT 'kept ' || g, 'bulk' FROM generate_series(1, 1054) g; NOTIFY outbox" >/dev/null
+    wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'" 1054 60
+    for node in hq clinic-north; do
+      cp "$mesh_dir/$node/full.toml" "$mesh_dir/$node/relayd.toml"
+      kill -HUP "${mesh_pid[$node]}"
+    done
+    sleep 1
+    start=$(now_ms)
+    mesh_start clinic-south
+    wait_for clinic-south "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'" 1054 30
+    echo "late-join: clinic-south caught up on 1054 retained events in $(($(now_ms) - start)) ms"
+    wait_for clinic-south "SELECT pruned_through FROM relay_watermarks WHERE origin = 'hq'" 3000 10
+    # Retained events are an hour old at most: delivered, not flagged as history.
+    [ "$(mesh_sql clinic-south "SELECT count(*) FROM message_queue WHERE origin = 'hq'")" = 1054 ] ||
+      fail "clinic-south did not deliver the 1054 retained events once each"
+    duress_everywhere hq clinic-south
+    echo "late-join: the 3000 pruned events are settled there; a duress still arrives"
+    ;;
+
+  poison)
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_sql hq "INSERT INTO outbox (title, expires_at) VALUES ('forever', 'infinity');
+                 INSERT INTO outbox (title, body) VALUES ('huge', repeat('x', 50000000));
+                 INSERT INTO outbox (title, targets) VALUES ('odd', '{{all,hq},{all,hq}}');
+                 INSERT INTO outbox (title, targets) VALUES ('null target', ARRAY['hq', NULL]);
+                 INSERT INTO outbox (title, date_inserted) VALUES ('never', '-infinity')" >/dev/null
+    rss_before=$(ps -o rss= -p "${mesh_pid[hq]}")
+    duress_everywhere hq clinic-north clinic-south
+    wait_for hq "SELECT count(*) FROM outbox_rejected" 5
+    wait_for hq "SELECT count(*) FROM outbox" 0
+    rss_after=$(ps -o rss= -p "${mesh_pid[hq]}")
+    echo "hq resident: ${rss_before} KiB before the poison rows, ${rss_after} KiB after"
+    [ "$rss_after" -lt $((rss_before + 51200)) ] || fail "hq grew by more than 50 MiB over a 50 MB row"
+    mesh_sql hq "SELECT id, reason FROM outbox_rejected ORDER BY id"
+    ctl hq send --title "after the poison" --wait=30s >/dev/null 2>&1 || fail "the mesh stopped sending"
+    echo "poison: five bad rows set aside with their reasons; the duress beside them went out"
+    ;;
+
+  history)
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    mesh_kill clinic-south TERM
+    # An alert that expires while clinic-south is down, and one raised two
+    # days ago (by hq's clock) that hq only now sends.
+    expired=$(ctl hq send --title "Road closed" --expires 2s 2>/dev/null) || fail "send failed"
+    old_id=$(mesh_sql hq "WITH r AS (INSERT INTO outbox (title, date_inserted) VALUES ('yesterday', now() - interval '2 days') RETURNING id) SELECT id FROM r")
+    mesh_sql hq "NOTIFY outbox" >/dev/null
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE outbox_id = $old_id" 1
+    old=hq:$(mesh_sql hq "SELECT seq FROM relay_event_log WHERE outbox_id = $old_id")
+    sleep 3
+    mesh_start clinic-south
+    wait_for hq "SELECT count(*) FROM relay_receipts WHERE target = 'clinic-south'" 2 30
+    [ "$(mesh_sql clinic-south "SELECT count(*) FROM message_queue WHERE origin = 'hq'")" = 0 ] ||
+      fail "clinic-south delivered history into message_queue"
+    [ "$(mesh_sql clinic-south "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'")" = 2 ] ||
+      fail "clinic-south did not log both (dedupe needs them)"
+    ctl hq receipts "$expired" | tee /dev/stderr | grep "clinic-south" | grep -q "expired" ||
+      fail "the receipt of $expired does not say it expired"
+    ctl hq receipts "$old" | tee /dev/stderr | grep "clinic-south" | grep -q "max_age" ||
+      fail "the receipt of $old does not say it was too old"
+    ctl hq receipts "$old" | grep "clinic-north" | grep -q "max_age" ||
+      fail "clinic-north delivered a two-day-old alert"
+    echo "history: logged but not delivered, and the receipts say why"
+    ;;
+
+  *)
+    echo "unknown scenario $scenario" >&2
+    exit 2
+    ;;
+esac
+echo "PASS $scenario"
