@@ -15,6 +15,7 @@
 #include "common/keys.h"
 #include "proto/relaymesh.pb.h"
 #include "relay/wire/replay_window.h"
+#include "relay/wire/signing.h"
 
 namespace relay::wire {
 
@@ -76,21 +77,6 @@ std::optional<Header> parse_header(crypto::ByteView datagram, Reject* why = null
 /// so no (subkey, nonce) pair is used twice, across nodes and restarts alike.
 crypto::Key derive_datagram_key(const crypto::Key& ring_key, std::string_view sender,
                                 const Session& session);
-
-/// True if every field of the event is in range for every store: seq within
-/// a bigint, a known kind and priority, targets present, no NUL in text.
-bool well_formed(const v1::Event& event);
-
-/// The message an origin signs for an event: a domain tag, then the bytes.
-/// The tag keeps an event signature from being valid for anything else.
-std::string event_signing_message(std::string_view event_bytes);
-/// Serializes and signs an event; the result is what travels and is stored.
-v1::SignedEvent sign_event(const v1::Event& event, const crypto::SigningKey& key);
-
-/// What a target signs for receipts and an origin for receipt acks:
-/// a domain tag and the fields in a fixed byte layout (not protobuf's).
-std::string receipts_signing_message(const v1::Receipts& receipts);
-std::string receipt_acks_signing_message(const v1::ReceiptAcks& acks);
 
 /// A datagram that passed every check, with its events parsed and verified.
 struct Opened {
