@@ -39,6 +39,30 @@ void read_groups(TomlSection& section, std::vector<std::string>& out) {
   out = std::move(*groups);
 }
 
+void read_retired_keys(TomlSection& section, std::vector<RetiredKey>& out) {
+  // An array of inline tables: [{ key = "ed25519:...", last_seq = 1234 }].
+  const toml::array* keys = section.tables("retired_keys");
+  if (keys == nullptr) return;
+  for (std::size_t i = 0; i < keys->size(); ++i) {
+    TomlSection entry(*keys->get(i)->as_table(), section.file(),
+                      section.path_of("retired_keys") + "[" + std::to_string(i + 1) + "]",
+                      section.issues(), {"key", "last_seq"});
+    RetiredKey retired;
+    if (auto text = entry.string("key", true)) {
+      if (auto key = parse_public_key(*text)) {
+        retired.key = *key;
+      } else {
+        entry.error("key",
+                    "expected \"ed25519:\" and 44 base64 characters, as relayctl keygen prints");
+      }
+    }
+    if (auto seq = entry.integer("last_seq", false, 0, INT64_MAX)) {
+      retired.last_seq = static_cast<std::uint64_t>(*seq);
+    }
+    out.push_back(retired);
+  }
+}
+
 std::filesystem::path resolve(const std::filesystem::path& config_file, const std::string& path) {
   std::filesystem::path p(path);
   return p.is_absolute() ? p : config_file.parent_path() / p;
@@ -51,7 +75,8 @@ void read_node(TomlSection& top, Config& config) {
     return;
   }
   TomlSection node(*table, top.file(), "node", top.issues(),
-                   {"id", "groups", "listen", "identity_key", "state_dir"});
+                   {"id", "groups", "listen", "identity_key", "state_dir", "retired_keys"});
+  read_retired_keys(node, config.node.retired_keys);
   if (auto id = node.string("id", true)) {
     if (valid_node_id(*id)) {
       config.node.id = *id;
@@ -95,7 +120,7 @@ void read_peers(TomlSection& top, Config& config) {
   for (std::size_t i = 0; i < peers->size(); ++i) {
     TomlSection section(*peers->get(i)->as_table(), top.file(),
                         "peer[" + std::to_string(i + 1) + "]", top.issues(),
-                        {"id", "address", "public_key", "groups"});
+                        {"id", "address", "public_key", "groups", "retired_keys"});
     PeerConfig peer;
     if (auto id = section.string("id", true)) {
       if (!valid_node_id(*id)) {
@@ -120,6 +145,7 @@ void read_peers(TomlSection& top, Config& config) {
       }
     }
     read_groups(section, peer.groups);
+    read_retired_keys(section, peer.retired_keys);
     config.peers.push_back(std::move(peer));
   }
 }

@@ -28,11 +28,20 @@ std::optional<Endpoint> parse_endpoint(std::string_view text);
 /// A node id: 1 to 32 of [a-z0-9-].
 bool valid_node_id(std::string_view id);
 
+/// An identity key a node used before its current one. Without `last_seq`
+/// it is still in its overlap (the node may sign with it); with it, it
+/// verifies only that node's events up to that seq.
+struct RetiredKey {
+  crypto::PublicKeyBytes key{};
+  std::optional<std::uint64_t> last_seq;
+};
+
 struct PeerConfig {
   std::string id;
   Endpoint address;
   crypto::PublicKeyBytes public_key{};
   std::vector<std::string> groups;
+  std::vector<RetiredKey> retired_keys;
 };
 
 /// The relayd configuration. Every default lives here, in the member
@@ -49,6 +58,9 @@ struct Config {
     /// boot counter, spool, captured log). Default: /var/lib/relaymesh/<id>,
     /// so several relayd can share a machine.
     std::filesystem::path state_dir;
+    /// This node's own earlier public keys: its old events, pulled back
+    /// from peers after a restore, verify with them.
+    std::vector<RetiredKey> retired_keys;
   } node;
 
   struct Mesh {

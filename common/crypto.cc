@@ -191,6 +191,35 @@ VerifyKey SigningKey::verify_key() const {
   return *key;
 }
 
+EphemeralKey EphemeralKey::generate() {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519");
+  if (key == nullptr) die("EVP_PKEY_Q_keygen(X25519)");
+  PublicKeyBytes pub{};
+  std::size_t len = pub.size();
+  if (EVP_PKEY_get_raw_public_key(key, pub.data(), &len) != 1 || len != pub.size()) {
+    die("EVP_PKEY_get_raw_public_key(X25519)");
+  }
+  return EphemeralKey(own(key), pub);
+}
+
+std::optional<Key> EphemeralKey::agree(const PublicKeyBytes& peer) const {
+  EVP_PKEY* theirs =
+      EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer.data(), peer.size());
+  if (theirs == nullptr) return std::nullopt;
+  const auto peer_key = own(theirs);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr);
+  if (ctx == nullptr) die("EVP_PKEY_CTX_new_from_pkey");
+  Key secret{};
+  std::size_t len = secret.size();
+  // OpenSSL refuses an all-zero result (a low-order peer key) in derive.
+  const bool ok = EVP_PKEY_derive_init(ctx) == 1 &&
+                  EVP_PKEY_derive_set_peer(ctx, peer_key.get()) == 1 &&
+                  EVP_PKEY_derive(ctx, secret.data(), &len) == 1 && len == secret.size();
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) return std::nullopt;
+  return secret;
+}
+
 std::string SigningKey::to_pem() const {
   BIO* bio = BIO_new(BIO_s_mem());
   if (bio == nullptr ||

@@ -110,6 +110,25 @@ class SigningKey {
   std::shared_ptr<EVP_PKEY> key_;
 };
 
+/// An X25519 key pair, made fresh for each boot of a node: its public half
+/// travels in the signed session credential, and the pairwise keys of the
+/// boot derive from agreements with the peers' ephemeral keys.
+class EphemeralKey {
+ public:
+  /// A fresh key pair from the CSPRNG.
+  static EphemeralKey generate();
+  const PublicKeyBytes& public_key() const { return public_; }
+  /// The shared secret with `peer` (RFC 7748); nullopt if the peer's key is
+  /// not a valid X25519 key or the agreement is all zeros (a low-order point).
+  std::optional<Key> agree(const PublicKeyBytes& peer) const;
+
+ private:
+  EphemeralKey(std::shared_ptr<EVP_PKEY> key, const PublicKeyBytes& pub)
+      : key_(std::move(key)), public_(pub) {}
+  std::shared_ptr<EVP_PKEY> key_;
+  PublicKeyBytes public_;
+};
+
 /// Standard base64 with padding.
 std::string base64_encode(ByteView data);
 /// Strict decode: nullopt on any character or padding error.

@@ -89,6 +89,12 @@ void StateDir::write_counter(std::string_view name, std::uint64_t value) const {
   sync();
 }
 
+std::uint64_t StateDir::bump_counter(std::string_view name) const {
+  const std::uint64_t next = read_counter(name).value_or(0) + 1;
+  write_counter(name, next);
+  return next;
+}
+
 void StateDir::sync() const {
   const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) fail(dir_, "cannot open");

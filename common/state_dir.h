@@ -29,6 +29,10 @@ class StateDir {
   /// std::runtime_error naming the file on any failure.
   void write_counter(std::string_view name, std::uint64_t value) const;
 
+  /// Adds one to the counter under `name` (0 if absent), durably, and
+  /// returns it: the session boot counter, written before the session is used.
+  std::uint64_t bump_counter(std::string_view name) const;
+
   /// fsyncs the directory itself (after creating or renaming a file in it).
   void sync() const;
 

@@ -26,8 +26,8 @@ void Node::probe_round(Time now) {
   Peer& peer = peers_[probe_cursor_++ % peers_.size()];
   if (now < peer.next_probe) return;
   peer.next_probe = now + probe_period();
-  // Traffic already proves it alive; a probe would only add load.
-  if (now - peer.last_confirmed < probe_period() / 2 && peer.rtt.has_sample()) return;
+  // Probed even when traffic flows: only an answer to a fresh nonce proves
+  // a peer alive (traffic can be a replay).
   const std::uint64_t nonce = next_nonce_++;
   peer.probe = {nonce, now};
   peer.indirect_sent = false;
@@ -40,52 +40,72 @@ void Node::probe_round(Time now) {
 }
 
 void Node::handle_probe(Time now, Peer& from, const v1::Probe& probe) {
-  if (probe.wall_unix_ms() != 0) from.clock_offset_ms = probe.wall_unix_ms() - wall_();
-  if (probe.on_behalf_of().empty() || probe.target() == self_) {
+  if (probe.wall_unix_ms() != 0 && probe.on_behalf_of().empty()) {
+    from.clock_offset_ms = probe.wall_unix_ms() - wall_();
+  }
+  if (probe.target() == self_) {
+    // An indirect answer names its requester and is signed by the wire
+    // layer (an Ed25519 signature each): a few a second at most.
+    const bool indirect = !probe.on_behalf_of().empty() && probe.on_behalf_of() != from.info.id;
+    if (indirect) {
+      if (now - signed_answers_at_ >= std::chrono::seconds(1)) {
+        signed_answers_at_ = now;
+        signed_answers_ = 0;
+      }
+      constexpr int kSignedAnswersPerSecond = 20;
+      if (++signed_answers_ > kSignedAnswersPerSecond) return;
+    }
     v1::Datagram d;
-    d.mutable_probe_ack()->set_nonce(probe.nonce());
-    d.mutable_probe_ack()->set_target(self_);
-    d.mutable_probe_ack()->set_wall_unix_ms(wall_());
+    auto* ack = d.mutable_probe_ack();
+    ack->set_nonce(probe.nonce());
+    ack->set_target(self_);
+    ack->set_wall_unix_ms(wall_());
+    if (indirect) ack->set_requester(probe.on_behalf_of());
     send(from, d);
     return;
   }
-  // `from` asks us to probe a peer it cannot reach; we answer for it.
+  // `from` asks us to probe a peer it cannot reach; the answer comes back
+  // signed by that peer, and we pass it on.
   Peer* target = find_peer(probe.target());
-  if (target == nullptr || target == &from || indirect_.size() >= 4 * peers_.size() + 16) return;
-  const std::uint64_t nonce = next_nonce_++;
-  indirect_[nonce] = {from.info.id, probe.nonce(), target->info.id,
-                      now + 4 * tuning_.probe_timeout};
+  if (target == nullptr || target == &from || probe.on_behalf_of() != from.info.id ||
+      indirect_.size() >= 4 * peers_.size() + 16) {
+    return;
+  }
+  indirect_[{from.info.id, probe.nonce(), target->info.id}] = now + 4 * tuning_.probe_timeout;
   v1::Datagram d;
-  d.mutable_probe()->set_nonce(nonce);
+  d.mutable_probe()->set_nonce(probe.nonce());
+  d.mutable_probe()->set_on_behalf_of(from.info.id);
   d.mutable_probe()->set_target(target->info.id);
   send(*target, d);
 }
 
 void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
-  if (auto it = indirect_.find(ack.nonce());
-      it != indirect_.end() && it->second.target == from.info.id) {
-    // An answer to a probe we made for someone else: pass it back.
-    if (Peer* requester = find_peer(it->second.requester)) {
+  if (!ack.requester().empty() && ack.requester() != self_) {
+    // An answer to a probe we passed on for someone else: pass it back as
+    // it is; its signature, not our word, convinces the requester.
+    auto it = indirect_.find({ack.requester(), ack.nonce(), from.info.id});
+    if (it == indirect_.end() || ack.target() != from.info.id) return;
+    indirect_.erase(it);
+    if (Peer* requester = find_peer(ack.requester())) {
       v1::Datagram d;
-      d.mutable_probe_ack()->set_nonce(it->second.nonce);
-      d.mutable_probe_ack()->set_target(from.info.id);
+      *d.mutable_probe_ack() = ack;
       send(*requester, d);
     }
-    indirect_.erase(it);
     return;
   }
+  // Direct from the target, or relayed with the target's signature (the
+  // wire layer checked it).
   Peer* subject = ack.target() == from.info.id ? &from : find_peer(ack.target());
   if (subject == nullptr || !subject->probe || subject->probe->first != ack.nonce()) return;
-  if (subject == &from) {
+  if (subject == &from && ack.requester().empty()) {
     subject->rtt.sample(now - subject->probe->second);
     if (ack.wall_unix_ms() != 0) {
       // Its clock when it answered, about half a round trip ago.
       const auto half = std::chrono::duration_cast<milliseconds>(now - subject->probe->second) / 2;
       subject->clock_offset_ms = ack.wall_unix_ms() - (wall_() - half.count());
     }
-  } else {
-    confirmed(now, *subject);  // alive, seen through another peer
   }
+  confirmed(now, *subject);
   subject->probe.reset();
 }
 
@@ -124,7 +144,7 @@ void Node::sweep(Time now) {
           {peer.info.id, true, std::chrono::duration_cast<milliseconds>(silent).count()});
     }
   }
-  std::erase_if(indirect_, [&](const auto& entry) { return entry.second.expires <= now; });
+  std::erase_if(indirect_, [&](const auto& entry) { return entry.second <= now; });
 }
 
 }  // namespace relay::mesh

@@ -122,7 +122,9 @@ void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& bo
                        const std::vector<v1::Event>& events) {
   Peer* peer = find_peer(from);
   if (peer == nullptr) return;  // the wire layer admits only peers; be safe anyway
-  confirmed(now, *peer);
+  // Heard, not proven alive: only a fresh probe answer proves that (a
+  // datagram held back on the path and replayed later must not).
+  peer->heard = true;
   switch (body.body_case()) {
     case v1::Datagram::kEvents:
       handle_events(now, *peer, body.events(), events);

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "relay/mesh/rtt.h"
@@ -213,12 +214,8 @@ class Node {
     Time receipts_due{};
     int receipt_attempts = 0;
   };
-  struct IndirectProbe {
-    std::string requester;
-    std::uint64_t nonce;
-    std::string target;
-    Time expires;
-  };
+  // An indirect probe this node passes on: (requester, its nonce, target).
+  using IndirectProbe = std::tuple<std::string, std::uint64_t, std::string>;
   struct Pending {
     std::vector<std::string> ack_to;      // senders to ack once durable
     std::vector<std::string> forward_to;  // peers to deliver to once durable
@@ -325,7 +322,10 @@ class Node {
   std::vector<std::string> batch_receipt_via_;  // parallel to batch_.receipts
   std::map<std::uint64_t, std::vector<std::string>> receipt_via_;  // by ticket
   std::optional<std::size_t> catch_up_;  // peer to exchange with again soon
-  std::map<std::uint64_t, IndirectProbe> indirect_;
+  std::map<IndirectProbe, Time> indirect_;  // -> when it expires
+  // Indirect answers signed this second (each costs an Ed25519 signature).
+  Time signed_answers_at_{};
+  int signed_answers_ = 0;
   std::uint64_t next_nonce_ = 1;
   Time next_entropy_{};
   std::size_t entropy_cursor_ = 0;

@@ -39,29 +39,54 @@ std::vector<mesh::PeerInfo> peer_infos(const Config& config) {
 
 }  // namespace
 
-std::map<std::string, crypto::VerifyKey> Daemon::peer_keys(const Config& config) {
-  std::map<std::string, crypto::VerifyKey> keys;
+namespace {
+
+crypto::VerifyKey verify_key(const std::string& who, const crypto::PublicKeyBytes& raw) {
+  auto key = crypto::VerifyKey::from_bytes(raw);
+  if (!key) throw std::runtime_error(who + ": not a valid Ed25519 public key");
+  return *key;
+}
+
+wire::IdentityKeys identity_keys(const std::string& who, crypto::VerifyKey current,
+                                 const std::vector<RetiredKey>& retired) {
+  wire::IdentityKeys keys{std::move(current), {}};
+  for (const auto& r : retired) keys.retired.push_back({verify_key(who, r.key), r.last_seq});
+  return keys;
+}
+
+}  // namespace
+
+std::map<std::string, wire::IdentityKeys> Daemon::peer_keys(const Config& config) {
+  std::map<std::string, wire::IdentityKeys> keys;
   for (const auto& p : config.peers) {
-    auto key = crypto::VerifyKey::from_bytes(p.public_key);
-    if (!key) throw std::runtime_error("peer " + p.id + ": public_key is not a valid Ed25519 key");
-    keys.emplace(p.id, *key);
+    keys.emplace(p.id, identity_keys("peer " + p.id, verify_key("peer " + p.id, p.public_key),
+                                     p.retired_keys));
   }
   return keys;
 }
 
+wire::IdentityKeys Daemon::own_keys(const Config& config, const crypto::SigningKey& identity) {
+  return identity_keys("[node] retired_keys", identity.verify_key(), config.node.retired_keys);
+}
+
 Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-               store::NumberingState& numbering, std::function<void()> retention_changed)
+               store::NumberingState& numbering, StateDir& state,
+               std::function<void()> retention_changed)
     : io_(io),
       config_(std::move(config)),
       keys_(std::move(keys)),
       socket_(io),
       timer_(io),
       consumer_kicks_(io, config_.delivery.kick),
-      numbering_(numbering) {
+      numbering_(numbering),
+      state_(state) {
   for (const auto& p : config_.peers) addresses_[p.id] = resolve(io_, p.address);
   static const SystemClock clock;
-  codec_ = std::make_unique<wire::Codec>(config_.node.id, keys_.identity, keys_.ring,
-                                         peer_keys(config_), clock);
+  // The boot counter orders this node's sessions; durable before it is used.
+  const std::uint64_t boot = state_.bump_counter("boot");
+  codec_ = std::make_unique<wire::Codec>(config_.node.id, keys_.identity,
+                                         own_keys(config_, keys_.identity), keys_.ring,
+                                         peer_keys(config_), boot, clock);
   store::StoreOptions options;
   options.dsn = config_.store.dsn;
   options.self = config_.node.id;
@@ -125,6 +150,7 @@ void Daemon::start() {
     throw std::system_error(e.code(), "mesh socket " + config_.node.listen.to_string());
   }
   outbox_->start();
+  for (const auto& [peer, hello] : codec_->greet()) send_raw(peer, hello);
   asio::co_spawn(io_, receive(), asio::detached);
   asio::co_spawn(io_, tick(), asio::detached);
   spdlog::info("relayd {}: mesh on {}, kicks on {}, {} peers", config_.node.id,
@@ -151,27 +177,40 @@ void Daemon::reload(const Config& config, NodeKeys keys) {
   // place for anything else (peers, addresses), which loses nothing either.
   codec_->set_key_ring(keys.ring);
   auto peers = peer_keys(config);
-  for (auto it = peers.begin(); it != peers.end();) {
-    it = addresses_.contains(it->first) ? std::next(it) : peers.erase(it);
-  }
+  std::erase_if(peers, [&](const auto& entry) { return !addresses_.contains(entry.first); });
   codec_->set_peers(std::move(peers));
+  if (keys.identity.public_key() != keys_.identity.public_key()) {
+    // A rotated identity: claims sign with it from now on, and every peer
+    // gets a new session under it.
+    const std::uint64_t boot = state_.bump_counter("boot");
+    codec_->set_identity(keys.identity, own_keys(config, keys.identity), boot);
+    outbox_->set_key(keys.identity);
+    keys_.identity = keys.identity;
+    spdlog::warn("reloaded: a new identity key (public {}); new sessions with every peer",
+                 format_public_key(keys_.identity.public_key()));
+  }
+  for (const auto& [peer, hello] : codec_->greet()) send_raw(peer, hello);
   keys_.ring = std::move(keys.ring);
   spdlog::info("reloaded: key ring with {} keys, sending with key id {}", keys_.ring.keys.size(),
                keys_.ring.current);
 }
 
 void Daemon::send(const std::string& peer, const v1::Datagram& body) {
-  auto it = addresses_.find(peer);
-  if (it == addresses_.end() || stopped_) return;
-  auto sealed = codec_->seal(body);
-  if (!sealed) {
+  if (stopped_) return;
+  const auto sealed = codec_->seal(peer, body);
+  if (sealed.empty()) {
     spdlog::error("a datagram for {} exceeds {} bytes and was not sent (a bug)", peer,
                   wire::kMaxDatagram);
-    return;
   }
+  for (const auto& datagram : sealed) send_raw(peer, datagram);
+}
+
+void Daemon::send_raw(const std::string& peer, const std::string& datagram) {
+  auto it = addresses_.find(peer);
+  if (it == addresses_.end() || stopped_) return;
   asio::error_code ec;
   // A full send buffer drops the datagram: the protocol's retries cover it.
-  socket_.send_to(asio::buffer(*sealed), it->second, 0, ec);
+  socket_.send_to(asio::buffer(datagram), it->second, 0, ec);
 }
 
 asio::awaitable<void> Daemon::receive() {
@@ -182,10 +221,15 @@ asio::awaitable<void> Daemon::receive() {
     if (stopped_ || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;
     const std::span<const std::uint8_t> datagram(buffer.data(), n);
-    if (const auto reason = codec_->open(datagram, opened_); reason != wire::Reject::none) {
+    const auto reason = codec_->open(datagram, opened_);
+    // Replies (a hello, what waited for a session) go to the configured
+    // address, never to wherever the datagram claims to come from.
+    for (const auto& reply : opened_.replies) send_raw(opened_.sender, reply);
+    if (reason != wire::Reject::none) {
       rejected(reason, from, datagram);
       continue;
     }
+    if (!opened_.for_core) continue;
     node_->on_datagram(now(), opened_.sender, opened_.body, opened_.events);
     after_input();
   }
@@ -198,6 +242,14 @@ void Daemon::rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
   if (t - last < std::chrono::minutes(1)) return;
   last = t;
   auto header = wire::parse_header(datagram);
+  if (reason == wire::Reject::unknown_key_id && header) {
+    spdlog::warn(
+        "{} seals with key id {}, which this node does not hold (its mesh key ring is not the "
+        "same as this one: OPERATOR.md, \"Rotating the mesh key\"; {} such datagrams so far; "
+        "at most once a minute)",
+        header->sender, header->key_id, codec_->rejected(reason));
+    return;
+  }
   spdlog::warn(
       "dropping datagrams: {} (from {}:{}{}; {} so far; this warning at most once a minute)",
       wire::to_string(reason), from.address().to_string(), from.port(),

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/config.h"
+#include "common/state_dir.h"
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
 #include "relay/net/outbox_watch.h"
@@ -43,8 +44,10 @@ class Daemon final : public mesh::Transport {
   /// `snapshot` is what the database held at start (store::open_database);
   /// `numbering` where own numbering stands (shared with the claims);
   /// `retention_changed` is called when another program pruned the log.
+  /// `state` is the node's state directory (the session boot counter).
   Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-         store::NumberingState& numbering, std::function<void()> retention_changed);
+         store::NumberingState& numbering, StateDir& state,
+         std::function<void()> retention_changed);
   ~Daemon() override;
 
   /// Binds the mesh socket and the kick port (throws std::system_error
@@ -52,7 +55,8 @@ class Daemon final : public mesh::Transport {
   void start();
   /// Stops claiming, flushes the store, closes sockets. Idempotent.
   void stop();
-  /// New key ring and peers' keys (SIGHUP); events in flight are kept. The
+  /// New key ring, identity key and peers' keys (SIGHUP); events in flight
+  /// are kept. A new identity key starts a new session with every peer. The
   /// peer list itself is fixed: relayd restarts in place when it changes.
   void reload(const Config& config, NodeKeys keys);
   /// Retention pruned the log: these origins' seqs up to these are settled.
@@ -71,7 +75,9 @@ class Daemon final : public mesh::Transport {
   void after_input();
   void rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                 std::span<const std::uint8_t> datagram);
-  static std::map<std::string, crypto::VerifyKey> peer_keys(const Config& config);
+  void send_raw(const std::string& peer, const std::string& datagram);
+  static std::map<std::string, wire::IdentityKeys> peer_keys(const Config& config);
+  static wire::IdentityKeys own_keys(const Config& config, const crypto::SigningKey& identity);
 
   asio::io_context& io_;
   Config config_;
@@ -85,6 +91,7 @@ class Daemon final : public mesh::Transport {
   std::unique_ptr<OutboxWatch> outbox_;
   ConsumerKicks consumer_kicks_;
   store::NumberingState& numbering_;
+  StateDir& state_;
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;

@@ -84,6 +84,11 @@ void OutboxWatch::wake() {
   cv_.notify_one();
 }
 
+void OutboxWatch::set_key(crypto::SigningKey key) {
+  std::lock_guard lock(mutex_);
+  key_ = std::move(key);
+}
+
 void OutboxWatch::set_paused(bool paused) {
   paused_ = paused;
   if (!paused) wake();
@@ -211,8 +216,12 @@ void OutboxWatch::worker() {
       // Back-pressure, or numbering still learning from peers: urgent rows only.
       const bool urgent_only =
           paused_ || (options_.numbering != nullptr && !options_.numbering->ready());
-      auto result = store::claim_outbox(*conn, config_, key_, options_.batch, urgent_only,
-                                        options_.numbering);
+      const crypto::SigningKey key = [&] {
+        std::lock_guard lock(mutex_);
+        return key_;
+      }();
+      auto result =
+          store::claim_outbox(*conn, config_, key, options_.batch, urgent_only, options_.numbering);
       backoff = std::chrono::milliseconds(100);
       if (result.full) {
         std::lock_guard lock(mutex_);

@@ -58,6 +58,8 @@ class OutboxWatch {
   void stop();
   /// Asks for a claim now (coalesced with any other request).
   void wake();
+  /// A new identity key to sign claims with (SIGHUP after a rotation).
+  void set_key(crypto::SigningKey key);
   /// Back-pressure: while paused only duress and emergency rows are claimed
   /// (a flood never holds an alarm back); resuming claims the rest at once.
   void set_paused(bool paused);

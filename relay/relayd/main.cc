@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
     asio::io_context io;
     std::unique_ptr<Retention> retention;
     net::Daemon daemon(io, config, std::move(*keys), std::move(opened->snapshot), *numbering,
-                       [&retention] {
+                       *state, [&retention] {
                          if (retention) retention->refresh();
                        });
     daemon.start();

@@ -7,7 +7,7 @@ namespace {
 
 // A sealed datagram adds the wire header (version, key id, session,
 // counter, sender) and the AEAD tag to the body: relay/wire's framing.
-constexpr std::size_t kWireOverhead = 1 + 4 + 8 + 8 + 8 + 1 + 16;
+constexpr std::size_t kWireOverhead = 1 + 1 + 4 + 8 + 8 + 8 + 8 + 1 + 16;
 constexpr std::int64_t kEpochMs = 1'790'000'000'000;
 
 }  // namespace

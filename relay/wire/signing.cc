@@ -52,7 +52,7 @@ std::string event_signing_message(std::string_view event_bytes) {
 }
 
 std::string receipts_signing_message(const v1::Receipts& r) {
-  std::string m = "relaymesh v1 receipts";
+  std::string m = "relaymesh v2 receipts";
   m.push_back('\0');
   m += r.origin();
   m.push_back('\0');
@@ -61,12 +61,13 @@ std::string receipts_signing_message(const v1::Receipts& r) {
   for (const auto& d : r.deliveries()) {
     put_be(m, d.seq(), 8);
     put_be(m, static_cast<std::uint64_t>(d.delivered_unix_ms()), 8);
+    put_be(m, static_cast<std::uint64_t>(d.outcome()), 1);
   }
   return m;
 }
 
 std::string receipt_acks_signing_message(const v1::ReceiptAcks& a) {
-  std::string m = "relaymesh v1 receipt acks";
+  std::string m = "relaymesh v2 receipt acks";
   m.push_back('\0');
   m += a.origin();
   m.push_back('\0');

@@ -1,7 +1,9 @@
 // libFuzzer target: everything a hostile network can hand Codec::open.
 // The first byte picks the path: raw bytes as a datagram (framing, sizes,
-// tags), or the rest sealed with a valid key so that the body parser and the
-// signature checks see attacker-shaped plaintext, as from a key holder.
+// tags, hellos and their credentials), the rest sealed with a live pairwise
+// key so that the body parser and the signature checks see attacker-shaped
+// plaintext, or the rest as a hello body sealed with the mesh key, as from
+// a mesh-key holder.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -18,8 +20,13 @@ struct Target {
   // Protobuf's complaints about invalid UTF-8 would drown libFuzzer's output.
   Target() { google::protobuf::SetLogHandler(nullptr); }
   relay::test::MeshFixture mesh;
-  std::unique_ptr<relay::wire::Codec> north = mesh.codec("clinic-north");
-  std::uint64_t counter = 0;
+  std::unique_ptr<relay::wire::Codec> hq = mesh.codec("hq");
+  std::unique_ptr<relay::wire::Codec> north = [this] {
+    auto codec = mesh.codec("clinic-north");
+    relay::test::MeshFixture::connect(*hq, *codec);
+    return codec;
+  }();
+  std::uint64_t counter = std::uint64_t{1} << 40;
 };
 
 }  // namespace
@@ -30,8 +37,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   relay::wire::Opened opened;
   const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
   std::string datagram;
-  if (data[0] & 1) {
-    datagram = relay::test::raw_seal(target.mesh.ring, "hq", {1, 2}, ++target.counter, rest);
+  if (data[0] % 3 == 1) {
+    datagram =
+        relay::test::raw_seal(target.mesh.ring, *target.hq, *target.north, ++target.counter, rest);
+  } else if (data[0] % 3 == 2) {
+    datagram = relay::test::raw_seal_hello(target.mesh.ring, "hq", 7, 8, ++target.counter, rest);
   } else {
     datagram.assign(rest);
   }

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,17 +22,62 @@ struct MeshFixture {
       {"clinic-north", crypto::SigningKey::generate()},
       {"clinic-south", crypto::SigningKey::generate()}};
 
+  static wire::IdentityKeys keys_of(const crypto::SigningKey& key) {
+    return wire::IdentityKeys{key.verify_key(), {}};
+  }
+
   /// Every node but `self`, with its public key.
-  std::map<std::string, crypto::VerifyKey> peers_of(const std::string& self) const {
-    std::map<std::string, crypto::VerifyKey> peers;
+  std::map<std::string, wire::IdentityKeys> peers_of(const std::string& self) const {
+    std::map<std::string, wire::IdentityKeys> peers;
     for (const auto& [id, key] : identities) {
-      if (id != self) peers.emplace(id, key.verify_key());
+      if (id != self) peers.emplace(id, keys_of(key));
     }
     return peers;
   }
 
-  std::unique_ptr<wire::Codec> codec(const std::string& self) const {
-    return std::make_unique<wire::Codec>(self, identities.at(self), ring, peers_of(self), clock);
+  std::unique_ptr<wire::Codec> codec(const std::string& self, std::uint64_t boot = 1) const {
+    return std::make_unique<wire::Codec>(self, identities.at(self), keys_of(identities.at(self)),
+                                         ring, peers_of(self), boot, clock);
+  }
+
+  /// Test, fuzz and benchmark code alike: a broken expectation throws.
+  static void expect(bool ok, const char* what) {
+    if (!ok) throw std::logic_error(std::string("mesh fixture: ") + what);
+  }
+
+  /// Makes a session between two codecs, as their first datagrams would:
+  /// a's hello, b's answer. Both can seal to each other afterwards.
+  static void connect(wire::Codec& a, wire::Codec& b) {
+    const std::string& b_id = b.session().credential.node();
+    v1::Datagram probe;
+    probe.mutable_probe()->set_nonce(1);
+    auto hello = a.seal(b_id, probe);  // a hello; the probe waits for the session
+    expect(hello.size() == 1, "no hello");
+    wire::Opened opened;
+    expect(b.open(crypto::as_bytes(hello[0]), opened) == wire::Reject::none, "hello refused");
+    if (wire::parse_header(crypto::as_bytes(hello[0]))->kind == wire::Kind::pair)
+      return;                                                 // had one
+    expect(!opened.replies.empty(), "no answer to a hello");  // b's own hello
+    auto replies = opened.replies;
+    for (const auto& reply : replies) {
+      wire::Opened back;
+      expect(a.open(crypto::as_bytes(reply), back) == wire::Reject::none, "answer refused");
+      // a's waiting probe, sealed now: b takes it, which confirms a's session.
+      for (const auto& waiting : back.replies) {
+        if (wire::parse_header(crypto::as_bytes(waiting))->kind != wire::Kind::pair) continue;
+        wire::Opened probe_opened;
+        expect(b.open(crypto::as_bytes(waiting), probe_opened) == wire::Reject::none,
+               "first pairwise datagram refused");
+      }
+    }
+  }
+
+  /// Seals one datagram from `from` to `to`, which must have a session.
+  static std::string seal(wire::Codec& from, const std::string& to, const v1::Datagram& body) {
+    auto out = from.seal(to, body);
+    expect(out.size() == 1, "no session to seal to");
+    expect(wire::parse_header(crypto::as_bytes(out[0]))->kind == wire::Kind::pair, "not pairwise");
+    return out[0];
   }
 
   v1::Event event(const std::string& origin, std::uint64_t seq,

@@ -7,27 +7,68 @@
 
 namespace relay::test {
 
-/// Seals arbitrary plaintext as `sender` would, framed by hand from the
-/// header layout: lets tests and the fuzzer reach the body parser with
-/// authenticated bytes that the Codec itself would never produce.
-inline std::string raw_seal(const KeyRing& ring, std::string_view sender,
-                            const wire::Session& session, std::uint64_t counter,
-                            std::string_view plaintext) {
+/// Seals arbitrary plaintext as a pairwise datagram from `from` to `to`
+/// (which have a session), framed by hand from the header layout: lets
+/// tests and the fuzzer reach the body parser with authenticated bytes that
+/// the Codec itself would never produce. `counter` must be one `to` has not
+/// seen from `from` in this session.
+inline std::string raw_seal(const KeyRing& ring, const wire::Codec& from, const wire::Codec& to,
+                            std::uint64_t counter, std::string_view plaintext) {
   auto put = [](std::string& out, std::uint64_t v, int bytes) {
     for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
   };
+  const auto& mine = from.session();
+  const auto& theirs = to.session().credential;
+  const std::string& sender = mine.credential.node();
   std::string out;
   out.push_back(static_cast<char>(wire::kVersion));
+  out.push_back(static_cast<char>(wire::Kind::pair));
   put(out, ring.current, 4);
-  put(out, session.start_us, 8);
-  put(out, session.boot_id, 8);
+  put(out, mine.boot, 8);
+  put(out, mine.boot_id, 8);
   put(out, counter, 8);
+  put(out, to.session().boot_id, 8);
   out.push_back(static_cast<char>(sender.size()));
   out.append(sender);
   const std::size_t header = out.size();
   crypto::Nonce nonce{};
   for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<std::uint8_t>(counter >> (56 - 8 * i));
-  const auto key = wire::derive_datagram_key(*ring.find(ring.current), sender, session);
+  crypto::PublicKeyBytes peer_ephemeral;
+  std::copy(theirs.ephemeral().begin(), theirs.ephemeral().end(), peer_ephemeral.begin());
+  const auto agreement = mine.ephemeral.agree(peer_ephemeral);
+  const auto key = wire::derive_pair_key(*ring.find(ring.current), *agreement, sender,
+                                         mine.credential, theirs.node(), theirs);
+  out.resize(header + plaintext.size() + crypto::kTagSize);
+  auto* data = reinterpret_cast<std::uint8_t*>(out.data());
+  crypto::Aead aead;
+  aead.seal(key, nonce, {data, header}, crypto::as_bytes(plaintext),
+            {data + header, plaintext.size() + crypto::kTagSize});
+  return out;
+}
+
+/// Seals arbitrary plaintext as a hello of `sender`'s session (boot,
+/// boot_id), with the mesh key alone: what a mesh-key holder can send.
+inline std::string raw_seal_hello(const KeyRing& ring, std::string_view sender, std::uint64_t boot,
+                                  std::uint64_t boot_id, std::uint64_t counter,
+                                  std::string_view plaintext) {
+  auto put = [](std::string& out, std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  std::string out;
+  out.push_back(static_cast<char>(wire::kVersion));
+  out.push_back(static_cast<char>(wire::Kind::hello));
+  put(out, ring.current, 4);
+  put(out, boot, 8);
+  put(out, boot_id, 8);
+  put(out, counter, 8);
+  put(out, 0, 8);
+  out.push_back(static_cast<char>(sender.size()));
+  out.append(sender);
+  const std::size_t header = out.size();
+  crypto::Nonce nonce{};
+  for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<std::uint8_t>(counter >> (56 - 8 * i));
+  const auto key =
+      wire::derive_hello_key(*ring.find(ring.current), std::string(sender), boot, boot_id);
   out.resize(header + plaintext.size() + crypto::kTagSize);
   auto* data = reinterpret_cast<std::uint8_t*>(out.data());
   crypto::Aead aead;
