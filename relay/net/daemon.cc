@@ -198,11 +198,12 @@ void Daemon::reload(const Config& config, NodeKeys keys) {
 void Daemon::send(const std::string& peer, const v1::Datagram& body) {
   if (stopped_) return;
   const auto sealed = codec_->seal(peer, body);
-  if (sealed.empty()) {
+  if (!sealed) {
     spdlog::error("a datagram for {} exceeds {} bytes and was not sent (a bug)", peer,
                   wire::kMaxDatagram);
+    return;
   }
-  for (const auto& datagram : sealed) send_raw(peer, datagram);
+  for (const auto& datagram : *sealed) send_raw(peer, datagram);
 }
 
 void Daemon::send_raw(const std::string& peer, const std::string& datagram) {

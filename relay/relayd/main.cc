@@ -127,8 +127,7 @@ class Retention {
 bool same_except_keys(const Config& a, const Config& b) {
   auto shape = [](const Config& c) {
     std::string s = c.node.id + c.node.listen.to_string() + c.kick.listen.to_string() +
-                    c.status.listen.to_string() + c.store.dsn + c.mesh.keys.string() +
-                    c.node.identity_key.string() +
+                    c.status.listen.to_string() + c.store.dsn +
                     std::to_string(c.mesh.supervision_timeout.count()) +
                     std::to_string(c.store.poll_interval.count());
     for (const auto& g : c.node.groups) s += "|g" + g;

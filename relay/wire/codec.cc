@@ -150,9 +150,10 @@ v1::Datagram Codec::sign_parts(const v1::Datagram& body) const {
   return signed_body;
 }
 
-std::vector<std::string> Codec::seal(const std::string& id, const v1::Datagram& body) {
+std::optional<std::vector<std::string>> Codec::seal(const std::string& id,
+                                                    const v1::Datagram& body) {
   auto it = peers_.find(id);
-  if (it == peers_.end()) return {};
+  if (it == peers_.end()) return std::vector<std::string>{};
   Peer& peer = it->second;
   const bool needs_signature = (body.has_receipts() && body.receipts().target() == self_) ||
                                (body.has_receipt_acks() && body.receipt_acks().origin() == self_) ||
@@ -160,7 +161,9 @@ std::vector<std::string> Codec::seal(const std::string& id, const v1::Datagram& 
                                 !body.probe_ack().requester().empty());
   const std::string bytes =
       needs_signature ? sign_parts(body).SerializeAsString() : body.SerializeAsString();
-  if (kFixedHeader + self_.size() + bytes.size() + crypto::kTagSize > kMaxDatagram) return {};
+  if (kFixedHeader + self_.size() + bytes.size() + crypto::kTagSize > kMaxDatagram) {
+    return std::nullopt;
+  }
   std::vector<std::string> out;
   if (auto sealed = seal_pair(id, peer, bytes)) {
     out.push_back(std::move(*sealed));

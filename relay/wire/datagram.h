@@ -118,11 +118,12 @@ class Codec {
 
   /// Seals `body` for `peer`. Returns what to send now: the sealed datagram
   /// when there is a session with the peer; else a hello (at most one a
-  /// second) while the body waits for the session, up to a bound. Receipts
-  /// this node gives as a target, receipt acks it gives as an origin and
-  /// indirect probe answers it gives are signed here; ones it relays keep
-  /// their signature. Empty if the body would exceed kMaxDatagram (a bug).
-  std::vector<std::string> seal(const std::string& peer, const v1::Datagram& body);
+  /// second) while the body waits for the session, up to a bound, so maybe
+  /// nothing. Receipts this node gives as a target, receipt acks it gives
+  /// as an origin and indirect probe answers it gives are signed here; ones
+  /// it relays keep their signature. nullopt if the body would exceed
+  /// kMaxDatagram (a bug).
+  std::optional<std::vector<std::string>> seal(const std::string& peer, const v1::Datagram& body);
   /// A hello to every peer without a session (at start, and after a new
   /// key ring or identity).
   std::vector<std::pair<std::string, std::string>> greet();

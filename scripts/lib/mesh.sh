@@ -66,9 +66,11 @@ mesh_init() {
 ctl() { local node=$1; shift; "$mesh_relayctl" --config "$mesh_dir/$node/relayd.toml" "$@"; }
 
 # mesh_start NODE: starts relayd and waits until its status page answers.
+# MESH_WRAP, if set, is a command relayd runs under (faketime, say).
 mesh_start() {
   local node=$1
-  "$mesh_relayd" --config "$mesh_dir/$node/relayd.toml" >> "$mesh_dir/$node/relayd.log" 2>&1 &
+  # shellcheck disable=SC2086
+  ${MESH_WRAP:-} "$mesh_relayd" --config "$mesh_dir/$node/relayd.toml" >> "$mesh_dir/$node/relayd.log" 2>&1 &
   mesh_pid[$node]=$!
   for _ in $(seq 1 100); do
     ctl "$node" status >/dev/null 2>&1 && return 0

@@ -40,7 +40,7 @@ void BM_SealOpen(benchmark::State& state) {
   wire::Opened opened;
   for (auto _ : state) {
     const auto sealed = hq->seal("clinic-north", body);
-    if (north->open(crypto::as_bytes(sealed.at(0)), opened) != wire::Reject::none)
+    if (north->open(crypto::as_bytes(sealed->at(0)), opened) != wire::Reject::none)
       state.SkipWithError("rejected");
     benchmark::DoNotOptimize(opened);
   }
