@@ -9,7 +9,7 @@
 
 namespace relay::ctl {
 
-// Exit codes of the contract in DESIGN.md.
+// Exit codes of the contract in docs/design.md ("Contracts").
 inline constexpr int kOk = 0;
 inline constexpr int kFailure = 1;
 inline constexpr int kUsage = 2;
