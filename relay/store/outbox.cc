@@ -6,6 +6,8 @@
 
 #include <charconv>
 
+#include "common/log.h"
+
 #include "relay/store/pg_store.h"
 #include "relay/store/rows.h"
 #include "relay/wire/bundle.h"
@@ -104,6 +106,21 @@ std::vector<v1::SignedEvent> sign(const std::vector<v1::Event>& events,
   return out;
 }
 
+/// One line per rejected row, at most ten a minute: a program inserting bad
+/// rows in a loop must not drown the incidents (every row is kept in
+/// outbox_rejected with its reason, and counted on the status page).
+void log_rejected(std::int64_t id, const std::string& why) {
+  thread_local RateLimit limit(std::chrono::minutes(1), 10);
+  if (!limit.allow()) return;
+  const auto held_back = limit.suppressed();
+  log_incident(
+      spdlog::level::err,
+      fmt::format(
+          "outbox row {} rejected: {} (kept in outbox_rejected){}", id, why,
+          held_back > 0 ? fmt::format("; {} more rejected rows not logged", held_back) : ""),
+      {{"incident", "row_rejected"}, {"row", std::to_string(id)}, {"reason", why}});
+}
+
 }  // namespace
 
 std::string check_event(const v1::Event& event, const Config& config) {
@@ -140,8 +157,7 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
   for (const auto& row : rows) {
     v1::Event e;
     if (auto why = build(row, config, e); !why.empty()) {
-      spdlog::error("outbox row {} rejected: {} (kept in outbox_rejected)",
-                    row[0].as<std::int64_t>(), why);
+      log_rejected(row[0].as<std::int64_t>(), why);
       rejected_ids.push_back(row[0].as<std::int64_t>());
       reasons.push_back(std::move(why));
       rejected_rows.push_back(row[14].as<std::string>());
