@@ -48,12 +48,14 @@ std::map<std::string, crypto::VerifyKey> Daemon::peer_keys(const Config& config)
   return keys;
 }
 
-Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot)
+Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
+               Health& health)
     : io_(io),
       config_(std::move(config)),
       keys_(std::move(keys)),
       socket_(io),
       timer_(io),
+      health_(health),
       consumer_kicks_(io, config_.delivery.kick) {
   for (const auto& p : config_.peers) addresses_[p.id] = resolve(io_, p.address);
   static const SystemClock clock;
@@ -63,44 +65,51 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   options.dsn = config_.store.dsn;
   options.self = config_.node.id;
   store_ = std::make_unique<store::PgStore>(
-      options,
-      store::StoreCallbacks{[this](const mesh::StoreDone& done) {
-                              asio::post(io_, [this, done] {
-                                if (stopped_) return;
-                                node_->on_stored(now(), done);
-                                if (done.delivered) consumer_kicks_.kick();
-                                after_input();
-                              });
-                            },
-                            [this](std::uint64_t ticket, std::vector<mesh::EventPtr> events) {
-                              asio::post(io_, [this, ticket, events = std::move(events)] {
-                                if (stopped_) return;
-                                node_->on_loaded(now(), ticket, events);
-                                after_input();
-                              });
-                            },
-                            [this](bool healthy, const std::string& why) {
-                              asio::post(io_, [this, healthy, why] {
-                                database_up_ = healthy;
-                                database_error_ = why;
-                              });
-                            }});
-  node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
-                                       tuning_of(config_), *store_, *this, std::random_device{}());
+      options, store::StoreCallbacks{
+                   [this](const mesh::StoreDone& done) {
+                     asio::post(io_, [this, done] {
+                       if (stopped_) return;
+                       incidents_.stored(done);
+                       node_->on_stored(now(), done);
+                       if (done.delivered) consumer_kicks_.kick();
+                       after_input();
+                     });
+                   },
+                   [this](std::uint64_t ticket, std::vector<mesh::EventPtr> events) {
+                     asio::post(io_, [this, ticket, events = std::move(events)] {
+                       if (stopped_) return;
+                       node_->on_loaded(now(), ticket, events);
+                       after_input();
+                     });
+                   },
+                   [this](const std::string& lane, bool healthy, const std::string& why) {
+                     const auto part = lane == "urgent" ? Health::kUrgentLane : Health::kBulkLane;
+                     healthy ? health_.ok(part) : health_.failing(part, why);
+                     asio::post(io_, [this, healthy, why] {
+                       database_up_ = healthy;
+                       database_error_ = why;
+                     });
+                   }});
+  store_tap_ = std::make_unique<StoreTap>(*store_, incidents_);
+  node_ =
+      std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
+                                   tuning_of(config_), *store_tap_, *this, std::random_device{}());
   node_->start(now(), std::move(snapshot));
   OutboxOptions outbox;
   outbox.dsn = config_.store.dsn;
   outbox.kick = config_.kick.listen;
   outbox.poll_interval = config_.store.poll_interval;
-  outbox_ = std::make_unique<OutboxWatch>(io_, outbox, config_, keys_.identity,
-                                          [this](store::ClaimResult result) {
-                                            if (stopped_) return;
-                                            for (auto& event : result.events) {
-                                              node_->on_local_event(now(), std::move(event));
-                                            }
-                                            if (result.delivered) consumer_kicks_.kick();
-                                            after_input();
-                                          });
+  outbox.health = &health_;
+  outbox_ = std::make_unique<OutboxWatch>(
+      io_, outbox, config_, keys_.identity, [this](store::ClaimResult result) {
+        if (stopped_) return;
+        incidents_.claimed(result.events, config_.node.id, config_.node.groups);
+        for (auto& event : result.events) {
+          node_->on_local_event(now(), std::move(event));
+        }
+        if (result.delivered) consumer_kicks_.kick();
+        after_input();
+      });
 }
 
 Daemon::~Daemon() {
@@ -206,6 +215,7 @@ asio::awaitable<void> Daemon::tick() {
     if (ec == asio::error::operation_aborted) continue;  // an earlier deadline came up
     node_->on_timer(now());
     after_input();
+    if (incidents_.peers_due(now())) incidents_.observe_peers(now(), node_->peer_status(now()));
   }
 }
 
@@ -235,6 +245,8 @@ DaemonStatus Daemon::status() const {
   }
   s.kicks = outbox_->kicks();
   s.notifies = outbox_->notifies();
+  s.claims_paused = paused_;
+  s.taken_at = now();
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

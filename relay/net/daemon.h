@@ -11,6 +11,8 @@
 #include "common/config.h"
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
+#include "relay/net/health.h"
+#include "relay/net/incident_log.h"
 #include "relay/net/outbox_watch.h"
 #include "relay/store/pg_store.h"
 #include "relay/wire/datagram.h"
@@ -31,6 +33,10 @@ struct DaemonStatus {
   std::uint64_t kicks = 0;
   std::uint64_t notifies = 0;
   double uptime_seconds = 0;
+  /// Back-pressure: claims of normal and bulk rows are held.
+  bool claims_paused = false;
+  /// When this was taken (steady clock, as the peers' last_heard).
+  std::chrono::steady_clock::time_point taken_at{};
 };
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the
@@ -39,8 +45,10 @@ struct DaemonStatus {
 /// core asks for goes out through here (mesh::Transport).
 class Daemon final : public mesh::Transport {
  public:
-  /// `snapshot` is what the database held at start (store::open_database).
-  Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot);
+  /// `snapshot` is what the database held at start (store::open_database);
+  /// the store lanes and the outbox report how they fare to `health`.
+  Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
+         Health& health);
   ~Daemon() override;
 
   /// Binds the mesh socket and the kick port (throws std::system_error
@@ -75,6 +83,9 @@ class Daemon final : public mesh::Transport {
   std::map<std::string, asio::ip::udp::endpoint> addresses_;
   std::unique_ptr<wire::Codec> codec_;
   std::unique_ptr<store::PgStore> store_;
+  Health& health_;
+  IncidentLog incidents_;
+  std::unique_ptr<StoreTap> store_tap_;  // the core's store: incidents_ sees each batch
   std::unique_ptr<mesh::Node> node_;
   std::unique_ptr<OutboxWatch> outbox_;
   ConsumerKicks consumer_kicks_;

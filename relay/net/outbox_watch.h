@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/crypto.h"
+#include "relay/net/health.h"
 #include "relay/store/outbox.h"
 
 namespace relay::net {
@@ -28,6 +29,8 @@ struct OutboxOptions {
   std::size_t batch = 256;
   /// LISTEN on channel "outbox" (tests turn it off to prove the poll alone).
   bool listen = true;
+  /// Where the claim and the LISTEN connection report how they fare (optional).
+  Health* health = nullptr;
 };
 
 /// Finds new outbox rows and claims them, off the network thread. Wake-ups
