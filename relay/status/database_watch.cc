@@ -68,8 +68,13 @@ void DatabaseWatch::check() {
   std::optional<store::ConsoleView> view;
   std::string error;
   try {
-    pqxx::connection conn(with_timeout(config_.store.dsn));
-    pqxx::read_transaction tx(conn);
+    // One connection, kept: a check every few seconds must not cost a
+    // backend start each time. A broken one throws and is made anew.
+    if (!conn_ || !conn_->is_open()) {
+      conn_.reset();
+      conn_ = std::make_unique<pqxx::connection>(with_timeout(config_.store.dsn));
+    }
+    pqxx::read_transaction tx(*conn_);
     tx.exec("SET LOCAL statement_timeout = 5000");
     view = store::read_console(tx, config_);
     tx.commit();
@@ -80,6 +85,7 @@ void DatabaseWatch::check() {
     view->database_now_unix_ms = net::unix_ms_now();
   } catch (const std::exception& e) {
     error = first_line(e.what());
+    conn_.reset();
   }
   const auto now = net::unix_ms_now();
   std::lock_guard lock(mutex_);

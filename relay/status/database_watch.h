@@ -2,8 +2,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
+
+#include <pqxx/connection>
 
 #include "common/config.h"
 #include "relay/net/health.h"
@@ -38,6 +41,7 @@ class DatabaseWatch {
   Config config_;
   net::Health& health_;
   std::chrono::milliseconds interval_;
+  std::unique_ptr<pqxx::connection> conn_;  // the watch thread's only
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   bool stop_ = false;
