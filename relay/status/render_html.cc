@@ -164,6 +164,13 @@ void alarms_section(std::ostringstream& h, const Snapshot& s) {
   h << "</section>";
 }
 
+/// A peer that is not alive has no round trip now: its last one is marked so.
+std::string rtt_text(const mesh::PeerStatus& p, const std::string& state) {
+  if (!p.heard) return "-";
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.srtt).count();
+  return (state == "alive" ? "" : "last ") + std::to_string(ms) + " ms";
+}
+
 void peers_section(std::ostringstream& h, const Snapshot& s) {
   h << "<section id=peers><h2>Peers</h2>";
   if (!s.daemon) {
@@ -185,12 +192,8 @@ void peers_section(std::ostringstream& h, const Snapshot& s) {
       << "\" data-alarm=\"" << (p.alarmed ? "yes" : "no") << "\"><td>" << esc(p.id) << "</td><td>"
       << (p.alarmed ? "<b>SUPERVISION ALARM</b>, " : "") << state << "</td><td>"
       << (p.heard ? age_text(silent_ms(*s.daemon, p)) + " ago" : "never") << "</td><td>"
-      << (p.heard ? std::to_string(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(p.srtt).count()) +
-                        " ms"
-                  : "-")
-      << "</td><td>" << p.queued << "</td><td>" << p.in_flight << "</td><td>" << pending
-      << "</td><td>" << p.receipts_owed << "</td></tr>";
+      << rtt_text(p, state) << "</td><td>" << p.queued << "</td><td>" << p.in_flight << "</td><td>"
+      << pending << "</td><td>" << p.receipts_owed << "</td></tr>";
   }
   h << "</table></section>";
 }
@@ -226,7 +229,8 @@ void database_section(std::ostringstream& h, const Snapshot& s) {
       << v.outbox.rejected_total << " in outbox_rejected";
     for (const auto& r : v.outbox.recent_rejected)
       h << "<br>row " << r.id << ", " << ago(s, r.at_unix_ms) << ": " << esc(r.reason);
-    h << "</td></tr><tr><th>message_queue</th><td id=queue>" << v.queue.rows << " rows untaken";
+    h << "</td></tr><tr><th>message_queue</th><td id=queue>" << v.queue.rows
+      << (v.queue.rows == 1 ? " row" : " rows") << " untaken";
     if (v.queue.oldest) {
       h << "; oldest: row " << v.queue.oldest->id << " (" << esc(v.queue.oldest->type)
         << "), waiting " << age_text(v.queue.oldest->age_ms);

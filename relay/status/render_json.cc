@@ -102,6 +102,7 @@ Json peers_json(const Snapshot& s) {
     j["state"] = net::peer_state(p);
     j["alarm"] = p.alarmed;
     j["last_heard_ms_ago"] = p.heard ? Json(silent_ms(*s.daemon, p)) : Json(nullptr);
+    // The last round trip measured; a live figure only while the peer is alive.
     j["rtt_ms"] = p.heard
                       ? Json(std::chrono::duration_cast<std::chrono::milliseconds>(p.srtt).count())
                       : Json(nullptr);

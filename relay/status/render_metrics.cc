@@ -57,6 +57,9 @@ std::string metrics_text(const Snapshot& s) {
   m.family("relay_database_last_ok_timestamp_seconds", "gauge",
            "Unix time of the last successful database check; 0 if never.")
       .sample(s.database.last_ok_unix_ms / 1000);
+  m.family("relay_output_captured", "gauge",
+           "1 while stdout and stderr are captured for the status page.")
+      .sample(s.logs.captured ? 1 : 0);
   m.family("relay_own_job_up", "gauge",
            "Each part of this node's own job: 1 ok or not yet exercised, 0 failing.");
   for (const auto& part : s.health)
