@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <stdexcept>
 
 #include "relay/capture/journal.h"
 #include "relay/capture/log_files.h"
@@ -92,6 +94,18 @@ std::string run_marker(pid_t pid) {
          ") ----";
 }
 
+/// Creates `dir` and any missing parent (the state directory itself, on a
+/// first start) with mode 0700: the lines name who raised a duress and where.
+void make_private_dirs(const std::filesystem::path& dir) {
+  std::filesystem::path at;
+  for (const auto& part : dir) {
+    at /= part;
+    if (::mkdir(at.c_str(), 0700) != 0 && errno != EEXIST)
+      throw std::runtime_error("cannot create " + at.string() + ": " + std::strerror(errno));
+  }
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+}
+
 [[noreturn]] void run_tee(std::array<Source, 2> sources, const std::filesystem::path& dir,
                           std::string identifier, pid_t pid) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(sig, SIG_IGN);
@@ -148,9 +162,7 @@ CaptureState start_output_capture(const std::filesystem::path& dir, std::string_
     return state;
   }
   try {
-    std::filesystem::create_directories(dir);
-    // The lines name who raised a duress and where: the owner's only.
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+    make_private_dirs(dir);
     LogWriter probe(dir, Stream::err);  // fails here, not silently in the tee
   } catch (const std::exception& e) {
     state.why_not = e.what();

@@ -46,8 +46,25 @@ std::vector<LoggedEvent> parse_rows(const pqxx::result& rows) {
 }
 
 Json event_json(const LoggedEvent& e) {
-  // The event as consumers get it in message_queue.data, keys in its order.
-  return Json::parse(store::queue_json(e.event), nullptr, false);
+  const auto& ev = e.event;
+  Json refs = Json::array();
+  for (const auto& r : ev.references()) refs.push_back(r.origin() + ":" + std::to_string(r.seq()));
+  Json j;
+  j["id"] = ev.origin() + ":" + std::to_string(ev.seq());
+  j["origin"] = ev.origin();
+  j["seq"] = ev.seq();
+  j["kind"] = store::kind_name(ev.kind());
+  j["priority"] = store::priority_name(ev.priority());
+  j["title"] = ev.title();
+  j["body"] = ev.body();
+  j["location"] = ev.location();
+  j["sender"] = ev.sender();
+  j["targets"] = Json(std::vector<std::string>(ev.targets().begin(), ev.targets().end()));
+  j["references"] = refs;
+  j["exercise"] = ev.exercise();
+  j["created_unix_ms"] = ev.created_unix_ms();
+  j["stored_unix_ms"] = e.stored_us / 1000;
+  return j;
 }
 
 void print_event(const LoggedEvent& e) {

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "relay/status/database_watch.h"
 #include "relay/status/render.h"
 #include "relay/status/status_server.h"
 #include "relay/status/verdict.h"
@@ -222,4 +223,34 @@ TEST_CASE("the page: verdict first, every panel, everything escaped") {
   CHECK(has(html, "data-target=\"clinic-north\" data-state=\"pending\""));
   CHECK_FALSE(has(html, "http://"));  // nothing from elsewhere
   CHECK_FALSE(has(html, "https://"));
+}
+
+TEST_CASE("routes: a token when configured; /healthz 503 with reasons before the database") {
+  net::Health health;
+  Config config;
+  config.store.dsn = "host=/nonexistent dbname=none";
+  status::DatabaseWatch database(config, health);  // never started: never reached
+  status::Console console({"hq", "0.1.0", "relayd.toml", 1, net::unix_ms_now()}, health, database,
+                          {});
+  net::HttpRequest get;
+  get.method = "GET";
+  get.path = "/healthz";
+  auto r = status::route(get, console, "a-long-enough-secret");
+  CHECK(r.status == 401);
+  get.headers["authorization"] = "Bearer a-long-enough-secret";
+  r = status::route(get, console, "a-long-enough-secret");
+  CHECK(r.status == 503);
+  CHECK(has(r.body, "database: never reached since start"));
+  CHECK(has(r.body, "relay core: not running yet"));
+  get.headers.clear();
+  get.query["token"] = "a-long-enough-secret";
+  get.path = "/api/status";
+  r = status::route(get, console, "a-long-enough-secret");
+  CHECK(r.status == 200);
+  CHECK(r.content_type == "application/json");
+  get.query["token"] = "a-long-enough-secreT";
+  CHECK(status::route(get, console, "a-long-enough-secret").status == 401);
+  get.query.clear();
+  get.path = "/nowhere";
+  CHECK(status::route(get, console, "").status == 404);
 }
