@@ -65,51 +65,54 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   options.dsn = config_.store.dsn;
   options.self = config_.node.id;
   store_ = std::make_unique<store::PgStore>(
-      options, store::StoreCallbacks{
-                   [this](const mesh::StoreDone& done) {
-                     asio::post(io_, [this, done] {
-                       if (stopped_) return;
-                       incidents_.stored(done);
-                       node_->on_stored(now(), done);
-                       if (done.delivered) consumer_kicks_.kick();
-                       after_input();
-                     });
-                   },
-                   [this](std::uint64_t ticket, std::vector<mesh::EventPtr> events) {
-                     asio::post(io_, [this, ticket, events = std::move(events)] {
-                       if (stopped_) return;
-                       node_->on_loaded(now(), ticket, events);
-                       after_input();
-                     });
-                   },
-                   [this](const std::string& lane, bool healthy, const std::string& why) {
-                     const auto part = lane == "urgent" ? Health::kUrgentLane : Health::kBulkLane;
-                     healthy ? health_.ok(part) : health_.failing(part, why);
-                     asio::post(io_, [this, healthy, why] {
-                       database_up_ = healthy;
-                       database_error_ = why;
-                     });
-                   }});
-  store_tap_ = std::make_unique<StoreTap>(*store_, incidents_);
-  node_ =
-      std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
-                                   tuning_of(config_), *store_tap_, *this, std::random_device{}());
+      options,
+      store::StoreCallbacks{[this](const mesh::StoreDone& done) {
+                              asio::post(io_, [this, done] {
+                                if (stopped_) return;
+                                incidents_.stored(done);
+                                node_->on_stored(now(), done);
+                                if (done.delivered) consumer_kicks_.kick();
+                                after_input();
+                              });
+                            },
+                            [this](std::uint64_t ticket, std::vector<mesh::EventPtr> events) {
+                              asio::post(io_, [this, ticket, events = std::move(events)] {
+                                if (stopped_) return;
+                                node_->on_loaded(now(), ticket, events);
+                                after_input();
+                              });
+                            },
+                            [this](const std::string& lane, bool healthy, const std::string& why) {
+                              report_lane(lane, healthy, why);
+                              asio::post(io_, [this, healthy, why] {
+                                database_up_ = healthy;
+                                database_error_ = why;
+                              });
+                            }});
+  tap_ = std::make_unique<StoreTap>(*store_, incidents_);
+  node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
+                                       tuning_of(config_), *tap_, *this, std::random_device{}());
   node_->start(now(), std::move(snapshot));
   OutboxOptions outbox;
   outbox.dsn = config_.store.dsn;
   outbox.kick = config_.kick.listen;
   outbox.poll_interval = config_.store.poll_interval;
   outbox.health = &health_;
-  outbox_ = std::make_unique<OutboxWatch>(
-      io_, outbox, config_, keys_.identity, [this](store::ClaimResult result) {
-        if (stopped_) return;
-        incidents_.claimed(result.events, config_.node.id, config_.node.groups);
-        for (auto& event : result.events) {
-          node_->on_local_event(now(), std::move(event));
-        }
-        if (result.delivered) consumer_kicks_.kick();
-        after_input();
-      });
+  outbox_ = std::make_unique<OutboxWatch>(io_, outbox, config_, keys_.identity,
+                                          [this](store::ClaimResult result) {
+                                            if (stopped_) return;
+                                            incidents_.claimed(result.events, config_);
+                                            for (auto& event : result.events) {
+                                              node_->on_local_event(now(), std::move(event));
+                                            }
+                                            if (result.delivered) consumer_kicks_.kick();
+                                            after_input();
+                                          });
+}
+
+void Daemon::report_lane(const std::string& lane, bool healthy, const std::string& why) {
+  const auto part = lane == "urgent" ? Health::kUrgentLane : Health::kBulkLane;
+  healthy ? health_.ok(part) : health_.failing(part, why);
 }
 
 Daemon::~Daemon() {

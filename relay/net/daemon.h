@@ -71,6 +71,8 @@ class Daemon final : public mesh::Transport {
   asio::awaitable<void> receive();
   asio::awaitable<void> tick();
   void after_input();
+  /// A store lane's health, for the board (called on the lane's thread).
+  void report_lane(const std::string& lane, bool healthy, const std::string& why);
   void rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                 std::span<const std::uint8_t> datagram);
   static std::map<std::string, crypto::VerifyKey> peer_keys(const Config& config);
@@ -85,7 +87,7 @@ class Daemon final : public mesh::Transport {
   std::unique_ptr<store::PgStore> store_;
   Health& health_;
   IncidentLog incidents_;
-  std::unique_ptr<StoreTap> store_tap_;  // the core's store: incidents_ sees each batch
+  std::unique_ptr<StoreTap> tap_;  // the core's store: incidents_ sees each batch
   std::unique_ptr<mesh::Node> node_;
   std::unique_ptr<OutboxWatch> outbox_;
   ConsumerKicks consumer_kicks_;

@@ -82,8 +82,8 @@ void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStat
   }
 }
 
-void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const std::string& self,
-                          const std::vector<std::string>& self_groups) {
+void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Config& config) {
+  const std::string& self = config.node.id;
   for (const auto& event : events) {
     if (event->priority != v1::PRIORITY_DURESS) continue;
     v1::Event e;
@@ -99,7 +99,7 @@ void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const std::
                   {"event_id", id},
                   {"targets", targets},
                   {"location", e.location()}});
-    if (mesh::targets_node(event->targets, self, self_groups)) {
+    if (mesh::targets_node(event->targets, self, config.node.groups)) {
       log_incident(spdlog::level::warn,
                    fmt::format("duress {} delivered into message_queue here", id),
                    {{"incident", "duress_delivered"}, {"event_id", id}, {"peer", self}});

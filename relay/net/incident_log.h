@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/config.h"
 #include "relay/mesh/node.h"
 #include "relay/mesh/store.h"
 
@@ -24,8 +25,7 @@ class IncidentLog {
   /// Compares with the last observation; logs each change.
   void observe_peers(mesh::Time now, const std::vector<mesh::PeerStatus>& peers);
   /// Own events just claimed from the outbox: a line per duress.
-  void claimed(const std::vector<mesh::EventPtr>& events, const std::string& self,
-               const std::vector<std::string>& self_groups);
+  void claimed(const std::vector<mesh::EventPtr>& events, const Config& config);
   /// A batch the core hands the store: what it will make true once committed.
   void persisting(const mesh::StoreBatch& batch);
   /// The batch committed (or was refused): logs what it made true.

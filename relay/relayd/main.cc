@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
   spdlog::info("status page on http://{}/", config.status.listen.to_string());
 
   auto snapshot = open_database(config);
-  if (!snapshot) return 0;
+  // A SIGTERM that came while the database was being opened still stops us.
+  if (!snapshot || g_stop_before_start) return 0;
 
   bool restart = false;
   try {

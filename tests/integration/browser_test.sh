@@ -93,7 +93,8 @@ state_ok "peer alarm"
 
 # 5. The database down.
 pg_halt
-wait_for "database down on the page" '[ "$(http hq /healthz)" = 503 ]'
+wait_for "database down on the page" \
+  'http hq /api/status >/dev/null; [ "$(json_field "$http_body" "d[\"database\"][\"state\"]")" = down ]'
 render hq
 expect_dom "database down" 'id="database" data-state="DOWN"'
 expect_dom "the reason" 'database: down for'

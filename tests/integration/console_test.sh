@@ -16,7 +16,7 @@ case "$scenario" in
     # The database is down before relayd starts: the page and /healthz come
     # up all the same and say why.
     pg_halt
-    mesh_start hq
+    mesh_start_page hq
     wait_for "/healthz 503 with the database never reached" \
       'code=$(http hq /healthz); [ "$code" = 503 ] && grep -q "database: never reached" "$http_body"'
     grep -q "relay core: not running yet" "$http_body" || fail "/healthz does not say the core waits: $(cat "$http_body")"
