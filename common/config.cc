@@ -157,6 +157,32 @@ void read_endpoint_table(TomlSection& top, std::string_view name, Endpoint& out)
   if (auto ep = endpoint(section, "listen")) out = *ep;
 }
 
+/// True for 127.0.0.0/8, ::1 and "localhost": addresses no other machine reaches.
+bool loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+void read_status(TomlSection& top, Config::Status& status) {
+  const toml::table* table = top.table("status");
+  if (table == nullptr) return;
+  TomlSection section(*table, top.file(), "status", top.issues(), {"listen", "token"});
+  if (auto ep = endpoint(section, "listen")) status.listen = *ep;
+  if (auto token = section.string("token", false)) {
+    // Long enough not to be guessed over HTTP; it is compared in constant time.
+    if (token->size() < 16) {
+      section.error("token", "expected at least 16 characters");
+    } else {
+      status.token = *token;
+    }
+  }
+  // The page shows who pressed a duress button and where: anything beyond
+  // this machine must prove it may see that.
+  if (!loopback(status.listen.host) && status.token.empty()) {
+    section.error("listen", "\"" + status.listen.to_string() +
+                                "\" is not a loopback address; set [status] token as well");
+  }
+}
+
 void read_rest(TomlSection& top, Config& config) {
   if (const toml::table* table = top.table("store")) {
     TomlSection store(*table, top.file(), "store", top.issues(),
@@ -168,7 +194,7 @@ void read_rest(TomlSection& top, Config& config) {
     }
   }
   read_endpoint_table(top, "kick", config.kick.listen);
-  read_endpoint_table(top, "status", config.status.listen);
+  read_status(top, config.status);
   if (const toml::table* table = top.table("delivery")) {
     TomlSection delivery(*table, top.file(), "delivery", top.issues(), {"kick", "max_age"});
     if (auto d = delivery.duration("max_age", 1min, std::chrono::hours(24 * 3650))) {

@@ -95,6 +95,9 @@ struct Config {
 
   struct Status {
     Endpoint listen{"127.0.0.1", 7480};
+    /// Required when listen is not a loopback address: requests must carry it
+    /// (Authorization: Bearer, or ?token= for a browser).
+    std::string token;
   } status;
 
   /// The peer with this id, or nullptr.

@@ -294,7 +294,8 @@ std::vector<PeerStatus> Node::peer_status(Time now) const {
   std::vector<PeerStatus> out;
   for (const auto& peer : peers_) {
     out.push_back({peer.info.id, peer.heard, suspect(now, peer), peer.down, peer.alarmed,
-                   peer.rtt.srtt(), peer.in_flight.size(), peer.queue.size()});
+                   peer.rtt.srtt(), peer.in_flight.size(), peer.queue.size(), peer.last_confirmed,
+                   peer.receipts_owed.size()});
   }
   return out;
 }

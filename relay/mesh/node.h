@@ -134,6 +134,10 @@ struct PeerStatus {
   Duration srtt{};
   std::size_t in_flight = 0;
   std::size_t queued = 0;
+  /// When it was last confirmed alive (meaningful once heard).
+  Time last_heard{};
+  /// Receipts this node owes it as the origin of events delivered here.
+  std::size_t receipts_owed = 0;
 };
 
 /// The protocol core of one relay: reliable delivery, dedupe, anti-entropy,

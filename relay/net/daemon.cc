@@ -70,13 +70,14 @@ wire::IdentityKeys Daemon::own_keys(const Config& config, const crypto::SigningK
 }
 
 Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-               store::NumberingState& numbering, StateDir& state,
+               store::NumberingState& numbering, StateDir& state, Health& health,
                std::function<void()> retention_changed)
     : io_(io),
       config_(std::move(config)),
       keys_(std::move(keys)),
       socket_(io),
       timer_(io),
+      health_(health),
       consumer_kicks_(io, config_.delivery.kick),
       numbering_(numbering),
       state_(state) {
@@ -95,6 +96,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
       store::StoreCallbacks{[this](const mesh::StoreDone& done) {
                               asio::post(io_, [this, done] {
                                 if (stopped_) return;
+                                incidents_.stored(done);
                                 node_->on_stored(now(), done);
                                 if (done.delivered) consumer_kicks_.kick();
                                 after_input();
@@ -107,14 +109,16 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
                                 after_input();
                               });
                             },
-                            [this](bool healthy, const std::string& why) {
+                            [this](const std::string& lane, bool healthy, const std::string& why) {
+                              report_lane(lane, healthy, why);
                               asio::post(io_, [this, healthy, why] {
                                 database_up_ = healthy;
                                 database_error_ = why;
                               });
                             }});
+  tap_ = std::make_unique<StoreTap>(*store_, incidents_);
   node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
-                                       tuning_of(config_), *store_, *this, std::random_device{}());
+                                       tuning_of(config_), *tap_, *this, std::random_device{}());
   node_->start(now(), std::move(snapshot));
   numbering_.update(node_->numbering());
   numbering_ready_ = node_->numbering().ready;
@@ -124,15 +128,22 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   outbox.dsn = config_.store.dsn;
   outbox.kick = config_.kick.listen;
   outbox.poll_interval = config_.store.poll_interval;
+  outbox.health = &health_;
   outbox_ = std::make_unique<OutboxWatch>(io_, outbox, config_, keys_.identity,
                                           [this](store::ClaimResult result) {
                                             if (stopped_) return;
+                                            incidents_.claimed(result.events, config_);
                                             for (auto& event : result.events) {
                                               node_->on_local_event(now(), std::move(event));
                                             }
                                             if (result.delivered) consumer_kicks_.kick();
                                             after_input();
                                           });
+}
+
+void Daemon::report_lane(const std::string& lane, bool healthy, const std::string& why) {
+  const auto part = lane == "urgent" ? Health::kUrgentLane : Health::kBulkLane;
+  healthy ? health_.ok(part) : health_.failing(part, why);
 }
 
 Daemon::~Daemon() {
@@ -266,6 +277,7 @@ asio::awaitable<void> Daemon::tick() {
     if (ec == asio::error::operation_aborted) continue;  // an earlier deadline came up
     node_->on_timer(now());
     after_input();
+    if (incidents_.peers_due(now())) incidents_.observe_peers(now(), node_->peer_status(now()));
   }
 }
 
@@ -315,6 +327,8 @@ DaemonStatus Daemon::status() const {
   }
   s.kicks = outbox_->kicks();
   s.notifies = outbox_->notifies();
+  s.claims_paused = paused_;
+  s.taken_at = now();
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

@@ -12,6 +12,8 @@
 #include "common/state_dir.h"
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
+#include "relay/net/health.h"
+#include "relay/net/incident_log.h"
 #include "relay/net/outbox_watch.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
@@ -33,6 +35,10 @@ struct DaemonStatus {
   std::uint64_t kicks = 0;
   std::uint64_t notifies = 0;
   double uptime_seconds = 0;
+  /// Back-pressure: claims of normal and bulk rows are held.
+  bool claims_paused = false;
+  /// When this was taken (steady clock, as the peers' last_heard).
+  std::chrono::steady_clock::time_point taken_at{};
 };
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the
@@ -43,10 +49,11 @@ class Daemon final : public mesh::Transport {
  public:
   /// `snapshot` is what the database held at start (store::open_database);
   /// `numbering` where own numbering stands (shared with the claims);
+  /// `state` is the node's state directory (the session boot counter); the
+  /// store lanes and the outbox report how they fare to `health`;
   /// `retention_changed` is called when another program pruned the log.
-  /// `state` is the node's state directory (the session boot counter).
   Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-         store::NumberingState& numbering, StateDir& state,
+         store::NumberingState& numbering, StateDir& state, Health& health,
          std::function<void()> retention_changed);
   ~Daemon() override;
 
@@ -73,6 +80,8 @@ class Daemon final : public mesh::Transport {
   asio::awaitable<void> receive();
   asio::awaitable<void> tick();
   void after_input();
+  /// A store lane's health, for the board (called on the lane's thread).
+  void report_lane(const std::string& lane, bool healthy, const std::string& why);
   void rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                 std::span<const std::uint8_t> datagram);
   void send_raw(const std::string& peer, const std::string& datagram);
@@ -87,6 +96,9 @@ class Daemon final : public mesh::Transport {
   std::map<std::string, asio::ip::udp::endpoint> addresses_;
   std::unique_ptr<wire::Codec> codec_;
   std::unique_ptr<store::PgStore> store_;
+  Health& health_;
+  IncidentLog incidents_;
+  std::unique_ptr<StoreTap> tap_;  // the core's store: incidents_ sees each batch
   std::unique_ptr<mesh::Node> node_;
   std::unique_ptr<OutboxWatch> outbox_;
   ConsumerKicks consumer_kicks_;

@@ -141,6 +141,7 @@ asio::awaitable<void> OutboxWatch::listen() {
       // closes libpq's.
       listen_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(conn.sock()));
       backoff = std::chrono::milliseconds(100);
+      if (options_.health != nullptr) options_.health->ok(Health::kOutboxListen);
       wake();  // a full claim after every (re)connect: NOTIFYs were missed meanwhile
       while (!stopped_) {
         auto [ec] =
@@ -152,6 +153,7 @@ asio::awaitable<void> OutboxWatch::listen() {
     } catch (const std::exception& e) {
       spdlog::warn("outbox LISTEN connection: {}; polling every {} ms meanwhile", e.what(),
                    options_.poll_interval.count());
+      if (options_.health != nullptr) options_.health->failing(Health::kOutboxListen, e.what());
     }
     if (listen_fd_) {
       asio::error_code ignored;
@@ -223,6 +225,7 @@ void OutboxWatch::worker() {
       auto result =
           store::claim_outbox(*conn, config_, key, options_.batch, urgent_only, options_.numbering);
       backoff = std::chrono::milliseconds(100);
+      if (options_.health != nullptr) options_.health->ok(Health::kOutboxClaim);
       if (result.full) {
         std::lock_guard lock(mutex_);
         requested_ = true;  // there may be more: claim again at once
@@ -233,6 +236,7 @@ void OutboxWatch::worker() {
       // try again after a pause, until the database answers.
       spdlog::error("outbox claim: {}; rows stay in the outbox, retrying in {} ms", e.what(),
                     backoff.count());
+      if (options_.health != nullptr) options_.health->failing(Health::kOutboxClaim, e.what());
       conn.reset();
       resync = handed.has_value();
       std::unique_lock lock(mutex_);

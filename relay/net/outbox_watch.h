@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/crypto.h"
+#include "relay/net/health.h"
 #include "relay/store/outbox.h"
 
 namespace relay::net {
@@ -35,6 +36,8 @@ struct OutboxOptions {
   /// Called (on the io_context's thread) on a NOTIFY relay_retention: the
   /// log was pruned by someone else (relayctl prune).
   std::function<void()> retention_changed;
+  /// Where the claim and the LISTEN connection report how they fare (optional).
+  Health* health = nullptr;
 };
 
 /// Finds new outbox rows and claims them, off the network thread. Wake-ups

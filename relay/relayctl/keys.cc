@@ -1,6 +1,4 @@
 // relayctl keygen and check-config.
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
 #include <iostream>
@@ -17,44 +15,14 @@ std::string join(const std::vector<std::string>& items, const char* empty) {
   return text.empty() ? empty : text;
 }
 
-namespace pb = google::protobuf;
-
-void print_json(const pb::Struct& s) {
-  std::string text;
-  (void)pb::util::MessageToJsonString(s, &text);
-  std::printf("%s\n", text.c_str());
-}
-
-pb::Value text(const std::string& s) {
-  pb::Value v;
-  v.set_string_value(s);
-  return v;
-}
-
-pb::Value list(const std::vector<std::string>& items) {
-  pb::Value v;
-  for (const auto& i : items) *v.mutable_list_value()->add_values() = text(i);
-  return v;
-}
-
-pb::Value number(double d) {
-  pb::Value v;
-  v.set_number_value(d);
-  return v;
-}
-
 }  // namespace
 
 int keygen(const std::string& out, bool mesh, bool json) {
-  pb::Struct result;
-  auto& f = *result.mutable_fields();
-  f["file"] = text(out);
   if (mesh) {
     const KeyRing ring = generate_key_ring();
     write_secret_file(out, key_ring_to_toml(ring));
     if (json) {
-      f["key_id"] = number(ring.current);
-      print_json(result);
+      print_json({{"ok", true}, {"file", out}, {"key_id", ring.current}});
       return kOk;
     }
     std::cerr << "wrote mesh key ring " << out << " (key id " << ring.current
@@ -64,8 +32,7 @@ int keygen(const std::string& out, bool mesh, bool json) {
   const auto key = crypto::SigningKey::generate();
   write_secret_file(out, key.to_pem());
   if (json) {
-    f["public_key"] = text(format_public_key(key.public_key()));
-    print_json(result);
+    print_json({{"ok", true}, {"file", out}, {"public_key", format_public_key(key.public_key())}});
     return kOk;
   }
   std::cerr << "wrote node identity key " << out
@@ -81,33 +48,28 @@ int check_config(const std::string& file, bool json) {
   std::vector<std::string> kick_addresses;
   for (const auto& ep : config.delivery.kick) kick_addresses.push_back(ep.to_string());
   if (json) {
-    pb::Struct r;
-    auto& f = *r.mutable_fields();
-    f["ok"].set_bool_value(true);
-    f["node"] = text(config.node.id);
-    f["groups"] = list(config.node.groups);
-    f["listen"] = text(config.node.listen.to_string());
-    f["public_key"] = text(format_public_key(keys.identity.public_key()));
-    f["mesh_keys"] = number(static_cast<double>(keys.ring.keys.size()));
-    f["mesh_key_current"] = number(keys.ring.current);
-    auto* peers = f["peers"].mutable_list_value();
+    Json peers = Json::array();
     for (const auto& p : config.peers) {
-      pb::Value v;
-      auto& pf = *v.mutable_struct_value()->mutable_fields();
-      pf["id"] = text(p.id);
-      pf["address"] = text(p.address.to_string());
-      pf["groups"] = list(p.groups);
-      *peers->add_values() = v;
+      peers.push_back({{"id", p.id}, {"address", p.address.to_string()}, {"groups", p.groups}});
     }
-    f["dsn"] = text(config.store.dsn);
-    f["poll_interval_ms"] = number(static_cast<double>(config.store.poll_interval.count()));
-    f["retention_ms"] = number(static_cast<double>(config.store.retention.count()));
-    f["kick"] = text(config.kick.listen.to_string());
-    f["delivery_kick"] = list(kick_addresses);
-    f["duress_targets"] = list(config.duress.targets);
-    f["supervision_timeout_ms"] =
-        number(static_cast<double>(config.mesh.supervision_timeout.count()));
-    f["status"] = text(config.status.listen.to_string());
+    Json r;
+    r["ok"] = true;
+    r["node"] = config.node.id;
+    r["groups"] = config.node.groups;
+    r["listen"] = config.node.listen.to_string();
+    r["public_key"] = format_public_key(keys.identity.public_key());
+    r["mesh_keys"] = keys.ring.keys.size();
+    r["mesh_key_current"] = keys.ring.current;
+    r["peers"] = peers;
+    r["dsn"] = config.store.dsn;
+    r["poll_interval_ms"] = config.store.poll_interval.count();
+    r["retention_ms"] = config.store.retention.count();
+    r["kick"] = config.kick.listen.to_string();
+    r["delivery_kick"] = kick_addresses;
+    r["duress_targets"] = config.duress.targets;
+    r["supervision_timeout_ms"] = config.mesh.supervision_timeout.count();
+    r["status"] = config.status.listen.to_string();
+    r["state_dir"] = config.node.state_dir.string();
     print_json(r);
     return kOk;
   }

@@ -1,8 +1,7 @@
 // relayctl: the operator's command line for relaymesh.
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 #include <CLI/CLI.hpp>
 
+#include <cstring>
 #include <iostream>
 
 #include "common/config_error.h"
@@ -13,8 +12,18 @@ namespace {
 
 using namespace relay;
 
-/// The options every sending verb shares.
-void add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& wait) {
+constexpr const char* kExitCodes =
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  anything else (the database unreachable, the relay rejected the alert, ...)\n"
+    "  2  usage or configuration error (nothing was sent)\n"
+    "  3  --wait: the event was sent, but not every target confirmed in time\n"
+    "  4  queued, not yet sent: relayd did not claim the outbox row in time\n"
+    "With --json, stdout carries exactly one JSON document in every case, errors included\n"
+    "(\"ok\", \"exit_code\", \"error\", and the state left behind, e.g. \"outbox_id\").";
+
+/// The options every sending verb shares; returns the --wait option.
+CLI::Option* add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& wait) {
   cmd->add_option("--title", o.title, "short text, shown first");
   cmd->add_option("--body", o.body, "the message");
   cmd->add_option("--location", o.location, "where, e.g. \"Psych ward, room 12\"");
@@ -23,9 +32,41 @@ void add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& wait) {
   cmd->add_option("--data", o.data, "JSON handed to the consumers as is");
   cmd->add_option("--expires", o.expires, "lifetime, e.g. 30m or 2h");
   cmd->add_flag("--exercise", o.exercise, "a drill: labelled as such everywhere");
-  cmd->add_flag("--wait{30s}", wait,
-                "show progress until every target confirms; exit 3 if not within the duration "
-                "(default 30s, or --wait=2m)");
+  return cmd
+      ->add_option("--wait", wait,
+                   "follow receipts until every target confirms; exit 3 if not within the "
+                   "duration (--wait, --wait 2m or --wait=2m; default 30s)")
+      ->expected(0, 1);
+}
+
+/// --wait's duration: given (30s if bare) or none.
+std::optional<std::chrono::milliseconds> wait_of(const CLI::Option* option,
+                                                 const std::string& text) {
+  if (option->count() == 0) return std::nullopt;
+  if (text.empty()) return std::chrono::seconds(30);
+  auto d = parse_duration(text);
+  if (!d) {
+    throw ctl::UsageError("--wait \"" + text +
+                          "\": expected a duration such as 30s or 2m (an event id goes before "
+                          "--wait)");
+  }
+  return *d;
+}
+
+/// The one document of a run that failed.
+void print_failure(int code, const std::string& message, const ctl::Json& state) {
+  ctl::Json doc;
+  doc["ok"] = false;
+  doc["exit_code"] = code;
+  doc["error"] = message;
+  for (const auto& [key, value] : state.items()) doc[key] = value;
+  ctl::print_json(doc);
+}
+
+bool wants_json(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--json") == 0) return true;
+  return false;
 }
 
 }  // namespace
@@ -34,34 +75,39 @@ int main(int argc, char** argv) {
   CLI::App app{"relayctl: send alerts and look after a relaymesh node"};
   app.require_subcommand(1);
   app.fallthrough();
+  app.footer(kExitCodes);
+  app.set_version_flag("--version", "relayctl " RELAY_VERSION);
   std::string config_file = "/etc/relaymesh/relayd.toml";
   bool json = false;
   app.add_option("--config", config_file, "relayd configuration file")->capture_default_str();
-  app.add_flag("--json", json, "machine-readable output");
+  app.add_flag("--json", json, "machine-readable output: one JSON document on stdout");
 
   ctl::SendOptions send;
-  std::string wait;
+  std::string wait, targets;
   auto* send_cmd = app.add_subcommand("send", "send an alert (an outbox insert and a kick)");
   send_cmd->add_option("--kind", send.kind, "notification, duress, all-clear or test")
       ->capture_default_str();
   send_cmd->add_option("--priority", send.priority,
                        "duress, emergency, normal or bulk (default by kind)");
-  send_cmd->add_option("--target", send.targets, "all, node ids, group:NAME; comma-separated")
-      ->default_str("all");
-  add_send_options(send_cmd, send, wait);
+  auto* send_target =
+      send_cmd->add_option("--target", targets, "all, node ids, group:NAME; comma-separated")
+          ->default_str("all");
+  auto* send_wait = add_send_options(send_cmd, send, wait);
 
   auto* duress_cmd =
       app.add_subcommand("duress", "raise a duress alarm (targets from [duress] by default)");
-  duress_cmd->add_option("--target", send.targets, "override [duress] targets; comma-separated");
-  add_send_options(duress_cmd, send, wait);
+  auto* duress_target =
+      duress_cmd->add_option("--target", targets, "override [duress] targets; comma-separated");
+  auto* duress_wait = add_send_options(duress_cmd, send, wait);
 
   std::string cleared;
   auto* clear_cmd = app.add_subcommand("all-clear", "clear an earlier event everywhere it went");
   clear_cmd->add_option("EVENT", cleared, "the event to clear, as ORIGIN:SEQ")->required();
-  clear_cmd->add_option("--target", send.targets, "targets (default: all)");
-  add_send_options(clear_cmd, send, wait);
+  auto* clear_target =
+      clear_cmd->add_option("--target", targets, "targets (default: those of the event)");
+  auto* clear_wait = add_send_options(clear_cmd, send, wait);
 
-  auto* status_cmd = app.add_subcommand("status", "peers, liveness, round trips, what is pending");
+  auto* status_cmd = app.add_subcommand("status", "verdict, peers, database, what is pending");
   int limit = 20;
   std::string kind_filter, origin_filter;
   auto* events_cmd = app.add_subcommand("events", "recent events in this node's log");
@@ -73,7 +119,8 @@ int main(int argc, char** argv) {
   std::string event_id;
   auto* receipts_cmd = app.add_subcommand("receipts", "per target: delivered when, or pending");
   receipts_cmd->add_option("EVENT", event_id, "ORIGIN:SEQ, as send printed it")->required();
-  auto* tail_cmd = app.add_subcommand("tail", "print new events as they arrive");
+  auto* tail_cmd = app.add_subcommand(
+      "tail", "print new events as they arrive (--json: one JSON document per line)");
   auto* migrate_cmd = app.add_subcommand("migrate", "apply the database migrations");
   std::string older_than;
   auto* prune_cmd = app.add_subcommand(
@@ -92,7 +139,14 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
+    if (wants_json(argc, argv)) {
+      print_failure(ctl::kUsage, e.what(), ctl::Json::object());
+      std::cerr << "relayctl: " << e.what() << "\n";
+      return ctl::kUsage;
+    }
     return app.exit(e) == 0 ? ctl::kOk : ctl::kUsage;
   }
 
@@ -101,30 +155,30 @@ int main(int argc, char** argv) {
     if (check_cmd->parsed()) return ctl::check_config(config_file, json);
     const Config config = load_config(config_file);
     send.json = json;
-    if (!wait.empty()) {
-      auto d = parse_duration(wait);
-      if (!d) throw ctl::UsageError("--wait=" + wait + ": expected a duration such as 30s or 2m");
-      send.wait = *d;
-    }
-    if (send_cmd->parsed()) {
-      if (send.targets.empty()) send.targets = "all";
+    auto sending = [&](CLI::Option* target, CLI::Option* wait_option,
+                       const std::vector<std::string>& fallback) {
+      send.targets = target->count() > 0 ? ctl::split_targets(targets) : fallback;
+      send.wait = wait_of(wait_option, wait);
       return ctl::send(config, send);
+    };
+    if (send_cmd->parsed()) {
+      if (send.title.empty())
+        throw ctl::UsageError("--title is required: an alert without one shows up blank");
+      return sending(send_target, send_wait, {"all"});
     }
     if (duress_cmd->parsed()) {
       send.kind = "duress";
-      if (send.targets.empty()) {
-        for (const auto& t : config.duress.targets)
-          send.targets += (send.targets.empty() ? "" : ",") + t;
-      }
       if (send.title.empty()) send.title = "Duress";
-      return ctl::send(config, send);
+      return sending(duress_target, duress_wait, config.duress.targets);
     }
     if (clear_cmd->parsed()) {
+      const ctl::EventId id = ctl::parse_event_id(cleared);
       send.kind = "all-clear";
-      send.refs = {cleared};
-      if (send.targets.empty()) send.targets = "all";
+      send.refs = {id.text()};
       if (send.title.empty()) send.title = "All clear";
-      return ctl::send(config, send);
+      // Checked first, even with --target: an all-clear of nothing is refused.
+      const auto original = ctl::all_clear_targets(config, id);
+      return sending(clear_target, clear_wait, original);
     }
     if (status_cmd->parsed()) return ctl::status(config, json);
     if (events_cmd->parsed()) return ctl::events(config, limit, kind_filter, origin_filter, json);
@@ -141,23 +195,22 @@ int main(int argc, char** argv) {
     }
   } catch (const ConfigError& e) {
     if (json) {
-      // Machine output even for errors: one object with every problem.
-      google::protobuf::Struct report;
-      auto& f = *report.mutable_fields();
-      f["ok"].set_bool_value(false);
-      auto* errors = f["errors"].mutable_list_value();
-      for (const auto& issue : e.issues())
-        errors->add_values()->set_string_value(issue.to_string());
-      std::string text;
-      (void)google::protobuf::util::MessageToJsonString(report, &text);
-      std::cout << text << "\n";
+      ctl::Json errors = ctl::Json::array();
+      for (const auto& issue : e.issues()) errors.push_back(issue.to_string());
+      print_failure(ctl::kUsage, "configuration error", {{"errors", errors}});
     }
     std::cerr << e.what() << "\n";
     return ctl::kUsage;
   } catch (const ctl::UsageError& e) {
+    if (json) print_failure(ctl::kUsage, e.what(), {{"state", "nothing sent"}});
     std::cerr << "relayctl: " << e.what() << " (nothing was sent)\n";
     return ctl::kUsage;
+  } catch (const ctl::Failure& e) {
+    if (json) print_failure(e.code, e.what(), e.state);
+    std::cerr << "relayctl: " << e.what() << "\n";
+    return e.code;
   } catch (const std::exception& e) {
+    if (json) print_failure(ctl::kFailure, e.what(), ctl::Json::object());
     std::cerr << "relayctl: " << e.what() << "\n";
     return ctl::kFailure;
   }

@@ -1,6 +1,4 @@
 // relayctl migrate, status, events, receipts and tail.
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 #include <pqxx/pqxx>
 
@@ -8,7 +6,9 @@
 #include <ctime>
 #include <thread>
 
+#include "common/log.h"
 #include "relay/relayctl/relayctl.h"
+#include "relay/store/console.h"
 #include "relay/store/migrate.h"
 #include "relay/store/pg_store.h"
 #include "relay/store/rows.h"
@@ -17,29 +17,13 @@ namespace relay::ctl {
 namespace {
 
 namespace v1 = relaymesh::v1;
-namespace pb = google::protobuf;
 
 std::unique_ptr<pqxx::connection> connect(const Config& config) {
   try {
     return std::make_unique<pqxx::connection>(config.store.dsn);
   } catch (const std::exception& e) {
-    throw std::runtime_error("cannot reach the database (" + config.store.dsn + "): " + e.what());
+    throw Failure(kFailure, "cannot reach the database (" + config.store.dsn + "): " + e.what());
   }
-}
-
-std::string iso_time(std::int64_t unix_ms) {
-  const std::time_t t = unix_ms / 1000;
-  std::tm tm{};
-  ::localtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &tm);
-  return text;
-}
-
-std::string to_json(const pb::Message& m) {
-  std::string out;
-  (void)pb::util::MessageToJsonString(m, &out);
-  return out;
 }
 
 struct LoggedEvent {
@@ -62,17 +46,34 @@ std::vector<LoggedEvent> parse_rows(const pqxx::result& rows) {
   return out;
 }
 
-void print_event(const LoggedEvent& e, bool json) {
-  if (json) {
-    std::string data = store::queue_json(e.event);
-    std::printf("%s\n", data.c_str());
-    return;
-  }
+Json event_json(const LoggedEvent& e) {
+  const auto& ev = e.event;
+  Json refs = Json::array();
+  for (const auto& r : ev.references()) refs.push_back(r.origin() + ":" + std::to_string(r.seq()));
+  Json j;
+  j["id"] = ev.origin() + ":" + std::to_string(ev.seq());
+  j["origin"] = ev.origin();
+  j["seq"] = ev.seq();
+  j["kind"] = store::kind_name(ev.kind());
+  j["priority"] = store::priority_name(ev.priority());
+  j["title"] = ev.title();
+  j["body"] = ev.body();
+  j["location"] = ev.location();
+  j["sender"] = ev.sender();
+  j["targets"] = Json(std::vector<std::string>(ev.targets().begin(), ev.targets().end()));
+  j["references"] = refs;
+  j["exercise"] = ev.exercise();
+  j["created_unix_ms"] = ev.created_unix_ms();
+  j["stored_unix_ms"] = e.stored_us / 1000;
+  return j;
+}
+
+void print_event(const LoggedEvent& e) {
   std::printf("%-20s %-12s %-9s %s  %s%s%s\n",
               (e.event.origin() + ":" + std::to_string(e.event.seq())).c_str(),
               store::kind_name(e.event.kind()).c_str(),
               store::priority_name(e.event.priority()).c_str(),
-              iso_time(e.stored_us / 1000).c_str(), e.event.exercise() ? "[EXERCISE] " : "",
+              local_time(e.stored_us / 1000).c_str(), e.event.exercise() ? "[EXERCISE] " : "",
               e.event.title().c_str(),
               e.event.location().empty() ? "" : (" @ " + e.event.location()).c_str());
 }
@@ -85,10 +86,7 @@ int migrate(const Config& config, bool json) {
   auto conn = connect(config);
   const auto applied = store::migrate(*conn);
   if (json) {
-    pb::Struct out;
-    auto* list = (*out.mutable_fields())["applied"].mutable_list_value();
-    for (const auto& name : applied) list->add_values()->set_string_value(name);
-    std::printf("%s\n", to_json(out).c_str());
+    print_json({{"ok", true}, {"applied", applied}, {"migrations", store::migrations().size()}});
   } else if (applied.empty()) {
     std::printf("the schema is current (%zu migrations)\n", store::migrations().size());
   } else {
@@ -100,30 +98,46 @@ int migrate(const Config& config, bool json) {
 int status(const Config& config, bool json) {
   httplib::Client client(config.status.listen.host, config.status.listen.port);
   client.set_connection_timeout(std::chrono::seconds(3));
-  auto res = client.Get("/api/status");
+  client.set_read_timeout(std::chrono::seconds(5));
+  httplib::Headers headers;
+  if (!config.status.token.empty())
+    headers.emplace("Authorization", "Bearer " + config.status.token);
+  auto res = client.Get("/api/status", headers);
   if (!res) {
-    throw std::runtime_error("relayd does not answer on http://" +
-                             config.status.listen.to_string() + "/ (is it running?)");
+    throw Failure(kFailure, "relayd does not answer on http://" + config.status.listen.to_string() +
+                                "/ (is it running?)");
+  }
+  Json s = Json::parse(res->body, nullptr, false);
+  if (res->status != 200 || s.is_discarded()) {
+    throw Failure(kFailure, "unreadable status from http://" + config.status.listen.to_string() +
+                                "/api/status (HTTP " + std::to_string(res->status) + ")");
   }
   if (json) {
-    std::printf("%s", res->body.c_str());
+    print_json(s);
     return kOk;
   }
-  pb::Struct s;
-  if (!pb::util::JsonStringToMessage(res->body, &s).ok())
-    throw std::runtime_error("unreadable status");
-  const auto& f = s.fields();
-  const auto& db = f.at("database").struct_value().fields();
-  std::printf("node %s, up %.0f s, database %s%s\n", f.at("node").string_value().c_str(),
-              f.at("uptime_seconds").number_value(), db.at("up").bool_value() ? "up" : "DOWN: ",
-              db.at("up").bool_value() ? "" : db.at("error").string_value().c_str());
-  std::printf("%-24s %-13s %8s %9s %7s\n", "peer", "state", "rtt", "in flight", "queued");
-  for (const auto& p : f.at("peers").list_value().values()) {
-    const auto& pf = p.struct_value().fields();
-    std::printf("%-24s %-13s %6.1f ms %9.0f %7.0f%s\n", pf.at("id").string_value().c_str(),
-                pf.at("state").string_value().c_str(), pf.at("rtt_ms").number_value(),
-                pf.at("in_flight").number_value(), pf.at("queued").number_value(),
-                pf.at("alarm").bool_value() ? "  SUPERVISION ALARM" : "");
+  std::printf("%s: %s\n", s["node"].get<std::string>().c_str(),
+              s["verdict"]["level"].get<std::string>().c_str());
+  for (const auto& reason : s["verdict"]["reasons"])
+    std::printf("  - %s\n", reason.get<std::string>().c_str());
+  std::printf("relayd %s, pid %lld, up %lld s; database %s\n",
+              s["process"]["version"].get<std::string>().c_str(),
+              s["process"]["pid"].get<long long>(), s["process"]["uptime_seconds"].get<long long>(),
+              s["database"]["state"].get<std::string>().c_str());
+  std::printf("%-24s %-14s %10s %8s %7s %9s %8s\n", "peer", "state", "heard", "rtt", "queued",
+              "in flight", "receipts");
+  for (const auto& p : s["peers"]) {
+    const auto heard = p["last_heard_ms_ago"];
+    std::printf(
+        "%-24s %-14s %10s %8s %7lld %9lld %8lld%s\n", p["id"].get<std::string>().c_str(),
+        p["state"].get<std::string>().c_str(),
+        heard.is_null() ? "never"
+                        : (std::to_string(heard.get<long long>() / 1000) + " s ago").c_str(),
+        p["rtt_ms"].is_null() ? "-"
+                              : (std::to_string(p["rtt_ms"].get<long long>()) + " ms").c_str(),
+        p["queued"].get<long long>(), p["in_flight"].get<long long>(),
+        p["receipts_pending"].get<long long>(),
+        p["alarm"].get<bool>() ? "  SUPERVISION ALARM" : "");
   }
   return kOk;
 }
@@ -137,30 +151,19 @@ int events(const Config& config, int limit, const std::string& kind, const std::
                                        " FROM relay_event_log WHERE ($1 = '' OR origin = $1) "
                                        "ORDER BY stored_at DESC, origin, seq DESC LIMIT $2",
                                    origin, kind.empty() ? limit : limit * 20);
+  Json list = Json::array();
   int shown = 0;
   for (const auto& e : parse_rows(rows)) {
     if (!kind.empty() && store::kind_name(e.event.kind()) != kind) continue;
     if (shown++ == limit) break;
-    print_event(e, json);
+    if (json) {
+      list.push_back(event_json(e));
+    } else {
+      print_event(e);
+    }
   }
+  if (json) print_json({{"ok", true}, {"events", list}});
   return kOk;
-}
-
-std::string outcome_text(int outcome) {
-  switch (outcome) {
-    case v1::OUTCOME_DELIVERED:
-      return "delivered";
-    case v1::OUTCOME_DELIVERED_LATE:
-      return "delivered late";
-    case v1::OUTCOME_EXPIRED:
-      return "not delivered: expired before it arrived";
-    case v1::OUTCOME_TOO_OLD:
-      return "not delivered: older than [delivery] max_age there";
-    case v1::OUTCOME_CLEARED:
-      return "not delivered: its all-clear was there first";
-    default:
-      return "outcome " + std::to_string(outcome);
-  }
 }
 
 int prune(const Config& config, std::chrono::milliseconds older_than, bool json) {
@@ -168,13 +171,9 @@ int prune(const Config& config, std::chrono::milliseconds older_than, bool json)
   const auto pruned = store::prune_log(
       *conn, config.node.id, std::chrono::duration_cast<std::chrono::seconds>(older_than));
   if (json) {
-    pb::Struct out;
-    auto& f = *out.mutable_fields();
-    f["rows"].set_number_value(static_cast<double>(pruned.rows));
-    auto& settled = *f["settled_through"].mutable_struct_value()->mutable_fields();
-    for (const auto& [origin, through] : pruned.settled_through)
-      settled[origin].set_number_value(static_cast<double>(through));
-    std::printf("%s\n", to_json(out).c_str());
+    Json settled = Json::object();
+    for (const auto& [origin, through] : pruned.settled_through) settled[origin] = through;
+    print_json({{"ok", true}, {"rows", pruned.rows}, {"settled_through", settled}});
     return kOk;
   }
   std::printf("pruned %zu log rows\n", pruned.rows);
@@ -184,19 +183,10 @@ int prune(const Config& config, std::chrono::milliseconds older_than, bool json)
   return kOk;
 }
 
-int receipts(const Config& config, const std::string& id, bool json) {
-  const auto colon = id.rfind(':');
-  if (colon == std::string::npos)
-    throw UsageError("event \"" + id + "\": expected ORIGIN:SEQ, such as hq:42");
-  const std::string origin = id.substr(0, colon);
-  std::uint64_t seq = 0;
-  try {
-    seq = std::stoull(id.substr(colon + 1));
-  } catch (const std::exception&) {
-    throw UsageError("event \"" + id + "\": expected ORIGIN:SEQ, such as hq:42");
-  }
-  if (origin != config.node.id) {
-    throw UsageError("receipts of " + id + " are kept at its origin, " + origin +
+int receipts(const Config& config, const std::string& text, bool json) {
+  const EventId id = parse_event_id(text);
+  if (id.origin != config.node.id) {
+    throw UsageError("receipts of " + id.text() + " are kept at its origin, " + id.origin +
                      "; ask relayctl there");
   }
   auto conn = connect(config);
@@ -204,41 +194,24 @@ int receipts(const Config& config, const std::string& id, bool json) {
   const auto rows =
       parse_rows(tx.exec_params(std::string("SELECT ") + kEventColumns +
                                     " FROM relay_event_log WHERE origin = $1 AND seq = $2",
-                                origin, seq));
-  if (rows.empty()) throw std::runtime_error("no event " + id + " in this node's log");
+                                id.origin, id.seq));
+  if (rows.empty()) throw Failure(kFailure, "no event " + id.text() + " in this node's log");
   const auto& event = rows.front().event;
-  std::map<std::string, std::pair<std::int64_t, int>> delivered;  // at, outcome
-  for (const auto& r :
-       tx.exec_params("SELECT target, (extract(epoch from delivered_at) * 1000)::bigint, outcome "
-                      "FROM relay_receipts WHERE origin = $1 AND seq = $2",
-                      origin, seq)) {
-    delivered[r[0].as<std::string>()] = {r[1].as<std::int64_t>(), r[2].as<int>()};
-  }
+  const auto delivered = store::receipts_of(tx, id.origin, id.seq);
   const auto targets = resolve_targets(config, {event.targets().begin(), event.targets().end()});
-  pb::Struct out;
-  auto& f = *out.mutable_fields();
-  f["id"].set_string_value(id);
-  auto& per_target = *f["targets"].mutable_struct_value()->mutable_fields();
-  if (!json) std::printf("%s  %s\n", id.c_str(), event.title().c_str());
+  if (json) {
+    print_json({{"ok", true}, {"id", id.text()}, {"receipts", receipts_json(targets, delivered)}});
+    return kOk;
+  }
+  std::printf("%s  %s\n", id.text().c_str(), event.title().c_str());
   for (const auto& t : targets) {
     auto it = delivered.find(t);
-    if (json) {
-      if (it == delivered.end()) {
-        per_target[t].set_null_value(pb::NULL_VALUE);
-      } else {
-        auto& r = *per_target[t].mutable_struct_value()->mutable_fields();
-        r["at"].set_number_value(static_cast<double>(it->second.first));
-        r["outcome"].set_string_value(outcome_text(it->second.second));
-      }
-    } else {
-      std::printf(
-          "  %-24s %s\n", t.c_str(),
-          it == delivered.end()
-              ? "pending"
-              : (outcome_text(it->second.second) + " " + iso_time(it->second.first)).c_str());
-    }
+    std::printf("  %-24s %s\n", t.c_str(),
+                it == delivered.end()
+                    ? "pending"
+                    : (store::outcome_text(it->second.outcome) + " " + local_time(it->second.at))
+                          .c_str());
   }
-  if (json) std::printf("%s\n", to_json(out).c_str());
   return kOk;
 }
 
@@ -259,7 +232,12 @@ int tail(const Config& config, bool json) {
                              "ORDER BY stored_at, origin, seq LIMIT 1000",
                          since);
       for (const auto& e : parse_rows(rows)) {
-        print_event(e, json);
+        // A stream: one JSON document per line (JSON Lines), as events come.
+        if (json) {
+          print_json(event_json(e));
+        } else {
+          print_event(e);
+        }
         since = std::max(since, e.stored_us);
       }
     }

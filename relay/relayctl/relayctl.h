@@ -1,30 +1,34 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
+#include "relay/relayctl/output.h"
+#include "relay/store/console.h"
 
 namespace relay::ctl {
 
-// Exit codes of the contract in DESIGN.md.
+// Exit codes of the contract in docs/design.md ("Contracts"); README.md and
+// `relayctl --help` list them too.
 inline constexpr int kOk = 0;
 inline constexpr int kFailure = 1;
 inline constexpr int kUsage = 2;
 inline constexpr int kWaitTimedOut = 3;
+inline constexpr int kNotClaimed = 4;
 
-/// A usage or input error: relayctl prints it and exits 2, inserting nothing.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+/// How long a send waits for relayd to claim its row when --wait is not given.
+inline constexpr std::chrono::milliseconds kClaimWait{5000};
 
 /// What the sending verbs take from the command line.
 struct SendOptions {
   std::string kind = "notification";
   std::string priority;  // empty: by kind
-  std::string targets;   // comma-separated; empty: the verb's default
+  std::vector<std::string> targets;
   std::string title, body, location, sender, type, data;
   std::string expires;  // a duration, "" for never
   std::vector<std::string> refs;
@@ -33,10 +37,23 @@ struct SendOptions {
   bool json = false;
 };
 
+/// An event id, "origin:seq".
+struct EventId {
+  std::string origin;
+  std::int64_t seq = 0;
+  std::string text() const { return origin + ":" + std::to_string(seq); }
+};
+/// Parses "origin:seq" strictly: a valid node id, then 1 to 2^63-1 in
+/// decimal digits and nothing else. Throws UsageError saying what is expected.
+EventId parse_event_id(const std::string& text);
+
 int keygen(const std::string& out, bool mesh, bool json);
 int check_config(const std::string& file, bool json);
 int migrate(const Config& config, bool json);
 int send(const Config& config, SendOptions options);
+/// The targets and existence check of an all-clear: the event it clears must
+/// be in this node's log; its targets are the default. Throws UsageError.
+std::vector<std::string> all_clear_targets(const Config& config, const EventId& cleared);
 int status(const Config& config, bool json);
 int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
            bool json);
@@ -46,13 +63,16 @@ int tail(const Config& config, bool json);
 /// of [store] retention (0s prunes whatever every peer holds: for tests and
 /// for making room; dedupe outlives it). relayd learns of it at once.
 int prune(const Config& config, std::chrono::milliseconds older_than, bool json);
-/// How a receipt's outcome reads: "delivered", "not delivered: expired"...
-std::string outcome_text(int outcome);
+
+/// Per target: pending, or answered with when and what it did (delivered,
+/// late, or withheld and why).
+Json receipts_json(const std::vector<std::string>& targets,
+                   const std::map<std::string, store::TargetReceipt>& done);
 
 /// Node ids of the mesh (this node and its peers) that `targets` name.
 std::vector<std::string> resolve_targets(const Config& config,
                                          const std::vector<std::string>& targets);
-/// Splits "a,b,c" and trims spaces.
-std::vector<std::string> split_list(const std::string& text);
+/// Splits "a,b,c" and trims spaces; throws UsageError for an empty item.
+std::vector<std::string> split_targets(const std::string& text);
 
 }  // namespace relay::ctl

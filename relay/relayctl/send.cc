@@ -1,18 +1,18 @@
 // relayctl send, duress and all-clear: one outbox insert, a kick, and
-// optionally following the event until every target confirms.
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
+// following the event until relayd claims it (and, with --wait, until every
+// target confirms).
 #include <unistd.h>
 #include <pqxx/pqxx>
 
 #include <asio.hpp>
+#include <charconv>
 #include <cstdio>
-#include <iostream>
 #include <thread>
 
 #include "common/toml_section.h"
 #include "relay/mesh/types.h"
 #include "relay/relayctl/relayctl.h"
+#include "relay/store/console.h"
 #include "relay/store/outbox.h"
 #include "relay/store/rows.h"
 
@@ -20,7 +20,6 @@ namespace relay::ctl {
 namespace {
 
 namespace v1 = relaymesh::v1;
-namespace pb = google::protobuf;
 using SteadyClock = std::chrono::steady_clock;
 
 v1::Kind kind_of(const std::string& name) {
@@ -33,11 +32,10 @@ v1::Kind kind_of(const std::string& name) {
 
 /// The event as the relay will build it from the outbox row, for checking
 /// before anything is inserted.
-v1::Event draft(const Config& config, const SendOptions& o,
-                const std::vector<std::string>& targets) {
+v1::Event draft(const Config& config, const SendOptions& o) {
   v1::Event e;
   e.set_kind(kind_of(o.kind));
-  for (const auto& t : targets) e.add_targets(t);
+  for (const auto& t : o.targets) e.add_targets(t);
   e.set_title(o.title);
   e.set_body(o.body);
   e.set_location(o.location);
@@ -45,20 +43,14 @@ v1::Event draft(const Config& config, const SendOptions& o,
   e.set_type(o.type);
   e.set_exercise(o.exercise || o.kind == "test");
   if (!o.data.empty()) {
-    pb::Value parsed;
-    if (!pb::util::JsonStringToMessage(o.data, &parsed).ok()) {
-      throw UsageError("--data is not JSON: " + o.data);
-    }
+    if (!Json::accept(o.data)) throw UsageError("--data is not JSON: " + o.data);
     e.set_data(o.data);
   }
   for (const auto& ref : o.refs) {
-    const auto colon = ref.rfind(':');
-    if (colon == std::string::npos || !valid_node_id(std::string_view(ref).substr(0, colon))) {
-      throw UsageError("event \"" + ref + "\": expected ORIGIN:SEQ, such as hq:42");
-    }
+    const EventId id = parse_event_id(ref);
     auto* r = e.add_references();
-    r->set_origin(ref.substr(0, colon));
-    r->set_seq(std::stoull(ref.substr(colon + 1)));
+    r->set_origin(id.origin);
+    r->set_seq(static_cast<std::uint64_t>(id.seq));
   }
   e.set_created_unix_ms(1);  // any value: only its size matters for the check
   if (auto why = store::check_event(e, config); !why.empty()) throw UsageError(why);
@@ -77,76 +69,71 @@ void kick(const Config& config) {
   }
 }
 
-std::string print_json(const pb::Struct& s) {
-  std::string out;
-  (void)pb::util::MessageToJsonString(s, &out);
-  return out;
+std::unique_ptr<pqxx::connection> connect(const Config& config) {
+  try {
+    return std::make_unique<pqxx::connection>(config.store.dsn);
+  } catch (const std::exception& e) {
+    throw Failure(
+        kFailure,
+        "cannot reach the database (" + config.store.dsn + "): " + e.what() + "; nothing was sent",
+        {{"state", "not sent"}});
+  }
 }
 
-struct Sent {
-  std::string origin;
-  std::uint64_t seq = 0;
-  std::string id() const { return origin + ":" + std::to_string(seq); }
-};
-
-/// Waits for the relay to claim the outbox row; says why if it refused it.
-std::optional<Sent> await_claim(pqxx::connection& conn, const Config& config,
-                                std::int64_t outbox_id, SteadyClock::time_point deadline) {
-  while (SteadyClock::now() < deadline) {
+/// Waits for the relay to claim the outbox row; throws if it rejected it.
+std::optional<std::int64_t> await_claim(pqxx::connection& conn, const Config& config,
+                                        std::int64_t outbox_id, SteadyClock::time_point deadline) {
+  while (true) {
     pqxx::read_transaction tx(conn);
     auto claimed =
         tx.exec_params("SELECT seq FROM relay_event_log WHERE origin = $1 AND outbox_id = $2",
                        config.node.id, outbox_id);
-    if (!claimed.empty()) return Sent{config.node.id, claimed[0][0].as<std::uint64_t>()};
+    if (!claimed.empty()) return claimed[0][0].as<std::int64_t>();
     auto rejected = tx.exec_params("SELECT reason FROM outbox_rejected WHERE id = $1", outbox_id);
-    if (!rejected.empty())
-      throw std::runtime_error("the relay rejected it: " + rejected[0][0].as<std::string>());
+    if (!rejected.empty()) {
+      throw Failure(kFailure, "the relay rejected it: " + rejected[0][0].as<std::string>(),
+                    {{"state", "rejected"}, {"outbox_id", outbox_id}});
+    }
     tx.commit();
+    if (SteadyClock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return std::nullopt;
 }
 
-int wait_for_receipts(pqxx::connection& conn, const Sent& sent,
-                      const std::vector<std::string>& targets, SteadyClock::time_point deadline,
-                      bool json) {
+/// Per target: its receipt, absent while pending.
+std::map<std::string, store::TargetReceipt> delivered(pqxx::connection& conn, const EventId& id) {
+  pqxx::read_transaction tx(conn);
+  return store::receipts_of(tx, id.origin, id.seq);
+}
+
+/// Follows the receipts until every target confirmed or the deadline; true if all did.
+bool wait_for_receipts(pqxx::connection& conn, const EventId& id,
+                       const std::vector<std::string>& targets, SteadyClock::time_point deadline,
+                       bool json) {
   const bool tty = ::isatty(STDERR_FILENO) != 0;
-  std::vector<std::string> pending = targets;
-  std::map<std::string, int> withheld;  // target -> outcome: answered, not delivered
   while (true) {
-    {
-      pqxx::read_transaction tx(conn);
-      std::set<std::string> done;
-      for (const auto& row : tx.exec_params(
-               "SELECT target, outcome FROM relay_receipts WHERE origin = $1 AND seq = $2",
-               sent.origin, sent.seq)) {
-        done.insert(row[0].as<std::string>());
-        const int outcome = row[1].as<int>();
-        if (outcome > relaymesh::v1::OUTCOME_DELIVERED_LATE)
-          withheld[row[0].as<std::string>()] = outcome;
+    const auto done = delivered(conn, id);
+    std::string waiting;
+    std::string not_delivered;  // answered, but withheld there, and why
+    for (const auto& t : targets) {
+      auto it = done.find(t);
+      if (it == done.end()) {
+        waiting += (waiting.empty() ? "" : ", ") + t;
+      } else if (it->second.outcome > relaymesh::v1::OUTCOME_DELIVERED_LATE) {
+        not_delivered += "; " + t + " " + store::outcome_text(it->second.outcome);
       }
-      std::erase_if(pending, [&](const std::string& t) { return done.contains(t); });
     }
-    const std::size_t confirmed = targets.size() - pending.size();
+    const std::size_t confirmed =
+        targets.size() - std::count_if(targets.begin(), targets.end(),
+                                       [&](const std::string& t) { return !done.contains(t); });
     if (!json) {
-      std::string waiting;
-      for (const auto& p : pending) waiting += (waiting.empty() ? "" : ", ") + p;
-      std::string not_delivered;
-      for (const auto& [t, outcome] : withheld)
-        not_delivered += "; " + t + " " + outcome_text(outcome);
       std::fprintf(stderr, "%s%zu of %zu targets confirmed%s%s%s%s", tty ? "\r\033[K" : "",
                    confirmed, targets.size(), not_delivered.c_str(),
-                   pending.empty() ? "" : "; waiting for ", waiting.c_str(), tty ? "" : "\n");
+                   waiting.empty() ? "" : "; waiting for ", waiting.c_str(), tty ? "" : "\n");
     }
-    if (pending.empty()) {
+    if (waiting.empty() || SteadyClock::now() >= deadline) {
       if (!json && tty) std::fprintf(stderr, "\n");
-      return kOk;
-    }
-    if (SteadyClock::now() >= deadline) {
-      if (!json && tty) std::fprintf(stderr, "\n");
-      std::fprintf(stderr, "timed out: %zu of %zu targets have not confirmed %s\n", pending.size(),
-                   targets.size(), sent.id().c_str());
-      return kWaitTimedOut;
+      return waiting.empty();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 100 : 500));
   }
@@ -154,36 +141,82 @@ int wait_for_receipts(pqxx::connection& conn, const Sent& sent,
 
 }  // namespace
 
-std::vector<std::string> split_list(const std::string& text) {
+Json receipts_json(const std::vector<std::string>& targets,
+                   const std::map<std::string, store::TargetReceipt>& done) {
+  Json list = Json::array();
+  for (const auto& t : targets) {
+    auto it = done.find(t);
+    const bool answered = it != done.end();
+    list.push_back(
+        {{"target", t},
+         {"state", !answered ? "pending" : it->second.outcome > 1 ? "withheld" : "delivered"},
+         {"outcome", answered ? Json(store::outcome_text(it->second.outcome)) : Json(nullptr)},
+         {"delivered_unix_ms", answered ? Json(it->second.at) : Json(nullptr)}});
+  }
+  return list;
+}
+
+EventId parse_event_id(const std::string& text) {
+  const std::string expected = "event \"" + text +
+                               "\": expected ORIGIN:SEQ such as hq:42 (a node id, a colon, and "
+                               "a number from 1 to 9223372036854775807)";
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || !valid_node_id(std::string_view(text).substr(0, colon)))
+    throw UsageError(expected);
+  EventId id{text.substr(0, colon), 0};
+  const char* begin = text.data() + colon + 1;
+  const char* end = text.data() + text.size();
+  if (begin == end || *begin == '+' || *begin == '-') throw UsageError(expected);
+  const auto [ptr, ec] = std::from_chars(begin, end, id.seq);
+  if (ec != std::errc() || ptr != end || id.seq < 1) throw UsageError(expected);
+  return id;
+}
+
+std::vector<std::string> split_targets(const std::string& text) {
   std::vector<std::string> out;
   std::size_t start = 0;
-  while (start <= text.size()) {
+  while (true) {
     const auto comma = text.find(',', start);
     std::string item =
         text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     item.erase(0, item.find_first_not_of(' '));
     item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-    if (comma == std::string::npos) break;
+    if (item.empty()) {
+      throw UsageError("--target \"" + text +
+                       "\": an empty target; name them: all, node ids or group:NAME, "
+                       "comma-separated");
+    }
+    out.push_back(item);
+    if (comma == std::string::npos) return out;
     start = comma + 1;
   }
-  return out;
 }
 
 std::vector<std::string> resolve_targets(const Config& config,
                                          const std::vector<std::string>& targets) {
-  std::vector<std::string> nodes;
-  if (mesh::targets_node(targets, config.node.id, config.node.groups))
-    nodes.push_back(config.node.id);
-  for (const auto& p : config.peers) {
-    if (mesh::targets_node(targets, p.id, p.groups)) nodes.push_back(p.id);
+  return store::target_nodes(config, targets);
+}
+
+std::vector<std::string> all_clear_targets(const Config& config, const EventId& cleared) {
+  auto conn = connect(config);
+  pqxx::read_transaction tx(*conn);
+  const auto rows =
+      tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND seq = $2",
+                     cleared.origin, cleared.seq);
+  if (rows.empty()) {
+    throw UsageError("no event " + cleared.text() +
+                     " in this node's log: nothing to clear (relayctl events lists them)");
   }
-  return nodes;
+  const pqxx::binarystring bytes(rows[0][0]);
+  v1::SignedEvent signed_event;
+  v1::Event e;
+  if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
+    throw Failure(kFailure, "event " + cleared.text() + " is unreadable in the log");
+  return {e.targets().begin(), e.targets().end()};
 }
 
 int send(const Config& config, SendOptions o) {
-  const auto targets = split_list(o.targets);
-  const v1::Event event = draft(config, o, targets);
+  const v1::Event event = draft(config, o);
   std::string expires = "NULL";
   if (!o.expires.empty()) {
     auto d = parse_duration(o.expires);
@@ -197,24 +230,16 @@ int send(const Config& config, SendOptions o) {
                      "\": expected duress, emergency, normal or bulk");
   }
 
-  std::unique_ptr<pqxx::connection> conn;
-  try {
-    conn = std::make_unique<pqxx::connection>(config.store.dsn);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot reach the database (" + config.store.dsn + "): " + e.what() +
-                             "; nothing was sent");
-  }
+  auto conn = connect(config);
   std::int64_t outbox_id = 0;
   {
     pqxx::work tx(*conn);
     outbox_id = tx.exec_params1(
                       "INSERT INTO outbox (kind, priority, targets, title, body, location, sender, "
-                      "type, data, "
-                      "expires_at, refs, exercise) VALUES ($1, nullif($2, ''), $3::text[], $4, $5, "
-                      "$6, $7, $8, "
-                      "coalesce(nullif($9, ''), '{}')::jsonb, " +
+                      "type, data, expires_at, refs, exercise) VALUES ($1, nullif($2, ''), "
+                      "$3::text[], $4, $5, $6, $7, $8, coalesce(nullif($9, ''), '{}')::jsonb, " +
                           expires + ", $10::text[], $11) RETURNING id",
-                      o.kind, o.priority, store::text_array(targets), o.title, o.body, o.location,
+                      o.kind, o.priority, store::text_array(o.targets), o.title, o.body, o.location,
                       o.sender, o.type, o.data, store::text_array(o.refs), event.exercise())[0]
                     .as<std::int64_t>();
     tx.exec("NOTIFY outbox");
@@ -223,31 +248,48 @@ int send(const Config& config, SendOptions o) {
   kick(config);
 
   const auto start = SteadyClock::now();
-  const auto wait = o.wait.value_or(std::chrono::milliseconds(5000));
-  const auto sent = await_claim(*conn, config, outbox_id, start + wait);
-  if (!sent) {
-    std::fprintf(
-        stderr,
-        "queued as outbox row %lld, but relayd has not claimed it yet: is relayd running for %s?\n",
-        static_cast<long long>(outbox_id), config.node.id.c_str());
-    return o.wait ? kWaitTimedOut : kOk;
+  const auto claim_wait = o.wait.value_or(kClaimWait);
+  const auto seq = await_claim(*conn, config, outbox_id, start + claim_wait);
+  if (!seq) {
+    throw Failure(kNotClaimed,
+                  "queued as outbox row " + std::to_string(outbox_id) +
+                      ", but relayd has not claimed it within " +
+                      std::to_string(claim_wait.count()) +
+                      " ms: it is NOT sent yet (is relayd "
+                      "running for " +
+                      config.node.id + "? relayd sends it when it claims it)",
+                  {{"state", "queued"}, {"outbox_id", outbox_id}});
   }
-  pb::Struct out;
-  auto& f = *out.mutable_fields();
-  f["id"].set_string_value(sent->id());
-  f["origin"].set_string_value(sent->origin);
-  f["seq"].set_number_value(static_cast<double>(sent->seq));
-  f["outbox_id"].set_number_value(static_cast<double>(outbox_id));
-  const auto nodes = resolve_targets(config, targets);
-  auto* list = f["targets"].mutable_list_value();
-  for (const auto& n : nodes) list->add_values()->set_string_value(n);
+  const EventId id{config.node.id, *seq};
+  const auto nodes = resolve_targets(config, o.targets);
+  bool confirmed = false;
+  if (o.wait) {
+    if (!o.json) std::printf("%s\n", id.text().c_str());
+    std::fflush(stdout);
+    confirmed = wait_for_receipts(*conn, id, nodes, start + *o.wait, o.json);
+  } else if (!o.json) {
+    std::printf("%s\n", id.text().c_str());
+  }
   if (o.json) {
-    std::printf("%s\n", print_json(out).c_str());
-  } else {
-    std::printf("%s\n", sent->id().c_str());
+    const auto done = delivered(*conn, id);
+    Json doc;
+    doc["ok"] = !o.wait || confirmed;
+    doc["exit_code"] = !o.wait || confirmed ? kOk : kWaitTimedOut;
+    doc["state"] = !o.wait ? "sent" : confirmed ? "confirmed" : "sent, not every target confirmed";
+    doc["id"] = id.text();
+    doc["origin"] = id.origin;
+    doc["seq"] = id.seq;
+    doc["outbox_id"] = outbox_id;
+    doc["targets"] = nodes;
+    doc["receipts"] = receipts_json(nodes, done);
+    print_json(doc);
   }
-  if (!o.wait) return kOk;
-  return wait_for_receipts(*conn, *sent, nodes, start + *o.wait, o.json);
+  if (o.wait && !confirmed) {
+    std::fprintf(stderr, "timed out: not every target has confirmed %s (relayctl receipts %s)\n",
+                 id.text().c_str(), id.text().c_str());
+    return kWaitTimedOut;
+  }
+  return kOk;
 }
 
 }  // namespace relay::ctl

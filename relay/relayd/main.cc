@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <csignal>
+#include <filesystem>
 #include <future>
 #include <iostream>
 #include <thread>
@@ -16,7 +17,10 @@
 #include "common/config_error.h"
 #include "common/log.h"
 #include "common/state_dir.h"
+#include "relay/capture/output_capture.h"
 #include "relay/net/daemon.h"
+#include "relay/status/console.h"
+#include "relay/status/database_watch.h"
 #include "relay/status/status_server.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
@@ -141,6 +145,27 @@ bool same_except_keys(const Config& a, const Config& b) {
   return shape(a) == shape(b);
 }
 
+/// Says what the process is, for the status page.
+status::ProcessInfo process_info(const Config& config, const std::string& config_file) {
+  status::ProcessInfo p;
+  p.node = config.node.id;
+  p.version = RELAY_VERSION;
+  std::error_code ignored;
+  p.config_path = std::filesystem::absolute(config_file, ignored).string();
+  p.pid = ::getpid();
+  p.started_unix_ms = net::unix_ms_now();
+  return p;
+}
+
+/// Asks the network thread, which owns the core, for its status.
+std::optional<net::DaemonStatus> daemon_status(asio::io_context& io, net::Daemon& daemon) {
+  auto promise = std::make_shared<std::promise<net::DaemonStatus>>();
+  auto future = promise->get_future();
+  asio::post(io, [&daemon, promise] { promise->set_value(daemon.status()); });
+  if (future.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+  return future.get();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +174,10 @@ int main(int argc, char** argv) {
   std::string level = "info";
   app.add_option("--config", config_file, "configuration file")->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn or error")->capture_default_str();
+  app.set_version_flag("--version", "relayd " RELAY_VERSION);
+  app.footer(
+      "Exit codes: 0 stopped by SIGTERM or SIGINT; 1 a runtime failure (the status or mesh port "
+      "taken, say); 2 a usage or configuration error.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -168,41 +197,58 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Before any thread starts (it forks): stdout and stderr to the journal
+  // and to the files the status page shows.
+  const auto capture =
+      capture::start_output_capture(capture::log_dir(config.node.state_dir), "relayd");
+  std::signal(SIGPIPE, SIG_IGN);  // a write to a closed pipe or socket is an error, not death
+  if (!capture.active)
+    spdlog::warn("output capture off, the page shows no log: {}", capture.why_not);
+
+  // The status side comes up first and needs no database: a database that
+  // is down at start shows on the page and on /healthz, not in silence.
+  asio::io_context io;  // outlives the page, whose requests may still post to it
+  net::Health health;
+  health.failing(net::Health::kCore, "waiting for the database");
+  status::DatabaseWatch database(config, health);
+  database.start();
+  status::Console console(process_info(config, config_file), health, database, capture);
+  status::StatusServer status_page(config.status, console);
+  try {
+    status_page.start();
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  spdlog::info("status page on http://{}/", config.status.listen.to_string());
+
   auto opened = open_database(config);
-  if (!opened) return 0;
+  // A SIGTERM that came while the database was being opened still stops us.
+  if (!opened || g_stop_before_start) return 0;
   std::optional<store::NumberingState> numbering;
   try {
     numbering.emplace(*state, opened->own_highest);
   } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n";
+    spdlog::critical("{}", e.what());
     return 2;
   }
   numbering->describe(opened->snapshot);
 
   bool restart = false;
   try {
-    asio::io_context io;
     std::unique_ptr<Retention> retention;
     net::Daemon daemon(io, config, std::move(*keys), std::move(opened->snapshot), *numbering,
-                       *state, [&retention] {
+                       *state, health, [&retention] {
                          if (retention) retention->refresh();
                        });
     daemon.start();
-    status::StatusServer status_page(config.status.listen, config.store.dsn, [&] {
-      // Read on the network thread, which owns the core.
-      auto promise = std::make_shared<std::promise<net::DaemonStatus>>();
-      auto future = promise->get_future();
-      asio::post(io, [&daemon, promise] { promise->set_value(daemon.status()); });
-      if (future.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
-        net::DaemonStatus busy;
-        busy.node = config.node.id;
-        busy.database_up = false;
-        busy.database_error = "the network thread did not answer within 2 s";
-        return busy;
-      }
-      return future.get();
-    });
-    status_page.start();
+    health.ok(net::Health::kCore);
+    console.set_daemon([&io, &daemon] { return daemon_status(io, daemon); });
+    // Whichever way this block is left, the page stops asking the core first.
+    struct Detach {
+      status::Console& console;
+      ~Detach() { console.set_no_daemon("stopped"); }
+    } detach{console};
     retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
       asio::post(
           io, [&daemon, settled = std::move(pruned.settled_through)] { daemon.pruned(settled); });
@@ -239,10 +285,10 @@ int main(int argc, char** argv) {
       io.stop();
     };
     signals.async_wait(on_signal);
-    spdlog::info("status page on http://{}/", config.status.listen.to_string());
     io.run();
     retention.reset();  // its thread posts to the daemon: gone before the daemon
     status_page.stop();
+    database.stop();
     if (restart) {
       spdlog::info("re-executing {}", argv[0]);
       spdlog::shutdown();

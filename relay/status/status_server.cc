@@ -1,256 +1,106 @@
 #include "relay/status/status_server.h"
 
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
-#include <httplib.h>
-#include <spdlog/spdlog.h>
-#include <pqxx/pqxx>
+#include <openssl/crypto.h>
 
-#include <sstream>
-
-#include "relay/store/rows.h"
+#include "relay/status/render.h"
+#include "relay/status/verdict.h"
 
 namespace relay::status {
 namespace {
 
-namespace pb = google::protobuf;
-
-pb::Value text(const std::string& s) {
-  pb::Value v;
-  v.set_string_value(s);
-  return v;
+/// Constant-time comparison: the token must not leak through timing.
+bool same_token(const std::string& given, const std::string& token) {
+  return given.size() == token.size() &&
+         CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
 }
 
-pb::Value number(double d) {
-  pb::Value v;
-  v.set_number_value(d);
-  return v;
-}
-
-pb::Value boolean(bool b) {
-  pb::Value v;
-  v.set_bool_value(b);
-  return v;
-}
-
-std::string to_json(const pb::Struct& s) {
-  std::string out;
-  pb::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  (void)pb::util::MessageToJsonString(s, &out, options);
-  return out;
-}
-
-std::string escape_html(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
+bool authorized(const net::HttpRequest& request, const std::string& token) {
+  if (token.empty()) return true;
+  if (auto it = request.headers.find("authorization"); it != request.headers.end()) {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (it->second.starts_with(kBearer) && same_token(it->second.substr(kBearer.size()), token))
+      return true;
   }
-  return out;
+  if (auto it = request.query.find("token"); it != request.query.end())
+    return same_token(it->second, token);
+  return false;
 }
 
-double ms(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-/// Recent events from the log, newest first, read with a connection of its own.
-std::string events_json(const std::string& dsn, int limit) {
-  pqxx::connection conn(dsn);
-  pqxx::read_transaction tx(conn);
-  pb::Struct out;
-  auto* list = (*out.mutable_fields())["events"].mutable_list_value();
-  for (const auto& row : tx.exec_params(
-           "SELECT signed, (extract(epoch from stored_at) * 1000)::bigint FROM relay_event_log "
-           "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
-           limit)) {
-    const pqxx::binarystring bytes(row[0]);
-    relaymesh::v1::SignedEvent signed_event;
-    relaymesh::v1::Event e;
-    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
-      continue;
-    pb::Value item;
-    auto& f = *item.mutable_struct_value()->mutable_fields();
-    f["id"] = text(e.origin() + ":" + std::to_string(e.seq()));
-    f["kind"] = text(store::kind_name(e.kind()));
-    f["priority"] = text(store::priority_name(e.priority()));
-    f["title"] = text(e.title());
-    f["location"] = text(e.location());
-    f["exercise"] = boolean(e.exercise());
-    f["stored"] = number(static_cast<double>(row[1].as<std::int64_t>()));
-    *list->add_values() = item;
-  }
-  return to_json(out);
+net::HttpResponse json(std::string body) {
+  net::HttpResponse r;
+  r.content_type = "application/json";
+  r.body = std::move(body);
+  return r;
 }
 
 }  // namespace
 
-std::string status_json(const net::DaemonStatus& s) {
-  pb::Struct out;
-  auto& f = *out.mutable_fields();
-  f["node"] = text(s.node);
-  f["uptime_seconds"] = number(s.uptime_seconds);
-  auto& db = *f["database"].mutable_struct_value()->mutable_fields();
-  db["up"] = boolean(s.database_up);
-  db["error"] = text(s.database_error);
-  auto* peers = f["peers"].mutable_list_value();
-  for (const auto& p : s.peers) {
-    pb::Value v;
-    auto& pf = *v.mutable_struct_value()->mutable_fields();
-    pf["id"] = text(p.id);
-    pf["state"] = text(p.down      ? "down"
-                       : p.suspect ? "suspect"
-                       : p.heard   ? "alive"
-                                   : "not heard yet");
-    pf["alarm"] = boolean(p.alarmed);
-    pf["rtt_ms"] = number(ms(p.srtt));
-    pf["in_flight"] = number(static_cast<double>(p.in_flight));
-    pf["queued"] = number(static_cast<double>(p.queued));
-    *peers->add_values() = v;
+net::HttpResponse route(const net::HttpRequest& request, const Console& console,
+                        const std::string& token) {
+  net::HttpResponse r;
+  if (!authorized(request, token)) {
+    r.status = 401;
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    r.body = "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n";
+    return r;
   }
-  auto& st = *f["counters"].mutable_struct_value()->mutable_fields();
-  st["datagrams_sent"] = number(static_cast<double>(s.stats.datagrams_sent));
-  st["datagrams_accepted"] = number(static_cast<double>(s.accepted));
-  st["events_sent"] = number(static_cast<double>(s.stats.events_sent));
-  st["retransmissions"] = number(static_cast<double>(s.stats.retransmissions));
-  st["events_stored"] = number(static_cast<double>(s.stats.events_stored));
-  st["receipts_recorded"] = number(static_cast<double>(s.stats.receipts_recorded));
-  st["kicks"] = number(static_cast<double>(s.kicks));
-  auto& rejected = *f["rejected"].mutable_struct_value()->mutable_fields();
-  for (const auto& [reason, n] : s.rejected) rejected[reason] = number(static_cast<double>(n));
-  return to_json(out);
+  const std::string& path = request.path;
+  if (path == "/healthz") {
+    const auto problems = health_problems(console.snapshot(false));
+    r.status = problems.empty() ? 200 : 503;
+    if (problems.empty()) r.body = "ok\n";
+    for (const auto& p : problems) r.body += p + "\n";
+    return r;
+  }
+  if (path == "/") {
+    const auto s = console.snapshot(true);
+    r.content_type = "text/html; charset=utf-8";
+    r.body = status_html(s);
+    // The page itself never fails to load: its verdict says what is wrong.
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'none'; script-src 'unsafe-inline'; "
+                           "style-src 'unsafe-inline'; connect-src 'self'");
+    return r;
+  }
+  if (path == "/api/status") return json(status_json(console.snapshot(false)));
+  if (path == "/api/events") return json(events_json(console.snapshot(false)));
+  if (path == "/api/alarms") return json(alarms_json(console.snapshot(false)));
+  if (path == "/api/logs") return json(logs_json(console.snapshot(true)));
+  if (path == "/metrics") {
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_text(console.snapshot(false));
+    return r;
+  }
+  r.status = 404;
+  r.body = "not found; see / for the status page\n";
+  return r;
 }
 
-std::string metrics_text(const net::DaemonStatus& s) {
-  std::ostringstream m;
-  auto counter = [&](const char* name, const char* help, std::uint64_t value) {
-    m << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " counter\n"
-      << name << ' ' << value << '\n';
-  };
-  m << "# HELP relay_database_up 1 while PostgreSQL answers.\n# TYPE relay_database_up gauge\n"
-    << "relay_database_up " << (s.database_up ? 1 : 0) << '\n';
-  counter("relay_datagrams_sent_total", "Datagrams sent to peers.", s.stats.datagrams_sent);
-  counter("relay_datagrams_accepted_total", "Datagrams that passed every check.", s.accepted);
-  counter("relay_retransmissions_total", "Events sent again for want of an ack.",
-          s.stats.retransmissions);
-  counter("relay_events_stored_total", "Events of other nodes stored here.", s.stats.events_stored);
-  counter("relay_receipts_recorded_total", "Receipts recorded for own events.",
-          s.stats.receipts_recorded);
-  m << "# HELP relay_datagrams_rejected_total Datagrams dropped, by reason.\n"
-       "# TYPE relay_datagrams_rejected_total counter\n";
-  for (const auto& [reason, n] : s.rejected) {
-    m << "relay_datagrams_rejected_total{reason=\"" << reason << "\"} " << n << '\n';
-  }
-  m << "# HELP relay_peer_up 1 if the peer is alive, 0 if suspect or down.\n# TYPE relay_peer_up "
-       "gauge\n";
-  for (const auto& p : s.peers)
-    m << "relay_peer_up{peer=\"" << p.id << "\"} " << (p.suspect || p.down ? 0 : 1) << '\n';
-  m << "# HELP relay_peer_alarm 1 while a supervision alarm is raised for the peer.\n# TYPE "
-       "relay_peer_alarm gauge\n";
-  for (const auto& p : s.peers)
-    m << "relay_peer_alarm{peer=\"" << p.id << "\"} " << (p.alarmed ? 1 : 0) << '\n';
-  m << "# HELP relay_peer_queued Events waiting to be sent to the peer.\n# TYPE relay_peer_queued "
-       "gauge\n";
-  for (const auto& p : s.peers)
-    m << "relay_peer_queued{peer=\"" << p.id << "\"} " << p.queued + p.in_flight << '\n';
-  return m.str();
-}
-
-std::string status_html(const net::DaemonStatus& s) {
-  std::ostringstream h;
-  h << "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>"
-       "<title>relayd "
-    << escape_html(s.node)
-    << "</title><style>"
-       "body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;text-align:left}"
-       ".bad{background:#c00;color:#fff}.warn{background:#fc0}</style></head><body>"
-    << "<h1>relayd " << escape_html(s.node) << "</h1>";
-  if (!s.database_up) {
-    h << "<p class=bad>PostgreSQL is not answering: " << escape_html(s.database_error)
-      << ". Nothing is acknowledged until it does.</p>";
-  }
-  h << "<table><tr><th>peer</th><th>state</th><th>rtt</th><th>in flight</th><th>queued</th></tr>";
-  for (const auto& p : s.peers) {
-    const char* cls = p.alarmed ? " class=bad" : (p.suspect || p.down) ? " class=warn" : "";
-    h << "<tr" << cls << "><td>" << escape_html(p.id) << "</td><td>"
-      << (p.alarmed   ? "SUPERVISION ALARM: unreachable"
-          : p.down    ? "down"
-          : p.suspect ? "suspect"
-                      : "alive")
-      << "</td><td>" << static_cast<int>(ms(p.srtt)) << " ms</td><td>" << p.in_flight << "</td><td>"
-      << p.queued << "</td></tr>";
-  }
-  h << "</table><p>datagrams sent " << s.stats.datagrams_sent << ", accepted " << s.accepted
-    << ", events stored " << s.stats.events_stored << ", retransmissions "
-    << s.stats.retransmissions << "</p><p>rejected:";
-  for (const auto& [reason, n] : s.rejected) {
-    if (n > 0) h << ' ' << reason << ' ' << n;
-  }
-  h << "</p><p><a href=/api/status>/api/status</a> <a href=/api/events>/api/events</a> "
-       "<a href=/metrics>/metrics</a> <a href=/healthz>/healthz</a></p></body></html>";
-  return h.str();
-}
-
-StatusServer::StatusServer(Endpoint listen, std::string dsn,
-                           std::function<net::DaemonStatus()> fetch)
-    : listen_(std::move(listen)),
-      dsn_(std::move(dsn)),
-      fetch_(std::move(fetch)),
-      server_(std::make_unique<httplib::Server>()) {}
+StatusServer::StatusServer(Config::Status config, const Console& console, net::HttpLimits limits)
+    : config_(std::move(config)),
+      console_(console),
+      server_(std::make_unique<net::HttpServer>(
+          config_.listen, limits,
+          [this](const net::HttpRequest& request) { return respond(request); })) {}
 
 StatusServer::~StatusServer() {
   stop();
 }
 
 void StatusServer::start() {
-  server_->Get("/", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(status_html(fetch_()), "text/html; charset=utf-8");
-  });
-  server_->Get("/api/status", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(status_json(fetch_()), "application/json");
-  });
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_text(fetch_()), "text/plain; version=0.0.4");
-  });
-  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    const auto s = fetch_();
-    res.status = s.database_up ? 200 : 503;
-    res.set_content(s.database_up ? "ok\n" : "database: " + s.database_error + "\n", "text/plain");
-  });
-  server_->Get("/api/events", [this](const httplib::Request& req, httplib::Response& res) {
-    int limit = 50;
-    if (req.has_param("limit"))
-      limit = std::clamp(std::atoi(req.get_param_value("limit").c_str()), 1, 1000);
-    try {
-      res.set_content(events_json(dsn_, limit), "application/json");
-    } catch (const std::exception& e) {
-      res.status = 503;
-      res.set_content(std::string("database: ") + e.what() + "\n", "text/plain");
-    }
-  });
-  if (!server_->bind_to_port(listen_.host.c_str(), listen_.port)) {
-    throw std::runtime_error("status page: cannot listen on " + listen_.to_string());
-  }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  server_->start();
 }
 
 void StatusServer::stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  server_->stop();
+}
+
+std::uint16_t StatusServer::port() const {
+  return server_->port();
+}
+
+net::HttpResponse StatusServer::respond(const net::HttpRequest& request) const {
+  return route(request, console_, config_.token);
 }
 
 }  // namespace relay::status

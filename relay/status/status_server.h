@@ -1,43 +1,39 @@
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "common/config.h"
-#include "relay/net/daemon.h"
-
-namespace httplib {
-class Server;
-}
+#include "relay/net/http_server.h"
+#include "relay/status/console.h"
 
 namespace relay::status {
 
-/// The HTTP status surface (loopback by default): `/` a page for people,
-/// `/api/status` and `/api/events` JSON, `/metrics` Prometheus text,
-/// `/healthz` 200 or 503. Serves on its own thread; `fetch` must return the
-/// daemon's status safely from there (relayd posts to its network thread).
+/// The HTTP status surface (docs/status.md): `/` the page, `/api/status`,
+/// `/api/events`, `/api/alarms`, `/api/logs` JSON, `/metrics` Prometheus
+/// text, `/healthz` 200 or 503 with the reasons. With a token configured,
+/// every request must carry it (Authorization: Bearer, or ?token=).
 class StatusServer {
  public:
-  StatusServer(Endpoint listen, std::string dsn, std::function<net::DaemonStatus()> fetch);
+  StatusServer(Config::Status config, const Console& console, net::HttpLimits limits = {});
   ~StatusServer();
 
-  /// Binds (throws std::runtime_error naming the address) and serves.
+  /// Binds (throws std::runtime_error naming the address and why) and serves.
   void start();
   void stop();
+  std::uint16_t port() const;
 
  private:
-  Endpoint listen_;
-  std::string dsn_;
-  std::function<net::DaemonStatus()> fetch_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  net::HttpResponse respond(const net::HttpRequest& request) const;
+
+  Config::Status config_;
+  const Console& console_;
+  std::unique_ptr<net::HttpServer> server_;
 };
 
-/// Renderings, exposed for tests.
-std::string status_json(const net::DaemonStatus& s);
-std::string metrics_text(const net::DaemonStatus& s);
-std::string status_html(const net::DaemonStatus& s);
+/// The answer to one request, given the snapshot source and the token
+/// (empty: none required). Exposed for tests.
+net::HttpResponse route(const net::HttpRequest& request, const Console& console,
+                        const std::string& token);
 
 }  // namespace relay::status

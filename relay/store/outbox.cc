@@ -7,6 +7,8 @@
 
 #include <charconv>
 
+#include "common/log.h"
+
 #include "relay/store/pg_store.h"
 #include "relay/store/rows.h"
 #include "relay/wire/bundle.h"
@@ -174,6 +176,21 @@ std::vector<v1::SignedEvent> sign(const std::vector<v1::Event>& events,
   return out;
 }
 
+/// One line per rejected row, at most ten a minute: a program inserting bad
+/// rows in a loop must not drown the incidents (every row is kept in
+/// outbox_rejected with its reason, and counted on the status page).
+void log_rejected(std::int64_t id, const std::string& why) {
+  thread_local RateLimit limit(std::chrono::minutes(1), 10);
+  if (!limit.allow()) return;
+  const auto held_back = limit.suppressed();
+  log_incident(
+      spdlog::level::err,
+      fmt::format(
+          "outbox row {} rejected: {} (kept in outbox_rejected){}", id, why,
+          held_back > 0 ? fmt::format("; {} more rejected rows not logged", held_back) : ""),
+      {{"incident", "row_rejected"}, {"row", std::to_string(id)}, {"reason", why}});
+}
+
 }  // namespace
 
 void resolve_targets(v1::Event& event, const Config& config) {
@@ -234,7 +251,7 @@ struct Rejects {
   std::vector<std::string> reasons;
   std::vector<std::string> rows;
   void add(std::int64_t id, std::string reason, std::string row = "") {
-    spdlog::error("outbox row {} rejected: {} (kept in outbox_rejected)", id, reason);
+    log_rejected(id, reason);
     ids.push_back(id);
     reasons.push_back(std::move(reason));
     rows.push_back(std::move(row));

@@ -421,6 +421,7 @@ class PgStore::Lane {
   void run() {
     std::unique_ptr<pqxx::connection> conn;
     bool healthy = true;
+    bool reported = false;  // the first success is reported too, once
     auto backoff = options_.reconnect_first;
     std::optional<std::chrono::steady_clock::time_point> give_up;
     while (true) {
@@ -429,10 +430,11 @@ class PgStore::Lane {
       try {
         if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
         process(*conn, jobs);
-        if (!healthy) {
-          spdlog::info("database ({} lane): reachable again", name_);
-          callbacks_.health(true, "");
+        if (!healthy || !reported) {
+          if (!healthy) spdlog::info("database ({} lane): reachable again", name_);
+          callbacks_.health(name_, true, "");
           healthy = true;
+          reported = true;
         }
         backoff = options_.reconnect_first;
       } catch (const pqxx::sql_error& e) {
@@ -495,7 +497,7 @@ class PgStore::Lane {
     if (healthy) {
       spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
                     e.what());
-      callbacks_.health(false, e.what());
+      callbacks_.health(name_, false, e.what());
       healthy = false;
     }
     conn.reset();

@@ -31,8 +31,9 @@ struct StoreOptions {
 struct StoreCallbacks {
   std::function<void(const mesh::StoreDone&)> stored;
   std::function<void(std::uint64_t ticket, std::vector<mesh::EventPtr>)> loaded;
-  /// The database became unreachable (with why) or reachable again.
-  std::function<void(bool healthy, const std::string& why)> health;
+  /// A lane ("urgent" or "bulk") found the database unreachable (with why),
+  /// or wrote to it: at its first success and after every outage.
+  std::function<void(const std::string& lane, bool healthy, const std::string& why)> health;
 };
 
 /// The PostgreSQL store behind the core's boundary. Two lanes, each a thread

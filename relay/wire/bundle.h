@@ -13,7 +13,7 @@ namespace v1 = relaymesh::v1;
 
 /// Events signed together under one Ed25519 signature: a receiver checks
 /// the signature once per bundle (62 us) instead of once per event, and
-/// each event's Merkle path (SHA-256, a few us). DESIGN.md: amortize.
+/// each event's Merkle path (SHA-256, a few us). docs/design.md: amortize.
 inline constexpr std::size_t kMaxBundle = 64;
 inline constexpr std::size_t kMaxBundleDepth = 6;  // log2(kMaxBundle)
 /// What a bundle proof adds to a SignedEvent at most: the path (each hash

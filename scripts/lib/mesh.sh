@@ -65,9 +65,13 @@ mesh_init() {
 
 ctl() { local node=$1; shift; "$mesh_relayctl" --config "$mesh_dir/$node/relayd.toml" "$@"; }
 
-# mesh_start NODE: starts relayd and waits until its status page answers.
+# mesh_start NODE: starts relayd and waits until its core runs (its status
+# page answers earlier, as soon as relayd starts, database or not).
+mesh_start() { mesh_start_page "$1" && mesh_wait_core "$1"; }
+
+# mesh_start_page NODE: starts relayd and waits until its status page answers.
 # MESH_WRAP, if set, is a command relayd runs under (faketime, say).
-mesh_start() {
+mesh_start_page() {
   local node=$1
   # shellcheck disable=SC2086
   ${MESH_WRAP:-} "$mesh_relayd" --config "$mesh_dir/$node/relayd.toml" >> "$mesh_dir/$node/relayd.log" 2>&1 &
@@ -77,6 +81,18 @@ mesh_start() {
     sleep 0.1
   done
   echo "relayd $node did not start:" >&2
+  cat "$mesh_dir/$node/relayd.log" >&2
+  return 1
+}
+
+# mesh_wait_core NODE: waits until relayd's core runs (its database reached).
+mesh_wait_core() {
+  local node=$1
+  for _ in $(seq 1 300); do
+    ctl "$node" --json status 2>/dev/null | grep -q '"core":"running"' && return 0
+    sleep 0.1
+  done
+  echo "relayd $node: the core did not start:" >&2
   cat "$mesh_dir/$node/relayd.log" >&2
   return 1
 }

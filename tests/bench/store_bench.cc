@@ -134,7 +134,7 @@ double store_rate(const std::string& dsn, const std::vector<mesh::EventPtr>& eve
                                 if (++stored == events.size()) done.notify_all();
                               },
                               [](std::uint64_t, std::vector<mesh::EventPtr>) {},
-                              [](bool, const std::string&) {}});
+                              [](const std::string&, bool, const std::string&) {}});
   const auto start = WallClock::now();
   std::uint64_t ticket = 0;
   for (const auto& e : events) {

@@ -248,3 +248,19 @@ TEST_CASE("the example configs in deploy/ are valid") {
     CHECK(config.peers.size() == 2);
   }
 }
+
+TEST_CASE("the status page leaves loopback only with a token") {
+  Site site;
+  const std::string good = site.config_text();
+  auto with_status = [&](const std::string& status) {
+    return load_error(site.write_config(good + "\n[status]\n" + status));
+  };
+  CHECK(with_status("listen = \"127.0.0.1:7480\"\n") == "");
+  CHECK(with_status("listen = \"[::1]:7480\"\n") == "");
+  CHECK(with_status("listen = \"0.0.0.0:7480\"\n").find("status.listen") != std::string::npos);
+  CHECK(with_status("listen = \"0.0.0.0:7480\"\ntoken = \"short\"\n").find("16 characters") !=
+        std::string::npos);
+  CHECK(with_status("listen = \"0.0.0.0:7480\"\ntoken = \"a-long-enough-secret\"\n") == "");
+  const Config config = load_config(site.dir / "hq.toml");
+  CHECK(config.status.token == "a-long-enough-secret");
+}

@@ -108,7 +108,7 @@ print([p["state"] for p in json.load(sys.stdin)["peers"] if p["id"] == "clinic-s
     echo "clinic-north sees clinic-south as: $state"
     [ "$state" != alive ] || fail "clinic-north counts the stopped clinic-south as alive: $status"
     wait_for clinic-north "SELECT count(*) FROM message_queue WHERE type = 'relay.supervision' AND data->>'peer' = 'clinic-south' AND data->>'state' = 'raised'" 1 10
-    echo "$status" | grep -q '"stale_session": [1-9]' || fail "no replay was refused as stale: $status"
+    echo "$status" | grep -Eq '"stale_session": *[1-9]' || fail "no replay was refused as stale: $status"
     [ "$(mesh_sql clinic-north "SELECT count(*) FROM message_queue WHERE type = 'relay.supervision' AND data->>'peer' = 'hq' AND data->>'state' = 'raised'")" = 0 ] ||
       fail "clinic-north lost hq while the capture played"
     echo "replay: the capture is refused after the restart, and the stopped clinic-south raised its supervision alarm"

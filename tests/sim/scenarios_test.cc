@@ -166,7 +166,7 @@ TEST_CASE("50 nodes, 20% loss") {
 }
 
 TEST_CASE("duress under 30% loss: p99 from commit to every node under 500 ms") {
-  // The quality bar of DESIGN.md, in simulated time: retransmission with a
+  // The quality bar of docs/design.md, in simulated time: retransmission with a
   // short duress floor must carry it, not the slower anti-entropy.
   Cluster c(config(5, 10, 0.3));
   c.run_for(3s);

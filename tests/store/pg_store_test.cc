@@ -51,7 +51,7 @@ struct Completions {
               changed.notify_all();
             },
             [](std::uint64_t, std::vector<mesh::EventPtr>) {},
-            [this](bool healthy, const std::string&) {
+            [this](const std::string&, bool healthy, const std::string&) {
               std::lock_guard lock(mutex);
               health.push_back(healthy);
             }};

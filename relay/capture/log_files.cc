@@ -1,0 +1,69 @@
+#include "relay/capture/log_files.h"
+
+#include <deque>
+#include <stdexcept>
+#include <system_error>
+
+namespace relay::capture {
+namespace {
+
+std::filesystem::path file_of(const std::filesystem::path& dir, Stream stream) {
+  return dir / (std::string(stream_name(stream)) + ".log");
+}
+
+std::filesystem::path previous_of(const std::filesystem::path& dir, Stream stream) {
+  return dir / (std::string(stream_name(stream)) + ".log.1");
+}
+
+void read_lines(const std::filesystem::path& file, std::deque<std::string>& out, std::size_t n) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    out.push_back(std::move(line));
+    if (out.size() > n) out.pop_front();
+  }
+}
+
+}  // namespace
+
+const char* stream_name(Stream stream) {
+  return stream == Stream::out ? "stdout" : "stderr";
+}
+
+LogWriter::LogWriter(std::filesystem::path dir, Stream stream)
+    : current_(file_of(dir, stream)), previous_(previous_of(dir, stream)) {
+  std::ifstream in(current_);
+  std::string line;
+  while (std::getline(in, line)) ++lines_;
+  open();
+}
+
+void LogWriter::open() {
+  file_.close();
+  file_.clear();
+  file_.open(current_, std::ios::app);
+  if (!file_) throw std::runtime_error("cannot write " + current_.string());
+}
+
+void LogWriter::append(std::string_view line) {
+  if (lines_ >= kKeptLines) {
+    std::error_code ignored;
+    file_.close();
+    std::filesystem::rename(current_, previous_, ignored);
+    lines_ = 0;
+    open();
+  }
+  file_.write(line.data(), static_cast<std::streamsize>(std::min(line.size(), kMaxLineBytes)));
+  file_.put('\n');
+  file_.flush();  // to the kernel: survives the death of either process
+  ++lines_;
+}
+
+std::vector<std::string> read_tail(const std::filesystem::path& dir, Stream stream, std::size_t n) {
+  std::deque<std::string> lines;
+  read_lines(previous_of(dir, stream), lines, n);
+  read_lines(file_of(dir, stream), lines, n);
+  return {lines.begin(), lines.end()};
+}
+
+}  // namespace relay::capture

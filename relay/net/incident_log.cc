@@ -1,0 +1,156 @@
+#include "relay/net/incident_log.h"
+
+#include <spdlog/fmt/fmt.h>
+
+#include "common/log.h"
+
+namespace relay::net {
+namespace {
+
+namespace v1 = relaymesh::v1;
+
+// Own duress events remembered to name their receipts: far more than are
+// ever open at once.
+constexpr std::size_t kOwnDuressKept = 1000;
+
+std::string id_of(const mesh::EventKey& key) {
+  return key.origin + ":" + std::to_string(key.seq);
+}
+
+long long seconds(mesh::Duration d) {
+  return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+}
+
+}  // namespace
+
+std::string peer_state(const mesh::PeerStatus& peer) {
+  if (!peer.heard) return "not heard yet";
+  if (peer.down) return "down";
+  if (peer.suspect) return "suspect";
+  return "alive";
+}
+
+void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStatus>& peers) {
+  next_peers_ = now + std::chrono::milliseconds(500);
+  for (const auto& p : peers) {
+    const std::string state = peer_state(p);
+    auto [it, first] = peers_.try_emplace(p.id, PeerSeen{state, p.alarmed, now});
+    PeerSeen& seen = it->second;
+    if (first) continue;
+    if (state != seen.state) {
+      const long long silent = seconds(now - p.last_heard);
+      if (state == "alive") {
+        log_incident(spdlog::level::info,
+                     seen.state == "not heard yet"
+                         ? fmt::format("peer {} is alive (first heard since start)", p.id)
+                         : fmt::format("peer {} is alive again (was {} for {} s)", p.id, seen.state,
+                                       seconds(now - seen.since)),
+                     {{"incident", "peer_alive"}, {"peer", p.id}, {"reason", "answered"}});
+      } else if (state == "suspect") {
+        log_incident(spdlog::level::warn,
+                     fmt::format("peer {} is suspect: no answer for {} s", p.id, silent),
+                     {{"incident", "peer_suspect"},
+                      {"peer", p.id},
+                      {"reason", fmt::format("silent for {} s", silent)}});
+      } else if (state == "down") {
+        log_incident(spdlog::level::err,
+                     fmt::format("peer {} is down: silent for {} s; anti-entropy catches it up "
+                                 "when it is back",
+                                 p.id, silent),
+                     {{"incident", "peer_down"},
+                      {"peer", p.id},
+                      {"reason", fmt::format("silent for {} s", silent)}});
+      }
+      seen.state = state;
+      seen.since = now;
+    }
+    if (p.alarmed != seen.alarmed) {
+      seen.alarmed = p.alarmed;
+      if (p.alarmed) {
+        log_incident(spdlog::level::critical,
+                     fmt::format("SUPERVISION ALARM raised: peer {} unreachable for {} s", p.id,
+                                 seconds(now - p.last_heard)),
+                     {{"incident", "alarm_raised"},
+                      {"peer", p.id},
+                      {"reason", "unreachable beyond supervision_timeout"}});
+      } else {
+        log_incident(spdlog::level::info,
+                     fmt::format("supervision alarm cleared: peer {} answers again", p.id),
+                     {{"incident", "alarm_cleared"}, {"peer", p.id}, {"reason", "answered"}});
+      }
+    }
+  }
+}
+
+void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Config& config) {
+  const std::string& self = config.node.id;
+  for (const auto& event : events) {
+    if (event->priority != v1::PRIORITY_DURESS) continue;
+    v1::Event e;
+    if (!e.ParseFromString(event->signed_event.event()) || e.kind() != v1::KIND_DURESS) continue;
+    std::string targets;
+    for (const auto& t : e.targets()) targets += (targets.empty() ? "" : ",") + t;
+    const std::string id = id_of(event->key);
+    log_incident(spdlog::level::warn,
+                 fmt::format("{}duress {} sent to {}: \"{}\" at \"{}\" by \"{}\"",
+                             e.exercise() ? "[EXERCISE] " : "", id, targets, e.title(),
+                             e.location(), e.sender()),
+                 {{"incident", "duress_sent"},
+                  {"event_id", id},
+                  {"targets", targets},
+                  {"location", e.location()}});
+    if (mesh::targets_node(event->targets, self, config.node.groups)) {
+      log_incident(spdlog::level::warn,
+                   fmt::format("duress {} delivered into message_queue here", id),
+                   {{"incident", "duress_delivered"}, {"event_id", id}, {"peer", self}});
+    }
+    own_duress_.insert(event->key);
+    own_duress_order_.push_back(event->key);
+    if (own_duress_order_.size() > kOwnDuressKept) {
+      own_duress_.erase(own_duress_order_.front());
+      own_duress_order_.pop_front();
+    }
+  }
+}
+
+void IncidentLog::persisting(const mesh::StoreBatch& batch) {
+  Pending pending;
+  for (const auto& w : batch.events) {
+    if (w.delivers() && w.event->priority == v1::PRIORITY_DURESS)
+      pending.delivered.push_back(w.event->key);
+  }
+  for (const auto& r : batch.receipts) {
+    if (own_duress_.contains(r.event)) pending.confirmed.emplace_back(r.event, r.target);
+  }
+  if (!pending.delivered.empty() || !pending.confirmed.empty())
+    pending_[batch.ticket] = std::move(pending);
+}
+
+void IncidentLog::stored(const mesh::StoreDone& done) {
+  auto it = pending_.find(done.ticket);
+  if (it == pending_.end()) return;
+  if (!done.failed) {
+    for (const auto& key : it->second.delivered) {
+      log_incident(spdlog::level::warn,
+                   fmt::format("duress {} delivered into message_queue here", id_of(key)),
+                   {{"incident", "duress_delivered"}, {"event_id", id_of(key)}});
+    }
+    for (const auto& [key, target] : it->second.confirmed) {
+      log_incident(spdlog::level::info,
+                   fmt::format("duress {} confirmed by {}", id_of(key), target),
+                   {{"incident", "duress_confirmed"}, {"event_id", id_of(key)}, {"peer", target}});
+    }
+  }
+  pending_.erase(it);
+}
+
+void StoreTap::persist(mesh::StoreBatch batch) {
+  log_.persisting(batch);
+  store_.persist(std::move(batch));
+}
+
+void StoreTap::load(mesh::LoadRequest request) {
+  store_.load(std::move(request));
+}
+
+}  // namespace relay::net

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "relay/mesh/node.h"
+#include "relay/mesh/store.h"
+
+namespace relay::net {
+
+/// One log line per incident, with fields journald keeps (common/log.h):
+/// a peer's state change (first heard, suspect, down, back), a supervision
+/// alarm raised or cleared, a duress sent from here, delivered here, and
+/// confirmed by each target. It watches what the daemon already sees (peer
+/// status, claims, store batches), so the protocol core needs no logging.
+/// Lives on the network thread.
+class IncidentLog {
+ public:
+  /// True when peer states should be compared again (twice a second at most).
+  bool peers_due(mesh::Time now) const { return now >= next_peers_; }
+  /// Compares with the last observation; logs each change.
+  void observe_peers(mesh::Time now, const std::vector<mesh::PeerStatus>& peers);
+  /// Own events just claimed from the outbox: a line per duress.
+  void claimed(const std::vector<mesh::EventPtr>& events, const Config& config);
+  /// A batch the core hands the store: what it will make true once committed.
+  void persisting(const mesh::StoreBatch& batch);
+  /// The batch committed (or was refused): logs what it made true.
+  void stored(const mesh::StoreDone& done);
+
+ private:
+  struct Pending {
+    std::vector<mesh::EventKey> delivered;                          // duress, into message_queue
+    std::vector<std::pair<mesh::EventKey, std::string>> confirmed;  // own duress, by target
+  };
+  struct PeerSeen {
+    std::string state;
+    bool alarmed = false;
+    mesh::Time since{};
+  };
+
+  mesh::Time next_peers_{};
+  std::map<std::string, PeerSeen> peers_;
+  std::map<std::uint64_t, Pending> pending_;  // by store ticket
+  // Own duress events, to name their receipts; bounded, oldest forgotten.
+  std::set<mesh::EventKey> own_duress_;
+  std::deque<mesh::EventKey> own_duress_order_;
+};
+
+/// Hands every batch to the store, showing it to the incident log first.
+class StoreTap final : public mesh::Store {
+ public:
+  StoreTap(mesh::Store& store, IncidentLog& log) : store_(store), log_(log) {}
+  void persist(mesh::StoreBatch batch) override;
+  void load(mesh::LoadRequest request) override;
+
+ private:
+  mesh::Store& store_;
+  IncidentLog& log_;
+};
+
+/// "not heard yet", "alive", "suspect" or "down": one word for a peer's state.
+std::string peer_state(const mesh::PeerStatus& peer);
+
+}  // namespace relay::net

@@ -1,0 +1,127 @@
+#include "relay/status/database_watch.h"
+
+#include <pqxx/connection>
+#include <pqxx/except>
+#include <pqxx/transaction>
+
+#include "common/log.h"
+#include "relay/status/verdict.h"
+
+namespace relay::status {
+namespace {
+
+/// The configured DSN with a connect timeout, so that a check never hangs
+/// on an unreachable server for longer than a few intervals.
+std::string with_timeout(const std::string& dsn) {
+  if (dsn.find("connect_timeout") != std::string::npos || dsn.starts_with("postgres")) return dsn;
+  return dsn + " connect_timeout=5";
+}
+
+/// libpq's messages run over several lines (with a caret under the error);
+/// one line is what a log entry and a status line can carry.
+std::string first_line(std::string text) {
+  text = text.substr(0, text.find('\n'));
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+DatabaseWatch::DatabaseWatch(Config config, net::Health& health, std::chrono::milliseconds interval)
+    : config_(std::move(config)), health_(health), interval_(interval) {
+  state_.down_since_unix_ms = net::unix_ms_now();
+}
+
+DatabaseWatch::~DatabaseWatch() {
+  stop();
+}
+
+void DatabaseWatch::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void DatabaseWatch::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+DatabaseState DatabaseWatch::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+void DatabaseWatch::run() {
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    lock.unlock();
+    check();
+    lock.lock();
+    cv_.wait_for(lock, interval_, [&] { return stop_; });
+  }
+}
+
+void DatabaseWatch::check() {
+  std::optional<store::ConsoleView> view;
+  std::string error;
+  try {
+    // One connection, kept: a check every few seconds must not cost a
+    // backend start each time. A broken one throws and is made anew.
+    if (!conn_ || !conn_->is_open()) {
+      conn_.reset();
+      conn_ = std::make_unique<pqxx::connection>(with_timeout(config_.store.dsn));
+    }
+    pqxx::read_transaction tx(*conn_);
+    tx.exec("SET LOCAL statement_timeout = 5000");
+    view = store::read_console(tx, config_);
+    tx.commit();
+  } catch (const pqxx::undefined_table&) {
+    // It answers, but relayd has not created its tables yet (it migrates at
+    // start): reachable, with nothing to show yet.
+    view.emplace();
+    view->database_now_unix_ms = net::unix_ms_now();
+  } catch (const std::exception& e) {
+    error = first_line(e.what());
+    conn_.reset();
+  }
+  const auto now = net::unix_ms_now();
+  std::lock_guard lock(mutex_);
+  const auto was = state_.state;
+  state_.checked_unix_ms = now;
+  if (view) {
+    if (was == DatabaseState::State::down) {
+      log_incident(spdlog::level::info,
+                   fmt::format("database reachable again after {}",
+                               age_text(now - state_.down_since_unix_ms)),
+                   {{"incident", "database_up"}, {"reason", "check succeeded"}});
+    } else if (was == DatabaseState::State::never_reached) {
+      spdlog::info("database reachable ({})", config_.store.dsn);
+    }
+    state_.state = DatabaseState::State::up;
+    state_.error.clear();
+    state_.last_ok_unix_ms = now;
+    state_.down_since_unix_ms = 0;
+    state_.view = std::move(view);
+    health_.ok(net::Health::kDatabase);
+    return;
+  }
+  if (was == DatabaseState::State::up) {
+    state_.state = DatabaseState::State::down;
+    state_.down_since_unix_ms = now;
+    log_incident(spdlog::level::err,
+                 "database unreachable: " + error + "; nothing is acknowledged until it answers",
+                 {{"incident", "database_down"}, {"reason", error}});
+  } else if (was == DatabaseState::State::never_reached && state_.error.empty()) {
+    log_incident(spdlog::level::err,
+                 "database unreachable at start: " + error + "; checking every " +
+                     std::to_string(interval_.count()) + " ms",
+                 {{"incident", "database_down"}, {"reason", error}});
+  }
+  state_.error = error;
+  health_.failing(net::Health::kDatabase, error);
+}
+
+}  // namespace relay::status

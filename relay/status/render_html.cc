@@ -1,0 +1,318 @@
+#include <spdlog/fmt/fmt.h>
+
+#include <ctime>
+#include <sstream>
+
+#include "common/log.h"
+#include "relay/net/incident_log.h"
+#include "relay/status/render.h"
+#include "relay/status/verdict.h"
+
+namespace relay::status {
+namespace {
+
+std::string esc(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string clock_time(std::int64_t unix_ms) {
+  return unix_ms <= 0 ? "never" : local_time(unix_ms);
+}
+
+/// "12 s ago" with the clock time on hover.
+std::string ago(const Snapshot& s, std::int64_t unix_ms) {
+  if (unix_ms <= 0) return "never";
+  return fmt::format("<span title=\"{}\">{} ago</span>", clock_time(unix_ms),
+                     age_text(s.now_unix_ms - unix_ms));
+}
+
+const char* css_class(Verdict::Level level) {
+  switch (level) {
+    case Verdict::Level::ok:
+      return "ok";
+    case Verdict::Level::degraded:
+      return "degraded";
+    case Verdict::Level::alarm:
+      return "alarm";
+  }
+  return "alarm";
+}
+
+// Refreshes the page in place every 2 s: fetch, parse, swap the body's
+// content. No flicker, no reload, and no script or font from elsewhere.
+// Log panes stay scrolled to the end unless the reader scrolled up.
+constexpr const char* kScript = R"js(
+<script>
+(function () {
+  async function refresh() {
+    try {
+      const res = await fetch(location.href, {cache: 'no-store'});
+      if (!res.ok && res.status !== 503) throw new Error(res.status);
+      const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+      const pinned = {};
+      document.querySelectorAll('pre.log').forEach(function (p) {
+        pinned[p.id] = p.scrollTop + p.clientHeight >= p.scrollHeight - 4;
+      });
+      document.title = doc.title;
+      document.getElementById('page').replaceWith(doc.getElementById('page'));
+      document.querySelectorAll('pre.log').forEach(function (p) {
+        if (pinned[p.id] !== false) p.scrollTop = p.scrollHeight;
+      });
+      document.getElementById('stale').hidden = true;
+    } catch (e) {
+      document.getElementById('stale').hidden = false;
+    }
+  }
+  document.querySelectorAll('pre.log').forEach(function (p) { p.scrollTop = p.scrollHeight; });
+  setInterval(refresh, 2000);
+})();
+</script>)js";
+
+constexpr const char* kStyle = R"css(<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f6}
+#verdict{padding:.8em 1.5em;color:#fff}#verdict h1{margin:0;font-size:1.6em}
+#verdict ul{margin:.3em 0 0;padding-left:1.2em}
+.ok{background:#2e7d32}.degraded{background:#e6a700;color:#222!important}.alarm{background:#c62828}
+section{background:#fff;margin:1em 1.5em;padding:.6em 1em;border-radius:4px;box-shadow:0 1px 2px #0002}
+h2{font-size:1.1em;margin:.2em 0 .5em}table{border-collapse:collapse;width:100%}
+td,th{padding:.25em .8em .25em 0;text-align:left;vertical-align:top}th{font-weight:600;color:#555}
+tr.bad td{background:#fde0e0}tr.warn td{background:#fff4cc}.muted{color:#777}
+pre.log{max-height:24em;overflow:auto;background:#111;color:#ddd;padding:.5em;font-size:12px;margin:0}
+.stale{background:#555;color:#fff;padding:.3em 1.5em}nav a{margin-right:1em}
+</style>)css";
+
+void verdict_header(std::ostringstream& h, const Snapshot& s, const Verdict& v) {
+  h << "<header id=verdict class=" << css_class(v.level) << " data-verdict=\""
+    << level_name(v.level) << "\"><h1>" << esc(s.process.node) << ": " << level_name(v.level)
+    << "</h1><ul id=reasons>";
+  for (const auto& r : v.reasons) h << "<li>" << esc(r) << "</li>";
+  if (v.reasons.empty()) h << "<li>every peer alive, the database answers, nothing waits</li>";
+  h << "</ul></header>";
+}
+
+void receipts_cell(std::ostringstream& h, const Snapshot& s, const store::ConsoleView::Event& e) {
+  if (!e.own) {
+    h << "<td class=muted>kept at " << esc(e.origin) << "</td>";
+    return;
+  }
+  h << "<td>";
+  for (const auto& [target, at] : e.receipts) {
+    h << "<div class=receipt data-target=\"" << esc(target) << "\" data-state=\""
+      << (at > 0 ? "delivered" : "pending") << "\">" << esc(target) << ": "
+      << (at > 0 ? "delivered " + ago(s, at) : "<b>pending</b>") << "</div>";
+  }
+  h << "</td>";
+}
+
+void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleView::Event& e) {
+  const bool duress = e.kind == "duress";
+  h << "<tr class=\"event" << (duress && e.cleared_by.empty() ? " bad" : "") << "\" data-event=\""
+    << esc(e.id) << "\" data-kind=\"" << esc(e.kind) << "\"><td>" << esc(e.id) << "</td><td>"
+    << (e.exercise ? "[EXERCISE] " : "") << esc(e.kind) << " / " << esc(e.priority) << "</td><td>"
+    << esc(e.title) << "</td><td>" << esc(e.location) << "</td><td>" << esc(e.sender) << "</td><td>"
+    << ago(s, e.stored_unix_ms)
+    << (e.cleared_by.empty() ? "" : "<br>cleared by " + esc(e.cleared_by)) << "</td>";
+  receipts_cell(h, s, e);
+  h << "</tr>";
+}
+
+constexpr const char* kEventHead =
+    "<tr><th>event</th><th>kind</th><th>title</th><th>location</th><th>by</th><th>stored</th>"
+    "<th>receipts</th></tr>";
+
+void alarms_section(std::ostringstream& h, const Snapshot& s) {
+  h << "<section id=alarms><h2>Open duress alarms</h2>";
+  const auto* view = s.database.view ? &*s.database.view : nullptr;
+  if (view == nullptr) {
+    h << "<p class=muted>unknown: the database has not been read</p></section>";
+    return;
+  }
+  if (view->open_duress.empty()) {
+    h << "<p class=muted>none in the last 24 h</p>";
+  } else {
+    h << "<table>" << kEventHead;
+    for (const auto& e : view->open_duress) event_row(h, s, e);
+    h << "</table>";
+  }
+  if (const auto& row = view->queue.oldest_duress) {
+    h << "<p id=untaken-duress class=" << (row->age_ms >= kDuressUntakenAlarmMs ? "alarm" : "")
+      << ">duress " << esc(row->event_id) << " waits in message_queue for " << age_text(row->age_ms)
+      << " (row " << row->id << "): no consumer has taken it yet</p>";
+  }
+  h << "</section>";
+}
+
+/// A peer that is not alive has no round trip now: its last one is marked so.
+std::string rtt_text(const mesh::PeerStatus& p, const std::string& state) {
+  if (!p.heard) return "-";
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.srtt).count();
+  return (state == "alive" ? "" : "last ") + std::to_string(ms) + " ms";
+}
+
+void peers_section(std::ostringstream& h, const Snapshot& s) {
+  h << "<section id=peers><h2>Peers</h2>";
+  if (!s.daemon) {
+    h << "<p class=muted>unknown: " << esc(s.daemon_missing) << "</p></section>";
+    return;
+  }
+  const auto* view = s.database.view ? &*s.database.view : nullptr;
+  h << "<table><tr><th>peer</th><th>state</th><th>last heard</th><th>rtt</th><th>queued</th>"
+       "<th>in flight</th><th>receipts pending</th><th>receipts owed to it</th></tr>";
+  for (const auto& p : s.daemon->peers) {
+    const std::string state = net::peer_state(p);
+    const char* cls = p.alarmed ? "bad" : state != "alive" ? "warn" : "";
+    std::int64_t pending = 0;
+    if (view) {
+      if (auto it = view->receipts_pending.find(p.id); it != view->receipts_pending.end())
+        pending = it->second;
+    }
+    h << "<tr class=\"peer " << cls << "\" data-peer=\"" << esc(p.id) << "\" data-state=\"" << state
+      << "\" data-alarm=\"" << (p.alarmed ? "yes" : "no") << "\"><td>" << esc(p.id) << "</td><td>"
+      << (p.alarmed ? "<b>SUPERVISION ALARM</b>, " : "") << state << "</td><td>"
+      << (p.heard ? age_text(silent_ms(*s.daemon, p)) + " ago" : "never") << "</td><td>"
+      << rtt_text(p, state) << "</td><td>" << p.queued << "</td><td>" << p.in_flight << "</td><td>"
+      << pending << "</td><td>" << p.receipts_owed << "</td></tr>";
+  }
+  h << "</table></section>";
+}
+
+void events_section(std::ostringstream& h, const Snapshot& s) {
+  h << "<section id=events><h2>Recent events</h2>";
+  if (!s.database.view || s.database.view->recent.empty()) {
+    h << "<p class=muted>"
+      << (s.database.view ? "none yet" : "unknown: the database has not been read")
+      << "</p></section>";
+    return;
+  }
+  h << "<table>" << kEventHead;
+  for (const auto& e : s.database.view->recent) event_row(h, s, e);
+  h << "</table></section>";
+}
+
+void database_section(std::ostringstream& h, const Snapshot& s) {
+  const auto& db = s.database;
+  const char* word = db.state == DatabaseState::State::up     ? "up"
+                     : db.state == DatabaseState::State::down ? "DOWN"
+                                                              : "never reached yet";
+  h << "<section id=database data-state=\"" << word << "\"><h2>Local database</h2><table>"
+    << "<tr><th>state</th><td>" << word << "</td></tr><tr><th>last successful check</th><td>"
+    << ago(s, db.last_ok_unix_ms) << "</td></tr>";
+  if (!db.error.empty()) h << "<tr class=bad><th>error</th><td>" << esc(db.error) << "</td></tr>";
+  if (db.view) {
+    const auto& v = *db.view;
+    h << "<tr><th>outbox backlog</th><td>" << v.outbox.backlog << " rows"
+      << (v.outbox.oldest_age_ms ? ", oldest " + age_text(*v.outbox.oldest_age_ms) : "")
+      << "</td></tr><tr" << (v.outbox.rejected_last_hour > 0 ? " class=warn" : "")
+      << "><th>rejected rows</th><td>" << v.outbox.rejected_last_hour << " in the last hour, "
+      << v.outbox.rejected_total << " in outbox_rejected";
+    for (const auto& r : v.outbox.recent_rejected)
+      h << "<br>row " << r.id << ", " << ago(s, r.at_unix_ms) << ": " << esc(r.reason);
+    h << "</td></tr><tr><th>message_queue</th><td id=queue>" << v.queue.rows
+      << (v.queue.rows == 1 ? " row" : " rows") << " untaken";
+    if (v.queue.oldest) {
+      h << "; oldest: row " << v.queue.oldest->id << " (" << esc(v.queue.oldest->type)
+        << "), waiting " << age_text(v.queue.oldest->age_ms);
+    }
+    h << "</td></tr>";
+  }
+  h << "</table><h2>This node's own job</h2><table>";
+  for (const auto& part : s.health) {
+    const bool failing = part.state == net::ComponentHealth::State::failing;
+    h << "<tr class=\"part" << (failing ? " bad" : "") << "\" data-part=\"" << esc(part.name)
+      << "\"><th>" << esc(part.name) << "</th><td>"
+      << (failing ? "FAILING since " + ago(s, part.failing_since_unix_ms) + ": " + esc(part.error)
+          : part.state == net::ComponentHealth::State::ok ? "ok, " + ago(s, part.last_ok_unix_ms)
+                                                          : std::string("not exercised yet"))
+      << "</td></tr>";
+  }
+  h << "</table></section>";
+}
+
+void process_section(std::ostringstream& h, const Snapshot& s) {
+  h << "<section id=process><h2>relayd</h2><table><tr><th>node</th><td>" << esc(s.process.node)
+    << "</td></tr><tr><th>version</th><td>" << esc(s.process.version)
+    << "</td></tr><tr><th>pid</th><td>" << s.process.pid << "</td></tr><tr><th>up for</th><td>"
+    << age_text(s.now_unix_ms - s.process.started_unix_ms) << " (since "
+    << clock_time(s.process.started_unix_ms) << ")</td></tr><tr><th>config</th><td>"
+    << esc(s.process.config_path) << "</td></tr>";
+  if (s.daemon) {
+    const auto& d = *s.daemon;
+    h << "<tr><th>counters</th><td>datagrams sent " << d.stats.datagrams_sent << ", accepted "
+      << d.accepted << "; events stored " << d.stats.events_stored << ", retransmissions "
+      << d.stats.retransmissions << "; kicks " << d.kicks << ", notifies " << d.notifies
+      << "</td></tr><tr><th>datagrams dropped</th><td>";
+    bool any = false;
+    for (const auto& [reason, n] : d.rejected) {
+      if (n == 0) continue;
+      h << (any ? ", " : "") << esc(reason) << " " << n;
+      any = true;
+    }
+    h << (any ? "" : "none") << "</td></tr>";
+  }
+  h << "</table></section>";
+}
+
+void log_pane(std::ostringstream& h, const char* id, const char* name,
+              const std::vector<std::string>& lines) {
+  h << "<h2>" << name << " (last " << lines.size() << " lines)</h2><pre class=log id=" << id << ">";
+  for (const auto& line : lines) h << esc(line) << '\n';
+  h << "</pre>";
+}
+
+void logs_section(std::ostringstream& h, const Snapshot& s) {
+  h << "<section id=logs data-captured=\"" << (s.logs.captured ? "yes" : "no") << "\">";
+  if (!s.logs.captured) {
+    h << "<p class=warn>output is not captured: " << esc(s.logs.why_not) << "</p>";
+  }
+  log_pane(h, "stderr", "stderr", s.logs.stderr_lines);
+  log_pane(h, "stdout", "stdout", s.logs.stdout_lines);
+  h << "<p class=muted>kept in " << esc(s.logs.dir) << " (previous runs included)</p></section>";
+}
+
+}  // namespace
+
+std::string status_html(const Snapshot& s) {
+  const Verdict v = judge(s);
+  std::ostringstream h;
+  h << "<!doctype html><html lang=en><head><meta charset=utf-8>"
+       "<meta name=viewport content=\"width=device-width\"><title>"
+    << level_name(v.level) << " - relayd " << esc(s.process.node) << "</title>" << kStyle
+    << "</head><body><div id=stale class=stale hidden>not answering: showing the last state "
+       "received</div><div id=page>";
+  verdict_header(h, s, v);
+  alarms_section(h, s);
+  peers_section(h, s);
+  events_section(h, s);
+  database_section(h, s);
+  process_section(h, s);
+  logs_section(h, s);
+  h << "<section><nav><a href=api/status>/api/status</a><a href=api/events>/api/events</a>"
+       "<a href=api/alarms>/api/alarms</a><a href=api/logs>/api/logs</a>"
+       "<a href=metrics>/metrics</a><a href=healthz>/healthz</a></nav><p class=muted>as of "
+    << clock_time(s.now_unix_ms) << "</p></section></div>" << kScript << "</body></html>";
+  return h.str();
+}
+
+}  // namespace relay::status

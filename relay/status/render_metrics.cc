@@ -1,0 +1,116 @@
+#include <sstream>
+
+#include "relay/net/incident_log.h"
+#include "relay/status/render.h"
+#include "relay/status/verdict.h"
+
+namespace relay::status {
+namespace {
+
+/// Prometheus text (format 0.0.4), one family at a time.
+class Metrics {
+ public:
+  /// Starts a family: its HELP and TYPE lines.
+  Metrics& family(std::string_view name, std::string_view type, std::string_view help) {
+    name_ = name;
+    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+    return *this;
+  }
+  /// A sample of the current family, with an optional label.
+  template <typename T>
+  Metrics& sample(T value, std::string_view label = {}, std::string_view label_value = {}) {
+    out_ << name_;
+    if (!label.empty()) out_ << '{' << label << "=\"" << escape(label_value) << "\"}";
+    out_ << ' ' << value << '\n';
+    return *this;
+  }
+  std::string text() const { return out_.str(); }
+
+ private:
+  static std::string escape(std::string_view v) {
+    std::string out;
+    for (char c : v) {
+      if (c == '\\' || c == '"') out += '\\';
+      out += c == '\n' ? ' ' : c;
+    }
+    return out;
+  }
+  std::ostringstream out_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::string metrics_text(const Snapshot& s) {
+  Metrics m;
+  const Verdict v = judge(s);
+  m.family("relay_build_info", "gauge", "Always 1; the version is a label.")
+      .sample(1, "version", s.process.version);
+  m.family("relay_verdict", "gauge", "The status page's verdict: 0 OK, 1 DEGRADED, 2 ALARM.")
+      .sample(static_cast<int>(v.level));
+  m.family("relay_healthy", "gauge", "1 while this node can do its own job (/healthz 200).")
+      .sample(health_problems(s).empty() ? 1 : 0);
+  m.family("relay_uptime_seconds", "gauge", "Seconds since relayd started.")
+      .sample((s.now_unix_ms - s.process.started_unix_ms) / 1000);
+  m.family("relay_database_up", "gauge", "1 while the periodic database check succeeds.")
+      .sample(s.database.state == DatabaseState::State::up ? 1 : 0);
+  m.family("relay_database_last_ok_timestamp_seconds", "gauge",
+           "Unix time of the last successful database check; 0 if never.")
+      .sample(s.database.last_ok_unix_ms / 1000);
+  m.family("relay_output_captured", "gauge",
+           "1 while stdout and stderr are captured for the status page.")
+      .sample(s.logs.captured ? 1 : 0);
+  m.family("relay_own_job_up", "gauge",
+           "Each part of this node's own job: 1 ok or not yet exercised, 0 failing.");
+  for (const auto& part : s.health)
+    m.sample(part.state == net::ComponentHealth::State::failing ? 0 : 1, "part", part.name);
+
+  if (s.database.view) {
+    const auto& view = *s.database.view;
+    m.family("relay_outbox_backlog", "gauge", "Outbox rows not claimed yet.")
+        .sample(view.outbox.backlog);
+    m.family("relay_outbox_oldest_seconds", "gauge", "Age of the oldest unclaimed outbox row.")
+        .sample(view.outbox.oldest_age_ms.value_or(0) / 1000);
+    m.family("relay_outbox_rejected_rows", "gauge", "Rows in outbox_rejected.")
+        .sample(view.outbox.rejected_total);
+    m.family("relay_message_queue_rows", "gauge", "message_queue rows no consumer has taken.")
+        .sample(view.queue.rows);
+    m.family("relay_message_queue_oldest_seconds", "gauge",
+             "Age of the oldest message_queue row; 0 if none.")
+        .sample(view.queue.oldest ? view.queue.oldest->age_ms / 1000 : 0);
+    m.family("relay_duress_open", "gauge", "Duress alarms of the last 24 h without an all-clear.")
+        .sample(view.open_duress.size());
+    m.family("relay_receipts_pending", "gauge",
+             "Receipts own events still wait for, per target (last 1,000 events).");
+    for (const auto& [target, n] : view.receipts_pending) m.sample(n, "peer", target);
+  }
+
+  if (!s.daemon) return m.text();
+  const auto& d = *s.daemon;
+  m.family("relay_datagrams_sent_total", "counter", "Datagrams sent to peers.")
+      .sample(d.stats.datagrams_sent);
+  m.family("relay_datagrams_accepted_total", "counter", "Datagrams that passed every check.")
+      .sample(d.accepted);
+  m.family("relay_retransmissions_total", "counter", "Events sent again for want of an ack.")
+      .sample(d.stats.retransmissions);
+  m.family("relay_events_stored_total", "counter", "Events of other nodes stored here.")
+      .sample(d.stats.events_stored);
+  m.family("relay_receipts_recorded_total", "counter", "Receipts recorded for own events.")
+      .sample(d.stats.receipts_recorded);
+  m.family("relay_datagrams_rejected_total", "counter", "Datagrams dropped, by reason.");
+  for (const auto& [reason, n] : d.rejected) m.sample(n, "reason", reason);
+  m.family("relay_peer_up", "gauge", "1 if the peer is alive; 0 if suspect, down or never heard.");
+  for (const auto& p : d.peers) m.sample(net::peer_state(p) == "alive" ? 1 : 0, "peer", p.id);
+  m.family("relay_peer_heard", "gauge", "1 once the peer has been heard since start.");
+  for (const auto& p : d.peers) m.sample(p.heard ? 1 : 0, "peer", p.id);
+  m.family("relay_peer_silent_seconds", "gauge",
+           "Seconds since the peer was last heard (since start if never).");
+  for (const auto& p : d.peers) m.sample(silent_ms(d, p) / 1000, "peer", p.id);
+  m.family("relay_peer_alarm", "gauge", "1 while a supervision alarm is raised for the peer.");
+  for (const auto& p : d.peers) m.sample(p.alarmed ? 1 : 0, "peer", p.id);
+  m.family("relay_peer_queued", "gauge", "Events waiting to be sent to the peer, or in flight.");
+  for (const auto& p : d.peers) m.sample(p.queued + p.in_flight, "peer", p.id);
+  return m.text();
+}
+
+}  // namespace relay::status

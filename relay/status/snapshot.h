@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "relay/net/daemon.h"
+#include "relay/net/health.h"
+#include "relay/store/console.h"
+
+namespace relay::status {
+
+/// The process itself.
+struct ProcessInfo {
+  std::string node;
+  std::string version;
+  std::string config_path;
+  std::int64_t pid = 0;
+  std::int64_t started_unix_ms = 0;
+};
+
+/// The local database as the periodic check last found it.
+struct DatabaseState {
+  enum class State { never_reached, up, down };
+  State state = State::never_reached;
+  std::string error;                    // of the last failed check
+  std::int64_t last_ok_unix_ms = 0;     // last successful check; 0: never
+  std::int64_t down_since_unix_ms = 0;  // while down (or never reached: since start)
+  std::int64_t checked_unix_ms = 0;     // last attempt
+  /// What the last successful check read (kept, and shown as stale, while down).
+  std::optional<store::ConsoleView> view;
+};
+
+/// The captured stdout and stderr (relay/capture).
+struct LogTail {
+  bool captured = false;
+  std::string why_not;  // when not captured
+  std::string dir;
+  std::vector<std::string> stdout_lines;
+  std::vector<std::string> stderr_lines;
+};
+
+/// Everything the status page, the JSON API, /metrics and /healthz show:
+/// what the daemon knows, gathered in one place. Rendering (render_*.cc)
+/// and judging (verdict.h) only read it.
+struct Snapshot {
+  std::int64_t now_unix_ms = 0;
+  ProcessInfo process;
+  /// The core's view (peers, counters); nullopt while there is no core
+  /// (the database was never reached) or its thread did not answer.
+  std::optional<net::DaemonStatus> daemon;
+  std::string daemon_missing;  // why daemon is nullopt
+  std::vector<net::ComponentHealth> health;
+  DatabaseState database;
+  LogTail logs;  // filled for the page and /api/logs only
+};
+
+/// Milliseconds since the daemon last heard `peer`, as of its status.
+inline std::int64_t silent_ms(const net::DaemonStatus& d, const mesh::PeerStatus& peer) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d.taken_at - peer.last_heard)
+      .count();
+}
+
+}  // namespace relay::status

@@ -1,0 +1,125 @@
+#include "relay/status/verdict.h"
+
+#include <spdlog/fmt/fmt.h>
+
+#include "relay/net/incident_log.h"
+
+namespace relay::status {
+namespace {
+
+void raise(Verdict& v, Verdict::Level level, std::string reason) {
+  if (level > v.level) v.level = level;
+  v.reasons.push_back(std::move(reason));
+}
+
+std::string database_problem(const Snapshot& s) {
+  const auto& db = s.database;
+  switch (db.state) {
+    case DatabaseState::State::up:
+      return "";
+    case DatabaseState::State::never_reached:
+      return "database: never reached since start" +
+             (db.error.empty() ? std::string(" (first check pending)") : ": " + db.error);
+    case DatabaseState::State::down:
+      return fmt::format("database: down for {} (last ok {} ago): {}",
+                         age_text(s.now_unix_ms - db.down_since_unix_ms),
+                         age_text(s.now_unix_ms - db.last_ok_unix_ms), db.error);
+  }
+  return "";
+}
+
+}  // namespace
+
+const char* level_name(Verdict::Level level) {
+  switch (level) {
+    case Verdict::Level::ok:
+      return "OK";
+    case Verdict::Level::degraded:
+      return "DEGRADED";
+    case Verdict::Level::alarm:
+      return "ALARM";
+  }
+  return "ALARM";
+}
+
+std::string age_text(std::int64_t ms) {
+  if (ms < 0) ms = 0;
+  const std::int64_t s = ms / 1000;
+  if (s < 120) return fmt::format("{} s", s);
+  if (s < 7200) return fmt::format("{} min", s / 60);
+  if (s < 172800) return fmt::format("{} h {} min", s / 3600, s / 60 % 60);
+  return fmt::format("{} days", s / 86400);
+}
+
+std::vector<std::string> health_problems(const Snapshot& s) {
+  std::vector<std::string> out;
+  if (auto why = database_problem(s); !why.empty()) out.push_back(std::move(why));
+  if (!s.daemon) out.push_back("relay core: " + s.daemon_missing);
+  for (const auto& part : s.health) {
+    if (part.name == net::Health::kDatabase) continue;  // the periodic check says it above
+    if (part.state == net::ComponentHealth::State::failing) {
+      out.push_back(fmt::format("{}: failing for {}: {}", part.name,
+                                age_text(s.now_unix_ms - part.failing_since_unix_ms), part.error));
+    }
+  }
+  return out;
+}
+
+Verdict judge(const Snapshot& s) {
+  Verdict v;
+  using L = Verdict::Level;
+  for (auto& why : health_problems(s)) raise(v, L::alarm, std::move(why));
+
+  if (s.database.view) {
+    const auto& view = *s.database.view;
+    for (const auto& e : view.open_duress) {
+      raise(v, L::alarm,
+            fmt::format("{}duress {} open (no all-clear): \"{}\" at \"{}\" by \"{}\"",
+                        e.exercise ? "[EXERCISE] " : "", e.id, e.title, e.location, e.sender));
+    }
+    if (const auto& row = view.queue.oldest_duress; row && row->age_ms >= kDuressUntakenAlarmMs) {
+      raise(v, L::alarm,
+            fmt::format("duress {} waits in message_queue for {}: no consumer has taken it",
+                        row->event_id, age_text(row->age_ms)));
+    }
+    if (const auto& row = view.queue.oldest; row && row->age_ms >= kRowUntakenDegradedMs) {
+      raise(v, L::degraded,
+            fmt::format("message_queue row {} (type {}) untaken for {}", row->id, row->type,
+                        age_text(row->age_ms)));
+    }
+    if (view.outbox.oldest_age_ms && *view.outbox.oldest_age_ms >= kOutboxStaleMs) {
+      raise(v, L::degraded,
+            fmt::format("{} outbox rows unclaimed, the oldest for {}", view.outbox.backlog,
+                        age_text(*view.outbox.oldest_age_ms)));
+    }
+    if (view.outbox.rejected_last_hour > 0) {
+      raise(v, L::degraded,
+            fmt::format("{} outbox rows rejected in the last hour (see outbox_rejected)",
+                        view.outbox.rejected_last_hour));
+    }
+  }
+  if (s.daemon) {
+    for (const auto& p : s.daemon->peers) {
+      if (p.alarmed) {
+        raise(v, L::alarm,
+              fmt::format("supervision alarm: {} unreachable for {}", p.id,
+                          age_text(silent_ms(*s.daemon, p))));
+      } else if (const auto state = net::peer_state(p); state != "alive") {
+        raise(v, L::degraded,
+              state == "not heard yet" ? fmt::format("{} not heard yet since start", p.id)
+                                       : fmt::format("{} {}: silent for {}", p.id, state,
+                                                     age_text(silent_ms(*s.daemon, p))));
+      }
+    }
+    if (s.daemon->claims_paused) {
+      raise(v, L::degraded,
+            "back-pressure: normal and bulk outbox rows wait (too many own events undelivered)");
+    }
+  }
+  if (!s.logs.captured && !s.logs.why_not.empty()) {
+    raise(v, L::degraded, "output capture off: " + s.logs.why_not);
+  }
+  return v;
+}
+
+}  // namespace relay::status

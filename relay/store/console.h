@@ -1,0 +1,91 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/transaction_base>
+
+#include "common/config.h"
+
+namespace relay::store {
+
+/// What the status page shows of this node's tables, read in one short
+/// read-only transaction. Every figure is bounded work (small tables, LIMITs).
+struct ConsoleView {
+  struct Rejected {
+    std::int64_t id = 0;
+    std::int64_t at_unix_ms = 0;
+    std::string reason;
+  };
+  /// Rows local software inserted that relayd has not claimed yet.
+  struct Outbox {
+    std::int64_t backlog = 0;
+    std::optional<std::int64_t> oldest_age_ms;
+    std::int64_t rejected_total = 0;
+    std::int64_t rejected_last_hour = 0;
+    std::vector<Rejected> recent_rejected;  // newest first, a few
+  } outbox;
+
+  /// A message_queue row no consumer has taken yet.
+  struct QueueRow {
+    std::int64_t id = 0;
+    std::string type;
+    std::int64_t age_ms = 0;
+    int priority = 0;
+    std::string event_id;  // "origin:seq", empty for supervision rows
+  };
+  struct Queue {
+    std::int64_t rows = 0;
+    std::optional<QueueRow> oldest;
+    std::optional<QueueRow> oldest_duress;
+  } queue;
+
+  /// An event in the log, with each target's receipt where this node is its origin.
+  struct Event {
+    std::string id;
+    std::string origin;
+    std::uint64_t seq = 0;
+    std::string kind, priority, title, location, sender;
+    bool exercise = false;
+    std::int64_t created_unix_ms = 0;
+    std::int64_t stored_unix_ms = 0;
+    std::vector<std::string> targets;  // as written: all, ids, group:NAME
+    std::string cleared_by;            // the all-clear that cleared it, if any
+    /// Own events only: per target node, delivered at (Unix ms) or 0 while pending.
+    bool own = false;
+    std::vector<std::pair<std::string, std::int64_t>> receipts;
+  };
+  std::vector<Event> recent;       // newest first
+  std::vector<Event> open_duress;  // not cleared, stored within the last 24 h; newest first
+  /// Own events (of the last 1,000) whose target has not confirmed, per target.
+  std::map<std::string, std::int64_t> receipts_pending;
+  std::int64_t database_now_unix_ms = 0;
+};
+
+/// Reads the view. `recent` events are listed; open duress alarms are
+/// those of the last 24 hours that no all-clear references.
+ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::size_t recent = 20);
+
+/// A target's receipt: when it answered (Unix ms) and what it did
+/// (relaymesh.v1.Outcome: delivered, late, or withheld and why).
+struct TargetReceipt {
+  std::int64_t at = 0;
+  int outcome = 0;
+};
+
+/// Receipts recorded at the origin for one of its events, per target.
+/// Targets without one are still pending.
+std::map<std::string, TargetReceipt> receipts_of(pqxx::transaction_base& tx,
+                                                 const std::string& origin, std::int64_t seq);
+
+/// How a receipt's outcome reads: "delivered", "not delivered: expired"...
+std::string outcome_text(int outcome);
+
+/// The node ids of the mesh (this node and its peers) that `targets` name.
+std::vector<std::string> target_nodes(const Config& config,
+                                      const std::vector<std::string>& targets);
+
+}  // namespace relay::store

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Renders the status page with headless Chromium (no driver: --dump-dom
+# after a virtual time budget, so the page's own refresh script runs) in
+# each state an operator meets, and checks the rendered DOM.
+#   browser_test.sh [SCREENSHOT.png]   (also saves a screenshot of the duress state)
+set -euo pipefail
+scenario=browser
+screenshot=${1:-}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/lib/mesh.sh"
+source "$repo/tests/integration/console_lib.sh"
+trap mesh_cleanup EXIT
+
+chromium_flags=(--headless --disable-gpu --disable-background-networking --disable-component-update
+                --disable-sync --no-first-run --hide-scrollbars)
+[ "$(id -u)" -eq 0 ] && chromium_flags+=(--no-sandbox)
+
+# render NODE: the page's DOM after 3 s of virtual time, in $dom.
+dom=$mesh_dir/dom.html
+render() {
+  local profile
+  profile=$(mktemp -d "$mesh_dir/chromium.XXXXXX")
+  timeout 90 chromium "${chromium_flags[@]}" --user-data-dir="$profile" --virtual-time-budget=3000 \
+    --dump-dom "http://127.0.0.1:$(status_port "$1")/" >"$dom" 2>"$mesh_dir/chromium.err" ||
+    fail "chromium failed: $(tail -n 5 "$mesh_dir/chromium.err")"
+  rm -rf "$profile"
+  grep -q 'id="verdict"' "$dom" || fail "no verdict in the rendered page: $(head -c 500 "$dom")"
+  # The refresh script ran and fetched the page again without error.
+  grep -q 'id="stale" class="stale" hidden' "$dom" || fail "the page's refresh failed (stale banner shown)"
+}
+expect_dom() {
+  local what=$1 pattern=$2
+  grep -Eq "$pattern" "$dom" || fail "$what: no /$pattern/ in the rendered page"
+}
+state_ok() { echo "state: $1"; }
+
+mesh_init hq clinic-north
+for node in hq clinic-north; do
+  sed -i 's/^keys = "mesh.keys"$/keys = "mesh.keys"\nsupervision_timeout = "5s"/' "$mesh_dir/$node/relayd.toml"
+done
+
+# 1. A peer not heard yet (clinic-north is not started): DEGRADED, and the log present.
+mesh_start hq
+render hq
+expect_dom "not heard yet" 'data-peer="clinic-north" data-state="not heard yet"'
+expect_dom "verdict DEGRADED" 'data-verdict="DEGRADED"'
+expect_dom "logs present" 'relayd hq: mesh on [0-9]+'
+expect_dom "the database up" 'id="database" data-state="up"'
+state_ok "peer not heard yet; logs present"
+
+# 2. All OK.
+mesh_start clinic-north
+wait_for "hq all OK" 'http hq /api/status >/dev/null; [ "$(json_field "$http_body" "d[\"verdict\"][\"level\"]")" = OK ]'
+render hq
+expect_dom "verdict OK" 'data-verdict="OK"'
+expect_dom "peer alive" 'data-peer="clinic-north" data-state="alive" data-alarm="no"'
+state_ok "all OK"
+
+# 3. A duress open: ALARM, with who, where, and each target's receipt.
+id=$(ctl clinic-north duress --location "Psych ward, room 12" --by "nurse station 3" --wait=20s 2>/dev/null) ||
+  fail "duress not confirmed"
+wait_for "the duress at hq" 'http hq /api/alarms >/dev/null; grep -q "$id" "$http_body"'
+render clinic-north
+expect_dom "verdict ALARM" 'data-verdict="ALARM"'
+expect_dom "the duress row" "data-event=\"$id\" data-kind=\"duress\""
+expect_dom "the location" 'Psych ward, room 12'
+expect_dom "hq's receipt" 'data-target="hq" data-state="delivered"'
+if [ -n "$screenshot" ]; then
+  timeout 90 chromium "${chromium_flags[@]}" --user-data-dir="$(mktemp -d "$mesh_dir/chromium.XXXXXX")" \
+    --window-size=1280,1500 --virtual-time-budget=3000 --screenshot="$screenshot" \
+    "http://127.0.0.1:$(status_port clinic-north)/" >/dev/null 2>&1 || fail "no screenshot"
+fi
+# One incident line each, with the fields journald keeps.
+for line in "clinic-north incident=duress_sent event_id=$id" "clinic-north incident=duress_confirmed event_id=$id peer=hq" \
+            "hq incident=duress_delivered event_id=$id" "hq incident=peer_alive peer=clinic-north"; do
+  grep -q "${line#* }" "$mesh_dir/${line%% *}/relayd.log" || fail "no incident line \"${line#* }\" at ${line%% *}"
+done
+ctl clinic-north all-clear "$id" --wait 20s >/dev/null 2>&1 || fail "all-clear not confirmed"
+state_ok "duress open"
+
+# 4. A peer alarm: clinic-north silent beyond supervision_timeout.
+mesh_kill clinic-north KILL
+wait_for "the supervision alarm" \
+  'http hq /api/alarms >/dev/null; [ "$(json_field "$http_body" "\"clinic-north\" in d[\"supervision\"]")" = True ]' 30
+render hq
+expect_dom "peer alarm" 'data-peer="clinic-north" data-state="[a-z ]+" data-alarm="yes"'
+expect_dom "SUPERVISION ALARM shown" 'SUPERVISION ALARM'
+expect_dom "verdict ALARM" 'data-verdict="ALARM"'
+for incident in peer_suspect alarm_raised; do
+  grep -q "incident=$incident peer=clinic-north" "$mesh_dir/hq/relayd.log" || fail "no $incident line at hq"
+done
+state_ok "peer alarm"
+
+# 5. The database down.
+pg_halt
+wait_for "database down on the page" \
+  'http hq /api/status >/dev/null; [ "$(json_field "$http_body" "d[\"database\"][\"state\"]")" = down ]'
+render hq
+expect_dom "database down" 'id="database" data-state="DOWN"'
+expect_dom "the reason" 'database: down for'
+expect_dom "verdict ALARM" 'data-verdict="ALARM"'
+pg_resume
+state_ok "database down"
+echo "PASS browser"
