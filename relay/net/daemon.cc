@@ -329,6 +329,8 @@ DaemonStatus Daemon::status() const {
   s.notifies = outbox_->notifies();
   s.claims_paused = paused_;
   s.taken_at = now();
+  for (const auto& p : config_.peers) s.wire[p.id] = codec_->peer_state(p.id);
+  s.numbering = node_->numbering();
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

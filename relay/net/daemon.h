@@ -39,6 +39,10 @@ struct DaemonStatus {
   bool claims_paused = false;
   /// When this was taken (steady clock, as the peers' last_heard).
   std::chrono::steady_clock::time_point taken_at{};
+  /// Per peer: its session and the ring key it seals with, or lacks.
+  std::map<std::string, wire::PeerWireState> wire;
+  /// Where this node's own numbering stands.
+  mesh::Numbering numbering;
 };
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the

@@ -171,6 +171,19 @@ std::string rtt_text(const mesh::PeerStatus& p, const std::string& state) {
   return (state == "alive" ? "" : "last ") + std::to_string(ms) + " ms";
 }
 
+/// The peer's session and mesh key as the wire layer knows them.
+std::string wire_text(const net::DaemonStatus& d, const std::string& peer) {
+  auto it = d.wire.find(peer);
+  if (it == d.wire.end()) return "";
+  const auto& w = it->second;
+  std::string out = w.session ? "boot " + std::to_string(w.boot) : "no session";
+  if (w.key_id != 0) out += ", key id " + std::to_string(w.key_id);
+  if (w.missing_key != 0) {
+    out += ", <b>seals with key id " + std::to_string(w.missing_key) + ", not held here</b>";
+  }
+  return out;
+}
+
 void peers_section(std::ostringstream& h, const Snapshot& s) {
   h << "<section id=peers><h2>Peers</h2>";
   if (!s.daemon) {
@@ -179,7 +192,8 @@ void peers_section(std::ostringstream& h, const Snapshot& s) {
   }
   const auto* view = s.database.view ? &*s.database.view : nullptr;
   h << "<table><tr><th>peer</th><th>state</th><th>last heard</th><th>rtt</th><th>queued</th>"
-       "<th>in flight</th><th>receipts pending</th><th>receipts owed to it</th></tr>";
+       "<th>in flight</th><th>receipts pending</th><th>receipts owed to it</th>"
+       "<th>session, key</th></tr>";
   for (const auto& p : s.daemon->peers) {
     const std::string state = net::peer_state(p);
     const char* cls = p.alarmed ? "bad" : state != "alive" ? "warn" : "";
@@ -193,7 +207,8 @@ void peers_section(std::ostringstream& h, const Snapshot& s) {
       << (p.alarmed ? "<b>SUPERVISION ALARM</b>, " : "") << state << "</td><td>"
       << (p.heard ? age_text(silent_ms(*s.daemon, p)) + " ago" : "never") << "</td><td>"
       << rtt_text(p, state) << "</td><td>" << p.queued << "</td><td>" << p.in_flight << "</td><td>"
-      << pending << "</td><td>" << p.receipts_owed << "</td></tr>";
+      << pending << "</td><td>" << p.receipts_owed << "</td><td>" << wire_text(*s.daemon, p.id)
+      << "</td></tr>";
   }
   h << "</table></section>";
 }

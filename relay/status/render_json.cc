@@ -115,6 +115,12 @@ Json peers_json(const Snapshot& s) {
     }
     j["receipts_pending"] = pending;
     j["receipts_owed_to_it"] = p.receipts_owed;
+    if (auto w = s.daemon->wire.find(p.id); w != s.daemon->wire.end()) {
+      j["session_boot"] = w->second.session ? Json(w->second.boot) : Json(nullptr);
+      j["key_id"] = w->second.key_id != 0 ? Json(w->second.key_id) : Json(nullptr);
+      j["missing_key_id"] =
+          w->second.missing_key != 0 ? Json(w->second.missing_key) : Json(nullptr);
+    }
     peers.push_back(j);
   }
   return peers;

@@ -97,6 +97,18 @@ std::string metrics_text(const Snapshot& s) {
       .sample(d.stats.events_stored);
   m.family("relay_receipts_recorded_total", "counter", "Receipts recorded for own events.")
       .sample(d.stats.receipts_recorded);
+  m.family("relay_events_withheld_total", "counter",
+           "Events logged here but not delivered: expired, older than max_age, or cleared.")
+      .sample(d.stats.withheld);
+  m.family("relay_conflicts_total", "counter",
+           "Events whose content differs from what is held under the same id (a seq reused).")
+      .sample(d.stats.conflicts);
+  m.family("relay_seqs_settled_total", "counter",
+           "Seqs settled here: pruned elsewhere before they arrived, or skipped by their origin.")
+      .sample(d.stats.settled);
+  m.family("relay_numbering_ready", "gauge",
+           "1 once this node knows what the mesh holds of its own events (normal alerts go out).")
+      .sample(d.numbering.ready ? 1 : 0);
   m.family("relay_datagrams_rejected_total", "counter", "Datagrams dropped, by reason.");
   for (const auto& [reason, n] : d.rejected) m.sample(n, "reason", reason);
   m.family("relay_peer_up", "gauge", "1 if the peer is alive; 0 if suspect, down or never heard.");
@@ -110,6 +122,11 @@ std::string metrics_text(const Snapshot& s) {
   for (const auto& p : d.peers) m.sample(p.alarmed ? 1 : 0, "peer", p.id);
   m.family("relay_peer_queued", "gauge", "Events waiting to be sent to the peer, or in flight.");
   for (const auto& p : d.peers) m.sample(p.queued + p.in_flight, "peer", p.id);
+  m.family("relay_peer_key_id", "gauge", "The mesh ring key id the peer seals with (0: not seen).");
+  for (const auto& [peer, w] : d.wire) m.sample(w.key_id, "peer", peer);
+  m.family("relay_peer_missing_key_id", "gauge",
+           "A ring key id the peer sealed with that this node does not hold (0: none).");
+  for (const auto& [peer, w] : d.wire) m.sample(w.missing_key, "peer", peer);
   return m.text();
 }
 

@@ -111,6 +111,25 @@ Verdict judge(const Snapshot& s) {
                                                      age_text(silent_ms(*s.daemon, p))));
       }
     }
+    for (const auto& [peer, w] : s.daemon->wire) {
+      if (w.missing_key != 0) {
+        raise(v, L::degraded,
+              fmt::format("{} seals with key id {}, which this node does not hold (OPERATOR.md, "
+                          "\"Rotating the mesh key\")",
+                          peer, w.missing_key));
+      }
+    }
+    if (s.daemon->stats.conflicts > 0) {
+      raise(v, L::alarm,
+            fmt::format("{} events arrived with content that differs from what is held under "
+                        "their id: an origin reused a seq (see the CONFLICT lines in the log)",
+                        s.daemon->stats.conflicts));
+    }
+    if (!s.daemon->numbering.ready) {
+      raise(v, L::degraded,
+            "numbering: asking peers what they hold of this node (a new node, or its database "
+            "or state directory was rebuilt); only duress and emergency alerts go out until then");
+    }
     if (s.daemon->claims_paused) {
       raise(v, L::degraded,
             "back-pressure: normal and bulk outbox rows wait (too many own events undelivered)");

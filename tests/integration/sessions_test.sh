@@ -187,6 +187,15 @@ retired_keys = [{ key = \"$old\", last_seq = $last }]"
       fail "hq did not name clinic-south's old key"
     grep -q "hq seals with key id 2, which this node does not hold" "$mesh_dir/clinic-south/relayd.log" ||
       fail "clinic-south did not name hq's new key"
+    # And so do the status page and the metrics.
+    ctl hq --json status | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+south = [p for p in d["peers"] if p["id"] == "clinic-south"][0]
+assert south["missing_key_id"] == 1, south
+assert any("clinic-south seals with key id 1" in r for r in d["verdict"]["reasons"]), d["verdict"]' ||
+      fail "hq's status does not name clinic-south's old key"
+    curl -s "http://127.0.0.1:$((mesh_port[hq] + 2))/metrics" | grep -q 'relay_peer_missing_key_id{peer="clinic-south"} 1' ||
+      fail "no relay_peer_missing_key_id metric for clinic-south"
     # The documented fix, at clinic-south alone: the new ring, and a reload.
     install -m 600 "$mesh_dir/hq/mesh.keys" "$mesh_dir/clinic-south/mesh.keys"
     kill -HUP "${mesh_pid[clinic-south]}"
