@@ -249,12 +249,17 @@ asio::awaitable<void> Daemon::receive() {
 
 void Daemon::rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                       std::span<const std::uint8_t> datagram) {
-  auto& last = last_warned_[static_cast<std::size_t>(reason)];
+  auto header = wire::parse_header(datagram);
+  // A site on a key this node lacks is named once a minute each (configured
+  // peers only: the sender's name is not authenticated here).
+  const bool named = reason == wire::Reject::unknown_key_id && header &&
+                     addresses_.contains(header->sender);
+  auto& last = named ? key_warned_[header->sender]
+                     : last_warned_[static_cast<std::size_t>(reason)];
   const auto t = std::chrono::steady_clock::now();
   if (t - last < std::chrono::minutes(1)) return;
   last = t;
-  auto header = wire::parse_header(datagram);
-  if (reason == wire::Reject::unknown_key_id && header) {
+  if (named) {
     spdlog::warn(
         "{} seals with key id {}, which this node does not hold (its mesh key ring is not the "
         "same as this one: OPERATOR.md, \"Rotating the mesh key\"; {} such datagrams so far; "

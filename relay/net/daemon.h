@@ -117,6 +117,7 @@ class Daemon final : public mesh::Transport {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   // Rate limit of rejection warnings: one line per reason per minute.
   std::array<std::chrono::steady_clock::time_point, wire::kRejectReasons> last_warned_{};
+  std::map<std::string, std::chrono::steady_clock::time_point> key_warned_;  // by peer
 };
 
 }  // namespace relay::net
