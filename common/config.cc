@@ -287,18 +287,37 @@ std::string Config::check_target(std::string_view target) const {
   return "target \"" + std::string(target) + "\" is not \"all\", a known node id or \"group:NAME\"";
 }
 
+void read_control(TomlSection& top, Config& config) {
+  if (const toml::table* table = top.table("control")) {
+    TomlSection section(*table, top.file(), "control", top.issues(), {"socket", "group"});
+    if (auto path = section.string("socket", false)) {
+      if (path->empty() || path->size() > 100) {
+        section.error("socket", "expected a path of 1 to 100 characters (a Unix socket's limit)");
+      } else {
+        config.control.socket = resolve(config.file, *path);
+      }
+    }
+    if (auto group = section.string("group", false)) config.control.group = *group;
+  }
+  if (config.control.socket.empty() && !config.node.state_dir.empty()) {
+    config.control.socket = config.node.state_dir / "control.sock";
+  }
+}
+
 Config load_config(const std::filesystem::path& file) {
   std::vector<ConfigIssue> issues;
   auto doc = parse_toml_file(file, issues);
   if (!doc) throw ConfigError(std::move(issues));
   Config config;
   config.file = file;
-  TomlSection top(*doc, file.string(), "", issues,
-                  {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status"});
+  TomlSection top(
+      *doc, file.string(), "", issues,
+      {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status", "control"});
   read_node(top, config);
   read_mesh(top, config);
   read_peers(top, config);
   read_rest(top, config);
+  read_control(top, config);
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return config;
 }

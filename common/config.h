@@ -100,6 +100,16 @@ struct Config {
     std::string token;
   } status;
 
+  /// The local raise path (docs/config.md, [control]): a Unix socket that
+  /// takes a duress even while the database is down.
+  struct Control {
+    /// Default: control.sock in the state directory.
+    std::filesystem::path socket;
+    /// Members of this group may raise alarms through the socket (relayd's
+    /// own user and root always may); empty: nobody else.
+    std::string group;
+  } control;
+
   /// The peer with this id, or nullptr.
   const PeerConfig* find_peer(std::string_view id) const;
   /// True if the node or any peer is in this group.

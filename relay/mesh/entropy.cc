@@ -51,6 +51,11 @@ void Node::entropy_round(Time now) {
 }
 
 void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
+  if (!store_ready_) {
+    // Nothing to compare with yet; what the peer holds still stops pushes.
+    for (const auto& summary : digest.origins()) ack_held(now, from, summary);
+    return;
+  }
   std::vector<EventKey> give;
   v1::Datagram pulls;
   std::size_t pull_left = tuning_.pull_budget;
@@ -60,13 +65,7 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     if (mine == stored_.end()) continue;
     settle_from(from, summary);
     if (summary.origin() == self_) learn_from(now, from, summary);
-    // What the peer holds needs no more pushing: the digest is an ack too.
-    std::vector<EventKey> held;
-    for (auto f = from.in_flight.lower_bound({summary.origin(), 1});
-         f != from.in_flight.end() && f->first.origin == summary.origin(); ++f) {
-      if (summary_contains(summary, f->first.seq)) held.push_back(f->first);
-    }
-    for (const auto& key : held) acked(now, from, key);
+    ack_held(now, from, summary);
 
     // Offer the urgent events it lacks first, then the rest lowest first.
     if (auto urgent = urgent_.find(summary.origin()); urgent != urgent_.end()) {
@@ -126,6 +125,16 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     origins.insert(origins.end(), hot_.begin(), hot_.end());
     send_digest(from, origins, false);
   }
+}
+
+void Node::ack_held(Time now, Peer& from, const v1::OriginSummary& summary) {
+  // What the peer holds needs no more pushing: a digest is an ack too.
+  std::vector<EventKey> held;
+  for (auto f = from.in_flight.lower_bound({summary.origin(), 1});
+       f != from.in_flight.end() && f->first.origin == summary.origin(); ++f) {
+    if (summary_contains(summary, f->first.seq)) held.push_back(f->first);
+  }
+  for (const auto& key : held) acked(now, from, key);
 }
 
 void Node::send_digest(Peer& to, const std::vector<std::string>& origins, bool reply) {

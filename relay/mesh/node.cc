@@ -58,18 +58,31 @@ Node::Node(std::string self, std::vector<std::string> self_groups, std::vector<P
 }
 
 void Node::start(Time now, Snapshot snapshot) {
-  stored_ = std::move(snapshot.stored);
+  begin(now);
+  load(now, std::move(snapshot));
+}
+
+void Node::start_without_store(Time now) {
+  store_ready_ = false;
+  begin(now);
+  finish(now);
+}
+
+void Node::attach_store(Time now, Snapshot snapshot) {
+  // What was sent meanwhile (spooled alarms) stays held: it is durable in
+  // the spool and on its way into the log.
+  const SeqSet sent_meanwhile = stored_[self_];
+  SeqSet& own = snapshot.stored[self_];
+  for (const auto& [first, last] : sent_meanwhile.above_ranges_map()) own.add_range(first, last);
+  own.add_range(1, sent_meanwhile.watermark());
+  store_ready_ = true;
+  load(now, std::move(snapshot));
+  // Alarms and receipts that waited for the store go now.
+  for (auto& held : std::exchange(held_, {})) store_.persist(std::move(held));
+}
+
+void Node::begin(Time now) {
   stored_[self_];
-  cleared_.insert(snapshot.cleared.begin(), snapshot.cleared.end());
-  started_wall_ms_ = wall_();
-  restored_ = snapshot.restored;
-  state_lost_ = snapshot.state_lost;
-  own_high_water_ = snapshot.own_high_water;
-  if (snapshot.learn || snapshot.state_lost || own_high_water_ > stored_[self_].highest()) {
-    // Ask every peer at once what it holds of ours (lifecycle.cc).
-    learning_ = true;
-    learn_until_ = now + tuning_.learn_timeout;
-  }
   const Duration period = probe_period();
   for (auto& peer : peers_) {
     stored_[peer.info.id];
@@ -82,6 +95,20 @@ void Node::start(Time now, Snapshot snapshot) {
   next_probe_round_ = now;
   next_entropy_ = now + tuning_.entropy_interval / 4;
   next_sweep_ = now + std::chrono::seconds(1);
+  started_wall_ms_ = wall_();
+}
+
+void Node::load(Time now, Snapshot snapshot) {
+  for (auto& [origin, seqs] : snapshot.stored) stored_[origin] = std::move(seqs);
+  cleared_.insert(snapshot.cleared.begin(), snapshot.cleared.end());
+  restored_ = snapshot.restored;
+  state_lost_ = snapshot.state_lost;
+  own_high_water_ = snapshot.own_high_water;
+  if (snapshot.learn || snapshot.state_lost || own_high_water_ > stored_[self_].highest()) {
+    // Ask every peer at once what it holds of ours (lifecycle.cc).
+    learning_ = true;
+    learn_until_ = now + tuning_.learn_timeout;
+  }
   for (const auto& event : snapshot.unreplicated) on_local_event(now, event);
   for (const auto& receipt : snapshot.receipts_owed) {
     owe_receipt(now, receipt.event, receipt.delivered_unix_ms, receipt.outcome);
@@ -96,7 +123,7 @@ void Node::on_local_event(Time now, EventPtr event) {
   own.add(event->key.seq);
   // A seq above a gap that learning no longer covers (numbering jumped to
   // the wall clock with no peer heard): what it skipped will never exist.
-  if (jumped && !learning_ && !resolve_at_) resolve_own(now, false);
+  if (jumped && store_ready_ && !learning_ && !resolve_at_) resolve_own(now, false);
   mark_hot(self_);
   note_urgent(*event);
   cache(event);
@@ -127,7 +154,8 @@ void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& bo
   peer->heard = true;
   switch (body.body_case()) {
     case v1::Datagram::kEvents:
-      handle_events(now, *peer, body.events(), events);
+      // Without a store nothing can be acked: the sender keeps it and retries.
+      if (store_ready_) handle_events(now, *peer, body.events(), events);
       break;
     case v1::Datagram::kAcks:
       handle_acks(now, *peer, body.acks());
@@ -136,7 +164,7 @@ void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& bo
       handle_digest(now, *peer, body.digest());
       break;
     case v1::Datagram::kPulls:
-      handle_pulls(now, *peer, body.pulls());
+      if (store_ready_) handle_pulls(now, *peer, body.pulls());
       break;
     case v1::Datagram::kProbe:
       handle_probe(now, *peer, body.probe());
@@ -277,7 +305,8 @@ void Node::on_timer(Time now) {
     learn_round(now);
   }
   if (resolve_at_ && now >= *resolve_at_) resolve_own(now, true);
-  if (now >= next_entropy_) entropy_round(now);
+  if (now >= next_entropy_ && store_ready_) entropy_round(now);
+  if (!store_ready_) next_entropy_ = now + tuning_.entropy_interval;
   if (now >= next_sweep_) sweep(now);
   finish(now);
 }
@@ -363,6 +392,14 @@ void Node::cache(const EventPtr& event) {
 
 void Node::commit_batch() {
   if (batch_.empty()) return;
+  if (!store_ready_) {
+    // No store yet: what must be written waits (bounded by what arrives
+    // while the database is away: alarms and a few receipts).
+    constexpr std::size_t kMaxHeld = 1024;
+    if (held_.size() < kMaxHeld) held_.push_back(std::move(batch_));
+    batch_ = StoreBatch{};
+    return;
+  }
   batch_.ticket = next_ticket_++;
   if (!batch_receipt_via_.empty()) receipt_via_[batch_.ticket] = std::move(batch_receipt_via_);
   batch_receipt_via_.clear();

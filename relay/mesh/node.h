@@ -151,6 +151,15 @@ class Node {
 
   /// Resumes from what the store holds. Call once, before anything else.
   void start(Time now, Snapshot snapshot);
+  /// Starts before the store can be read (the database is down): probes
+  /// are answered and own events (spooled alarms) are sent and retried, but
+  /// nothing from peers is stored or acked and anti-entropy waits; writes
+  /// (receipts, alarms) are held. attach_store() completes the start.
+  void start_without_store(Time now);
+  /// The store answered: what start() would have read, merged with what
+  /// was sent meanwhile.
+  void attach_store(Time now, Snapshot snapshot);
+  bool has_store() const { return store_ready_; }
 
   /// A new event of this node, already durable (committed with its seq).
   void on_local_event(Time now, EventPtr event);
@@ -264,6 +273,7 @@ class Node {
   void add_summary(v1::Digest& digest, const std::string& origin, std::size_t& used,
                    std::set<std::string>& named);
   void send_digest(Peer& to, const std::vector<std::string>& origins, bool reply);
+  void ack_held(Time now, Peer& from, const v1::OriginSummary& summary);
 
   // lifecycle.cc: settled history, learning own numbering, what is delivered
   void settle_from(Peer& from, const v1::OriginSummary& summary);
@@ -292,6 +302,8 @@ class Node {
   void handle_receipt_acks(Time now, Peer& from, const v1::ReceiptAcks& acks);
 
   // node.cc
+  void begin(Time now);
+  void load(Time now, Snapshot snapshot);
   Peer* find_peer(const std::string& id);
   Peer* random_live_peer(Time now, const std::string& except_a, const std::string& except_b);
   bool is_target(const Event& event) const;
@@ -317,6 +329,8 @@ class Node {
   std::deque<EventKey> cache_order_;
   std::map<EventKey, Pending> storing_;  // in a batch not yet durable
   StoreBatch batch_;                     // being filled by the current input
+  bool store_ready_ = true;
+  std::vector<StoreBatch> held_;  // written once the store is attached
   std::map<std::uint64_t, StoreBatch> committing_;
   std::map<std::uint64_t, Load> loads_;  // by ticket
   std::uint64_t next_ticket_ = 1;
@@ -325,7 +339,7 @@ class Node {
   std::set<std::size_t> dirty_;                 // peers with acks, sends or receipts to flush
   std::vector<std::string> batch_receipt_via_;  // parallel to batch_.receipts
   std::map<std::uint64_t, std::vector<std::string>> receipt_via_;  // by ticket
-  std::optional<std::size_t> catch_up_;  // peer to exchange with again soon
+  std::optional<std::size_t> catch_up_;     // peer to exchange with again soon
   std::map<IndirectProbe, Time> indirect_;  // -> when it expires
   // Indirect answers signed this second (each costs an Ed25519 signature).
   Time signed_answers_at_{};

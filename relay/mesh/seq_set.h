@@ -54,6 +54,8 @@ class SeqSet {
   std::uint64_t highest() const { return above_.empty() ? watermark_ : above_.highest(); }
   /// Number of ranges held above the watermark.
   std::size_t above_ranges() const { return above_.size(); }
+  /// The ranges held above the watermark, first -> last.
+  const std::map<std::uint64_t, std::uint64_t>& above_ranges_map() const { return above_.ranges(); }
 
   /// Settles every seq up to `through`: held from now on, never served.
   void settle_through(std::uint64_t through);

@@ -69,8 +69,8 @@ wire::IdentityKeys Daemon::own_keys(const Config& config, const crypto::SigningK
   return identity_keys("[node] retired_keys", identity.verify_key(), config.node.retired_keys);
 }
 
-Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-               store::NumberingState& numbering, StateDir& state, Health& health,
+Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::NumberingState& numbering,
+               StateDir& state, spool::Spool& spool, Health& health,
                std::function<void()> retention_changed)
     : io_(io),
       config_(std::move(config)),
@@ -80,7 +80,8 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
       health_(health),
       consumer_kicks_(io, config_.delivery.kick),
       numbering_(numbering),
-      state_(state) {
+      state_(state),
+      spool_(spool) {
   for (const auto& p : config_.peers) addresses_[p.id] = resolve(io_, p.address);
   static const SystemClock clock;
   // The boot counter orders this node's sessions; durable before it is used.
@@ -95,7 +96,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
       options,
       store::StoreCallbacks{[this](const mesh::StoreDone& done) {
                               asio::post(io_, [this, done] {
-                                if (stopped_) return;
+                                if (stopped_ || drained(done)) return;
                                 incidents_.stored(done);
                                 node_->on_stored(now(), done);
                                 if (done.delivered) consumer_kicks_.kick();
@@ -119,9 +120,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapsho
   tap_ = std::make_unique<StoreTap>(*store_, incidents_);
   node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
                                        tuning_of(config_), *tap_, *this, std::random_device{}());
-  node_->start(now(), std::move(snapshot));
-  numbering_.update(node_->numbering());
-  numbering_ready_ = node_->numbering().ready;
+  node_->start_without_store(now());
   OutboxOptions outbox;
   outbox.numbering = &numbering_;
   outbox.retention_changed = std::move(retention_changed);
@@ -160,18 +159,36 @@ void Daemon::start() {
   } catch (const std::system_error& e) {
     throw std::system_error(e.code(), "mesh socket " + config_.node.listen.to_string());
   }
-  outbox_->start();
+  control_ =
+      std::make_unique<ControlSocket>(io_, config_.control.socket, config_.control.group,
+                                      [this](const std::string& request, const Caller& caller) {
+                                        return on_control(request, caller);
+                                      });
+  control_->start();
   for (const auto& [peer, hello] : codec_->greet()) send_raw(peer, hello);
   asio::co_spawn(io_, receive(), asio::detached);
   asio::co_spawn(io_, tick(), asio::detached);
-  spdlog::info("relayd {}: mesh on {}, kicks on {}, {} peers", config_.node.id,
-               socket_.local_endpoint().port(), config_.kick.listen.to_string(),
+  send_spooled();
+  spdlog::info("relayd {}: mesh on {}, control socket {}, {} peers; waiting for the database",
+               config_.node.id, socket_.local_endpoint().port(), config_.control.socket.string(),
                config_.peers.size());
+}
+
+void Daemon::attach(mesh::Snapshot snapshot) {
+  if (stopped_) return;
+  node_->attach_store(now(), std::move(snapshot));
+  outbox_->start();
+  drain_spool();
+  health_.ok(Health::kCore);
+  spdlog::info("relayd {}: the database answered; claiming from the outbox, kicks on {}",
+               config_.node.id, config_.kick.listen.to_string());
+  after_input();
 }
 
 void Daemon::stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (control_) control_->stop();
   outbox_->stop();  // no new claims
   store_->stop();   // flushes what is queued while the database answers
   asio::error_code ignored;
@@ -252,10 +269,9 @@ void Daemon::rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
   auto header = wire::parse_header(datagram);
   // A site on a key this node lacks is named once a minute each (configured
   // peers only: the sender's name is not authenticated here).
-  const bool named = reason == wire::Reject::unknown_key_id && header &&
-                     addresses_.contains(header->sender);
-  auto& last = named ? key_warned_[header->sender]
-                     : last_warned_[static_cast<std::size_t>(reason)];
+  const bool named =
+      reason == wire::Reject::unknown_key_id && header && addresses_.contains(header->sender);
+  auto& last = named ? key_warned_[header->sender] : last_warned_[static_cast<std::size_t>(reason)];
   const auto t = std::chrono::steady_clock::now();
   if (t - last < std::chrono::minutes(1)) return;
   last = t;
@@ -295,13 +311,17 @@ void Daemon::pruned(const std::map<std::string, std::uint64_t>& settled_through)
 void Daemon::after_input() {
   // The core may now want to wake earlier than the timer is set for.
   if (node_->next_deadline() < timer_.expiry()) timer_.cancel();
-  const mesh::Numbering numbering = node_->numbering();
-  numbering_.update(numbering);
-  if (numbering.ready && !numbering_ready_) {
-    spdlog::info("numbering: peers answered; own events continue above seq {}", numbering.floor);
-    outbox_->wake();  // normal rows waited for this
+  // Before the store is attached the state directory's mark is all there
+  // is (NumberingState's own view); the core's learning starts with it.
+  if (node_->has_store()) {
+    const mesh::Numbering numbering = node_->numbering();
+    numbering_.update(numbering);
+    if (numbering.ready && !numbering_ready_) {
+      spdlog::info("numbering: peers answered; own events continue above seq {}", numbering.floor);
+      outbox_->wake();  // normal rows waited for this
+    }
+    numbering_ready_ = numbering.ready;
   }
-  numbering_ready_ = numbering.ready;
   for (const auto& c : node_->take_conflicts()) {
     spdlog::error(
         "CONFLICT: {} sent event {}:{} with different content than the one held here, under the "
@@ -336,6 +356,10 @@ DaemonStatus Daemon::status() const {
   s.taken_at = now();
   for (const auto& p : config_.peers) s.wire[p.id] = codec_->peer_state(p.id);
   s.numbering = node_->numbering();
+  s.store_attached = node_->has_store();
+  s.spool_depth = spool_.depth();
+  s.spool_capacity = spool_.capacity();
+  s.spool_oldest_ms = spool_oldest_ms();
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

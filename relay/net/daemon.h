@@ -12,9 +12,11 @@
 #include "common/state_dir.h"
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
+#include "relay/net/control.h"
 #include "relay/net/health.h"
 #include "relay/net/incident_log.h"
 #include "relay/net/outbox_watch.h"
+#include "relay/spool/spool.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
 #include "relay/wire/datagram.h"
@@ -43,7 +45,17 @@ struct DaemonStatus {
   std::map<std::string, wire::PeerWireState> wire;
   /// Where this node's own numbering stands.
   mesh::Numbering numbering;
+  /// The core has its store (the database answered since start).
+  bool store_attached = false;
+  /// Duress alarms accepted through the control socket and not yet in the
+  /// database, and the age of the oldest.
+  std::size_t spool_depth = 0;
+  std::size_t spool_capacity = 0;
+  std::int64_t spool_oldest_ms = 0;
 };
+
+/// Store tickets from here up are the spool's drains, not the core's.
+inline constexpr std::uint64_t kSpoolTickets = std::uint64_t{1} << 62;
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the
 /// wire codec, the protocol core and its timer; the store and the outbox
@@ -51,19 +63,24 @@ struct DaemonStatus {
 /// core asks for goes out through here (mesh::Transport).
 class Daemon final : public mesh::Transport {
  public:
-  /// `snapshot` is what the database held at start (store::open_database);
   /// `numbering` where own numbering stands (shared with the claims);
-  /// `state` is the node's state directory (the session boot counter); the
-  /// store lanes and the outbox report how they fare to `health`;
+  /// `state` is the node's state directory (the session boot counter);
+  /// `spool` holds the duress alarms accepted but not yet in the database;
+  /// the store lanes and the outbox report how they fare to `health`;
   /// `retention_changed` is called when another program pruned the log.
-  Daemon(asio::io_context& io, Config config, NodeKeys keys, mesh::Snapshot snapshot,
-         store::NumberingState& numbering, StateDir& state, Health& health,
+  Daemon(asio::io_context& io, Config config, NodeKeys keys, store::NumberingState& numbering,
+         StateDir& state, spool::Spool& spool, Health& health,
          std::function<void()> retention_changed);
   ~Daemon() override;
 
-  /// Binds the mesh socket and the kick port (throws std::system_error
-  /// naming the address), and starts everything.
+  /// Binds the mesh socket and the control socket (throws naming the
+  /// address) and starts the core without its store: probes are answered
+  /// and spooled alarms go out while the database is still away.
   void start();
+  /// The database answered: `snapshot` is what it holds
+  /// (store::open_database). The core gets its store, claims begin and the
+  /// spool drains into the log.
+  void attach(mesh::Snapshot snapshot);
   /// Stops claiming, flushes the store, closes sockets. Idempotent.
   void stop();
   /// New key ring, identity key and peers' keys (SIGHUP); events in flight
@@ -89,6 +106,13 @@ class Daemon final : public mesh::Transport {
   void rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                 std::span<const std::uint8_t> datagram);
   void send_raw(const std::string& peer, const std::string& datagram);
+  // raise.cc: the local raise path through the control socket and the spool.
+  std::string on_control(const std::string& request, const Caller& caller);
+  std::string raise_duress(const std::string& request, const Caller& caller);
+  void send_spooled();
+  void drain_spool();
+  bool drained(const mesh::StoreDone& done);
+  std::int64_t spool_oldest_ms() const;
   static std::map<std::string, wire::IdentityKeys> peer_keys(const Config& config);
   static wire::IdentityKeys own_keys(const Config& config, const crypto::SigningKey& identity);
 
@@ -108,6 +132,11 @@ class Daemon final : public mesh::Transport {
   ConsumerKicks consumer_kicks_;
   store::NumberingState& numbering_;
   StateDir& state_;
+  spool::Spool& spool_;
+  std::unique_ptr<ControlSocket> control_;
+  // Spool records on their way into the log, by the ticket of their write.
+  std::map<std::uint64_t, std::uint64_t> draining_;
+  std::uint64_t next_drain_ticket_ = kSpoolTickets;
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;

@@ -206,11 +206,11 @@ int receipts(const Config& config, const std::string& text, bool json) {
   std::printf("%s  %s\n", id.text().c_str(), event.title().c_str());
   for (const auto& t : targets) {
     auto it = delivered.find(t);
-    std::printf("  %-24s %s\n", t.c_str(),
-                it == delivered.end()
-                    ? "pending"
-                    : (store::outcome_text(it->second.outcome) + " " + local_time(it->second.at))
-                          .c_str());
+    std::printf(
+        "  %-24s %s\n", t.c_str(),
+        it == delivered.end()
+            ? "pending"
+            : (store::outcome_text(it->second.outcome) + " " + local_time(it->second.at)).c_str());
   }
   return kOk;
 }

@@ -69,6 +69,11 @@ int prune(const Config& config, std::chrono::milliseconds older_than, bool json)
 Json receipts_json(const std::vector<std::string>& targets,
                    const std::map<std::string, store::TargetReceipt>& done);
 
+/// Sends one request to relayd's control socket and returns its answer;
+/// nullopt (with why) when relayd does not answer within `timeout`.
+std::optional<Json> control_request(const Config& config, const Json& request,
+                                    std::chrono::milliseconds timeout, std::string* why);
+
 /// Node ids of the mesh (this node and its peers) that `targets` name.
 std::vector<std::string> resolve_targets(const Config& config,
                                          const std::vector<std::string>& targets);

@@ -149,7 +149,9 @@ Json receipts_json(const std::vector<std::string>& targets,
     const bool answered = it != done.end();
     list.push_back(
         {{"target", t},
-         {"state", !answered ? "pending" : it->second.outcome > 1 ? "withheld" : "delivered"},
+         {"state", !answered                ? "pending"
+                   : it->second.outcome > 1 ? "withheld"
+                                            : "delivered"},
          {"outcome", answered ? Json(store::outcome_text(it->second.outcome)) : Json(nullptr)},
          {"delivered_unix_ms", answered ? Json(it->second.at) : Json(nullptr)}});
   }
@@ -215,8 +217,101 @@ std::vector<std::string> all_clear_targets(const Config& config, const EventId& 
   return {e.targets().begin(), e.targets().end()};
 }
 
+namespace {
+
+/// A duress through relayd's control socket: spooled and sent by relayd
+/// without the database. The accepted id, or nullopt when relayd does not
+/// answer (the caller falls back to the outbox). A refusal throws.
+std::optional<EventId> raise_through_relayd(const Config& config, const SendOptions& o) {
+  Json request{{"verb", "duress"}, {"targets", o.targets}, {"title", o.title}};
+  if (!o.body.empty()) request["body"] = o.body;
+  if (!o.location.empty()) request["location"] = o.location;
+  if (!o.sender.empty()) request["by"] = o.sender;
+  if (!o.type.empty()) request["type"] = o.type;
+  if (!o.data.empty()) {
+    try {
+      request["data"] = Json::parse(o.data);
+    } catch (const Json::exception&) {
+      throw UsageError("--data is not JSON: " + o.data);
+    }
+  }
+  if (o.exercise) request["exercise"] = true;
+  std::string why;
+  const auto answer = control_request(config, request, std::chrono::seconds(3), &why);
+  if (!answer) {
+    std::fprintf(stderr,
+                 "relayctl: relayd does not answer on its control socket (%s); queueing the duress "
+                 "in the outbox instead, which needs the database\n",
+                 why.c_str());
+    return std::nullopt;
+  }
+  if (!answer->value("ok", false)) {
+    const std::string error = answer->value("error", "refused");
+    // Bad input is the caller's; anything else (a full spool) is relayd's.
+    if (error.starts_with("not accepted")) {
+      throw Failure(kFailure, "relayd refused the duress: " + error + "; nothing was sent",
+                    {{"state", "refused"}});
+    }
+    throw UsageError(error);
+  }
+  return EventId{answer->value("origin", ""), answer->value("seq", std::int64_t{0})};
+}
+
+/// What a sending verb prints once relayd took its event, and the wait for
+/// receipts with --wait.
+int report(const Config& config, const SendOptions& o, const EventId& id,
+           std::unique_ptr<pqxx::connection> conn, SteadyClock::time_point start, Json extra) {
+  const auto nodes = resolve_targets(config, o.targets);
+  bool confirmed = false;
+  if (o.wait) {
+    if (!o.json) std::printf("%s\n", id.text().c_str());
+    std::fflush(stdout);
+    if (!conn) {
+      try {
+        conn = connect(config);
+      } catch (const std::exception& e) {
+        throw Failure(
+            kFailure,
+            id.text() + " was accepted and sent, but its receipts cannot be followed: " + e.what(),
+            {{"state", "accepted"}, {"id", id.text()}});
+      }
+    }
+    confirmed = wait_for_receipts(*conn, id, nodes, start + *o.wait, o.json);
+  } else if (!o.json) {
+    std::printf("%s\n", id.text().c_str());
+  }
+  if (o.json) {
+    Json doc;
+    doc["ok"] = !o.wait || confirmed;
+    doc["exit_code"] = !o.wait || confirmed ? kOk : kWaitTimedOut;
+    doc["state"] = !o.wait ? "sent" : confirmed ? "confirmed" : "sent, not every target confirmed";
+    doc["id"] = id.text();
+    doc["origin"] = id.origin;
+    doc["seq"] = id.seq;
+    doc.update(extra);
+    doc["targets"] = nodes;
+    if (conn) doc["receipts"] = receipts_json(nodes, delivered(*conn, id));
+    print_json(doc);
+  }
+  if (o.wait && !confirmed) {
+    std::fprintf(stderr, "timed out: not every target has confirmed %s (relayctl receipts %s)\n",
+                 id.text().c_str(), id.text().c_str());
+    return kWaitTimedOut;
+  }
+  return kOk;
+}
+
+}  // namespace
+
 int send(const Config& config, SendOptions o) {
   const v1::Event event = draft(config, o);
+  const auto start = SteadyClock::now();
+  if (o.kind == "duress") {
+    // The local raise path first: it needs relayd, not the database.
+    if (auto id = raise_through_relayd(config, o)) {
+      return report(config, o, *id, nullptr, start, {{"path", "control socket"}});
+    }
+  }
   std::string expires = "NULL";
   if (!o.expires.empty()) {
     auto d = parse_duration(o.expires);
@@ -247,7 +342,6 @@ int send(const Config& config, SendOptions o) {
   }
   kick(config);
 
-  const auto start = SteadyClock::now();
   const auto claim_wait = o.wait.value_or(kClaimWait);
   const auto seq = await_claim(*conn, config, outbox_id, start + claim_wait);
   if (!seq) {
@@ -260,36 +354,8 @@ int send(const Config& config, SendOptions o) {
                       config.node.id + "? relayd sends it when it claims it)",
                   {{"state", "queued"}, {"outbox_id", outbox_id}});
   }
-  const EventId id{config.node.id, *seq};
-  const auto nodes = resolve_targets(config, o.targets);
-  bool confirmed = false;
-  if (o.wait) {
-    if (!o.json) std::printf("%s\n", id.text().c_str());
-    std::fflush(stdout);
-    confirmed = wait_for_receipts(*conn, id, nodes, start + *o.wait, o.json);
-  } else if (!o.json) {
-    std::printf("%s\n", id.text().c_str());
-  }
-  if (o.json) {
-    const auto done = delivered(*conn, id);
-    Json doc;
-    doc["ok"] = !o.wait || confirmed;
-    doc["exit_code"] = !o.wait || confirmed ? kOk : kWaitTimedOut;
-    doc["state"] = !o.wait ? "sent" : confirmed ? "confirmed" : "sent, not every target confirmed";
-    doc["id"] = id.text();
-    doc["origin"] = id.origin;
-    doc["seq"] = id.seq;
-    doc["outbox_id"] = outbox_id;
-    doc["targets"] = nodes;
-    doc["receipts"] = receipts_json(nodes, done);
-    print_json(doc);
-  }
-  if (o.wait && !confirmed) {
-    std::fprintf(stderr, "timed out: not every target has confirmed %s (relayctl receipts %s)\n",
-                 id.text().c_str(), id.text().c_str());
-    return kWaitTimedOut;
-  }
-  return kOk;
+  return report(config, o, EventId{config.node.id, *seq}, std::move(conn), start,
+                {{"outbox_id", outbox_id}});
 }
 
 }  // namespace relay::ctl

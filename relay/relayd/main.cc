@@ -19,6 +19,7 @@
 #include "common/state_dir.h"
 #include "relay/capture/output_capture.h"
 #include "relay/net/daemon.h"
+#include "relay/spool/spool.h"
 #include "relay/status/console.h"
 #include "relay/status/database_watch.h"
 #include "relay/status/status_server.h"
@@ -29,35 +30,59 @@ namespace {
 
 using namespace relay;
 
-volatile std::sig_atomic_t g_stop_before_start = 0;
-
 struct Opened {
   mesh::Snapshot snapshot;
   std::uint64_t own_highest = 0;
 };
 
-/// Reads what the database holds, waiting for it as long as it takes: the
-/// relay is useless without its log, and says so once per attempt.
-std::optional<Opened> open_database(const Config& config) {
-  std::signal(SIGINT, [](int) { g_stop_before_start = 1; });
-  std::signal(SIGTERM, [](int) { g_stop_before_start = 1; });
-  auto backoff = std::chrono::milliseconds(500);
-  while (!g_stop_before_start) {
-    try {
-      pqxx::connection conn(config.store.dsn);
-      Opened opened;
-      opened.snapshot = store::open_database(conn, config.node.id, mesh::Tuning{}.max_queue);
-      opened.own_highest = store::own_highest(conn, config.node.id);
-      return opened;
-    } catch (const std::exception& e) {
-      spdlog::error("database ({}): {}; retrying in {} ms", config.store.dsn, e.what(),
-                    backoff.count());
+/// Opens the database on a thread of its own, for as long as it takes (the
+/// core meanwhile runs without it), saying why once per attempt, and hands
+/// what it holds to `opened`.
+class DatabaseOpener {
+ public:
+  DatabaseOpener(const Config& config, std::function<void(Opened)> opened)
+      : config_(config), opened_(std::move(opened)), thread_([this] { run(); }) {}
+  ~DatabaseOpener() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
     }
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(10'000));
+    cv_.notify_all();
+    thread_.join();
   }
-  return std::nullopt;
-}
+
+ private:
+  void run() {
+    auto backoff = std::chrono::milliseconds(250);
+    std::unique_lock lock(mutex_);
+    while (!stop_) {
+      lock.unlock();
+      try {
+        pqxx::connection conn(config_.store.dsn);
+        Opened opened;
+        opened.snapshot = store::open_database(conn, config_.node.id, mesh::Tuning{}.max_queue);
+        opened.own_highest = store::own_highest(conn, config_.node.id);
+        opened_(std::move(opened));
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error(
+            "database ({}): {}; retrying in {} ms (duress alarms go out through the "
+            "spool meanwhile)",
+            config_.store.dsn, e.what(), backoff.count());
+      }
+      lock.lock();
+      cv_.wait_for(lock, backoff, [&] { return stop_; });
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(10'000));
+    }
+  }
+
+  const Config& config_;
+  std::function<void(Opened)> opened_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
 
 /// Prunes the event log once an hour, on its own thread and connection,
 /// and tells the core what is settled now (it advertises it in digests);
@@ -222,36 +247,43 @@ int main(int argc, char** argv) {
   }
   spdlog::info("status page on http://{}/", config.status.listen.to_string());
 
-  auto opened = open_database(config);
-  // A SIGTERM that came while the database was being opened still stops us.
-  if (!opened || g_stop_before_start) return 0;
+  // Numbering and the spool live in the state directory: both work while
+  // the database is away.
   std::optional<store::NumberingState> numbering;
+  std::optional<spool::Spool> spool;
   try {
-    numbering.emplace(*state, opened->own_highest);
+    numbering.emplace(*state);
+    spool.emplace(config.node.state_dir / "spool");
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 2;
   }
-  numbering->describe(opened->snapshot);
 
   bool restart = false;
   try {
     std::unique_ptr<Retention> retention;
-    net::Daemon daemon(io, config, std::move(*keys), std::move(opened->snapshot), *numbering,
-                       *state, health, [&retention] {
+    net::Daemon daemon(io, config, std::move(*keys), *numbering, *state, *spool, health,
+                       [&retention] {
                          if (retention) retention->refresh();
                        });
     daemon.start();
-    health.ok(net::Health::kCore);
     console.set_daemon([&io, &daemon] { return daemon_status(io, daemon); });
     // Whichever way this block is left, the page stops asking the core first.
     struct Detach {
       status::Console& console;
       ~Detach() { console.set_no_daemon("stopped"); }
     } detach{console};
-    retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
-      asio::post(
-          io, [&daemon, settled = std::move(pruned.settled_through)] { daemon.pruned(settled); });
+    DatabaseOpener opener(config, [&](Opened opened) {
+      numbering->on_database(opened.own_highest);
+      numbering->describe(opened.snapshot);
+      asio::post(io, [&, snapshot = std::move(opened.snapshot)]() mutable {
+        daemon.attach(std::move(snapshot));
+        retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
+          asio::post(io, [&daemon, settled = std::move(pruned.settled_through)] {
+            daemon.pruned(settled);
+          });
+        });
+      });
     });
 
     asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);

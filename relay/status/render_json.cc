@@ -162,7 +162,15 @@ std::string status_json(const Snapshot& s) {
     parts.push_back(j);
   }
   out["own_job"] = parts;
-  out["core"] = s.daemon ? Json("running") : Json(s.daemon_missing);
+  out["core"] = !s.daemon                  ? Json(s.daemon_missing)
+                : s.daemon->store_attached ? Json("running")
+                                           : Json("running without its database");
+  if (s.daemon) {
+    out["spool"] = {{"depth", s.daemon->spool_depth},
+                    {"capacity", s.daemon->spool_capacity},
+                    {"oldest_age_ms",
+                     s.daemon->spool_depth > 0 ? Json(s.daemon->spool_oldest_ms) : Json(nullptr)}};
+  }
 
   if (s.database.view) {
     const auto& view = *s.database.view;

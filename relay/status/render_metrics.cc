@@ -106,6 +106,11 @@ std::string metrics_text(const Snapshot& s) {
   m.family("relay_seqs_settled_total", "counter",
            "Seqs settled here: pruned elsewhere before they arrived, or skipped by their origin.")
       .sample(d.stats.settled);
+  m.family("relay_spool_depth", "gauge",
+           "Duress alarms accepted through the control socket, not yet in the database.")
+      .sample(d.spool_depth);
+  m.family("relay_spool_oldest_age_seconds", "gauge", "Age of the oldest spooled alarm.")
+      .sample(d.spool_oldest_ms / 1000);
   m.family("relay_numbering_ready", "gauge",
            "1 once this node knows what the mesh holds of its own events (normal alerts go out).")
       .sample(d.numbering.ready ? 1 : 0);

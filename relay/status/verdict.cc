@@ -55,6 +55,13 @@ std::vector<std::string> health_problems(const Snapshot& s) {
   std::vector<std::string> out;
   if (auto why = database_problem(s); !why.empty()) out.push_back(std::move(why));
   if (!s.daemon) out.push_back("relay core: " + s.daemon_missing);
+  if (s.daemon && s.daemon->spool_depth > 0) {
+    out.push_back(fmt::format(
+        "spool: {} duress alarms sent but not yet in the database, the oldest for {} ({} of {} "
+        "places used)",
+        s.daemon->spool_depth, age_text(s.daemon->spool_oldest_ms), s.daemon->spool_depth,
+        s.daemon->spool_capacity));
+  }
   for (const auto& part : s.health) {
     if (part.name == net::Health::kDatabase) continue;  // the periodic check says it above
     if (part.state == net::ComponentHealth::State::failing) {

@@ -105,10 +105,10 @@ std::map<std::string, std::string> cleared(pqxx::transaction_base& tx) {
 std::map<std::string, TargetReceipt> receipts_of(pqxx::transaction_base& tx,
                                                  const std::string& origin, std::int64_t seq) {
   std::map<std::string, TargetReceipt> delivered;
-  for (const auto& r : tx.exec_params(
-           "SELECT target, (extract(epoch from delivered_at) * 1000)::bigint, outcome "
-           "FROM relay_receipts WHERE origin = $1 AND seq = $2",
-           origin, seq)) {
+  for (const auto& r :
+       tx.exec_params("SELECT target, (extract(epoch from delivered_at) * 1000)::bigint, outcome "
+                      "FROM relay_receipts WHERE origin = $1 AND seq = $2",
+                      origin, seq)) {
     delivered[r[0].as<std::string>()] = {r[1].as<std::int64_t>(), r[2].as<int>()};
   }
   return delivered;

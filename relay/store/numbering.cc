@@ -12,12 +12,17 @@ constexpr const char* kFile = "seq";
 
 }  // namespace
 
-NumberingState::NumberingState(StateDir& dir, std::uint64_t db_highest)
-    : dir_(dir), db_highest_(db_highest) {
+NumberingState::NumberingState(StateDir& dir) : dir_(dir) {
   const auto mark = dir_.read_counter(kFile);
   state_lost_ = !mark;
-  rewound_ = mark && *mark > db_highest;
-  start_high_water_ = std::max(mark.value_or(0), db_highest);
+  high_water_ = mark.value_or(0);
+  start_high_water_ = high_water_;
+  numbering_ = {!state_lost_, high_water_, state_lost_};
+}
+
+void NumberingState::on_database(std::uint64_t db_highest) {
+  std::lock_guard lock(mutex_);
+  rewound_ = !state_lost_ && start_high_water_ > db_highest;
   if (state_lost_) {
     spdlog::warn(
         "numbering: no high-water mark in {} (a new node, or its state directory was lost): "
@@ -27,16 +32,20 @@ NumberingState::NumberingState(StateDir& dir, std::uint64_t db_highest)
   } else if (rewound_) {
     spdlog::warn(
         "numbering: the database knows own events only up to seq {}, but this node numbered up to "
-        "{}: the database was rebuilt or restored from a backup. New events continue at {}; "
+        "{}: the database was rebuilt or restored from a backup. New events continue above {}; "
         "what peers hold of {}..{} comes back into the log, the rest is settled",
-        db_highest, *mark, *mark + 1, db_highest + 1, *mark);
+        db_highest, start_high_water_, start_high_water_, db_highest + 1, start_high_water_);
   }
-  high_water_ = start_high_water_;
-  if (!mark || *mark != high_water_) dir_.write_counter(kFile, high_water_);
-  numbering_ = {!state_lost_ && !rewound_, high_water_, state_lost_};
+  if (db_highest > high_water_) {
+    high_water_ = db_highest;  // the database is ahead of the mark (an upgrade): take it
+    dir_.write_counter(kFile, high_water_);
+  }
+  start_high_water_ = std::max(start_high_water_, db_highest);
+  if (state_lost_ && high_water_ == 0) dir_.write_counter(kFile, 0);  // the file exists from now on
 }
 
 void NumberingState::describe(mesh::Snapshot& snapshot) const {
+  std::lock_guard lock(mutex_);
   snapshot.learn = state_lost_ || rewound_;
   snapshot.state_lost = state_lost_;
   snapshot.restored = rewound_;
@@ -48,22 +57,20 @@ void NumberingState::update(const mesh::Numbering& numbering) {
   numbering_ = numbering;
 }
 
-std::uint64_t NumberingState::next(std::uint64_t db_next, bool urgent,
-                                   std::int64_t wall_unix_ms) const {
-  std::lock_guard lock(mutex_);
-  return mesh::next_own_seq(db_next, high_water_, numbering_, urgent, wall_unix_ms);
-}
-
 bool NumberingState::ready() const {
   std::lock_guard lock(mutex_);
   return numbering_.ready;
 }
 
-void NumberingState::reserve(std::uint64_t seq) {
+std::uint64_t NumberingState::allocate(std::uint64_t db_next, std::uint64_t count, bool urgent,
+                                       std::int64_t wall_unix_ms) {
   std::lock_guard lock(mutex_);
-  if (seq <= high_water_) return;
-  dir_.write_counter(kFile, seq);
-  high_water_ = seq;
+  const std::uint64_t first =
+      mesh::next_own_seq(db_next, high_water_, numbering_, urgent, wall_unix_ms);
+  const std::uint64_t last = first + count - 1;
+  dir_.write_counter(kFile, last);
+  high_water_ = last;
+  return first;
 }
 
 std::uint64_t own_highest(pqxx::connection_base& conn, const std::string& self) {

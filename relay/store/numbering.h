@@ -24,37 +24,38 @@ namespace relay::store {
 /// - no mark at all (a new node, or a rebuilt server): the core first
 ///   learns from peers what they hold of this node; until then only urgent
 ///   events are numbered, above the wall clock in ms (mesh/numbering.h).
-/// Shared by the claim thread (reserve) and the network thread (update).
+/// Works before the database answers: the spool numbers duress alarms from
+/// the mark alone. Shared by the claim thread, the network thread (the
+/// spool, and what the core learned) and the thread that opens the database.
 class NumberingState {
  public:
-  /// Reads the mark (throws naming the file if it is damaged) and compares
-  /// it with `db_highest`, the highest own seq the database knows of.
-  NumberingState(StateDir& dir, std::uint64_t db_highest);
+  /// Reads the mark; throws (naming the file) if it is damaged.
+  explicit NumberingState(StateDir& dir);
 
+  /// The database answered: compares the mark with `db_highest`, the
+  /// highest own seq it knows of, and says in the log what it found.
+  void on_database(std::uint64_t db_highest);
   bool state_lost() const { return state_lost_; }
-  bool rewound() const { return rewound_; }
-  std::uint64_t db_highest() const { return db_highest_; }
-  /// The mark at start (at least db_highest).
-  std::uint64_t start_high_water() const { return start_high_water_; }
-  /// Fills what the core needs from this in its snapshot.
+  /// Fills what the core needs from this in its snapshot (after on_database).
   void describe(mesh::Snapshot& snapshot) const;
 
   /// What the core learned from the mesh (network thread).
   void update(const mesh::Numbering& numbering);
-  /// The first seq for new own events given the database's next seq.
-  std::uint64_t next(std::uint64_t db_next, bool urgent, std::int64_t wall_unix_ms) const;
   /// Normal claims may go ahead (else only duress and emergency).
   bool ready() const;
-  /// Durably raises the mark to `seq` before the claim that uses it
-  /// commits; throws std::runtime_error naming the file if it cannot.
-  void reserve(std::uint64_t seq);
+  /// Numbers `count` new own events given the database's next seq (0 when
+  /// the database is not at hand), raising the mark durably before it
+  /// returns: two callers never get the same seq, and a seq handed out is
+  /// never handed out again, whatever becomes of the database. Throws
+  /// std::runtime_error naming the file if the mark cannot be written.
+  std::uint64_t allocate(std::uint64_t db_next, std::uint64_t count, bool urgent,
+                         std::int64_t wall_unix_ms);
 
  private:
   StateDir& dir_;
-  std::uint64_t db_highest_ = 0;
-  std::uint64_t start_high_water_ = 0;
   bool state_lost_ = false;
   bool rewound_ = false;
+  std::uint64_t start_high_water_ = 0;
   mutable std::mutex mutex_;
   std::uint64_t high_water_ = 0;
   mesh::Numbering numbering_;

@@ -343,11 +343,12 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
             .as<std::uint64_t>();
     const auto now_ms =
         tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
-    std::uint64_t next = numbering ? numbering->next(db_next, urgent_only, now_ms) : db_next;
-    const std::uint64_t last = next + static_cast<std::uint64_t>(n) - 1;
     // Durable outside the database before the claim commits: whatever
     // happens to the database, these seqs are never numbered again.
-    if (numbering) numbering->reserve(last);
+    std::uint64_t next =
+        numbering ? numbering->allocate(db_next, static_cast<std::uint64_t>(n), urgent_only, now_ms)
+                  : db_next;
+    const std::uint64_t last = next + static_cast<std::uint64_t>(n) - 1;
     tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,
                    last + 1);
     for (auto& e : events) e.set_seq(next++);

@@ -9,30 +9,38 @@ mesh_relayd=$mesh_build/relay/relayd/relayd
 mesh_relayctl=$mesh_build/relay/relayctl/relayctl
 mesh_dir=$(mktemp -d /tmp/relaymesh-mesh.XXXXXX)
 chmod 755 "$mesh_dir"
-declare -A mesh_pid mesh_port mesh_peer_port
+declare -A mesh_pid mesh_port mesh_peer_port mesh_pg_of
 mesh_nodes=()
 
 mesh_cleanup() {
   for node in "${!mesh_pid[@]}"; do kill "${mesh_pid[$node]}" 2>/dev/null || true; done
   for node in "${!mesh_pid[@]}"; do wait "${mesh_pid[$node]}" 2>/dev/null || true; done
   "$repo/scripts/pg-ephemeral" stop "$mesh_dir/pg" 2>/dev/null || true
+  for node in "${!mesh_pg_of[@]}"; do
+    "$repo/scripts/pg-ephemeral" stop "${mesh_pg_of[$node]}" 2>/dev/null || true
+  done
   rm -rf "$mesh_dir"
 }
 
 mesh_group() { [ "$1" = hq ] && echo hq || echo clinics; }
 
-# mesh_init NODE... : database, keys and config for each node. Peers reach
+# mesh_init NODE... : database, keys and config for each node (with
+# MESH_SEPARATE_PG=1 each node gets a PostgreSQL cluster of its own, so that
+# one site's database can go down alone: mesh_pg_halt/mesh_pg_resume). Peers reach
 # NODE at mesh_peer_port[NODE], which is its own port unless a test puts a
 # proxy in between (MESH_PROXY=1: peers use port+5, the proxy's).
 mesh_init() {
   mesh_nodes=("$@")
-  mesh_pg=$("$repo/scripts/pg-ephemeral" start "$mesh_dir/pg")
+  [ -n "${MESH_SEPARATE_PG:-}" ] || mesh_pg=$("$repo/scripts/pg-ephemeral" start "$mesh_dir/pg")
   "$mesh_relayctl" keygen --mesh --out "$mesh_dir/mesh.keys" 2>/dev/null
   local base=$((20000 + RANDOM % 30000)) i=0 node peer offset=0
   [ -n "${MESH_PROXY:-}" ] && offset=5
   declare -A public_key
   for node in "${mesh_nodes[@]}"; do
-    psql -h "$mesh_pg" -U postgres -q -c "CREATE DATABASE \"$node\"" >/dev/null
+    if [ -n "${MESH_SEPARATE_PG:-}" ]; then
+      mesh_pg_of[$node]=$("$repo/scripts/pg-ephemeral" start "$mesh_dir/pg-$node")
+    fi
+    psql -h "$(mesh_host "$node")" -U postgres -q -c "CREATE DATABASE \"$node\"" >/dev/null
     mkdir -p "$mesh_dir/$node"
     public_key[$node]=$("$mesh_relayctl" keygen --out "$mesh_dir/$node/node.key" 2>/dev/null | sed 's/.*"\(.*\)"/\1/')
     install -m 600 "$mesh_dir/mesh.keys" "$mesh_dir/$node/mesh.keys"
@@ -51,7 +59,7 @@ mesh_init() {
         printf '\n[[peer]]\nid = "%s"\naddress = "127.0.0.1:%s"\npublic_key = "%s"\ngroups = ["%s"]\n' \
           "$peer" "${mesh_peer_port[$peer]}" "${public_key[$peer]}" "$(mesh_group "$peer")"
       done
-      printf '\n[store]\ndsn = "host=%s user=postgres dbname=%s"\n' "$mesh_pg" "$node"
+      printf '\n[store]\ndsn = "host=%s user=postgres dbname=%s"\n' "$(mesh_host "$node")" "$node"
       printf '\n[kick]\nlisten = "127.0.0.1:%s"\n' $((p + 1))
       if [ "$node" = hq ]; then
         printf '\n[duress]\ntargets = ["all"]\n'
@@ -117,4 +125,9 @@ mesh_kill() {
   unset "mesh_pid[$1]"
 }
 
-mesh_sql() { psql -h "$mesh_pg" -U postgres -d "$1" -At -F ' ' -c "$2"; }
+# The PostgreSQL socket folder of NODE's database.
+mesh_host() { echo "${mesh_pg_of[$1]:-$mesh_pg}"; }
+mesh_sql() { psql -h "$(mesh_host "$1")" -U postgres -d "$1" -At -F ' ' -c "$2"; }
+# With MESH_SEPARATE_PG: NODE's database goes down, and comes back.
+mesh_pg_halt() { "$repo/scripts/pg-ephemeral" halt "${mesh_pg_of[$1]}"; }
+mesh_pg_resume() { "$repo/scripts/pg-ephemeral" resume "${mesh_pg_of[$1]}"; }

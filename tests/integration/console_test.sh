@@ -19,8 +19,11 @@ case "$scenario" in
     mesh_start_page hq
     wait_for "/healthz 503 with the database never reached" \
       'code=$(http hq /healthz); [ "$code" = 503 ] && grep -q "database: never reached" "$http_body"'
-    grep -q "relay core: not running yet" "$http_body" || fail "/healthz does not say the core waits: $(cat "$http_body")"
+    grep -q "relay core: .*waiting for the database" "$http_body" || fail "/healthz does not say the core waits: $(cat "$http_body")"
     [ "$(http hq /api/status)" = 200 ] || fail "/api/status does not answer while the database is down"
+    # The mesh side runs all the same: the core answers its peers without its store.
+    json_field "$http_body" 'd["core"]' | grep -qx "running without its database" ||
+      fail "the core does not run without its database: $(cat "$http_body")"
     json_field "$http_body" 'd["verdict"]["level"]' | grep -qx ALARM || fail "verdict not ALARM with the database down"
     ctl hq status >/dev/null || fail "relayctl status fails while relayd runs without its database"
     grep -q "incident=database_down" "$mesh_dir/hq/relayd.log" || fail "no incident line for the database down at start"

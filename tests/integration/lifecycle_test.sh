@@ -154,7 +154,7 @@ case "$scenario" in
     mesh_kill clinic-south TERM
     # An alert that expires while clinic-south is down, and one raised two
     # days ago (by hq's clock) that hq only now sends.
-    expired=$(ctl hq send --title "Road closed" --expires 2s 2>/dev/null) || fail "send failed"
+    expired=$(ctl hq send --title "Road closed" --expires 2s) || fail "send failed"
     old_id=$(mesh_sql hq "WITH r AS (INSERT INTO outbox (title, date_inserted) VALUES ('yesterday', now() - interval '2 days') RETURNING id) SELECT id FROM r")
     mesh_sql hq "NOTIFY outbox" >/dev/null
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE outbox_id = $old_id" 1

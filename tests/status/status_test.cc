@@ -170,7 +170,7 @@ TEST_CASE("JSON: keys in a fixed order, integers as integers") {
   std::vector<std::string> keys;
   for (const auto& [k, v] : status.items()) keys.push_back(k);
   CHECK(keys == std::vector<std::string>{"node", "verdict", "healthy", "process", "database",
-                                         "own_job", "core", "outbox", "message_queue",
+                                         "own_job", "core", "spool", "outbox", "message_queue",
                                          "as_of_unix_ms", "peers", "counters", "rejected"});
   CHECK(status["verdict"]["level"] == "ALARM");
   CHECK(status["process"]["pid"].is_number_integer());

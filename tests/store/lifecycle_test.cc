@@ -97,7 +97,8 @@ TEST_CASE("numbering: a rebuilt or restored database never reuses a seq") {
   pqxx::connection conn(pg.dsn());
   store::open_database(conn, "hq", 100);
   {
-    store::NumberingState numbering(state, store::own_highest(conn, "hq"));
+    store::NumberingState numbering(state);
+    numbering.on_database(store::own_highest(conn, "hq"));
     CHECK(numbering.state_lost());  // a new node: learns first
     numbering.update({true, 0, false});
     exec(conn, "INSERT INTO outbox (title) SELECT 'n' || g FROM generate_series(1, 5) g");
@@ -111,8 +112,8 @@ TEST_CASE("numbering: a rebuilt or restored database never reuses a seq") {
        "DROP SCHEMA public CASCADE; CREATE SCHEMA public; DROP TABLE IF EXISTS "
        "relay_schema_migrations");
   store::open_database(conn, "hq", 100);
-  store::NumberingState numbering(state, store::own_highest(conn, "hq"));
-  CHECK(numbering.rewound());
+  store::NumberingState numbering(state);
+  numbering.on_database(store::own_highest(conn, "hq"));
   CHECK_FALSE(numbering.state_lost());
   mesh::Snapshot snapshot;
   numbering.describe(snapshot);

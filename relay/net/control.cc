@@ -1,0 +1,131 @@
+#include "relay/net/control.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <vector>
+
+namespace relay::net {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+// A request is one short JSON line; anything longer is refused.
+constexpr std::size_t kMaxRequest = 8192;
+constexpr auto kTimeout = std::chrono::seconds(5);
+
+bool in_group(uid_t uid, gid_t primary, gid_t group) {
+  if (primary == group) return true;
+  const passwd* pw = ::getpwuid(uid);
+  if (pw == nullptr) return false;
+  int count = 64;
+  std::vector<gid_t> groups(static_cast<std::size_t>(count));
+  if (::getgrouplist(pw->pw_name, primary, groups.data(), &count) < 0) {
+    groups.resize(static_cast<std::size_t>(count));
+    if (::getgrouplist(pw->pw_name, primary, groups.data(), &count) < 0) return false;
+  }
+  for (int i = 0; i < count; ++i) {
+    if (groups[static_cast<std::size_t>(i)] == group) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+ControlSocket::ControlSocket(asio::io_context& io, std::filesystem::path path, std::string group,
+                             Handler handler)
+    : io_(io),
+      path_(std::move(path)),
+      group_(std::move(group)),
+      handler_(std::move(handler)),
+      acceptor_(io) {}
+
+ControlSocket::~ControlSocket() {
+  stop();
+}
+
+void ControlSocket::start() {
+  if (!group_.empty()) {
+    const group* g = ::getgrnam(group_.c_str());
+    if (g == nullptr) {
+      throw std::runtime_error("[control] group \"" + group_ + "\": no such group");
+    }
+    gid_ = g->gr_gid;
+    has_group_ = true;
+  }
+  // A socket file left by a crashed relayd: ours to replace (the state
+  // directory is ours alone; a second relayd on it fails on its lock).
+  std::error_code ignored;
+  std::filesystem::remove(path_, ignored);
+  asio::error_code ec;
+  acceptor_.open(asio::local::stream_protocol(), ec);
+  if (!ec) acceptor_.bind(asio::local::stream_protocol::endpoint(path_.string()), ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error("control socket " + path_.string() +
+                             ": cannot listen: " + ec.message());
+  }
+  if (::chmod(path_.c_str(), has_group_ ? 0660 : 0600) != 0 ||
+      (has_group_ && ::chown(path_.c_str(), static_cast<uid_t>(-1), gid_) != 0)) {
+    throw std::runtime_error("control socket " + path_.string() + ": cannot set its mode or group");
+  }
+  asio::co_spawn(io_, accept(), asio::detached);
+}
+
+void ControlSocket::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  asio::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+bool ControlSocket::allowed(const Caller& caller) const {
+  if (caller.uid == 0 || caller.uid == ::geteuid()) return true;
+  return has_group_ && in_group(caller.uid, caller.gid, gid_);
+}
+
+asio::awaitable<void> ControlSocket::accept() {
+  while (!stopped_) {
+    auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
+    if (stopped_ || ec == asio::error::operation_aborted) co_return;
+    if (ec) continue;
+    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> ControlSocket::serve(asio::local::stream_protocol::socket socket) {
+  using namespace asio::experimental::awaitable_operators;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) co_return;
+  const Caller caller{cred.pid, cred.uid, cred.gid};
+  std::string line;
+  std::string reply;
+  if (!allowed(caller)) {
+    spdlog::warn(
+        "control socket: refused pid {} (uid {}): not relayd's user, root or [control] "
+        "group \"{}\"",
+        caller.pid, caller.uid, group_);
+    reply = R"({"ok":false,"error":"not allowed: ask for membership of [control] group"})";
+  } else {
+    asio::steady_timer timer(io_, kTimeout);
+    auto read =
+        asio::async_read_until(socket, asio::dynamic_buffer(line, kMaxRequest), '\n', use_tuple);
+    auto outcome = co_await (std::move(read) || timer.async_wait(use_tuple));
+    if (outcome.index() != 0 || std::get<0>(std::get<0>(outcome))) {
+      co_return;  // timed out, too long, or gone: no answer
+    }
+    reply = handler_(line.substr(0, line.find('\n')), caller);
+  }
+  reply.push_back('\n');
+  co_await asio::async_write(socket, asio::buffer(reply), use_tuple);
+}
+
+}  // namespace relay::net

@@ -1,0 +1,198 @@
+// The local raise path. A duress handed to relayd through its control
+// socket does not need PostgreSQL: it is numbered above the state
+// directory's high-water mark, signed, appended to the spool and fsynced
+// before it is accepted; it goes out at once, and it drains into the log
+// (and message_queue, where this node is a target) when the database takes
+// it. A restart at any point sends what the spool holds again; the drain is
+// idempotent, so nothing is lost or doubled.
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "common/failpoint.h"
+#include "relay/net/daemon.h"
+#include "relay/store/outbox.h"
+
+namespace relay::net {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+mesh::Time now() {
+  return std::chrono::steady_clock::now();
+}
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string refusal(const std::string& why) {
+  return Json{{"ok", false}, {"error", why}}.dump();
+}
+
+/// A spooled record: the signed event as it travels.
+mesh::EventPtr parse_record(const std::string& payload) {
+  v1::SignedEvent signed_event;
+  v1::Event event;
+  if (!signed_event.ParseFromString(payload) || !event.ParseFromString(signed_event.event())) {
+    return nullptr;
+  }
+  return mesh::make_event(signed_event, event);
+}
+
+/// The duress a request describes; throws std::invalid_argument saying what is wrong.
+v1::Event duress_of(const Json& r, const Config& config) {
+  v1::Event e;
+  e.set_origin(config.node.id);
+  e.set_kind(v1::KIND_DURESS);
+  e.set_priority(v1::PRIORITY_DURESS);
+  auto text = [&](const char* key, const std::string& fallback = "") {
+    if (!r.contains(key)) return fallback;
+    if (!r[key].is_string()) throw std::invalid_argument(std::string(key) + ": expected a string");
+    return r[key].get<std::string>();
+  };
+  if (r.contains("targets")) {
+    if (!r["targets"].is_array() || r["targets"].empty())
+      throw std::invalid_argument("targets: expected a non-empty array of strings");
+    for (const auto& t : r["targets"]) {
+      if (!t.is_string()) throw std::invalid_argument("targets: expected strings");
+      e.add_targets(t.get<std::string>());
+    }
+  } else {
+    for (const auto& t : config.duress.targets) e.add_targets(t);
+  }
+  e.set_title(text("title", "Duress"));
+  if (e.title().empty()) throw std::invalid_argument("title: must not be empty");
+  e.set_body(text("body"));
+  e.set_location(text("location"));
+  e.set_sender(text("by"));
+  e.set_type(text("type"));
+  if (r.contains("data")) e.set_data(r["data"].dump());
+  if (r.contains("exercise"))
+    e.set_exercise(r["exercise"].is_boolean() && r["exercise"].get<bool>());
+  e.set_created_unix_ms(wall_ms());
+  store::resolve_targets(e, config);
+  if (auto why = store::check_event(e, config); !why.empty()) throw std::invalid_argument(why);
+  return e;
+}
+
+}  // namespace
+
+std::string Daemon::on_control(const std::string& request, const Caller& caller) {
+  if (stopped_) return refusal("relayd is stopping");
+  Json r;
+  try {
+    r = Json::parse(request);
+  } catch (const Json::exception&) {
+    return refusal("the request is not one JSON object on one line");
+  }
+  const std::string verb = r.is_object() ? r.value("verb", "") : "";
+  if (verb == "duress") return raise_duress(request, caller);
+  if (verb == "ping") return Json{{"ok", true}, {"node", config_.node.id}}.dump();
+  return refusal("verb \"" + verb + "\": expected duress or ping");
+}
+
+std::string Daemon::raise_duress(const std::string& request, const Caller& caller) {
+  v1::Event e;
+  try {
+    e = duress_of(Json::parse(request), config_);
+  } catch (const std::exception& bad) {
+    return refusal(bad.what());
+  }
+  std::string payload;
+  std::optional<std::uint64_t> record;
+  try {
+    // Above everything this node may ever have numbered, whatever the
+    // database says or whether it answers at all.
+    e.set_seq(numbering_.allocate(0, 1, true, e.created_unix_ms()));
+    payload = wire::sign_event(e, keys_.identity).SerializeAsString();
+    record = spool_.append(payload);
+  } catch (const std::exception& failed) {
+    spdlog::error("duress refused: {} (nothing was accepted)", failed.what());
+    return refusal(std::string("not accepted: ") + failed.what());
+  }
+  if (!record) {
+    spdlog::error("duress refused: the spool {} is full ({} alarms wait for the database)",
+                  spool_.file().string(), spool_.depth());
+    return refusal("not accepted: the spool is full (" + std::to_string(spool_.depth()) +
+                   " alarms wait for the database to come back)");
+  }
+  failpoint("spool-appended");
+  auto event = parse_record(payload);
+  incidents_.claimed({event}, config_);
+  spdlog::info("duress {}:{} accepted through the control socket (pid {}, uid {}) and spooled",
+               e.origin(), e.seq(), caller.pid, caller.uid);
+  node_->on_local_event(now(), event);
+  drain_spool();
+  after_input();
+  return Json{{"ok", true},           {"id", e.origin() + ":" + std::to_string(e.seq())},
+              {"origin", e.origin()}, {"seq", e.seq()},
+              {"state", "accepted"},  {"spool_depth", spool_.depth()}}
+      .dump();
+}
+
+void Daemon::send_spooled() {
+  // Accepted before a crash or a restart: they go out again (peers dedupe).
+  for (const auto& [number, payload] : spool_.records()) {
+    if (auto event = parse_record(payload)) {
+      node_->on_local_event(now(), event);
+    } else {
+      spdlog::error("spool record {} does not parse; kept, not sent (a bug)", number);
+    }
+  }
+  if (spool_.torn_at_open() > 0) {
+    spdlog::warn(
+        "spool {}: {} torn or damaged slots dropped at start (a crash mid-append: "
+        "that alarm was never accepted)",
+        spool_.file().string(), spool_.torn_at_open());
+  }
+  after_input();
+}
+
+void Daemon::drain_spool() {
+  if (!node_->has_store()) return;
+  for (const auto& [number, payload] : spool_.records()) {
+    const auto record = number;
+    if (std::any_of(draining_.begin(), draining_.end(),
+                    [&](const auto& entry) { return entry.second == record; })) {
+      continue;
+    }
+    auto event = parse_record(payload);
+    if (!event) continue;
+    // Into the log, and message_queue where this node is a target, with its
+    // own receipt: the same rows a claim writes, idempotently.
+    mesh::StoreBatch batch;
+    batch.ticket = next_drain_ticket_++;
+    batch.priority = v1::PRIORITY_DURESS;
+    const bool here = mesh::targets_node(*event, config_.node.id, config_.node.groups);
+    batch.events.push_back({event, here});
+    if (here) batch.receipts.push_back({event->key, config_.node.id, wall_ms()});
+    draining_[batch.ticket] = record;
+    store_->persist(std::move(batch));
+  }
+}
+
+bool Daemon::drained(const mesh::StoreDone& done) {
+  if (done.ticket < kSpoolTickets) return false;
+  auto it = draining_.find(done.ticket);
+  if (it == draining_.end()) return true;
+  const std::uint64_t record = it->second;
+  draining_.erase(it);
+  if (done.failed) {
+    spdlog::error("spool record {}: the database refused it; kept in the spool", record);
+    return true;
+  }
+  failpoint("spool-drained");
+  spool_.release(record);
+  if (done.delivered) consumer_kicks_.kick();
+  return true;
+}
+
+std::int64_t Daemon::spool_oldest_ms() const {
+  if (spool_.records().empty()) return 0;
+  auto oldest = parse_record(spool_.records().begin()->second);
+  return oldest ? std::max<std::int64_t>(0, wall_ms() - oldest->created_unix_ms) : 0;
+}
+
+}  // namespace relay::net

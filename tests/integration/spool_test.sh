@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# A duress while the site's own PostgreSQL is down, with real relayd
+# processes, each site on a PostgreSQL cluster of its own:
+#   spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full
+set -euo pipefail
+scenario=${1:?usage: spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/lib/mesh.sh"
+trap mesh_cleanup EXIT
+
+fail() {
+  echo "FAIL ($scenario): $*" >&2
+  for node in "${mesh_nodes[@]}"; do
+    echo "--- $node log (last lines)" >&2
+    tail -n 20 "$mesh_dir/$node/relayd.log" >&2 || true
+  done
+  exit 1
+}
+
+wait_for() {
+  local node=$1 sql=$2 expected=$3 limit=${4:-30} got=""
+  for _ in $(seq 1 $((limit * 10))); do
+    got=$(mesh_sql "$node" "$sql" 2>/dev/null || true)
+    [ "$got" = "$expected" ] && return 0
+    sleep 0.1
+  done
+  fail "$node: $sql gave '$got', expected '$expected' within ${limit}s"
+}
+
+now_ms() { date +%s%3N; }
+
+# The duress ID is stored at every node in "$@" within LIMIT seconds.
+stored_everywhere() {
+  local id=$1 limit=$2 at
+  shift 2
+  for at in "$@"; do
+    wait_for "$at" "SELECT count(*) FROM relay_event_log WHERE origin = '${id%%:*}' AND seq = ${id##*:}" 1 "$limit"
+  done
+}
+
+# Exactly one log row and one message_queue row of ID at NODE.
+exactly_once() {
+  local node=$1 id=$2
+  wait_for "$node" "SELECT count(*) FROM relay_event_log WHERE origin = '${id%%:*}' AND seq = ${id##*:}" 1
+  wait_for "$node" "SELECT count(*) FROM message_queue WHERE data->>'id' = '$id'" 1
+  sleep 1
+  [ "$(mesh_sql "$node" "SELECT count(*) FROM message_queue WHERE data->>'id' = '$id'")" = 1 ] ||
+    fail "$id is in $node's message_queue more than once"
+}
+
+spool_depth() {
+  ctl "$1" --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["spool"]["depth"])'
+}
+
+MESH_SEPARATE_PG=1 mesh_init hq clinic-north
+for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+mesh_ready "${mesh_nodes[@]}"
+
+case "$scenario" in
+  database-down)
+    mesh_pg_halt clinic-north
+    start=$(now_ms)
+    id=$(ctl clinic-north duress --location "Psych ward, room 12" --by "nurse station 3") ||
+      fail "relayctl duress failed with clinic-north's database down"
+    echo "relayctl duress accepted $id in $(($(now_ms) - start)) ms with the database down"
+    stored_everywhere "$id" 10 hq
+    echo "$id stored at hq $(($(now_ms) - start)) ms after the button, clinic-north's database still down"
+    [ "$(spool_depth clinic-north)" = 1 ] || fail "the spool does not hold the alarm"
+    code=$(curl -s -o "$mesh_dir/healthz" -w '%{http_code}' "http://127.0.0.1:$((mesh_port[clinic-north] + 2))/healthz")
+    [ "$code" = 503 ] && grep -q "spool: 1 duress alarms" "$mesh_dir/healthz" ||
+      fail "/healthz does not show the spool: $code $(cat "$mesh_dir/healthz")"
+    mesh_pg_resume clinic-north
+    exactly_once clinic-north "$id"
+    exactly_once hq "$id"
+    for _ in $(seq 1 50); do [ "$(spool_depth clinic-north)" = 0 ] && break; sleep 0.1; done
+    [ "$(spool_depth clinic-north)" = 0 ] || fail "the spool did not drain"
+    echo "database-down: sent at once, drained into clinic-north's log and message_queue exactly once"
+    ;;
+
+  kill-after-append)
+    # relayd dies the instant the alarm is durable in the spool, before it
+    # sends it or answers: the next start sends it; nothing is lost.
+    mesh_pg_halt clinic-north
+    mesh_kill clinic-north TERM
+    MESH_WRAP="env RELAY_FAILPOINT=spool-appended" mesh_start_page clinic-north
+    rc=0
+    ctl clinic-north duress --location "Ward 2" >/dev/null 2>"$mesh_dir/duress.err" || rc=$?
+    [ "$rc" != 0 ] || fail "relayctl reported success from a relayd that died"
+    grep -q "does not answer on its control socket" "$mesh_dir/duress.err" ||
+      fail "relayctl did not say relayd did not answer: $(cat "$mesh_dir/duress.err")"
+    grep -q "failpoint spool-appended" "$mesh_dir/clinic-north/relayd.log" || fail "the failpoint did not fire"
+    mesh_start_page clinic-north
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND kind = 2" 1 10
+    seq=$(mesh_sql hq "SELECT seq FROM relay_event_log WHERE origin = 'clinic-north' AND kind = 2")
+    id=clinic-north:$seq
+    echo "after the restart, $id (spooled before the crash) reached hq"
+    mesh_pg_resume clinic-north
+    exactly_once clinic-north "$id"
+    exactly_once hq "$id"
+    echo "kill-after-append: the alarm spooled before the kill went out after the restart, once"
+    ;;
+
+  kill-during-drain)
+    mesh_pg_halt clinic-north
+    id=$(ctl clinic-north duress --location "Ward 3") || fail "relayctl duress failed"
+    stored_everywhere "$id" 10 hq
+    mesh_kill clinic-north TERM
+    MESH_WRAP="env RELAY_FAILPOINT=spool-drained" mesh_start_page clinic-north
+    mesh_pg_resume clinic-north
+    # The drain commits, and relayd dies before it frees the spool slot.
+    for _ in $(seq 1 100); do
+      grep -q "failpoint spool-drained" "$mesh_dir/clinic-north/relayd.log" && break
+      sleep 0.1
+    done
+    grep -q "failpoint spool-drained" "$mesh_dir/clinic-north/relayd.log" || fail "the failpoint did not fire"
+    wait "${mesh_pid[clinic-north]}" 2>/dev/null || true
+    unset "mesh_pid[clinic-north]"
+    mesh_start clinic-north
+    exactly_once clinic-north "$id"
+    exactly_once hq "$id"
+    for _ in $(seq 1 50); do [ "$(spool_depth clinic-north)" = 0 ] && break; sleep 0.1; done
+    [ "$(spool_depth clinic-north)" = 0 ] || fail "the spool did not drain after the restart"
+    echo "kill-during-drain: drained again after the restart, still exactly once"
+    ;;
+
+  torn)
+    mesh_pg_halt clinic-north
+    id=$(ctl clinic-north duress --location "Ward 4") || fail "relayctl duress failed"
+    mesh_kill clinic-north KILL
+    # A second append torn by a power cut: its magic landed, half its bytes did not.
+    python3 - "$mesh_dir/clinic-north/state/spool" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(2048)
+    f.write(b"RMS1" + b"\x00\x00\x01\x00" + b"\x00" * 7 + b"\x02" + b"\xaa" * 200)
+PY
+    mesh_start_page clinic-north
+    grep -q "torn or damaged slots dropped" "$mesh_dir/clinic-north/relayd.log" ||
+      fail "relayd did not report the torn record"
+    mesh_pg_resume clinic-north
+    exactly_once clinic-north "$id"
+    echo "torn: the torn record was dropped, the one before it kept and drained once"
+    ;;
+
+  full)
+    mesh_pg_halt clinic-north
+    socket=$mesh_dir/clinic-north/state/control.sock
+    python3 - "$socket" <<'PY' || fail "the spool refused before it was full"
+import json, socket, sys
+for i in range(256):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall((json.dumps({"verb": "duress", "location": "bed %d" % i}) + "\n").encode())
+    answer = json.loads(s.makefile().readline())
+    assert answer["ok"], answer
+PY
+    rc=0
+    ctl clinic-north --json duress --location "one too many" > "$mesh_dir/full.json" 2>/dev/null || rc=$?
+    [ "$rc" = 1 ] || fail "a duress into a full spool exited $rc, expected 1"
+    grep -q "spool is full" "$mesh_dir/full.json" || fail "no clear refusal: $(cat "$mesh_dir/full.json")"
+    grep -q "duress refused: the spool .* is full" "$mesh_dir/clinic-north/relayd.log" || fail "no log line"
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north'" 256 30
+    mesh_pg_resume clinic-north
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE type = 'duress'" 256 30
+    for _ in $(seq 1 100); do [ "$(spool_depth clinic-north)" = 0 ] && break; sleep 0.1; done
+    [ "$(spool_depth clinic-north)" = 0 ] || fail "the full spool did not drain"
+    echo "full: 256 alarms held and sent, the 257th refused with exit 1, all drained once the database came back"
+    ;;
+
+  *)
+    echo "unknown scenario $scenario" >&2
+    exit 2
+    ;;
+esac
+echo "PASS $scenario"
