@@ -8,6 +8,7 @@
 
 #include <sstream>
 
+#include "common/html.h"
 #include "relay/store/rows.h"
 
 namespace relay::status {
@@ -38,29 +39,6 @@ std::string to_json(const pb::Struct& s) {
   pb::util::JsonPrintOptions options;
   options.add_whitespace = true;
   (void)pb::util::MessageToJsonString(s, &out, options);
-  return out;
-}
-
-std::string escape_html(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
   return out;
 }
 
