@@ -31,6 +31,9 @@ struct DaemonStatus {
   std::uint64_t kicks = 0;
   std::uint64_t notifies = 0;
   double uptime_seconds = 0;
+  /// Duress rows that a relay-runner group keeps failing to handle, one line
+  /// each; filled in by the status server from the database, not here.
+  std::vector<std::string> runner_alarms;
 };
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/html.h"
+#include "relay/runner/queue.h"
 #include "relay/store/rows.h"
 
 namespace relay::status {
@@ -75,6 +76,22 @@ std::string events_json(const std::string& dsn, int limit) {
   return to_json(out);
 }
 
+/// Failing duress rows of relay-runner groups (relay/runner), one line each.
+std::vector<std::string> read_runner_alarms(const std::string& dsn) {
+  std::vector<std::string> out;
+  try {
+    pqxx::connection conn(dsn);
+    for (const auto& a : runner::alarms(conn)) {
+      out.push_back("group " + a.group + ", row " + std::to_string(a.queue_id) +
+                    (a.event_id.empty() ? "" : " (" + a.event_id + ")") + ", " +
+                    std::to_string(a.attempts) + " attempts: " + a.last_error);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("status page: cannot read runner alarms: {}", e.what());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string status_json(const net::DaemonStatus& s) {
@@ -108,6 +125,8 @@ std::string status_json(const net::DaemonStatus& s) {
   st["events_stored"] = number(static_cast<double>(s.stats.events_stored));
   st["receipts_recorded"] = number(static_cast<double>(s.stats.receipts_recorded));
   st["kicks"] = number(static_cast<double>(s.kicks));
+  auto* runner_alarms = f["runner_alarms"].mutable_list_value();
+  for (const auto& a : s.runner_alarms) *runner_alarms->add_values() = text(a);
   auto& rejected = *f["rejected"].mutable_struct_value()->mutable_fields();
   for (const auto& [reason, n] : s.rejected) rejected[reason] = number(static_cast<double>(n));
   return to_json(out);
@@ -126,6 +145,9 @@ std::string metrics_text(const net::DaemonStatus& s) {
   counter("relay_retransmissions_total", "Events sent again for want of an ack.",
           s.stats.retransmissions);
   counter("relay_events_stored_total", "Events of other nodes stored here.", s.stats.events_stored);
+  m << "# HELP relay_runner_duress_alarms Duress rows relay-runner groups keep failing to "
+       "handle.\n# TYPE relay_runner_duress_alarms gauge\nrelay_runner_duress_alarms "
+    << s.runner_alarms.size() << '\n';
   counter("relay_receipts_recorded_total", "Receipts recorded for own events.",
           s.stats.receipts_recorded);
   m << "# HELP relay_datagrams_rejected_total Datagrams dropped, by reason.\n"
@@ -161,6 +183,9 @@ std::string status_html(const net::DaemonStatus& s) {
     h << "<p class=bad>PostgreSQL is not answering: " << escape_html(s.database_error)
       << ". Nothing is acknowledged until it does.</p>";
   }
+  for (const auto& a : s.runner_alarms) {
+    h << "<p class=bad>DURESS NOT HANDLED by a local consumer: " << escape_html(a) << "</p>";
+  }
   h << "<table><tr><th>peer</th><th>state</th><th>rtt</th><th>in flight</th><th>queued</th></tr>";
   for (const auto& p : s.peers) {
     const char* cls = p.alarmed ? " class=bad" : (p.suspect || p.down) ? " class=warn" : "";
@@ -195,14 +220,20 @@ StatusServer::~StatusServer() {
 }
 
 void StatusServer::start() {
-  server_->Get("/", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(status_html(fetch_()), "text/html; charset=utf-8");
+  // The daemon's view, plus what local consumers report through the database.
+  auto full_status = [this] {
+    auto s = fetch_();
+    if (s.database_up) s.runner_alarms = read_runner_alarms(dsn_);
+    return s;
+  };
+  server_->Get("/", [full_status](const httplib::Request&, httplib::Response& res) {
+    res.set_content(status_html(full_status()), "text/html; charset=utf-8");
   });
-  server_->Get("/api/status", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(status_json(fetch_()), "application/json");
+  server_->Get("/api/status", [full_status](const httplib::Request&, httplib::Response& res) {
+    res.set_content(status_json(full_status()), "application/json");
   });
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_text(fetch_()), "text/plain; version=0.0.4");
+  server_->Get("/metrics", [full_status](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_text(full_status()), "text/plain; version=0.0.4");
   });
   server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     const auto s = fetch_();
