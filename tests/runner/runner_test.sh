@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # relay-runner against a real relayd, a real PostgreSQL, real UDP and real
 # handler processes. Each scenario counts what every handler saw.
-#   runner_test.sh poll|wake|groups|pg-restart|dead-letter|kill|share
+#   runner_test.sh poll|wake|groups|pg-restart|dead-letter|kill|share|examples
 set -euo pipefail
-scenario=${1:?usage: runner_test.sh poll|wake|groups|pg-restart|dead-letter|kill|share}
+scenario=${1:?usage: runner_test.sh poll|wake|groups|pg-restart|dead-letter|kill|share|examples}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/scripts/lib/runner.sh"
@@ -242,6 +242,46 @@ case "$scenario" in
       fail "not 200 distinct rows"
     [ "$n1" -gt 0 ] && [ "$n2" -gt 0 ] || fail "one runner did all the work ($n1 / $n2)"
     echo "share: 200 rows, each handled once, $n1 by sms-1 and $n2 by sms-2"
+    ;;
+
+  examples)
+    # The example consumers against a real mesh: Python at hq, Perl at
+    # clinic-north, each woken by its relayd's kick (polls are 30 s).
+    mesh_init hq clinic-north
+    py_kick=$((mesh_port[hq] + 7))
+    pl_kick=$((mesh_port[clinic-north] + 7))
+    printf '\n[delivery]\nkick = ["127.0.0.1:%s"]\n' "$py_kick" >> "$mesh_dir/hq/relayd.toml"
+    printf '\n[delivery]\nkick = ["127.0.0.1:%s"]\n' "$pl_kick" >> "$mesh_dir/clinic-north/relayd.toml"
+    mesh_start hq
+    mesh_start clinic-north
+    /usr/bin/python3 "$repo/examples/python/consumer.py" --dsn "host=$mesh_pg user=postgres dbname=hq" \
+      --types duress,notification --kick "127.0.0.1:$py_kick" --poll 30 \
+      > "$mesh_dir/python.out" 2> "$mesh_dir/python.log" &
+    runner_pid[python]=$!
+    perl "$repo/examples/perl/consumer.pl" --dsn "host=$mesh_pg;user=postgres;dbname=clinic-north" \
+      --types duress,notification --kick "127.0.0.1:$pl_kick" --poll 30 \
+      > "$mesh_dir/perl.out" 2> "$mesh_dir/perl.log" &
+    runner_pid[perl]=$!
+    for c in python perl; do
+      wait_until 10 grep -q listening "$mesh_dir/$c.log" || fail "the $c consumer did not start: $(cat "$mesh_dir/$c.log")"
+    done
+    sleep 0.5
+    broadcast=$(ctl hq send --title "Fire in the west wing" --wait=30s 2>/dev/null) || fail "broadcast not confirmed"
+    duress=$(ctl clinic-north duress --location "Psych ward, room 12" --by "nurse station 3" --wait=30s 2>/dev/null) ||
+      fail "duress not confirmed"
+    got() { [ "$(jq -r --arg id "$2" 'select(.event_id == $id) | .type' "$mesh_dir/$1.out" 2>/dev/null)" = "$3" ]; }
+    for c in python perl; do
+      wait_until 10 got "$c" "$broadcast" notification || fail "the $c consumer did not get broadcast $broadcast"
+      wait_until 10 got "$c" "$duress" duress || fail "the $c consumer did not get duress $duress"
+      [ "$(wc -l < "$mesh_dir/$c.out")" = 2 ] || fail "the $c consumer handled $(wc -l < "$mesh_dir/$c.out") rows, expected 2"
+    done
+    jq -e --arg id "$duress" 'select(.event_id == $id) | .location == "Psych ward, room 12"' "$mesh_dir/perl.out" >/dev/null ||
+      fail "the duress lost its location"
+    for node in hq clinic-north; do
+      wait_until 5 test "$(mesh_sql "$node" "SELECT count(*) FROM message_queue")" = 0 ||
+        fail "the example consumer at $node left rows in message_queue"
+    done
+    echo "examples: the Python and Perl consumers each got broadcast $broadcast and duress $duress, once"
     ;;
 
   *)
