@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <pqxx/connection>
+#include <pqxx/except>
 
 #include "relay/store/migrate.h"
 
@@ -102,7 +103,12 @@ void ConsumeLoop::setup(pqxx::connection& conn) {
   const auto& who = options_.consumer;
   // The runner's tables come with the store's migrations: a runner started
   // before relayd on a fresh database brings the schema itself.
-  for (const auto& name : store::migrate(conn)) spdlog::info("migration {} applied", name);
+  // A runner with a role of its own (no CREATE) leaves that to relayd.
+  try {
+    for (const auto& name : store::migrate(conn)) spdlog::info("migration {} applied", name);
+  } catch (const pqxx::insufficient_privilege& e) {
+    spdlog::info("migrations are relayd's to apply with this role: {}", e.what());
+  }
   if (auto before = register_group(conn, who)) {
     spdlog::warn("group {} consumed [{}]; now it consumes the types of this runner's config",
                  who.group, *before);
