@@ -18,7 +18,8 @@ std::vector<std::pair<std::string, std::string>> handler_environment(const Row& 
 /// added to the environment; exit status 0 means handled. The program runs
 /// in a process group of its own, killed whole at the timeout, and dies
 /// with the runner (PR_SET_PDEATHSIG) so a killed runner leaves no handler
-/// running behind the lease.
+/// running behind the lease. The process must ignore SIGPIPE (a program
+/// that exits without reading its stdin).
 class CommandHandler final : public Handler {
  public:
   explicit CommandHandler(std::vector<std::string> argv);

@@ -175,6 +175,8 @@ void RunnerStatusServer::start() {
     throw std::runtime_error("status page: cannot listen on " + listen_.to_string());
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // A stop() before the accept loop runs would be lost and join() would hang.
+  while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void RunnerStatusServer::stop() {
