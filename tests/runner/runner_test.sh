@@ -8,6 +8,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/scripts/lib/runner.sh"
 trap 'runner_cleanup; mesh_cleanup' EXIT
+trap 'exit 1' INT TERM
 handler="command = [\"$repo/tests/runner/handler.sh\"]"
 
 fail() {
