@@ -155,6 +155,12 @@ ConsumeLoop::Finished ConsumeLoop::run_handler(Handler& handler, const Row& row)
     ++stats_.started;
   }
   Finished done{row, {}, {}};
+  if (exhausted(options_.retry, row.attempts, row.priority)) {
+    done.outcome = {false, "no result after " + std::to_string(row.attempts - 1) +
+                               " attempts: the runner stopped while handling it each time"};
+    done.decision.action = RetryDecision::Action::dead_letter;
+    return done;
+  }
   try {
     done.outcome = handler.handle(row, options_.timeout);
   } catch (const std::exception& e) {

@@ -29,6 +29,10 @@ RetryDecision decide(const RetryPolicy& policy, int attempts, int priority, std:
   return d;
 }
 
+bool exhausted(const RetryPolicy& policy, int attempts, int priority) {
+  return priority < kDuressPriority && attempts > policy.max_attempts;
+}
+
 std::chrono::milliseconds lease_for(std::size_t batch, std::chrono::milliseconds timeout) {
   // 10 s of grace: a commit on a busy database, a reconnect after a restart.
   return timeout * static_cast<std::int64_t>(std::max<std::size_t>(batch, 1)) +

@@ -39,6 +39,11 @@ std::chrono::milliseconds backoff(const RetryPolicy& policy, int attempts, std::
 /// Decides the fate of a failed row; a duress is never dead-lettered.
 RetryDecision decide(const RetryPolicy& policy, int attempts, int priority, std::mt19937_64& rng);
 
+/// True for a row (not a duress) leased more than max_attempts times without
+/// a result: the runner died during each of them (a row that crashes it?).
+/// It goes to the dead letters without running the handler again.
+bool exhausted(const RetryPolicy& policy, int attempts, int priority);
+
 /// How long a claim of `batch` rows is leased for: each row may wait for the
 /// handlers of the rows before it, each bounded by `timeout`, plus a grace
 /// for the database round trips around them.

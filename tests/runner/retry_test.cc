@@ -72,3 +72,11 @@ TEST_CASE("a claim's lease covers every handler of the batch timing out, plus gr
   CHECK(lease_for(4, 30s) == 130s);
   CHECK(lease_for(0, 1s) == 11s);
 }
+
+TEST_CASE("a row leased too often without a result is given up, a duress never") {
+  RetryPolicy p;
+  p.max_attempts = 3;
+  CHECK_FALSE(exhausted(p, 3, 2));
+  CHECK(exhausted(p, 4, 2));
+  CHECK_FALSE(exhausted(p, 1'000, kDuressPriority));
+}
