@@ -57,3 +57,17 @@ runner_kill() {
 }
 
 runner_api() { curl -s "http://127.0.0.1:${runner_status[$1]}/api/status"; }
+
+# relay_ready NODE: waits until NODE's relayd delivers a normal event (a row
+# of type relay-ready, removed again). A relayd that starts without a state
+# directory may first learn its numbering from its peers, and until then it
+# numbers only urgent events; the tests' notifications must not wait on it.
+relay_ready() {
+  local node=$1
+  mesh_sql "$node" "INSERT INTO outbox (type, title, targets) VALUES ('relay-ready', 'ready', '{$node}'); NOTIFY outbox" >/dev/null
+  for _ in $(seq 1 300); do
+    [ "$(mesh_sql "$node" "SELECT count(*) FROM message_queue WHERE type = 'relay-ready'")" -ge 1 ] && break
+    sleep 0.1
+  done
+  mesh_sql "$node" "DELETE FROM message_queue WHERE type = 'relay-ready'" >/dev/null
+}

@@ -60,6 +60,7 @@ case "$scenario" in
     runner_config popup popup '["notification"]' "$handler" \
       "$(printf 'poll_interval = "500ms"\nlisten = ""')"
     mesh_start hq
+    relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out"
     send 5
     wait_until 10 has_lines done 5 "$mesh_dir/popup.out" || fail "5 rows not handled by the poll within 10 s"
@@ -78,6 +79,7 @@ case "$scenario" in
     runner_config kicked sms '["notification"]' "$handler" "$(printf '%s\nlisten = ""' "$slow")"
     runner_kicked_by hq kicked
     mesh_start hq
+    relay_ready hq
     runner_start notified OUT="$mesh_dir/notified.out"
     runner_start kicked OUT="$mesh_dir/kicked.out"
     sleep 1  # both have run their start-up cycle and sleep until the next wake-up
@@ -102,6 +104,7 @@ case "$scenario" in
     runner_config sms sms '["duress"]' "$handler"
     runner_kicked_by hq popup sms
     mesh_start hq
+    relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out"
     runner_start sms OUT="$mesh_dir/sms.out"
     send 20 duress
@@ -140,6 +143,7 @@ case "$scenario" in
     runner_config popup popup '["notification"]' "$handler"
     runner_kicked_by hq popup
     mesh_start hq
+    relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out" HANDLER_SLEEP=0.01
     send 50
     sleep 0.3
@@ -165,6 +169,7 @@ case "$scenario" in
     sed -i 's/^command = .*/&\ntimeout = "500ms"/' "$mesh_dir/runner-pager.toml"
     runner_kicked_by hq popup pager
     mesh_start hq
+    relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out" HANDLER_FAIL=1 HANDLER_FIX="$mesh_dir/fixed"
     runner_start pager OUT="$mesh_dir/pager.out" HANDLER_SLEEP=30
     send 1 notification
@@ -204,6 +209,7 @@ case "$scenario" in
     runner_config popup popup '["notification"]' "$handler"
     runner_kicked_by hq popup
     mesh_start hq
+    relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out" HANDLER_SLEEP=2
     send 1
     wait_until 10 has_lines start 1 "$mesh_dir/popup.out" || fail "the handler did not start"
@@ -229,6 +235,7 @@ case "$scenario" in
     runner_config sms-2 sms '["notification"]' "$handler"
     runner_kicked_by hq sms-1 sms-2
     mesh_start hq
+    relay_ready hq
     runner_start sms-1 OUT="$mesh_dir/sms-1.out" HANDLER_SLEEP=0.02
     runner_start sms-2 OUT="$mesh_dir/sms-2.out" HANDLER_SLEEP=0.02
     send 200
@@ -255,6 +262,8 @@ case "$scenario" in
     printf '\n[delivery]\nkick = ["127.0.0.1:%s"]\n' "$pl_kick" >> "$mesh_dir/clinic-north/relayd.toml"
     mesh_start hq
     mesh_start clinic-north
+    relay_ready hq
+    relay_ready clinic-north
     /usr/bin/python3 "$repo/examples/python/consumer.py" --dsn "host=$mesh_pg user=postgres dbname=hq" \
       --types duress,notification --kick "127.0.0.1:$py_kick" --poll 30 \
       > "$mesh_dir/python.out" 2> "$mesh_dir/python.log" &
