@@ -3,8 +3,9 @@
 # writes a config for a runner of node $runner_node's database (default hq); runner_start NAME [ENV...] starts it
 # and waits for its status page; runner_kill NAME [SIGNAL]; runner_api NAME.
 # Runner NAME gets kick port runner_kick[NAME], status port runner_status[NAME].
+# RUNNER_BIN overrides the relay-runner binary (a sanitizer build, say).
 
-mesh_runner=$mesh_build/relay/relay-runner/relay-runner
+mesh_runner=${RUNNER_BIN:-$mesh_build/relay/relay-runner/relay-runner}
 declare -A runner_pid runner_kick runner_status
 runner_count=0
 
