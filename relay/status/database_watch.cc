@@ -66,6 +66,7 @@ void DatabaseWatch::run() {
 
 void DatabaseWatch::check() {
   std::optional<store::ConsoleView> view;
+  std::vector<runner::Alarm> runner_alarms;
   std::string error;
   try {
     // One connection, kept: a check every few seconds must not cost a
@@ -78,6 +79,7 @@ void DatabaseWatch::check() {
     tx.exec("SET LOCAL statement_timeout = 5000");
     view = store::read_console(tx, config_);
     tx.commit();
+    runner_alarms = runner::alarms(*conn_);
   } catch (const pqxx::undefined_table&) {
     // It answers, but relayd has not created its tables yet (it migrates at
     // start): reachable, with nothing to show yet.
@@ -102,6 +104,7 @@ void DatabaseWatch::check() {
     }
     state_.state = DatabaseState::State::up;
     state_.error.clear();
+    state_.runner_alarms = std::move(runner_alarms);
     state_.last_ok_unix_ms = now;
     state_.down_since_unix_ms = 0;
     state_.view = std::move(view);

@@ -161,6 +161,11 @@ void alarms_section(std::ostringstream& h, const Snapshot& s) {
       << ">duress " << esc(row->event_id) << " waits in message_queue for " << age_text(row->age_ms)
       << " (row " << row->id << "): no consumer has taken it yet</p>";
   }
+  for (const auto& a : s.database.runner_alarms) {
+    h << "<p class=\"runner-alarm alarm\">DURESS NOT HANDLED: duress " << esc(a.event_id)
+      << " (row " << a.queue_id << ") keeps failing in relay-runner group " << esc(a.group)
+      << " after " << a.attempts << " attempts: " << esc(a.last_error) << "</p>";
+  }
   h << "</section>";
 }
 

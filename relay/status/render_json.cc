@@ -128,6 +128,18 @@ Json peers_json(const Snapshot& s) {
 
 }  // namespace
 
+Json runner_alarms_json(const Snapshot& s) {
+  Json list = Json::array();
+  for (const auto& a : s.database.runner_alarms) {
+    list.push_back({{"group", a.group},
+                    {"queue_id", a.queue_id},
+                    {"event_id", a.event_id},
+                    {"attempts", a.attempts},
+                    {"last_error", a.last_error}});
+  }
+  return list;
+}
+
 std::string status_json(const Snapshot& s) {
   Json out;
   out["node"] = s.process.node;
@@ -195,6 +207,7 @@ std::string status_json(const Snapshot& s) {
     queue["oldest"] = queue_row_json(view.queue.oldest);
     queue["oldest_duress"] = queue_row_json(view.queue.oldest_duress);
     out["message_queue"] = queue;
+    out["runner_alarms"] = runner_alarms_json(s);
     out["as_of_unix_ms"] = view.database_now_unix_ms;
   } else {
     out["outbox"] = nullptr;
@@ -253,6 +266,7 @@ std::string alarms_json(const Snapshot& s) {
       if (p.alarmed) supervision.push_back(p.id);
   }
   out["supervision"] = supervision;
+  out["runner"] = runner_alarms_json(s);
   return dump(out);
 }
 

@@ -85,6 +85,9 @@ std::string metrics_text(const Snapshot& s) {
     for (const auto& [target, n] : view.receipts_pending) m.sample(n, "peer", target);
   }
 
+  m.family("relay_runner_duress_alarms", "gauge",
+           "Duress rows relay-runner groups keep failing to handle.")
+      .sample(s.database.runner_alarms.size());
   if (!s.daemon) return m.text();
   const auto& d = *s.daemon;
   m.family("relay_datagrams_sent_total", "counter", "Datagrams sent to peers.")

@@ -7,6 +7,7 @@
 
 #include "relay/net/daemon.h"
 #include "relay/net/health.h"
+#include "relay/runner/queue.h"
 #include "relay/store/console.h"
 
 namespace relay::status {
@@ -30,6 +31,8 @@ struct DatabaseState {
   std::int64_t checked_unix_ms = 0;     // last attempt
   /// What the last successful check read (kept, and shown as stale, while down).
   std::optional<store::ConsoleView> view;
+  /// Duress rows that relay-runner groups keep failing to handle (relay/runner).
+  std::vector<runner::Alarm> runner_alarms;
 };
 
 /// The captured stdout and stderr (relay/capture).

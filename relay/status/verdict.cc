@@ -105,6 +105,12 @@ Verdict judge(const Snapshot& s) {
                         view.outbox.rejected_last_hour));
     }
   }
+  for (const auto& a : s.database.runner_alarms) {
+    raise(v, L::alarm,
+          fmt::format("duress {} (message_queue row {}) keeps failing in relay-runner group \"{}\" "
+                      "after {} attempts: {}",
+                      a.event_id, a.queue_id, a.group, a.attempts, a.last_error));
+  }
   if (s.daemon) {
     for (const auto& p : s.daemon->peers) {
       if (p.alarmed) {

@@ -171,7 +171,8 @@ TEST_CASE("JSON: keys in a fixed order, integers as integers") {
   for (const auto& [k, v] : status.items()) keys.push_back(k);
   CHECK(keys == std::vector<std::string>{"node", "verdict", "healthy", "process", "database",
                                          "own_job", "core", "spool", "outbox", "message_queue",
-                                         "as_of_unix_ms", "peers", "counters", "rejected"});
+                                         "runner_alarms", "as_of_unix_ms", "peers", "counters",
+                                         "rejected"});
   CHECK(status["verdict"]["level"] == "ALARM");
   CHECK(status["process"]["pid"].is_number_integer());
   CHECK(status["peers"][0]["queued"].is_number_integer());

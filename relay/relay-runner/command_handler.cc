@@ -1,0 +1,178 @@
+#include "relay/relay-runner/command_handler.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "relay/store/rows.h"
+
+extern char** environ;
+
+namespace relay::runner {
+namespace {
+
+// What a failed handler said last is kept for the error message; more than
+// this is a log file's job, not a status page's.
+constexpr std::size_t kOutputTail = 1024;
+
+std::string find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    auto end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    const auto candidate = std::filesystem::path(dirs.substr(start, end - start)) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return name;  // exec fails, and the error says which program
+}
+
+std::string seconds_text(std::chrono::microseconds t) {
+  const auto us = t.count();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld.%06lld", static_cast<long long>(us / 1'000'000),
+                static_cast<long long>(us % 1'000'000));
+  return buf;
+}
+
+/// Closes a descriptor when it goes out of scope.
+struct Fd {
+  int fd = -1;
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+std::string last_line(std::string output) {
+  while (!output.empty() && (output.back() == '\n' || output.back() == '\r')) output.pop_back();
+  const auto nl = output.rfind('\n');
+  return nl == std::string::npos ? output : output.substr(nl + 1);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> handler_environment(const Row& row) {
+  return {
+      {"RELAY_QUEUE_ID", std::to_string(row.queue_id)},
+      {"RELAY_EVENT_ID", row.event_id},
+      {"RELAY_TYPE", row.type},
+      {"RELAY_PRIORITY", store::priority_name(static_cast<store::v1::Priority>(row.priority))},
+      {"RELAY_ATTEMPT", std::to_string(row.attempts)},
+      {"RELAY_INSERTED_AT", seconds_text(row.inserted_at)},
+  };
+}
+
+CommandHandler::CommandHandler(std::vector<std::string> argv)
+    : argv_(std::move(argv)), program_(find_program(argv_.at(0))) {}
+
+Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout) {
+  // Everything the child needs is built before fork: between fork and exec
+  // a multi-threaded program may only make async-signal-safe calls.
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "RELAY_", 6) != 0) env_storage.emplace_back(*e);
+  }
+  for (const auto& [k, v] : handler_environment(row)) env_storage.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  for (auto& s : argv_) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return {false, std::string("pipe: ") + std::strerror(errno)};
+  Fd in_read{in[0]}, in_write{in[1]};
+  if (::pipe2(out, O_CLOEXEC) != 0) return {false, std::string("pipe: ") + std::strerror(errno)};
+  Fd out_read{out[0]}, out_write{out[1]};
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) return {false, std::string("fork: ") + std::strerror(errno)};
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // the runner died before prctl
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    ::execve(program_.c_str(), argv.data(), envp.data());
+    static constexpr char kMsg[] = "relay-runner: cannot execute the handler command\n";
+    (void)!::write(2, kMsg, sizeof kMsg - 1);
+    ::_exit(127);
+  }
+  in_read.reset();
+  out_write.reset();
+  // The row is small (relayd caps events near 1 KB) and fits the pipe
+  // buffer at once; a handler that exits without reading it gets EPIPE,
+  // which is ignored (SIGPIPE is ignored by relay-runner's main).
+  ::fcntl(in_write.fd, F_SETFL, O_NONBLOCK);
+  (void)!::write(in_write.fd, row.data.data(), row.data.size());
+  in_write.reset();
+  ::fcntl(out_read.fd, F_SETFL, O_NONBLOCK);
+
+  Fd pidfd{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
+  std::string output;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool exited = false, timed_out = false;
+  while (!exited) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd fds[2] = {{pidfd.fd, POLLIN, 0}, {out_read.fd, POLLIN, 0}};
+    const nfds_t n = out_read.fd >= 0 ? 2 : 1;
+    // Without a pidfd (an old kernel), poll the child every 10 ms.
+    const int wait_ms = pidfd.fd >= 0 ? static_cast<int>(left.count())
+                                      : static_cast<int>(std::min<long>(left.count(), 10));
+    if (::poll(pidfd.fd >= 0 ? fds : fds + 1, pidfd.fd >= 0 ? n : n - 1, wait_ms) < 0 &&
+        errno != EINTR) {
+      break;
+    }
+    if (out_read.fd >= 0) {
+      char buf[4096];
+      ssize_t got;
+      while ((got = ::read(out_read.fd, buf, sizeof buf)) > 0) {
+        output.append(buf, static_cast<std::size_t>(got));
+        if (output.size() > 2 * kOutputTail) output.erase(0, output.size() - kOutputTail);
+      }
+      if (got == 0) out_read.reset();
+    }
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, {}};
+      const std::string said = last_line(output);
+      std::string why = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                          : "killed by signal " + std::to_string(WTERMSIG(status));
+      return {false, argv_[0] + ": " + why + (said.empty() ? "" : ": " + said)};
+    }
+  }
+  // Hung (or poll failed): the whole process group goes, then the child is reaped.
+  ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (timed_out) {
+    return {false, argv_[0] + ": timed out after " + std::to_string(timeout.count()) +
+                       " ms and was killed"};
+  }
+  return {false, argv_[0] + ": poll: " + std::strerror(errno)};
+}
+
+}  // namespace relay::runner

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "relay/runner/consume_loop.h"
+
+namespace relay::runner {
+
+/// The variables a handler gets besides its own environment: RELAY_QUEUE_ID
+/// (message_queue.id, the id to dedupe on), RELAY_EVENT_ID ("origin:seq",
+/// empty for relayd's own alarms), RELAY_TYPE, RELAY_PRIORITY ("duress" ...
+/// "bulk"), RELAY_ATTEMPT (1 on the first try) and RELAY_INSERTED_AT (when
+/// relayd inserted the row, Unix seconds with microseconds).
+std::vector<std::pair<std::string, std::string>> handler_environment(const Row& row);
+
+/// Runs a program per row: the row's JSON on stdin, handler_environment()
+/// added to the environment; exit status 0 means handled. The program runs
+/// in a process group of its own, killed whole at the timeout, and dies
+/// with the runner (PR_SET_PDEATHSIG) so a killed runner leaves no handler
+/// running behind the lease. The process must ignore SIGPIPE (a program
+/// that exits without reading its stdin).
+class CommandHandler final : public Handler {
+ public:
+  explicit CommandHandler(std::vector<std::string> argv);
+  Outcome handle(const Row& row, std::chrono::milliseconds timeout) override;
+
+ private:
+  std::vector<std::string> argv_;
+  std::string program_;  // argv_[0] resolved against PATH once
+};
+
+}  // namespace relay::runner

@@ -1,0 +1,152 @@
+// relay-runner: consumes message_queue for one integration (popup, SMS,
+// e-mail, PA gateway) with a command or a local webhook, woken by the poll,
+// relayd's kick datagram and NOTIFY.
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <pqxx/connection>
+
+#include <csignal>
+#include <iostream>
+#include <mutex>
+
+#include "common/config_error.h"
+#include "common/log.h"
+#include "relay/relay-runner/command_handler.h"
+#include "relay/relay-runner/config.h"
+#include "relay/relay-runner/http_handler.h"
+#include "relay/relay-runner/status.h"
+#include "relay/runner/wake.h"
+
+namespace {
+
+using namespace relay;
+using namespace relay::runner;
+
+/// The group's backlog for the status page, on a connection of its own
+/// (status requests come from the HTTP server's threads).
+class BacklogReader {
+ public:
+  BacklogReader(std::string dsn, Consumer who) : dsn_(std::move(dsn)), who_(std::move(who)) {}
+
+  std::optional<GroupBacklog> read() {
+    std::lock_guard lock(mutex_);
+    try {
+      if (!conn_) conn_ = std::make_unique<pqxx::connection>(dsn_);
+      return backlog(*conn_, who_);
+    } catch (const std::exception&) {
+      conn_.reset();  // the loop's own error says why; the page shows it
+      return std::nullopt;
+    }
+  }
+
+ private:
+  std::string dsn_;
+  Consumer who_;
+  std::mutex mutex_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+HandlerFactory handler_factory(const RunnerConfig& config) {
+  if (!config.handler.command.empty()) {
+    return [argv = config.handler.command] { return std::make_unique<CommandHandler>(argv); };
+  }
+  return [url = *parse_http_url(config.handler.url)] { return std::make_unique<HttpHandler>(url); };
+}
+
+std::string handler_text(const RunnerConfig& config) {
+  if (config.handler.command.empty()) return "POST " + config.handler.url;
+  std::string out;
+  for (const auto& a : config.handler.command) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"relay-runner: consumes message_queue rows for one integration"};
+  std::string config_file = "/etc/relaymesh/runner.toml";
+  std::string level = "info";
+  bool check = false;
+  app.add_option("--config", config_file, "configuration file")->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn or error")->capture_default_str();
+  app.add_flag("--check-config", check, "check the configuration and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  RunnerConfig config;
+  try {
+    init_logging(level);
+    config = load_runner_config(config_file);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  if (check) {
+    std::cout << config_file << ": ok\n";
+    return 0;
+  }
+  // A handler that exits without reading its stdin must not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    SystemClock clock;
+    const Consumer who{config.runner.group, config.runner.types, config.runner.name};
+    LoopOptions options{config.store.dsn,       who,
+                        config.runner.batch,    config.runner.concurrency,
+                        config.handler.timeout, config.retry};
+    ConsumeLoop loop(options, handler_factory(config), clock);
+    asio::io_context io;
+    auto wake = [&loop] { loop.wake(); };
+    std::optional<KickListener> kick;
+    if (config.kick) kick.emplace(io, *config.kick, wake);
+    std::optional<NotifyListener> notify;
+    if (!config.store.listen.empty())
+      notify.emplace(io, config.store.dsn, config.store.listen, wake);
+    PollTimer poll(io, config.store.poll_interval, wake);
+    BacklogReader backlog_reader(config.store.dsn, who);
+    const auto started = std::chrono::steady_clock::now();
+    RunnerStatusServer status(config.status.listen, [&] {
+      RunnerStatus s;
+      s.group = who.group;
+      s.name = who.name;
+      s.types = who.types;
+      s.handler = handler_text(config);
+      s.loop = loop.stats();
+      s.backlog = backlog_reader.read();
+      s.kicks = kick ? kick->kicks() : 0;
+      s.notifies = notify ? notify->notifies() : 0;
+      s.listening = notify && notify->listening();
+      s.uptime_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      return s;
+    });
+    if (kick) kick->start();
+    status.start();
+    loop.start();
+    if (notify) notify->start();
+    poll.start();
+    spdlog::info("runner {} of group {} consuming [{}] with {}; status on http://{}/", who.name,
+                 who.group, fmt::join(who.types, ", "), handler_text(config),
+                 config.status.listen.to_string());
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const asio::error_code& ec, int) {
+      if (ec) return;
+      spdlog::info("stopping: the handlers running now finish first");
+      if (kick) kick->stop();
+      if (notify) notify->stop();
+      poll.stop();
+      io.stop();
+    });
+    io.run();
+    loop.stop();
+    status.stop();
+    spdlog::info("stopped");
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

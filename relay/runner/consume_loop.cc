@@ -1,0 +1,222 @@
+#include "relay/runner/consume_loop.h"
+
+#include <spdlog/spdlog.h>
+#include <pqxx/connection>
+#include <pqxx/except>
+
+#include "relay/store/migrate.h"
+
+namespace relay::runner {
+
+ConsumeLoop::ConsumeLoop(LoopOptions options, HandlerFactory factory, const Clock& clock)
+    : options_(std::move(options)), factory_(std::move(factory)), clock_(clock) {}
+
+ConsumeLoop::~ConsumeLoop() {
+  stop();
+}
+
+void ConsumeLoop::start() {
+  for (std::size_t i = 0; i < std::max<std::size_t>(options_.concurrency, 1); ++i) {
+    threads_.emplace_back([this] { worker(); });
+  }
+}
+
+void ConsumeLoop::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void ConsumeLoop::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+LoopStats ConsumeLoop::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void ConsumeLoop::worker() {
+  std::unique_ptr<Handler> handler = factory_();
+  std::unique_ptr<pqxx::connection> conn;
+  // A result the database did not take (it went away): saved after the
+  // reconnect, so the row is not handled again for want of it.
+  std::optional<Finished> unsaved;
+  std::uint64_t seen = 0;
+  std::optional<std::chrono::milliseconds> due;
+  auto backoff = std::chrono::milliseconds(100);
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      auto woken = [&] { return quit_ || generation_ != seen; };
+      if (due) {
+        // A retry or someone's lease falls due: a cycle then, whatever else.
+        if (!cv_.wait_for(lock, *due, woken)) seen = generation_ - 1;
+      } else {
+        cv_.wait(lock, woken);
+      }
+      if (quit_) return;
+    }
+    try {
+      if (!conn) {
+        conn = std::make_unique<pqxx::connection>(options_.dsn);
+        prepare_session(*conn);
+        setup(*conn);
+      }
+      if (unsaved) {
+        save(*conn, *unsaved);
+        unsaved.reset();
+      }
+      while (cycle(*conn, *handler, seen, unsaved)) {
+      }
+      due = next_due(*conn, options_.consumer);
+      backoff = std::chrono::milliseconds(100);
+      std::lock_guard lock(mutex_);
+      if (!stats_.database_up) spdlog::info("database answers again; consuming");
+      stats_.database_up = true;
+      stats_.database_error.clear();
+    } catch (const std::exception& e) {
+      // Whatever was leased and not finished is leased no more once the
+      // lease runs out (or at once when this runner restarts): handled again.
+      conn.reset();
+      database_failed(e, backoff);
+      due = backoff;
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
+  }
+}
+
+void ConsumeLoop::setup(pqxx::connection& conn) {
+  // Once per process, before any claim: releasing leases later could take
+  // a row from under a sibling worker that is handling it.
+  std::lock_guard lock(mutex_);
+  if (setup_done_) return;
+  const auto& who = options_.consumer;
+  // The runner's tables come with the store's migrations: a runner started
+  // before relayd on a fresh database brings the schema itself.
+  // A runner with a role of its own (no CREATE) leaves that to relayd.
+  try {
+    for (const auto& name : store::migrate(conn)) spdlog::info("migration {} applied", name);
+  } catch (const pqxx::insufficient_privilege& e) {
+    spdlog::info("migrations are relayd's to apply with this role: {}", e.what());
+  }
+  if (auto before = register_group(conn, who)) {
+    spdlog::warn("group {} consumed [{}]; now it consumes the types of this runner's config",
+                 who.group, *before);
+  }
+  if (auto n = release_leases(conn, who)) {
+    spdlog::warn(
+        "{} rows leased by an earlier run of runner {} (killed mid-handler?) are handled "
+        "again",
+        n, who.name);
+  }
+  setup_done_ = true;
+}
+
+bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t& seen,
+                        std::optional<Finished>& unsaved) {
+  {
+    std::lock_guard lock(mutex_);
+    seen = generation_;
+    ++stats_.cycles;
+  }
+  ingest(conn, options_.consumer);
+  const auto lease = lease_for(options_.batch, options_.timeout);
+  while (true) {
+    auto rows = claim(conn, options_.consumer, options_.batch, lease);
+    if (rows.empty()) return false;
+    for (const auto& row : rows) {
+      unsaved = run_handler(handler, row);
+      save(conn, *unsaved);
+      unsaved.reset();
+    }
+    std::lock_guard lock(mutex_);
+    if (quit_) return false;
+    // Woken meanwhile: new rows (perhaps a duress) wait to be ingested, and
+    // the next claim must see them to put them first.
+    if (generation_ != seen) return true;
+  }
+}
+
+ConsumeLoop::Finished ConsumeLoop::run_handler(Handler& handler, const Row& row) {
+  const auto now = clock_.wall_now().time_since_epoch();
+  {
+    std::lock_guard lock(mutex_);
+    stats_.start_latency_seconds += std::chrono::duration<double>(now - row.inserted_at).count();
+    ++stats_.started;
+  }
+  Finished done{row, {}, {}};
+  if (exhausted(options_.retry, row.attempts, row.priority)) {
+    done.outcome = {false, "no result after " + std::to_string(row.attempts - 1) +
+                               " attempts: the runner stopped while handling it each time"};
+    done.decision.action = RetryDecision::Action::dead_letter;
+    return done;
+  }
+  try {
+    done.outcome = handler.handle(row, options_.timeout);
+  } catch (const std::exception& e) {
+    done.outcome = {false, e.what()};
+  }
+  if (!done.outcome.ok) {
+    std::lock_guard lock(mutex_);
+    done.decision = decide(options_.retry, row.attempts, row.priority, rng_);
+  }
+  return done;
+}
+
+void ConsumeLoop::save(pqxx::connection& conn, const Finished& done) {
+  const auto& who = options_.consumer;
+  const Row& row = done.row;
+  if (done.outcome.ok) {
+    complete(conn, who, row.queue_id);
+    std::lock_guard lock(mutex_);
+    ++stats_.handled;
+    return;
+  }
+  const auto& decision = done.decision;
+  const auto& error = done.outcome.error;
+  fail(conn, who, row.queue_id, error, decision);
+  record_error("row " + std::to_string(row.queue_id) + ": " + error);
+  std::lock_guard lock(mutex_);
+  ++stats_.failed;
+  if (decision.action == RetryDecision::Action::dead_letter) {
+    ++stats_.dead_lettered;
+    spdlog::error("group {}: row {} (type {}) failed {} times, moved to runner_dead_letters: {}",
+                  who.group, row.queue_id, row.type, row.attempts, error);
+  } else if (decision.alarm) {
+    spdlog::critical("group {}: DURESS row {} ({}) failed {} times and is retried in {} ms: {}",
+                     who.group, row.queue_id, row.event_id, row.attempts, decision.delay.count(),
+                     error);
+  } else {
+    spdlog::warn("group {}: row {} (type {}) failed (attempt {}), retried in {} ms: {}", who.group,
+                 row.queue_id, row.type, row.attempts, decision.delay.count(), error);
+  }
+}
+
+void ConsumeLoop::database_failed(const std::exception& e, std::chrono::milliseconds retry_in) {
+  std::lock_guard lock(mutex_);
+  // Once per outage, not once per retry.
+  if (stats_.database_up) {
+    spdlog::error("database: {}; retrying every {} ms at most, rows wait in message_queue",
+                  e.what(), retry_in.count());
+  }
+  stats_.database_up = false;
+  stats_.database_error = e.what();
+}
+
+void ConsumeLoop::record_error(const std::string& error) {
+  std::lock_guard lock(mutex_);
+  stats_.last_error = error;
+  stats_.last_error_at = clock_.wall_now();
+}
+
+}  // namespace relay::runner

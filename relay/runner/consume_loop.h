@@ -1,0 +1,117 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "relay/runner/queue.h"
+#include "relay/runner/retry.h"
+
+namespace relay::runner {
+
+/// What a handler made of one row.
+struct Outcome {
+  bool ok = false;
+  std::string error;  // why not, for the log, the status page and the dead letters
+};
+
+/// The integration itself: runs the action for one row. It knows nothing of
+/// polling, kicks or the database.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  /// Handles `row`, giving up (and saying so) after `timeout`. Rows may come
+  /// more than once (at least once): dedupe on row.queue_id.
+  virtual Outcome handle(const Row& row, std::chrono::milliseconds timeout) = 0;
+};
+
+/// One handler per worker thread, so a handler needs no locks.
+using HandlerFactory = std::function<std::unique_ptr<Handler>()>;
+
+struct LoopOptions {
+  std::string dsn;
+  Consumer consumer;
+  /// Rows leased per claim; rows of a claim wait for each other's handlers,
+  /// so 1 keeps a duress that arrives mid-claim from waiting behind others.
+  std::size_t batch = 1;
+  /// Worker threads (handlers running at once), each with its own connection.
+  std::size_t concurrency = 1;
+  /// A handler still running after this is stopped and counts as failed.
+  std::chrono::milliseconds timeout{30'000};
+  RetryPolicy retry;
+};
+
+/// Counters and state of a loop, copied out for the status page.
+struct LoopStats {
+  std::uint64_t handled = 0;
+  std::uint64_t failed = 0;  // failed attempts, retried or dead-lettered
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t cycles = 0;
+  std::string last_error;
+  std::optional<Clock::WallTime> last_error_at;
+  bool database_up = true;
+  std::string database_error;
+  /// Sum and count of (handler start - relayd's insert), for a mean.
+  double start_latency_seconds = 0;
+  std::uint64_t started = 0;
+};
+
+/// The consume loop: on each wake-up, takes the group's due rows (duress
+/// first, then oldest first) by lease and runs the handler on them, then
+/// sleeps until the next wake-up or the next retry falls due. Wake-ups come
+/// from outside (KickListener, NotifyListener, PollTimer) through wake().
+class ConsumeLoop {
+ public:
+  ConsumeLoop(LoopOptions options, HandlerFactory factory, const Clock& clock);
+  ~ConsumeLoop();
+
+  /// Starts the worker threads; the first cycle runs at once.
+  void start();
+  /// Stops after the handlers running now return; idempotent.
+  void stop();
+  /// Asks for a cycle now; wake-ups during a cycle coalesce into one more.
+  void wake();
+  LoopStats stats() const;
+  const LoopOptions& options() const { return options_; }
+
+ private:
+  /// A handled row whose result is not yet in the database.
+  struct Finished {
+    Row row;
+    Outcome outcome;
+    RetryDecision decision;
+  };
+
+  void worker();
+  bool cycle(pqxx::connection& conn, Handler& handler, std::uint64_t& seen,
+             std::optional<Finished>& unsaved);
+  void setup(pqxx::connection& conn);
+  Finished run_handler(Handler& handler, const Row& row);
+  void save(pqxx::connection& conn, const Finished& done);
+  void database_failed(const std::exception& e, std::chrono::milliseconds retry_in);
+  void record_error(const std::string& error);
+
+  LoopOptions options_;
+  HandlerFactory factory_;
+  const Clock& clock_;
+  std::vector<std::thread> threads_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::uint64_t generation_ = 1;  // bumped by each wake(); workers run when it moved
+  bool quit_ = false;
+  bool setup_done_ = false;
+  std::mt19937_64 rng_{std::random_device{}()};
+  LoopStats stats_;
+};
+
+}  // namespace relay::runner

@@ -1,0 +1,220 @@
+#include "relay/runner/queue.h"
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+
+#include "relay/store/rows.h"
+
+namespace relay::runner {
+namespace {
+
+// The last step of a group on a row: delete it from message_queue once no
+// group consuming its type still owes it. Callers first lock the row
+// (FOR NO KEY UPDATE) in an earlier statement of the same transaction, so
+// two groups finishing at once cannot both see the other as unfinished and
+// leave the row behind (each statement reads with a fresh snapshot).
+std::string delete_if_all_done(std::int64_t queue_id) {
+  return "DELETE FROM message_queue q WHERE q.id = " + std::to_string(queue_id) +
+         " AND NOT EXISTS ("
+         "SELECT 1 FROM runner_groups g WHERE q.type = ANY (g.types) AND NOT EXISTS ("
+         "SELECT 1 FROM runner_rows r WHERE r.grp = g.name AND r.queue_id = q.id "
+         "AND (r.done_at IS NOT NULL OR r.dead)))";
+}
+
+constexpr const char* kIngest = R"sql(
+INSERT INTO runner_rows (grp, queue_id, priority)
+SELECT $1, q.id, q.priority FROM message_queue q
+WHERE q.type = ANY ($2::text[])
+  AND NOT EXISTS (SELECT 1 FROM runner_rows r WHERE r.grp = $1 AND r.queue_id = q.id)
+ORDER BY q.id
+ON CONFLICT DO NOTHING
+)sql";
+
+// A short transaction: the lease is what keeps other runners of the group
+// away while the handler runs, not a lock (an open transaction would bloat
+// the queue and pin the row for as long as a handler hangs).
+constexpr const char* kClaim = R"sql(
+WITH c AS (
+  SELECT r.grp, r.queue_id FROM runner_rows r
+  WHERE r.grp = $1 AND r.done_at IS NULL AND NOT r.dead AND r.available_at <= now()
+    AND (r.lease_until IS NULL OR r.lease_until < now()) AND r.priority >= $5
+  ORDER BY r.priority DESC, r.queue_id
+  LIMIT $3
+  FOR UPDATE OF r SKIP LOCKED)
+UPDATE runner_rows r
+SET lease_until = now() + $4::bigint * interval '1 millisecond', leased_by = $2,
+    attempts = r.attempts + 1
+FROM c, message_queue q
+WHERE r.grp = c.grp AND r.queue_id = c.queue_id AND q.id = r.queue_id
+RETURNING r.queue_id, q.type, q.data::text, r.priority, r.attempts,
+          coalesce(q.origin || ':' || q.seq, ''),
+          (extract(epoch FROM q.date_inserted) * 1000000)::bigint
+)sql";
+
+constexpr const char* kDeadLetter = R"sql(
+INSERT INTO runner_dead_letters (grp, queue_id, type, data, priority, date_inserted, attempts,
+                                 last_error)
+SELECT r.grp, q.id, q.type, q.data, q.priority, q.date_inserted, r.attempts, $3
+FROM message_queue q JOIN runner_rows r ON r.queue_id = q.id AND r.grp = $1
+WHERE q.id = $2
+ON CONFLICT DO NOTHING
+)sql";
+
+constexpr const char* kBacklog = R"sql(
+SELECT count(*), coalesce((extract(epoch FROM now() - min(q.date_inserted)) * 1000)::bigint, 0)
+FROM message_queue q
+WHERE q.type = ANY ($2::text[]) AND NOT EXISTS (
+  SELECT 1 FROM runner_rows r
+  WHERE r.grp = $1 AND r.queue_id = q.id AND (r.done_at IS NOT NULL OR r.dead))
+)sql";
+
+constexpr const char* kNextDue = R"sql(
+SELECT ceil(extract(epoch FROM min(least(
+         CASE WHEN available_at > now() THEN available_at END,
+         CASE WHEN lease_until > now() THEN lease_until END)) - now()) * 1000)::bigint
+FROM runner_rows
+WHERE grp = $1 AND done_at IS NULL AND NOT dead AND (available_at > now() OR lease_until > now())
+)sql";
+
+constexpr const char* kAlarms = R"sql(
+SELECT r.grp, r.queue_id, coalesce(q.origin || ':' || q.seq, ''), r.attempts, r.last_error
+FROM runner_rows r JOIN message_queue q ON q.id = r.queue_id
+WHERE r.alarm AND ($1 = '' OR r.grp = $1)
+ORDER BY r.queue_id LIMIT 100
+)sql";
+
+void lock_queue_row(pqxx::work& tx, std::int64_t queue_id) {
+  tx.exec_params("SELECT 1 FROM message_queue WHERE id = $1 FOR NO KEY UPDATE", queue_id);
+}
+
+std::vector<Alarm> read_alarms(pqxx::transaction_base& tx, const std::string& group) {
+  std::vector<Alarm> out;
+  for (const auto& row : tx.exec_params(kAlarms, group)) {
+    out.push_back({row[0].as<std::string>(), row[1].as<std::int64_t>(), row[2].as<std::string>(),
+                   row[3].as<int>(), row[4].as<std::string>()});
+  }
+  return out;
+}
+
+}  // namespace
+
+void prepare_session(pqxx::connection_base& conn) {
+  pqxx::nontransaction tx(conn);
+  tx.exec("SET synchronous_commit = off");
+  tx.exec("SET application_name = 'relay-runner'");
+}
+
+std::optional<std::string> register_group(pqxx::connection_base& conn, const Consumer& who) {
+  pqxx::work tx(conn, "register group");
+  const auto types = store::text_array(who.types);
+  auto old = tx.exec_params(
+      "SELECT array_to_string(types, ', '), types = $2::text[] FROM runner_groups WHERE name = $1",
+      who.group, types);
+  tx.exec_params(
+      "INSERT INTO runner_groups (name, types) VALUES ($1, $2::text[]) "
+      "ON CONFLICT (name) DO UPDATE SET types = EXCLUDED.types",
+      who.group, types);
+  tx.commit();
+  if (old.empty() || old[0][1].as<bool>()) return std::nullopt;
+  return old[0][0].as<std::string>();
+}
+
+std::size_t release_leases(pqxx::connection_base& conn, const Consumer& who) {
+  pqxx::work tx(conn, "release leases");
+  auto r = tx.exec_params(
+      "UPDATE runner_rows SET lease_until = NULL WHERE grp = $1 AND leased_by = $2 "
+      "AND lease_until IS NOT NULL AND done_at IS NULL AND NOT dead",
+      who.group, who.name);
+  tx.commit();
+  return r.affected_rows();
+}
+
+std::size_t ingest(pqxx::connection_base& conn, const Consumer& who) {
+  pqxx::work tx(conn, "ingest");
+  // Runners of one group take turns here (for the length of this short
+  // transaction), so their inserts never wait on each other's keys.
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtext('relay-runner'), hashtext($1))", who.group);
+  auto r = tx.exec_params(kIngest, who.group, store::text_array(who.types));
+  tx.commit();
+  return r.affected_rows();
+}
+
+std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::size_t batch,
+                       std::chrono::milliseconds lease, int min_priority) {
+  // One statement, committed on its own: one round trip.
+  pqxx::nontransaction tx(conn, "claim");
+  auto result = tx.exec_params(kClaim, who.group, who.name, static_cast<std::int64_t>(batch),
+                               static_cast<std::int64_t>(lease.count()), min_priority);
+  std::vector<Row> rows;
+  for (const auto& r : result) {
+    rows.push_back({r[0].as<std::int64_t>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                    r[3].as<int>(), r[4].as<int>(), r[5].as<std::string>(),
+                    std::chrono::microseconds(r[6].as<std::int64_t>())});
+  }
+  // RETURNING has no order: restore the claim's.
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return a.priority != b.priority ? a.priority > b.priority : a.queue_id < b.queue_id;
+  });
+  return rows;
+}
+
+void complete(pqxx::connection_base& conn, const Consumer& who, std::int64_t queue_id) {
+  // One query string of three statements: PostgreSQL runs them as one
+  // transaction, each with its own snapshot, in one round trip instead of five.
+  pqxx::nontransaction tx(conn, "complete");
+  const auto id = std::to_string(queue_id);
+  tx.exec("SELECT 1 FROM message_queue WHERE id = " + id + " FOR NO KEY UPDATE; " +
+          "UPDATE runner_rows SET done_at = now(), lease_until = NULL, alarm = false WHERE grp = " +
+          tx.quote(who.group) + " AND queue_id = " + id + "; " + delete_if_all_done(queue_id));
+}
+
+void fail(pqxx::connection_base& conn, const Consumer& who, std::int64_t queue_id,
+          const std::string& error, const RetryDecision& decision) {
+  pqxx::work tx(conn, "fail");
+  if (decision.action == RetryDecision::Action::retry) {
+    tx.exec_params(
+        "UPDATE runner_rows SET lease_until = NULL, last_error = $3, alarm = $4, "
+        "available_at = now() + $5::bigint * interval '1 millisecond' "
+        "WHERE grp = $1 AND queue_id = $2",
+        who.group, queue_id, error, decision.alarm,
+        static_cast<std::int64_t>(decision.delay.count()));
+  } else {
+    lock_queue_row(tx, queue_id);
+    tx.exec_params(kDeadLetter, who.group, queue_id, error);
+    tx.exec_params(
+        "UPDATE runner_rows SET dead = true, lease_until = NULL, last_error = $3 "
+        "WHERE grp = $1 AND queue_id = $2",
+        who.group, queue_id, error);
+    tx.exec(delete_if_all_done(queue_id));
+  }
+  tx.commit();
+}
+
+std::optional<std::chrono::milliseconds> next_due(pqxx::connection_base& conn,
+                                                  const Consumer& who) {
+  pqxx::read_transaction tx(conn, "next due");
+  auto r = tx.exec_params1(kNextDue, who.group);
+  if (r[0].is_null()) return std::nullopt;
+  return std::chrono::milliseconds(std::max<std::int64_t>(r[0].as<std::int64_t>(), 0));
+}
+
+GroupBacklog backlog(pqxx::connection_base& conn, const Consumer& who) {
+  pqxx::read_transaction tx(conn, "backlog");
+  GroupBacklog b;
+  auto r = tx.exec_params1(kBacklog, who.group, store::text_array(who.types));
+  b.pending = r[0].as<std::int64_t>();
+  b.lag = std::chrono::milliseconds(r[1].as<std::int64_t>());
+  b.dead_letters =
+      tx.exec_params1("SELECT count(*) FROM runner_dead_letters WHERE grp = $1", who.group)[0]
+          .as<std::int64_t>();
+  b.alarms = read_alarms(tx, who.group);
+  return b;
+}
+
+std::vector<Alarm> alarms(pqxx::connection_base& conn) {
+  pqxx::read_transaction tx(conn, "alarms");
+  return read_alarms(tx, "");
+}
+
+}  // namespace relay::runner

@@ -1,0 +1,96 @@
+// The command handler with real processes: stdin, environment, exit status, timeout.
+#include "relay/relay-runner/command_handler.h"
+
+#include <doctest/doctest.h>
+#include <csignal>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "tests/support/temp_dir.h"
+
+using namespace relay::runner;
+using namespace std::chrono_literals;
+
+namespace {
+
+Row duress_row() {
+  Row r;
+  r.queue_id = 42;
+  r.type = "duress";
+  r.data = R"({"id":"clinic-north:7","location":"Psych ward, room 12"})";
+  r.priority = kDuressPriority;
+  r.attempts = 2;
+  r.event_id = "clinic-north:7";
+  r.inserted_at = std::chrono::microseconds(1'700'000'000'123'456);
+  return r;
+}
+
+std::string read(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+CommandHandler shell(const std::string& script) {
+  return CommandHandler({"sh", "-c", script});
+}
+
+}  // namespace
+
+TEST_CASE("the row's JSON arrives on stdin and its id, type and priority in the environment") {
+  std::signal(SIGPIPE, SIG_IGN);
+  relay::test::TempDir dir;
+  const auto out = dir / "seen";
+  auto h = shell("cat > " + out.string() +
+                 "; echo \"$RELAY_QUEUE_ID $RELAY_EVENT_ID $RELAY_TYPE $RELAY_PRIORITY "
+                 "$RELAY_ATTEMPT $RELAY_INSERTED_AT\" >> " +
+                 out.string());
+  const auto outcome = h.handle(duress_row(), 5s);
+  CHECK(outcome.ok);
+  CHECK(read(out) == duress_row().data + "42 clinic-north:7 duress duress 2 1700000000.123456\n");
+}
+
+TEST_CASE("exit 0 is handled; any other status fails with what the command said last") {
+  std::signal(SIGPIPE, SIG_IGN);
+  CHECK(shell("exit 0").handle(duress_row(), 5s).ok);
+  const auto failed =
+      shell("echo starting; echo 'SMS gateway refused: 503' >&2; exit 4").handle(duress_row(), 5s);
+  CHECK_FALSE(failed.ok);
+  CHECK(failed.error == "sh: exit status 4: SMS gateway refused: 503");
+  const auto killed = shell("kill -9 $$").handle(duress_row(), 5s);
+  CHECK_FALSE(killed.ok);
+  CHECK(killed.error.find("killed by signal 9") != std::string::npos);
+}
+
+TEST_CASE("a handler that ignores its stdin still runs") {
+  std::signal(SIGPIPE, SIG_IGN);
+  Row big = duress_row();
+  big.data = std::string(200'000, 'x');  // more than a pipe holds: the write must not block
+  CHECK(shell("exit 0").handle(big, 5s).ok);
+}
+
+TEST_CASE("a hung handler is killed at the timeout, with the processes it started") {
+  std::signal(SIGPIPE, SIG_IGN);
+  relay::test::TempDir dir;
+  const auto marker = dir / "late";
+  const auto start = std::chrono::steady_clock::now();
+  const auto outcome =
+      shell("(sleep 2; touch " + marker.string() + ") & sleep 30").handle(duress_row(), 300ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK_FALSE(outcome.ok);
+  CHECK(outcome.error == "sh: timed out after 300 ms and was killed");
+  CHECK(took < 2s);
+  std::this_thread::sleep_for(2500ms);
+  CHECK_FALSE(std::filesystem::exists(marker));  // the background child died with its group
+}
+
+TEST_CASE("a program that does not exist fails with a reason") {
+  CommandHandler h({"/nonexistent/popup"});
+  const auto outcome = h.handle(duress_row(), 5s);
+  CHECK_FALSE(outcome.ok);
+  CHECK(outcome.error.find("exit status 127") != std::string::npos);
+  CHECK(outcome.error.find("cannot execute") != std::string::npos);
+}

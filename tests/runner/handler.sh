@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# A handler command for the runner tests: appends one line per run to $OUT
+# ("start ID TYPE PRIORITY ATTEMPT EVENT_ID", then "done ID" on success) and
+# follows the knobs in the environment: HANDLER_SLEEP seconds to take,
+# HANDLER_FAIL=1 to exit 1 (unless $HANDLER_FIX exists: a repaired gateway).
+# The row's JSON on stdin is checked for the same event id.
+set -u
+data=$(cat)
+printf 'start %s %s %s %s %s %s\n' "$RELAY_QUEUE_ID" "$RELAY_TYPE" "$RELAY_PRIORITY" \
+  "$RELAY_ATTEMPT" "${RELAY_EVENT_ID:--}" "$EPOCHREALTIME" >> "$OUT"
+if [ -n "$RELAY_EVENT_ID" ] && ! grep -q "\"id\": *\"$RELAY_EVENT_ID\"" <<< "$data"; then
+  echo "stdin does not carry event $RELAY_EVENT_ID: $data" >&2
+  exit 3
+fi
+[ -n "${HANDLER_SLEEP:-}" ] && sleep "$HANDLER_SLEEP"
+if [ "${HANDLER_FAIL:-0}" = 1 ] && [ ! -e "${HANDLER_FIX:-/nonexistent}" ]; then
+  echo "gateway unreachable (test)" >&2
+  exit 1
+fi
+printf 'done %s\n' "$RELAY_QUEUE_ID" >> "$OUT"
