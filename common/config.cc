@@ -27,6 +27,23 @@ std::optional<Endpoint> endpoint(TomlSection& section, std::string_view key) {
   return ep;
 }
 
+/// An address this node binds: an IP literal (a name could resolve to a
+/// different address each start, or to none while DNS is down).
+std::optional<Endpoint> listen_endpoint(TomlSection& section, std::string_view key) {
+  auto ep = endpoint(section, key);
+  if (!ep) return ep;
+  in6_addr v6{};
+  in_addr v4{};
+  if (inet_pton(AF_INET, ep->host.c_str(), &v4) != 1 &&
+      inet_pton(AF_INET6, ep->host.c_str(), &v6) != 1) {
+    section.error(key, "\"" + ep->to_string() +
+                           "\": a listening address must be an IP address, such as "
+                           "\"127.0.0.1:7401\" or \"0.0.0.0:7400\", not a host name");
+    return std::nullopt;
+  }
+  return ep;
+}
+
 void read_groups(TomlSection& section, std::vector<std::string>& out) {
   auto groups = section.strings("groups");
   if (!groups) return;
@@ -85,7 +102,7 @@ void read_node(TomlSection& top, Config& config) {
     }
   }
   read_groups(node, config.node.groups);
-  if (auto ep = endpoint(node, "listen")) config.node.listen = *ep;
+  if (auto ep = listen_endpoint(node, "listen")) config.node.listen = *ep;
   if (auto key = node.string("identity_key", true)) {
     config.node.identity_key = resolve(config.file, *key);
   }
@@ -154,7 +171,7 @@ void read_endpoint_table(TomlSection& top, std::string_view name, Endpoint& out)
   const toml::table* table = top.table(name);
   if (table == nullptr) return;
   TomlSection section(*table, top.file(), std::string(name), top.issues(), {"listen"});
-  if (auto ep = endpoint(section, "listen")) out = *ep;
+  if (auto ep = listen_endpoint(section, "listen")) out = *ep;
 }
 
 /// True for 127.0.0.0/8, ::1 and "localhost": addresses no other machine reaches.
@@ -166,7 +183,7 @@ void read_status(TomlSection& top, Config::Status& status) {
   const toml::table* table = top.table("status");
   if (table == nullptr) return;
   TomlSection section(*table, top.file(), "status", top.issues(), {"listen", "token"});
-  if (auto ep = endpoint(section, "listen")) status.listen = *ep;
+  if (auto ep = listen_endpoint(section, "listen")) status.listen = *ep;
   if (auto token = section.string("token", false)) {
     // Long enough not to be guessed over HTTP; it is compared in constant time.
     if (token->size() < 16) {
@@ -186,7 +203,8 @@ void read_status(TomlSection& top, Config::Status& status) {
 void read_rest(TomlSection& top, Config& config) {
   if (const toml::table* table = top.table("store")) {
     TomlSection store(*table, top.file(), "store", top.issues(),
-                      {"dsn", "poll_interval", "retention"});
+                      {"dsn", "poll_interval", "retention", "unsafe_durability"});
+    if (auto unsafe = store.boolean("unsafe_durability")) config.store.unsafe_durability = *unsafe;
     if (auto dsn = store.string("dsn", false)) config.store.dsn = *dsn;
     if (auto d = store.duration("poll_interval", 10ms, 1h)) config.store.poll_interval = *d;
     if (auto d = store.duration("retention", 1h, std::chrono::hours(24 * 3650))) {

@@ -76,6 +76,9 @@ struct Config {
     std::chrono::milliseconds poll_interval = 1s;
     /// Event log rows older than this are pruned once every peer holds them.
     std::chrono::milliseconds retention = std::chrono::hours(24 * 30);
+    /// Accept a PostgreSQL with fsync or full_page_writes off, which a power
+    /// cut can make lose what relayd acknowledged (shown as DEGRADED).
+    bool unsafe_durability = false;
   } store;
 
   struct Kick {

@@ -87,6 +87,14 @@ std::optional<std::int64_t> TomlSection::integer(std::string_view key, bool requ
   return v;
 }
 
+std::optional<bool> TomlSection::boolean(std::string_view key) {
+  const toml::node* node = table_.get(key);
+  if (node == nullptr) return std::nullopt;
+  if (node->is_boolean()) return node->value<bool>();
+  error(key, "expected true or false");
+  return std::nullopt;
+}
+
 std::optional<std::chrono::milliseconds> TomlSection::duration(std::string_view key,
                                                                std::chrono::milliseconds min,
                                                                std::chrono::milliseconds max) {

@@ -29,6 +29,8 @@ class TomlSection {
   /// An integer within [min, max].
   std::optional<std::int64_t> integer(std::string_view key, bool required, std::int64_t min,
                                       std::int64_t max);
+  /// true or false; nullopt when absent or not a boolean.
+  std::optional<bool> boolean(std::string_view key);
   /// A duration written as a string: "500ms", "90s", "5m", "1h"; must be in [min, max].
   std::optional<std::chrono::milliseconds> duration(std::string_view key,
                                                     std::chrono::milliseconds min,

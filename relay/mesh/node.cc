@@ -113,6 +113,11 @@ void Node::load(Time now, Snapshot snapshot) {
   for (const auto& receipt : snapshot.receipts_owed) {
     owe_receipt(now, receipt.event, receipt.delivered_unix_ms, receipt.outcome);
   }
+  // Alarms raised before a restart stay raised: the peer's return clears
+  // them, and a peer still silent does not raise them twice.
+  for (const auto& [peer, reason] : snapshot.open_alarms) {
+    if (Peer* p = find_peer(peer); p != nullptr && reason == "unreachable") p->alarmed = true;
+  }
   if (learning_) learn_round(now);
   finish(now);
 }

@@ -98,6 +98,8 @@ struct Snapshot {
   std::vector<EventPtr> unreplicated;
   /// Receipts this node owes origins that have not confirmed them.
   std::vector<Receipt> receipts_owed;
+  /// Alarms raised and not yet cleared (peer, reason).
+  std::vector<std::pair<std::string, std::string>> open_alarms;
 };
 
 /// The store boundary. Calls return at once; completions come back later

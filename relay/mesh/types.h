@@ -69,6 +69,9 @@ struct Alarm {
   std::string peer;
   bool raised = true;
   std::int64_t silent_since_ms = 0;  // steady-clock age, for the message
+  /// What is wrong with the peer: "unreachable" (supervision), or
+  /// "database down" (it answers, and says its store is away).
+  std::string reason = "unreachable";
 };
 
 }  // namespace relay::mesh

@@ -65,6 +65,44 @@ std::map<std::string, wire::IdentityKeys> Daemon::peer_keys(const Config& config
   return keys;
 }
 
+std::map<std::string, v1::PairView> Daemon::views_of(const Config& config,
+                                                    const crypto::SigningKey& identity) {
+  // What this node's configuration says about itself and each peer: its
+  // hellos carry it, so that two sites whose configurations disagree (a
+  // group, a key) both say so instead of silently missing alerts.
+  std::map<std::string, v1::PairView> views;
+  const auto own_key = identity.public_key();
+  for (const auto& p : config.peers) {
+    v1::PairView& v = views[p.id];
+    v.mutable_self()->set_id(config.node.id);
+    for (const auto& g : config.node.groups) v.mutable_self()->add_groups(g);
+    v.mutable_self()->add_keys(own_key.data(), own_key.size());
+    v.mutable_peer()->set_id(p.id);
+    for (const auto& g : p.groups) v.mutable_peer()->add_groups(g);
+    v.mutable_peer()->add_keys(p.public_key.data(), p.public_key.size());
+    for (const auto& r : p.retired_keys) {
+      if (!r.last_seq) v.mutable_peer()->add_keys(r.key.data(), r.key.size());  // an overlap
+    }
+  }
+  return views;
+}
+
+void Daemon::log_drift(const std::string& peer) {
+  const auto drift = codec_->peer_state(peer).drift;
+  auto& logged = logged_drift_[peer];
+  if (drift == logged) return;
+  if (drift.empty()) {
+    spdlog::info("configuration of {} agrees with this node's again", peer);
+  } else {
+    std::string what;
+    for (const auto& d : drift) what += (what.empty() ? "" : "; ") + d;
+    spdlog::warn("CONFIGURATION DRIFT with {}: {}. Alerts to a group are resolved at their "
+                 "origin, but fix the configurations (OPERATOR.md, \"Configuration drift\")",
+                 peer, what);
+  }
+  logged = drift;
+}
+
 wire::IdentityKeys Daemon::own_keys(const Config& config, const crypto::SigningKey& identity) {
   return identity_keys("[node] retired_keys", identity.verify_key(), config.node.retired_keys);
 }
@@ -89,6 +127,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
   codec_ = std::make_unique<wire::Codec>(config_.node.id, keys_.identity,
                                          own_keys(config_, keys_.identity), keys_.ring,
                                          peer_keys(config_), boot, clock);
+  codec_->set_views(views_of(config_, keys_.identity));
   store::StoreOptions options;
   options.dsn = config_.store.dsn;
   options.self = config_.node.id;
@@ -207,6 +246,7 @@ void Daemon::reload(const Config& config, NodeKeys keys) {
   auto peers = peer_keys(config);
   std::erase_if(peers, [&](const auto& entry) { return !addresses_.contains(entry.first); });
   codec_->set_peers(std::move(peers));
+  codec_->set_views(views_of(config, keys.identity));
   if (keys.identity.public_key() != keys_.identity.public_key()) {
     // A rotated identity: claims sign with it from now on, and every peer
     // gets a new session under it.
@@ -258,6 +298,7 @@ asio::awaitable<void> Daemon::receive() {
       rejected(reason, from, datagram);
       continue;
     }
+    if (opened_.body.has_hello()) log_drift(opened_.sender);
     if (!opened_.for_core) continue;
     node_->on_datagram(now(), opened_.sender, opened_.body, opened_.events);
     after_input();
@@ -357,6 +398,7 @@ DaemonStatus Daemon::status() const {
   for (const auto& p : config_.peers) s.wire[p.id] = codec_->peer_state(p.id);
   s.numbering = node_->numbering();
   s.store_attached = node_->has_store();
+  s.reload_refused = reload_refused_;
   s.spool_depth = spool_.depth();
   s.spool_capacity = spool_.capacity();
   s.spool_oldest_ms = spool_oldest_ms();

@@ -45,6 +45,8 @@ struct DaemonStatus {
   std::map<std::string, wire::PeerWireState> wire;
   /// Where this node's own numbering stands.
   mesh::Numbering numbering;
+  /// Why the last reload was refused; empty if it was taken (or none came).
+  std::string reload_refused;
   /// The core has its store (the database answered since start).
   bool store_attached = false;
   /// Duress alarms accepted through the control socket and not yet in the
@@ -87,6 +89,13 @@ class Daemon final : public mesh::Transport {
   /// are kept. A new identity key starts a new session with every peer. The
   /// peer list itself is fixed: relayd restarts in place when it changes.
   void reload(const Config& config, NodeKeys keys);
+  /// What a reload does (relayd's main): ok and a message, or refused and why.
+  using Reload = std::function<std::pair<bool, std::string>()>;
+  /// The control socket's "reload" verb calls it (relayctl reload).
+  void set_reload(Reload reload) { reload_ = std::move(reload); }
+  /// The outcome of the last reload: "" if it was taken, else why it was
+  /// refused (shown until a reload is taken).
+  void note_reload(std::string refused) { reload_refused_ = std::move(refused); }
   /// Retention pruned the log: these origins' seqs up to these are settled.
   void pruned(const std::map<std::string, std::uint64_t>& settled_through);
 
@@ -115,6 +124,9 @@ class Daemon final : public mesh::Transport {
   std::int64_t spool_oldest_ms() const;
   static std::map<std::string, wire::IdentityKeys> peer_keys(const Config& config);
   static wire::IdentityKeys own_keys(const Config& config, const crypto::SigningKey& identity);
+  static std::map<std::string, v1::PairView> views_of(const Config& config,
+                                                      const crypto::SigningKey& identity);
+  void log_drift(const std::string& peer);
 
   asio::io_context& io_;
   Config config_;
@@ -133,6 +145,8 @@ class Daemon final : public mesh::Transport {
   store::NumberingState& numbering_;
   StateDir& state_;
   spool::Spool& spool_;
+  Reload reload_;
+  std::string reload_refused_;
   std::unique_ptr<ControlSocket> control_;
   // Spool records on their way into the log, by the ticket of their write.
   std::map<std::uint64_t, std::uint64_t> draining_;
@@ -147,6 +161,7 @@ class Daemon final : public mesh::Transport {
   // Rate limit of rejection warnings: one line per reason per minute.
   std::array<std::chrono::steady_clock::time_point, wire::kRejectReasons> last_warned_{};
   std::map<std::string, std::chrono::steady_clock::time_point> key_warned_;  // by peer
+  std::map<std::string, std::vector<std::string>> logged_drift_;            // by peer
 };
 
 }  // namespace relay::net

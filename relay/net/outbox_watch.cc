@@ -8,6 +8,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "relay/store/durability.h"
 #include "relay/store/pg_store.h"
 
 namespace relay::net {
@@ -193,7 +194,10 @@ void OutboxWatch::worker() {
       requested_ = false;
     }
     try {
-      if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
+      if (!conn) {
+        conn = std::make_unique<pqxx::connection>(options_.dsn);
+        store::make_commits_durable(*conn);  // a claim acks an outbox row by deleting it
+      }
       if (!handed || resync) {
         pqxx::read_transaction tx(*conn);
         if (!handed) {

@@ -90,7 +90,13 @@ std::string Daemon::on_control(const std::string& request, const Caller& caller)
   const std::string verb = r.is_object() ? r.value("verb", "") : "";
   if (verb == "duress") return raise_duress(request, caller);
   if (verb == "ping") return Json{{"ok", true}, {"node", config_.node.id}}.dump();
-  return refusal("verb \"" + verb + "\": expected duress or ping");
+  if (verb == "reload" && reload_) {
+    spdlog::info("reload asked through the control socket (pid {}, uid {})", caller.pid,
+                 caller.uid);
+    const auto [ok, message] = reload_();
+    return ok ? Json{{"ok", true}, {"message", message}}.dump() : refusal(message);
+  }
+  return refusal("verb \"" + verb + "\": expected duress, reload or ping");
 }
 
 std::string Daemon::raise_duress(const std::string& request, const Caller& caller) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
 
@@ -55,6 +56,26 @@ std::optional<Json> control_request(const Config& config, const Json& request,
   } catch (const Json::exception&) {
     return fail(path + ": an answer that is not JSON");
   }
+}
+
+int reload(const Config& config, bool json) {
+  std::string why;
+  const auto answer = control_request(config, {{"verb", "reload"}}, std::chrono::seconds(15), &why);
+  if (!answer) {
+    throw Failure(kFailure, "relayd does not answer on its control socket: " + why +
+                                " (is it running for " + config.node.id + "?)");
+  }
+  if (!answer->value("ok", false)) {
+    throw Failure(kUsage, "relayd refused the reload and keeps its running configuration: " +
+                              answer->value("error", "no reason given"));
+  }
+  const std::string message = answer->value("message", "reloaded");
+  if (json) {
+    print_json({{"ok", true}, {"message", message}});
+  } else {
+    std::printf("%s\n", message.c_str());
+  }
+  return kOk;
 }
 
 }  // namespace relay::ctl

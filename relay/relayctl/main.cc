@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
   auto* tail_cmd = app.add_subcommand(
       "tail", "print new events as they arrive (--json: one JSON document per line)");
   auto* migrate_cmd = app.add_subcommand("migrate", "apply the database migrations");
+  auto* reload_cmd = app.add_subcommand(
+      "reload",
+      "make relayd take its configuration and keys again, and say whether it did (exit 2 if it "
+      "refused them; for systemctl reload)");
   std::string older_than;
   auto* prune_cmd = app.add_subcommand(
       "prune", "prune the event log now, as retention does hourly (dedupe outlives it)");
@@ -134,8 +138,12 @@ int main(int argc, char** argv) {
   auto* keygen_cmd = app.add_subcommand("keygen", "create a node identity key or a mesh key ring");
   keygen_cmd->add_option("--out", out, "file to create (mode 0600; never overwritten)")->required();
   keygen_cmd->add_flag("--mesh", mesh, "create a mesh key ring instead of a node identity key");
-  auto* check_cmd =
-      app.add_subcommand("check-config", "load and check a configuration and its key files");
+  auto* check_cmd = app.add_subcommand(
+      "check-config",
+      "check a configuration and its key files, and what relayd will meet: the database "
+      "(reachable, schema, durability) and the ports it binds");
+  bool offline = false;
+  check_cmd->add_flag("--offline", offline, "check the files only");
 
   try {
     app.parse(argc, argv);
@@ -152,7 +160,7 @@ int main(int argc, char** argv) {
 
   try {
     if (keygen_cmd->parsed()) return ctl::keygen(out, mesh, json);
-    if (check_cmd->parsed()) return ctl::check_config(config_file, json);
+    if (check_cmd->parsed()) return ctl::check_config(config_file, offline, json);
     const Config config = load_config(config_file);
     send.json = json;
     auto sending = [&](CLI::Option* target, CLI::Option* wait_option,
@@ -185,6 +193,7 @@ int main(int argc, char** argv) {
     if (receipts_cmd->parsed()) return ctl::receipts(config, event_id, json);
     if (tail_cmd->parsed()) return ctl::tail(config, json);
     if (migrate_cmd->parsed()) return ctl::migrate(config, json);
+    if (reload_cmd->parsed()) return ctl::reload(config, json);
     if (prune_cmd->parsed()) {
       auto age =
           older_than.empty() ? std::optional(config.store.retention) : parse_duration(older_than);

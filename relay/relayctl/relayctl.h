@@ -48,7 +48,10 @@ struct EventId {
 EventId parse_event_id(const std::string& text);
 
 int keygen(const std::string& out, bool mesh, bool json);
-int check_config(const std::string& file, bool json);
+/// Checks a configuration file and its keys, and unless `offline` what
+/// relayd will meet: the database (reachable, schema, durability) and the
+/// ports it binds (free, or held by this node's own running relayd).
+int check_config(const std::string& file, bool offline, bool json);
 int migrate(const Config& config, bool json);
 int send(const Config& config, SendOptions options);
 /// The targets and existence check of an all-clear: the event it clears must
@@ -63,6 +66,8 @@ int tail(const Config& config, bool json);
 /// of [store] retention (0s prunes whatever every peer holds: for tests and
 /// for making room; dedupe outlives it). relayd learns of it at once.
 int prune(const Config& config, std::chrono::milliseconds older_than, bool json);
+/// Asks relayd to reload through its control socket and reports its answer.
+int reload(const Config& config, bool json);
 
 /// Per target: pending, or answered with when and what it did (delivered,
 /// late, or withheld and why).

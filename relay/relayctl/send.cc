@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 
 #include <asio.hpp>
+#include <httplib.h>
 #include <charconv>
 #include <cstdio>
 #include <thread>
@@ -257,12 +258,31 @@ std::optional<EventId> raise_through_relayd(const Config& config, const SendOpti
   return EventId{answer->value("origin", ""), answer->value("seq", std::int64_t{0})};
 }
 
+/// Per peer, where its configuration and this node's disagree, as relayd's
+/// status says (empty when relayd does not answer).
+Json peer_drift(const Config& config) {
+  Json out = Json::object();
+  httplib::Client client(config.status.listen.host, config.status.listen.port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  if (!config.status.token.empty()) client.set_bearer_token_auth(config.status.token);
+  auto res = client.Get("/api/status");
+  if (!res || res->status != 200) return out;
+  try {
+    for (const auto& p : Json::parse(res->body).value("peers", Json::array())) {
+      if (p.contains("drift") && !p["drift"].empty()) out[p.value("id", "")] = p["drift"];
+    }
+  } catch (const Json::exception&) {
+  }
+  return out;
+}
+
 /// What a sending verb prints once relayd took its event, and the wait for
 /// receipts with --wait.
 int report(const Config& config, const SendOptions& o, const EventId& id,
            std::unique_ptr<pqxx::connection> conn, SteadyClock::time_point start, Json extra) {
   const auto nodes = resolve_targets(config, o.targets);
   bool confirmed = false;
+  Json drift = Json::object();
   if (o.wait) {
     if (!o.json) std::printf("%s\n", id.text().c_str());
     std::fflush(stdout);
@@ -277,6 +297,9 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
       }
     }
     confirmed = wait_for_receipts(*conn, id, nodes, start + *o.wait, o.json);
+    // A target that never confirms may disagree with this node about the
+    // two of them: say so rather than only time out.
+    if (!confirmed) drift = peer_drift(config);
   } else if (!o.json) {
     std::printf("%s\n", id.text().c_str());
   }
@@ -291,11 +314,18 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
     doc.update(extra);
     doc["targets"] = nodes;
     if (conn) doc["receipts"] = receipts_json(nodes, delivered(*conn, id));
+    if (o.wait && !confirmed) doc["drift"] = drift;
     print_json(doc);
   }
   if (o.wait && !confirmed) {
     std::fprintf(stderr, "timed out: not every target has confirmed %s (relayctl receipts %s)\n",
                  id.text().c_str(), id.text().c_str());
+    for (const auto& [peer, lines] : drift.items()) {
+      for (const auto& line : lines) {
+        std::fprintf(stderr, "  %s: configuration drift: %s\n", peer.c_str(),
+                     line.get<std::string>().c_str());
+      }
+    }
     return kWaitTimedOut;
   }
   return kOk;

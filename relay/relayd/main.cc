@@ -23,6 +23,7 @@
 #include "relay/status/console.h"
 #include "relay/status/database_watch.h"
 #include "relay/status/status_server.h"
+#include "relay/store/durability.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
 
@@ -40,8 +41,12 @@ struct Opened {
 /// what it holds to `opened`.
 class DatabaseOpener {
  public:
-  DatabaseOpener(const Config& config, std::function<void(Opened)> opened)
-      : config_(config), opened_(std::move(opened)), thread_([this] { run(); }) {}
+  DatabaseOpener(const Config& config, std::function<void(Opened)> opened,
+                 std::function<void(const std::string&)> failed)
+      : config_(config),
+        opened_(std::move(opened)),
+        failed_(std::move(failed)),
+        thread_([this] { run(); }) {}
   ~DatabaseOpener() {
     {
       std::lock_guard lock(mutex_);
@@ -59,6 +64,7 @@ class DatabaseOpener {
       lock.unlock();
       try {
         pqxx::connection conn(config_.store.dsn);
+        check_durability(conn);
         Opened opened;
         opened.snapshot = store::open_database(conn, config_.node.id, mesh::Tuning{}.max_queue);
         opened.own_highest = store::own_highest(conn, config_.node.id);
@@ -76,8 +82,30 @@ class DatabaseOpener {
     }
   }
 
+  /// Refuses a database that would lose acknowledged commits in a power cut,
+  /// and says once that relayd's own sessions commit durably whatever the
+  /// server's default is.
+  void check_durability(pqxx::connection& conn) {
+    const auto settings = store::read_durability(conn);
+    if (auto why = store::durability_refusal(settings, config_.store.unsafe_durability);
+        !why.empty()) {
+      throw std::runtime_error(why);
+    }
+    if (!settings.fsync || !settings.full_page_writes) {
+      spdlog::warn("database: fsync = {}, full_page_writes = {}, accepted by [store] "
+                   "unsafe_durability: a power cut can lose what relayd acknowledged",
+                   settings.fsync ? "on" : "off", settings.full_page_writes ? "on" : "off");
+    }
+    if (settings.synchronous_commit == "off" || settings.synchronous_commit == "local") {
+      spdlog::info("database: the server's synchronous_commit is {}; relayd sets it on for its "
+                   "own sessions",
+                   settings.synchronous_commit);
+    }
+  }
+
   const Config& config_;
   std::function<void(Opened)> opened_;
+  std::function<void(const std::string&)> failed_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -124,6 +152,7 @@ class Retention {
       lock.unlock();
       try {
         pqxx::connection conn(dsn_);
+        store::make_commits_durable(conn);
         store::Pruned pruned;
         if (prune) {
           pruned = store::prune_log(conn, self_, retention_);
@@ -151,23 +180,46 @@ class Retention {
   std::thread thread_;  // last: starts once the members above exist
 };
 
-/// True if `b` differs from `a` in nothing but key material, which a
-/// running relayd can take on SIGHUP without a restart.
-bool same_except_keys(const Config& a, const Config& b) {
-  auto shape = [](const Config& c) {
-    std::string s = c.node.id + c.node.listen.to_string() + c.kick.listen.to_string() +
-                    c.status.listen.to_string() + c.store.dsn +
-                    std::to_string(c.mesh.supervision_timeout.count()) +
-                    std::to_string(c.store.poll_interval.count());
-    for (const auto& g : c.node.groups) s += "|g" + g;
+/// The settings of `b` that differ from `a` beyond key material (keys and
+/// peers' keys reload in place; everything else needs relayd to restart,
+/// which it does in place on a reload: same PID, nothing lost).
+std::vector<std::string> needs_restart(const Config& a, const Config& b) {
+  std::vector<std::string> changed;
+  auto check = [&](const char* name, auto x, auto y) {
+    if (x != y) changed.emplace_back(name);
+  };
+  auto peers = [](const Config& c) {
+    std::string s;
     for (const auto& p : c.peers) {
-      s += "|p" + p.id + "@" + p.address.to_string();
+      s += "|" + p.id + "@" + p.address.to_string();
       for (const auto& g : p.groups) s += "," + g;
     }
-    for (const auto& k : c.delivery.kick) s += "|k" + k.to_string();
     return s;
   };
-  return shape(a) == shape(b);
+  auto endpoints = [](const std::vector<Endpoint>& list) {
+    std::string s;
+    for (const auto& e : list) s += "|" + e.to_string();
+    return s;
+  };
+  check("[node] id", a.node.id, b.node.id);
+  check("[node] groups", a.node.groups, b.node.groups);
+  check("[node] listen", a.node.listen.to_string(), b.node.listen.to_string());
+  check("[node] state_dir", a.node.state_dir, b.node.state_dir);
+  check("[mesh] supervision_timeout", a.mesh.supervision_timeout, b.mesh.supervision_timeout);
+  check("[[peer]] ids, addresses or groups", peers(a), peers(b));
+  check("[store] dsn", a.store.dsn, b.store.dsn);
+  check("[store] poll_interval", a.store.poll_interval, b.store.poll_interval);
+  check("[store] retention", a.store.retention, b.store.retention);
+  check("[store] unsafe_durability", a.store.unsafe_durability, b.store.unsafe_durability);
+  check("[kick] listen", a.kick.listen.to_string(), b.kick.listen.to_string());
+  check("[delivery] kick", endpoints(a.delivery.kick), endpoints(b.delivery.kick));
+  check("[delivery] max_age", a.delivery.max_age, b.delivery.max_age);
+  check("[duress] targets", a.duress.targets, b.duress.targets);
+  check("[status] listen", a.status.listen.to_string(), b.status.listen.to_string());
+  check("[status] token", a.status.token, b.status.token);
+  check("[control] socket", a.control.socket, b.control.socket);
+  check("[control] group", a.control.group, b.control.group);
+  return changed;
 }
 
 /// Says what the process is, for the status page.
@@ -273,43 +325,63 @@ int main(int argc, char** argv) {
       status::Console& console;
       ~Detach() { console.set_no_daemon("stopped"); }
     } detach{console};
-    DatabaseOpener opener(config, [&](Opened opened) {
-      numbering->on_database(opened.own_highest);
-      numbering->describe(opened.snapshot);
-      asio::post(io, [&, snapshot = std::move(opened.snapshot)]() mutable {
-        daemon.attach(std::move(snapshot));
-        retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
-          asio::post(io, [&daemon, settled = std::move(pruned.settled_through)] {
-            daemon.pruned(settled);
+    DatabaseOpener opener(
+        config,
+        [&](Opened opened) {
+          numbering->on_database(opened.own_highest);
+          numbering->describe(opened.snapshot);
+          asio::post(io, [&, snapshot = std::move(opened.snapshot)]() mutable {
+            daemon.attach(std::move(snapshot));
+            retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
+              asio::post(io, [&daemon, settled = std::move(pruned.settled_through)] {
+                daemon.pruned(settled);
+              });
+            });
           });
+        },
+        [&](const std::string& why) {
+          health.failing(net::Health::kCore, "waiting for the database: " + why);
         });
-      });
-    });
 
+    // A reload (SIGHUP, or `relayctl reload` through the control socket,
+    // which gets the answer): keys in place, anything else by restarting
+    // in place. A file that does not load changes nothing, and says why.
+    auto reload = [&]() -> std::pair<bool, std::string> {
+      try {
+        const Config fresh = load_config(config_file);
+        NodeKeys fresh_keys = load_node_keys(fresh);
+        const auto changed = needs_restart(config, fresh);
+        if (changed.empty()) {
+          daemon.reload(fresh, std::move(fresh_keys));
+          daemon.note_reload("");
+          return {true, "reloaded: keys taken in place"};
+        }
+        std::string what;
+        for (const auto& c : changed) what += (what.empty() ? "" : ", ") + c;
+        spdlog::info("configuration changed ({}): restarting in place", what);
+        restart = true;
+        // After the answer has gone out; nothing is lost: what was acked is
+        // durable, the rest is sent again by its sender.
+        auto later = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(200));
+        later->async_wait([&, later](const asio::error_code&) {
+          daemon.stop();
+          io.stop();
+        });
+        return {true, "restarting in place to take: " + what};
+      } catch (const std::exception& e) {
+        spdlog::error("reload refused, keeping the running configuration:\n{}", e.what());
+        daemon.note_reload(e.what());
+        return {false, e.what()};
+      }
+    };
+    daemon.set_reload([&] { return reload(); });
     asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
     std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,
                                                                       int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        try {
-          const Config fresh = load_config(config_file);
-          NodeKeys fresh_keys = load_node_keys(fresh);
-          if (same_except_keys(config, fresh)) {
-            daemon.reload(fresh, std::move(fresh_keys));
-          } else {
-            // Peers, addresses or ports changed: restart in place (same
-            // PID). Nothing is lost: what was acked is durable, the rest is
-            // sent again by its sender.
-            spdlog::info("configuration changed beyond keys: restarting in place");
-            restart = true;
-            daemon.stop();
-            io.stop();
-            return;
-          }
-        } catch (const std::exception& e) {
-          spdlog::error("reload refused, keeping the running configuration:\n{}", e.what());
-        }
-        signals.async_wait(on_signal);
+        reload();
+        if (!restart) signals.async_wait(on_signal);
         return;
       }
       spdlog::info("stopping: no new claims, flushing the store");

@@ -24,8 +24,12 @@ void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
   for (const auto& r : batch.receipts) durable_.receipts.emplace(std::pair(r.event, r.target), r);
   for (const auto& r : batch.receipts_confirmed) durable_.receipts_owed.erase(r.event);
   for (const auto& key : batch.replicated) durable_.replicated.insert(key);
-  for (const auto& alarm : batch.alarms)
-    durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms});
+  for (const auto& alarm : batch.alarms) {
+    const std::pair key(alarm.peer, alarm.reason);
+    const bool changed =
+        alarm.raised ? durable_.open_alarms.insert(key).second : durable_.open_alarms.erase(key) > 0;
+    if (changed) durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms});
+  }
   for (const auto& settle : batch.settled) {
     durable_.seqs[settle.origin].settle_range(settle.range.first, settle.range.last);
   }
@@ -75,6 +79,7 @@ Snapshot SimStore::snapshot(const std::vector<std::string>& origins) {
       s.cleared.insert(s.cleared.end(), event->references.begin(), event->references.end());
   }
   for (const auto& [key, receipt] : durable_.receipts_owed) s.receipts_owed.push_back(receipt);
+  s.open_alarms.assign(durable_.open_alarms.begin(), durable_.open_alarms.end());
   // As relay/store/numbering.cc decides at relayd's start.
   const std::uint64_t db_max = std::max(durable_.seqs[self_].highest(), durable_.next_seq - 1);
   s.state_lost = state_.lost;

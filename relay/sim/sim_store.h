@@ -38,6 +38,8 @@ struct DurableState {
     std::int64_t at_ms;
   };
   std::vector<AlarmRow> alarms;
+  /// Alarms open now (peer, reason), as relay_alarms holds them.
+  std::set<std::pair<std::string, std::string>> open_alarms;
   /// Next seq this node assigns to its own events.
   std::uint64_t next_seq = 1;
 };

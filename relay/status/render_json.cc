@@ -120,6 +120,7 @@ Json peers_json(const Snapshot& s) {
       j["key_id"] = w->second.key_id != 0 ? Json(w->second.key_id) : Json(nullptr);
       j["missing_key_id"] =
           w->second.missing_key != 0 ? Json(w->second.missing_key) : Json(nullptr);
+      j["drift"] = w->second.drift;
     }
     peers.push_back(j);
   }

@@ -85,6 +85,11 @@ std::string metrics_text(const Snapshot& s) {
     for (const auto& [target, n] : view.receipts_pending) m.sample(n, "peer", target);
   }
 
+  if (s.database.view) {
+    m.family("relay_database_durable", "gauge",
+             "1 if PostgreSQL runs with fsync and full_page_writes on; 0 if either is off.")
+        .sample(s.database.view->fsync && s.database.view->full_page_writes ? 1 : 0);
+  }
   m.family("relay_runner_duress_alarms", "gauge",
            "Duress rows relay-runner groups keep failing to handle.")
       .sample(s.database.runner_alarms.size());
@@ -132,6 +137,9 @@ std::string metrics_text(const Snapshot& s) {
   for (const auto& p : d.peers) m.sample(p.queued + p.in_flight, "peer", p.id);
   m.family("relay_peer_key_id", "gauge", "The mesh ring key id the peer seals with (0: not seen).");
   for (const auto& [peer, w] : d.wire) m.sample(w.key_id, "peer", peer);
+  m.family("relay_peer_config_drift", "gauge",
+           "1 while the peer's configuration and this node's disagree about the two of them.");
+  for (const auto& [peer, w] : d.wire) m.sample(w.drift.empty() ? 0 : 1, "peer", peer);
   m.family("relay_peer_missing_key_id", "gauge",
            "A ring key id the peer sealed with that this node does not hold (0: none).");
   for (const auto& [peer, w] : d.wire) m.sample(w.missing_key, "peer", peer);

@@ -99,6 +99,12 @@ Verdict judge(const Snapshot& s) {
             fmt::format("{} outbox rows unclaimed, the oldest for {}", view.outbox.backlog,
                         age_text(*view.outbox.oldest_age_ms)));
     }
+    if (!view.fsync || !view.full_page_writes) {
+      raise(v, L::degraded,
+            fmt::format("database durability: fsync = {}, full_page_writes = {}: a power cut can "
+                        "lose what relayd acknowledged (accepted by [store] unsafe_durability)",
+                        view.fsync ? "on" : "off", view.full_page_writes ? "on" : "off"));
+    }
     if (view.outbox.rejected_last_hour > 0) {
       raise(v, L::degraded,
             fmt::format("{} outbox rows rejected in the last hour (see outbox_rejected)",
@@ -125,6 +131,7 @@ Verdict judge(const Snapshot& s) {
       }
     }
     for (const auto& [peer, w] : s.daemon->wire) {
+      for (const auto& d : w.drift) raise(v, L::degraded, "configuration drift: " + d);
       if (w.missing_key != 0) {
         raise(v, L::degraded,
               fmt::format("{} seals with key id {}, which this node does not hold (OPERATOR.md, "
@@ -142,6 +149,11 @@ Verdict judge(const Snapshot& s) {
       raise(v, L::degraded,
             "numbering: asking peers what they hold of this node (a new node, or its database "
             "or state directory was rebuilt); only duress and emergency alerts go out until then");
+    }
+    if (!s.daemon->reload_refused.empty()) {
+      raise(v, L::degraded,
+            "the last reload was refused; relayd runs on the configuration it had: " +
+                s.daemon->reload_refused);
     }
     if (s.daemon->claims_paused) {
       raise(v, L::degraded,

@@ -144,8 +144,13 @@ std::vector<std::string> target_nodes(const Config& config,
 
 ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::size_t recent) {
   ConsoleView v;
-  v.database_now_unix_ms =
-      tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
+  const auto now = tx.exec1(
+      "SELECT (extract(epoch from now()) * 1000)::bigint, current_setting('fsync'), "
+      "current_setting('full_page_writes'), current_setting('synchronous_commit')");
+  v.database_now_unix_ms = now[0].as<std::int64_t>();
+  v.fsync = now[1].as<std::string>() == "on";
+  v.full_page_writes = now[2].as<std::string>() == "on";
+  v.synchronous_commit = now[3].as<std::string>();
 
   const auto outbox = tx.exec1(
       "SELECT count(*), (extract(epoch from now() - min(date_inserted)) * 1000)::bigint FROM "

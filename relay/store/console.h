@@ -63,6 +63,10 @@ struct ConsoleView {
   /// Own events (of the last 1,000) whose target has not confirmed, per target.
   std::map<std::string, std::int64_t> receipts_pending;
   std::int64_t database_now_unix_ms = 0;
+  /// The server's durability settings (relay/store/durability.h).
+  bool fsync = true;
+  bool full_page_writes = true;
+  std::string synchronous_commit = "on";
 };
 
 /// Reads the view. `recent` events are listed; open duress alarms are

@@ -14,6 +14,7 @@
 #include <thread>
 #include <variant>
 
+#include "relay/store/durability.h"
 #include "relay/store/migrate.h"
 #include "relay/store/rows.h"
 
@@ -95,7 +96,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
                         const std::vector<mesh::StoreBatch>& batches) {
   std::vector<std::string> origins, hex, q_type, q_data, q_origin, o_origin;
   std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority, o_seq, o_outcome;
-  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, s_origin;
+  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, a_reason, s_origin;
   std::vector<std::int64_t> r_seq, r_ms, r_outcome, c_seq, replicated, a_ms, s_first, s_last;
   std::set<mesh::EventKey> seen;
   for (const auto& batch : batches) {
@@ -138,6 +139,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
     for (const auto& alarm : batch.alarms) {
       a_peer.push_back(alarm.peer);
       a_state.push_back(alarm.raised ? "raised" : "cleared");
+      a_reason.push_back(alarm.reason);
       a_ms.push_back(alarm.silent_since_ms);
     }
     for (const auto& settle : batch.settled) {
@@ -178,14 +180,25 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
         "ANY($2::bigint[])",
         self, int_array(replicated));
   }
-  if (!a_peer.empty()) {
+  for (std::size_t i = 0; i < a_peer.size(); ++i) {
+    // The alarm's state changes with its row, in this transaction: a raise
+    // of an open alarm or a clear of a closed one writes nothing, so a
+    // retried commit or a restart never doubles a row.
+    const bool raised = a_state[i] == "raised";
+    const auto changed =
+        raised ? tx.exec_params("INSERT INTO relay_alarms (peer, reason) VALUES ($1, $2) "
+                                "ON CONFLICT DO NOTHING RETURNING 1",
+                                a_peer[i], a_reason[i])
+               : tx.exec_params("DELETE FROM relay_alarms WHERE peer = $1 AND reason = $2 "
+                                "RETURNING 1",
+                                a_peer[i], a_reason[i]);
+    if (changed.empty()) continue;
     tx.exec_params(
-        "INSERT INTO message_queue (type, data, priority) "
-        "SELECT 'relay.supervision', jsonb_build_object('peer', p, 'state', st, 'silent_ms', ms), "
-        "4 "
-        "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS a(p, st, ms)",
-        text_array(a_peer), text_array(a_state), int_array(a_ms));
-    delivered += a_peer.size();
+        "INSERT INTO message_queue (type, data, priority) VALUES ('relay.supervision', "
+        "jsonb_build_object('peer', $1::text, 'state', $2::text, 'reason', $3::text, 'silent_ms', "
+        "$4::bigint), 4)",
+        a_peer[i], a_state[i], a_reason[i], a_ms[i]);
+    ++delivered;
   }
   if (!s_origin.empty()) {
     tx.exec_params(kInsertSettled, text_array(s_origin), int_array(s_first), int_array(s_last));
@@ -263,6 +276,9 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
                                                 std::to_string(v1::KIND_ALL_CLEAR)))) {
     snapshot.cleared.insert(snapshot.cleared.end(), event->references.begin(),
                             event->references.end());
+  }
+  for (const auto& row : tx.exec("SELECT peer, reason FROM relay_alarms")) {
+    snapshot.open_alarms.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
   }
   snapshot.unreplicated = parse_signed(
       tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND NOT replicated "
@@ -428,7 +444,10 @@ class PgStore::Lane {
       std::vector<Job> jobs = take();
       if (jobs.empty()) return;  // stopping, and nothing left
       try {
-        if (!conn) conn = std::make_unique<pqxx::connection>(options_.dsn);
+        if (!conn) {
+          conn = std::make_unique<pqxx::connection>(options_.dsn);
+          make_commits_durable(*conn);
+        }
         process(*conn, jobs);
         if (!healthy || !reported) {
           if (!healthy) spdlog::info("database ({} lane): reachable again", name_);

@@ -90,13 +90,47 @@ std::optional<std::string> Codec::seal_as(Kind kind, std::uint32_t key_id, const
   return out;
 }
 
-std::optional<std::string> Codec::hello_for(Peer& peer, bool force) {
+namespace {
+
+std::string listed(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  std::vector<std::string> sorted(items.begin(), items.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::string out = "[";
+  for (const auto& s : sorted) out += (out.size() > 1 ? ", " : "") + s;
+  return out + "]";
+}
+
+/// Where what `peer` says (its view of itself and of us) disagrees with our
+/// view of the two: the groups each is in, and whether it lists our key.
+std::vector<std::string> disagreements(const std::string& peer, const v1::PairView& ours,
+                                       const v1::PairView& theirs) {
+  std::vector<std::string> out;
+  if (listed(theirs.self().groups()) != listed(ours.peer().groups())) {
+    out.push_back(peer + " says it is in groups " + listed(theirs.self().groups()) +
+                  "; this node's configuration has " + listed(ours.peer().groups()));
+  }
+  if (listed(theirs.peer().groups()) != listed(ours.self().groups())) {
+    out.push_back(peer + "'s configuration puts this node in groups " +
+                  listed(theirs.peer().groups()) + "; it is in " + listed(ours.self().groups()));
+  }
+  const auto& keys = theirs.peer().keys();
+  if (!ours.self().keys().empty() &&
+      std::find(keys.begin(), keys.end(), ours.self().keys(0)) == keys.end()) {
+    out.push_back(peer + "'s configuration does not list this node's current identity key");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> Codec::hello_for(const std::string& peer_id, Peer& peer, bool force) {
   const auto now = clock_.steady_now();
   if (!force && now - peer.last_hello < kHelloInterval) return std::nullopt;
   peer.last_hello = now;
   v1::Hello hello;
   *hello.mutable_credential() = local_.credential;
   if (const PeerSession* s = peer.sessions.for_sending()) hello.set_known_boot_id(s->boot_id());
+  if (auto view = views_.find(peer_id); view != views_.end()) *hello.mutable_view() = view->second;
   hello.set_wall_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.wall_now().time_since_epoch())
           .count());
@@ -170,7 +204,7 @@ std::optional<std::vector<std::string>> Codec::seal(const std::string& id,
     return out;
   }
   if (peer.waiting.size() < kMaxWaiting) peer.waiting.push_back(bytes);
-  if (auto hello = hello_for(peer, false)) out.push_back(std::move(*hello));
+  if (auto hello = hello_for(id, peer, false)) out.push_back(std::move(*hello));
   return out;
 }
 
@@ -178,7 +212,7 @@ std::vector<std::pair<std::string, std::string>> Codec::greet() {
   std::vector<std::pair<std::string, std::string>> out;
   for (auto& [id, peer] : peers_) {
     if (peer.sessions.for_sending() != nullptr) continue;
-    if (auto hello = hello_for(peer, true)) out.emplace_back(id, std::move(*hello));
+    if (auto hello = hello_for(id, peer, true)) out.emplace_back(id, std::move(*hello));
   }
   return out;
 }
@@ -245,12 +279,16 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
   if (!agreement) return Reject::bad_credential;
   peer.key_id = header.key_id;
   peer.missing_key = 0;
+  if (auto ours = views_.find(header.sender);
+      ours != views_.end() && out.body.hello().has_view()) {
+    peer.drift = disagreements(header.sender, ours->second, out.body.hello().view());
+  }
   const auto offer = peer.sessions.offer(c, *agreement, clock_.steady_now());
   // Answer with ours unless it already holds it (this hello is then the
   // answer to ours): a new session at once, a repeated one at most once a
   // second.
   if (out.body.hello().known_boot_id() != local_.boot_id) {
-    if (auto hello = hello_for(peer, offer == PeerSessions::Offer::accepted)) {
+    if (auto hello = hello_for(header.sender, peer, offer == PeerSessions::Offer::accepted)) {
       out.replies.push_back(std::move(*hello));
     }
   }
@@ -266,7 +304,7 @@ Reject Codec::open_pair(const Header& header, Peer& peer, crypto::ByteView datag
     // Sealed to an earlier boot of ours, or from a session we never
     // verified (a restart on either side, or a replay): offer ours, so that
     // a live peer makes a session with it.
-    if (auto hello = hello_for(peer, false)) out.replies.push_back(*hello);
+    if (auto hello = hello_for(header.sender, peer, false)) out.replies.push_back(*hello);
     return header.receiver_boot_id == local_.boot_id ? Reject::unknown_session
                                                      : Reject::stale_session;
   }
@@ -436,6 +474,7 @@ PeerWireState Codec::peer_state(const std::string& id) const {
   state.key_id = peer.key_id;
   state.missing_key = peer.missing_key;
   state.waiting = peer.waiting.size();
+  state.drift = peer.drift;
   return state;
 }
 

@@ -101,6 +101,9 @@ struct PeerWireState {
   std::uint32_t key_id = 0;       // the ring key id it seals with (0: not seen)
   std::uint32_t missing_key = 0;  // a key id it used that this node does not hold
   std::size_t waiting = 0;        // datagrams waiting for a session with it
+  /// Where its configuration and this node's disagree about the two of
+  /// them (groups, keys), as it said in its last hello; empty if they agree.
+  std::vector<std::string> drift;
 };
 
 /// Seals outgoing and opens incoming datagrams for one node: framing,
@@ -135,6 +138,9 @@ class Codec {
   void set_key_ring(KeyRing ring);
   /// Replaces the peer set; state of removed peers is dropped.
   void set_peers(std::map<std::string, IdentityKeys> peers);
+  /// What this node's configuration says about itself and each peer: sent
+  /// in hellos, and compared with what each peer says (configuration drift).
+  void set_views(std::map<std::string, v1::PairView> views) { views_ = std::move(views); }
   /// A new identity key (SIGHUP): a new session under boot `boot`; every
   /// peer session is made again.
   void set_identity(const crypto::SigningKey& identity, IdentityKeys self_keys, std::uint64_t boot);
@@ -158,6 +164,7 @@ class Codec {
     SteadyTime last_hello{};
     std::uint32_t key_id = 0;       // the ring key it last sealed with
     std::uint32_t missing_key = 0;  // a key id it sealed with that we lack
+    std::vector<std::string> drift;
   };
 
   Reject open_checked(crypto::ByteView datagram, Opened& out);
@@ -169,7 +176,7 @@ class Codec {
   v1::Datagram sign_parts(const v1::Datagram& body) const;
   std::optional<std::string> seal_as(Kind kind, std::uint32_t key_id, const crypto::Key& key,
                                      std::uint64_t receiver_boot_id, const std::string& body);
-  std::optional<std::string> hello_for(Peer& peer, bool force);
+  std::optional<std::string> hello_for(const std::string& peer_id, Peer& peer, bool force);
   void flush_waiting(const std::string& id, Peer& peer, std::vector<std::string>& out);
   std::optional<std::string> seal_pair(const std::string& id, Peer& peer, const std::string& body);
   std::uint32_t key_id_for(const Peer& peer) const;
@@ -180,6 +187,7 @@ class Codec {
   IdentityKeys self_keys_;
   KeyRing ring_;
   std::map<std::string, Peer> peers_;
+  std::map<std::string, v1::PairView> views_;
   LocalSession local_;
   std::map<std::uint32_t, crypto::Key> hello_keys_;  // of our own session, by key id
   const Clock& clock_;

@@ -1,6 +1,10 @@
 #include "common/config.h"
 
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -189,14 +193,14 @@ TEST_CASE("config errors name the file, the line, the key and what was expected"
 TEST_CASE("relayctl check-config prints a summary, or the errors and exit code 2") {
   Site site;
   const auto config = site.write_config(site.config_text());
-  const Run ok = relayctl("check-config --config " + config.string());
+  const Run ok = relayctl("check-config --offline --config " + config.string());
   CHECK(ok.exit_code == 0);
   CHECK(ok.output.find("node      hq (groups: hq)") != std::string::npos);
   CHECK(ok.output.find("clinic-south") != std::string::npos);
 
-  const Run also = relayctl("--config " + config.string() + " check-config");
+  const Run also = relayctl("--config " + config.string() + " check-config --offline");
   CHECK(also.exit_code == 0);
-  const Run json = relayctl("--json check-config --config " + config.string());
+  const Run json = relayctl("--json check-config --offline --config " + config.string());
   CHECK(json.exit_code == 0);
   CHECK(json.output.find("\"ok\":true") != std::string::npos);
   CHECK(json.output.find("\"node\":\"hq\"") != std::string::npos);
@@ -216,6 +220,36 @@ TEST_CASE("relayctl check-config prints a summary, or the errors and exit code 2
   const Run missing = relayctl("check-config --config " + (site.dir / "nope.toml").string());
   CHECK(missing.exit_code == 2);
   CHECK(missing.output.find("nope.toml: cannot read the file") != std::string::npos);
+}
+
+TEST_CASE("check-config checks what relayd will meet: the database, its ports, IP addresses") {
+  Site site;
+  // A database that does not answer, and a kick port another program holds.
+  const int held = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(held, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
+  socklen_t length = sizeof at;
+  ::getsockname(held, reinterpret_cast<sockaddr*>(&at), &length);
+  const std::string port = std::to_string(ntohs(at.sin_port));
+  const auto config = site.write_config(
+      site.config_text() + "\n[store]\ndsn = \"host=" + site.dir.path().string() +
+      " dbname=nowhere\"\n\n[kick]\nlisten = \"127.0.0.1:" + port + "\"\n\n[status]\n" +
+      "listen = \"127.0.0.1:0\"\n");
+  const Run run = relayctl("check-config --config " + config.string());
+  ::close(held);
+  CHECK(run.exit_code == 2);
+  CHECK(run.output.find("PROBLEM   database: cannot connect") != std::string::npos);
+  CHECK(run.output.find("PROBLEM   [kick] listen (UDP): 127.0.0.1:" + port) != std::string::npos);
+  CHECK(run.output.find("another program has it") != std::string::npos);
+
+  // A host name where relayd binds is refused by the file check already.
+  site.write_config(site.config_text() + "\n[kick]\nlisten = \"localhost:7401\"\n");
+  const Run name = relayctl("check-config --offline --config " + config.string());
+  CHECK(name.exit_code == 2);
+  CHECK(name.output.find("kick.listen") != std::string::npos);
+  CHECK(name.output.find("must be an IP address") != std::string::npos);
 }
 
 TEST_CASE("relayctl keygen writes a 0600 key and prints the line peers paste") {

@@ -185,3 +185,25 @@ TEST_CASE("duress under 30% loss: p99 from commit to every node under 500 ms") {
   MESSAGE("duress p99 ", std::chrono::duration_cast<std::chrono::milliseconds>(p99).count(), " ms");
   CHECK(p99 < 500ms);
 }
+
+TEST_CASE("supervision alarms survive the observer's restart: one raised, one cleared") {
+  Cluster c(config(3, 11));
+  c.run_for(10s);
+  c.crash(2);
+  c.run_for(100s);
+  REQUIRE(c.durable(0).alarms.size() == 1);
+  // hq restarts while clinic-2 is still away, and again after a while.
+  c.crash(0);
+  c.restart(0);
+  c.run_for(120s);
+  CHECK(c.durable(0).alarms.size() == 1);  // not raised twice
+  c.crash(0);
+  c.restart(0);
+  c.restart(2);
+  c.run_for(10s);
+  const auto& alarms = c.durable(0).alarms;
+  REQUIRE(alarms.size() == 2);
+  CHECK(alarms[0].raised);
+  CHECK_FALSE(alarms[1].raised);
+  CHECK(c.durable(0).open_alarms.empty());
+}

@@ -1,0 +1,208 @@
+// relayctl check-config: the file and its key files, then (unless
+// --offline) what relayd will meet at start: the database (reachable, its
+// schema, its durability settings) and the ports it will bind.
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <pqxx/pqxx>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "common/keys.h"
+#include "relay/relayctl/relayctl.h"
+#include "relay/store/durability.h"
+#include "relay/store/migrate.h"
+
+namespace relay::ctl {
+namespace {
+
+std::string join(const std::vector<std::string>& items, const char* empty) {
+  std::string text;
+  for (const auto& item : items) text += (text.empty() ? "" : ", ") + item;
+  return text.empty() ? empty : text;
+}
+
+struct Check {
+  std::string name;
+  bool ok = true;
+  std::string message;
+};
+
+Check database_check(const Config& config) {
+  Check c{"database", true, ""};
+  try {
+    // A database that does not answer within seconds is the finding.
+    std::string dsn = config.store.dsn;
+    if (dsn.find("connect_timeout") == std::string::npos && dsn.find("://") == std::string::npos)
+      dsn += " connect_timeout=3";
+    pqxx::connection conn(dsn);
+    int version = 0;
+    {
+      pqxx::read_transaction tx(conn);
+      const auto row = tx.exec1(
+          "SELECT to_regclass('relay_schema_migrations') IS NOT NULL");
+      if (row[0].as<bool>()) {
+        version = tx.exec1("SELECT coalesce(max(version), 0) FROM relay_schema_migrations")[0]
+                      .as<int>();
+      }
+    }
+    const int known = static_cast<int>(store::migrations().size());
+    const auto settings = store::read_durability(conn);
+    if (auto why = store::durability_refusal(settings, config.store.unsafe_durability);
+        !why.empty()) {
+      return {"database", false, why};
+    }
+    if (version > 100 * known) {  // numbered well beyond what this build knows
+      return {"database", false,
+              "schema version " + std::to_string(version) +
+                  " is newer than this relaymesh knows: upgrade relayd and relayctl"};
+    }
+    c.message = version == 0 ? "reachable; not migrated yet (relayd migrates at start)"
+                             : "reachable, schema version " + std::to_string(version);
+    if (!settings.fsync || !settings.full_page_writes) {
+      c.message += "; fsync or full_page_writes off, accepted by [store] unsafe_durability";
+    }
+  } catch (const std::exception& e) {
+    return {"database", false, "cannot connect (" + config.store.dsn + "): " + e.what()};
+  }
+  return c;
+}
+
+/// True if this configuration's own relayd answers on its status page (it
+/// holds the ports then, which is fine).
+bool own_relayd_running(const Config& config) {
+  httplib::Client client(config.status.listen.host, config.status.listen.port);
+  client.set_connection_timeout(std::chrono::seconds(1));
+  client.set_read_timeout(std::chrono::seconds(2));
+  if (!config.status.token.empty()) client.set_bearer_token_auth(config.status.token);
+  auto res = client.Get("/api/status");
+  if (!res || res->status != 200) return false;
+  try {
+    return Json::parse(res->body).value("node", "") == config.node.id;
+  } catch (const Json::exception&) {
+    return false;
+  }
+}
+
+/// Binds the address as relayd will; the errno of a failure, 0 if it bound.
+int try_bind(const Endpoint& ep, int type) {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+  if (inet_pton(AF_INET, ep.host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(ep.port);
+    length = sizeof *v4;
+  } else if (inet_pton(AF_INET6, ep.host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(ep.port);
+    length = sizeof *v6;
+  } else {
+    return EINVAL;
+  }
+  const int fd = ::socket(address.ss_family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+std::vector<Check> port_checks(const Config& config) {
+  std::vector<Check> checks;
+  std::optional<bool> ours;
+  for (const auto& [name, ep, type] :
+       {std::tuple{"[node] listen (UDP)", config.node.listen, SOCK_DGRAM},
+        std::tuple{"[kick] listen (UDP)", config.kick.listen, SOCK_DGRAM},
+        std::tuple{"[status] listen (TCP)", config.status.listen, SOCK_STREAM}}) {
+    const int err = try_bind(ep, type);
+    if (err == 0 || ep.port == 0) {
+      checks.push_back({name, true, ep.to_string() + " is free"});
+    } else if (err == EADDRINUSE && (ours ? *ours : *(ours = own_relayd_running(config)))) {
+      checks.push_back({name, true, ep.to_string() + " is held by this node's running relayd"});
+    } else {
+      checks.push_back({name, false, ep.to_string() + ": " + std::strerror(err) +
+                                          (err == EADDRINUSE ? " (another program has it)" : "")});
+    }
+  }
+  return checks;
+}
+
+}  // namespace
+
+int check_config(const std::string& file, bool offline, bool json) {
+  const Config config = load_config(file);
+  const NodeKeys keys = load_node_keys(config);
+  std::vector<Check> checks;
+  if (!offline) {
+    checks.push_back(database_check(config));
+    for (auto& c : port_checks(config)) checks.push_back(std::move(c));
+  }
+  const bool all_ok =
+      std::all_of(checks.begin(), checks.end(), [](const Check& c) { return c.ok; });
+  Json checks_json = Json::array();
+  for (const auto& c : checks)
+    checks_json.push_back({{"check", c.name}, {"ok", c.ok}, {"message", c.message}});
+  std::vector<std::string> kick_addresses;
+  for (const auto& ep : config.delivery.kick) kick_addresses.push_back(ep.to_string());
+  if (json) {
+    Json peers = Json::array();
+    for (const auto& p : config.peers) {
+      peers.push_back({{"id", p.id}, {"address", p.address.to_string()}, {"groups", p.groups}});
+    }
+    Json r;
+    r["ok"] = all_ok;
+    r["exit_code"] = all_ok ? kOk : kUsage;
+    r["node"] = config.node.id;
+    r["groups"] = config.node.groups;
+    r["listen"] = config.node.listen.to_string();
+    r["public_key"] = format_public_key(keys.identity.public_key());
+    r["mesh_keys"] = keys.ring.keys.size();
+    r["mesh_key_current"] = keys.ring.current;
+    r["peers"] = peers;
+    r["dsn"] = config.store.dsn;
+    r["poll_interval_ms"] = config.store.poll_interval.count();
+    r["retention_ms"] = config.store.retention.count();
+    r["kick"] = config.kick.listen.to_string();
+    r["delivery_kick"] = kick_addresses;
+    r["duress_targets"] = config.duress.targets;
+    r["supervision_timeout_ms"] = config.mesh.supervision_timeout.count();
+    r["status"] = config.status.listen.to_string();
+    r["state_dir"] = config.node.state_dir.string();
+    r["checks"] = checks_json;
+    print_json(r);
+    return all_ok ? kOk : kUsage;
+  }
+  std::printf("%s: %s\n", file.c_str(), all_ok ? "OK" : "PROBLEMS (below)");
+  std::printf("  node      %s (groups: %s), listening on %s\n", config.node.id.c_str(),
+              join(config.node.groups, "none").c_str(), config.node.listen.to_string().c_str());
+  std::printf("  identity  %s\n            public_key = \"%s\"\n", config.node.identity_key.c_str(),
+              format_public_key(keys.identity.public_key()).c_str());
+  std::printf("  mesh keys %s: %zu key(s), sending with key id %u\n", config.mesh.keys.c_str(),
+              keys.ring.keys.size(), keys.ring.current);
+  std::printf("  peers     %zu\n", config.peers.size());
+  for (const auto& peer : config.peers) {
+    std::printf("            %-32s %-24s groups: %s\n", peer.id.c_str(),
+                peer.address.to_string().c_str(), join(peer.groups, "none").c_str());
+  }
+  std::printf("  store     %s, polling every %lld ms, keeping the log %lld days\n",
+              config.store.dsn.c_str(), static_cast<long long>(config.store.poll_interval.count()),
+              static_cast<long long>(config.store.retention.count() / 86'400'000));
+  std::printf("  kick      listening on %s; waking consumers at: %s\n",
+              config.kick.listen.to_string().c_str(), join(kick_addresses, "none").c_str());
+  std::printf("  duress    default targets: %s\n", join(config.duress.targets, "none").c_str());
+  std::printf("  supervision timeout %lld s\n",
+              static_cast<long long>(config.mesh.supervision_timeout.count() / 1000));
+  std::printf("  status    http://%s/\n", config.status.listen.to_string().c_str());
+  for (const auto& c : checks) {
+    std::printf("  %-9s %s: %s\n", c.ok ? "ok" : "PROBLEM", c.name.c_str(), c.message.c_str());
+  }
+  if (offline) std::printf("  (--offline: the database and the ports were not checked)\n");
+  return all_ok ? kOk : kUsage;
+}
+
+}  // namespace relay::ctl

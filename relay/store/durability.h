@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+
+#include <pqxx/connection>
+
+namespace relay::store {
+
+/// The server settings that decide whether a committed transaction survives
+/// a power cut.
+struct Durability {
+  bool fsync = true;
+  bool full_page_writes = true;
+  /// The server's default for sessions (relayd sets its own to "on").
+  std::string synchronous_commit = "on";
+};
+
+Durability read_durability(pqxx::connection_base& conn);
+
+/// Why relayd refuses to use this database, or "" if it does not: fsync or
+/// full_page_writes off, which no session can fix, unless the operator
+/// accepted that with [store] unsafe_durability.
+std::string durability_refusal(const Durability& settings, bool unsafe_allowed);
+
+/// Makes this session's commits durable whatever the server's default
+/// (synchronous_commit = on): relayd acknowledges only what is on disk.
+void make_commits_durable(pqxx::connection_base& conn);
+
+}  // namespace relay::store
