@@ -322,12 +322,11 @@ void read_control(TomlSection& top, Config& config) {
   }
 }
 
-Config load_config(const std::filesystem::path& file) {
-  std::vector<ConfigIssue> issues;
-  auto doc = parse_toml_file(file, issues);
-  if (!doc) throw ConfigError(std::move(issues));
+Config read_config(const std::filesystem::path& file, std::vector<ConfigIssue>& issues) {
   Config config;
   config.file = file;
+  auto doc = parse_toml_file(file, issues);
+  if (!doc) return config;
   TomlSection top(
       *doc, file.string(), "", issues,
       {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status", "control"});
@@ -336,6 +335,12 @@ Config load_config(const std::filesystem::path& file) {
   read_peers(top, config);
   read_rest(top, config);
   read_control(top, config);
+  return config;
+}
+
+Config load_config(const std::filesystem::path& file) {
+  std::vector<ConfigIssue> issues;
+  Config config = read_config(file, issues);
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return config;
 }

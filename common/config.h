@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/config_error.h"
 #include "common/crypto.h"
 #include "common/keys.h"
 
@@ -125,6 +126,11 @@ struct Config {
 /// Reads and validates a config file. Relative key paths are resolved against
 /// the config file's folder. Throws ConfigError listing every problem found.
 Config load_config(const std::filesystem::path& file);
+
+/// What can be read of a config file despite its problems, which go to
+/// `issues` (relayctl reload still finds relayd's control socket in a
+/// broken file, so that relayd itself refuses it, visibly).
+Config read_config(const std::filesystem::path& file, std::vector<ConfigIssue>& issues);
 
 /// The secrets a config points at, loaded and checked.
 struct NodeKeys {

@@ -76,6 +76,16 @@ void ControlSocket::start() {
       (has_group_ && ::chown(path_.c_str(), static_cast<uid_t>(-1), gid_) != 0)) {
     throw std::runtime_error("control socket " + path_.string() + ": cannot set its mode or group");
   }
+  // The group must reach the socket: a folder of relayd's own (the state
+  // directory, 0700) gets the group and search permission only (0710).
+  struct stat folder {};
+  const auto parent = path_.parent_path();
+  if (has_group_ && ::stat(parent.c_str(), &folder) == 0 && folder.st_uid == ::geteuid() &&
+      (::chown(parent.c_str(), static_cast<uid_t>(-1), gid_) != 0 ||
+       ::chmod(parent.c_str(), (folder.st_mode & 07777) | 0010) != 0)) {
+    throw std::runtime_error(parent.string() + ": cannot give [control] group \"" + group_ +
+                             "\" access to the control socket's folder");
+  }
   asio::co_spawn(io_, accept(), asio::detached);
 }
 

@@ -294,6 +294,7 @@ asio::awaitable<void> Daemon::receive() {
     // Replies (a hello, what waited for a session) go to the configured
     // address, never to wherever the datagram claims to come from.
     for (const auto& reply : opened_.replies) send_raw(opened_.sender, reply);
+    if (reason == wire::Reject::bad_credential) log_drift(opened_.sender);
     if (reason != wire::Reject::none) {
       rejected(reason, from, datagram);
       continue;

@@ -50,24 +50,27 @@ Check database_check(const Config& config) {
                       .as<int>();
       }
     }
-    const int known = static_cast<int>(store::migrations().size());
     const auto settings = store::read_durability(conn);
     if (auto why = store::durability_refusal(settings, config.store.unsafe_durability);
         !why.empty()) {
       return {"database", false, why};
     }
-    if (version > 100 * known) {  // numbered well beyond what this build knows
+    const int known = store::latest_version();
+    if (version > known) {
       return {"database", false,
-              "schema version " + std::to_string(version) +
-                  " is newer than this relaymesh knows: upgrade relayd and relayctl"};
+              "schema version " + std::to_string(version) + " is newer than this relaymesh knows (" +
+                  std::to_string(known) + "): upgrade relayd and relayctl"};
     }
-    c.message = version == 0 ? "reachable; not migrated yet (relayd migrates at start)"
-                             : "reachable, schema version " + std::to_string(version);
+    c.message = version == 0     ? "reachable; not migrated yet (relayd migrates at start)"
+                : version < known ? "reachable, schema version " + std::to_string(version) +
+                                        " (relayd migrates it to " + std::to_string(known) +
+                                        " at start)"
+                                  : "reachable, schema version " + std::to_string(version);
     if (!settings.fsync || !settings.full_page_writes) {
       c.message += "; fsync or full_page_writes off, accepted by [store] unsafe_durability";
     }
   } catch (const std::exception& e) {
-    return {"database", false, "cannot connect (" + config.store.dsn + "): " + e.what()};
+    return {"database", false, unreachable(config, e)};
   }
   return c;
 }
@@ -107,6 +110,9 @@ int try_bind(const Endpoint& ep, int type) {
   }
   const int fd = ::socket(address.ss_family, type | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno;
+  // As relayd's listener does: a port left in TIME_WAIT is free.
+  const int on = 1;
+  if (type == SOCK_STREAM) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 ? 0 : errno;
   ::close(fd);
   return rc;

@@ -58,10 +58,17 @@ std::optional<Json> control_request(const Config& config, const Json& request,
   }
 }
 
-int reload(const Config& config, bool json) {
+int reload(const std::string& file, bool json) {
+  // relayd reads the file itself; what relayctl needs of it is where the
+  // control socket is, even in a file relayd will refuse: relayd then
+  // records the refusal on its status page, and the answer says why.
+  std::vector<ConfigIssue> issues;
+  const Config config = read_config(file, issues);
+  if (config.control.socket.empty()) throw ConfigError(std::move(issues));
   std::string why;
   const auto answer = control_request(config, {{"verb", "reload"}}, std::chrono::seconds(15), &why);
   if (!answer) {
+    if (!issues.empty()) throw ConfigError(std::move(issues));
     throw Failure(kFailure, "relayd does not answer on its control socket: " + why +
                                 " (is it running for " + config.node.id + "?)");
   }

@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
   try {
     if (keygen_cmd->parsed()) return ctl::keygen(out, mesh, json);
     if (check_cmd->parsed()) return ctl::check_config(config_file, offline, json);
+    if (reload_cmd->parsed()) return ctl::reload(config_file, json);
     const Config config = load_config(config_file);
     send.json = json;
     auto sending = [&](CLI::Option* target, CLI::Option* wait_option,
@@ -193,7 +194,6 @@ int main(int argc, char** argv) {
     if (receipts_cmd->parsed()) return ctl::receipts(config, event_id, json);
     if (tail_cmd->parsed()) return ctl::tail(config, json);
     if (migrate_cmd->parsed()) return ctl::migrate(config, json);
-    if (reload_cmd->parsed()) return ctl::reload(config, json);
     if (prune_cmd->parsed()) {
       auto age =
           older_than.empty() ? std::optional(config.store.retention) : parse_duration(older_than);

@@ -22,7 +22,7 @@ std::unique_ptr<pqxx::connection> connect(const Config& config) {
   try {
     return std::make_unique<pqxx::connection>(config.store.dsn);
   } catch (const std::exception& e) {
-    throw Failure(kFailure, "cannot reach the database (" + config.store.dsn + "): " + e.what());
+    throw Failure(kFailure, unreachable(config, e));
   }
 }
 
@@ -244,6 +244,12 @@ int tail(const Config& config, bool json) {
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
+}
+
+std::string unreachable(const Config& config, const std::exception& e) {
+  std::string why = e.what();
+  why.erase(why.find_last_not_of(" \n") + 1);
+  return "cannot reach the database (" + config.store.dsn + "): " + why;
 }
 
 }  // namespace relay::ctl

@@ -66,8 +66,12 @@ int tail(const Config& config, bool json);
 /// of [store] retention (0s prunes whatever every peer holds: for tests and
 /// for making room; dedupe outlives it). relayd learns of it at once.
 int prune(const Config& config, std::chrono::milliseconds older_than, bool json);
+/// "cannot reach the database (DSN): why", on one line (libpq's messages
+/// end in a newline).
+std::string unreachable(const Config& config, const std::exception& e);
+
 /// Asks relayd to reload through its control socket and reports its answer.
-int reload(const Config& config, bool json);
+int reload(const std::string& file, bool json);
 
 /// Per target: pending, or answered with when and what it did (delivered,
 /// late, or withheld and why).

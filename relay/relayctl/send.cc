@@ -76,7 +76,7 @@ std::unique_ptr<pqxx::connection> connect(const Config& config) {
   } catch (const std::exception& e) {
     throw Failure(
         kFailure,
-        "cannot reach the database (" + config.store.dsn + "): " + e.what() + "; nothing was sent",
+        unreachable(config, e) + "; nothing was sent",
         {{"state", "not sent"}});
   }
 }
@@ -299,7 +299,13 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
     confirmed = wait_for_receipts(*conn, id, nodes, start + *o.wait, o.json);
     // A target that never confirms may disagree with this node about the
     // two of them: say so rather than only time out.
-    if (!confirmed) drift = peer_drift(config);
+    if (!confirmed) {
+      const auto done = delivered(*conn, id);
+      const Json all = peer_drift(config);
+      for (const auto& [peer, lines] : all.items()) {
+        if (!done.contains(peer)) drift[peer] = lines;
+      }
+    }
   } else if (!o.json) {
     std::printf("%s\n", id.text().c_str());
   }

@@ -23,6 +23,8 @@ int version_of(std::string_view name) {
 
 }  // namespace
 
+int latest_version() { return version_of(migrations().back().name); }
+
 std::vector<std::string> migrate(pqxx::connection_base& conn) {
   pqxx::work tx(conn, "migrate");
   tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLock);

@@ -18,6 +18,9 @@ struct Migration {
 /// Every migration, in order.
 std::span<const Migration> migrations();
 
+/// The version of the last migration this build knows.
+int latest_version();
+
 /// Applies the migrations not yet applied, in order, in one transaction
 /// under an advisory lock, so two processes starting at once apply each
 /// migration once. Returns the names it applied (empty: already current).

@@ -230,6 +230,7 @@ Reject Codec::open(crypto::ByteView datagram, Opened& out) {
 Reject Codec::open_checked(crypto::ByteView datagram, Opened& out) {
   out.replies.clear();
   out.events.clear();
+  out.sender.clear();
   out.for_core = false;
   Reject why = Reject::none;
   auto header = parse_header(datagram, &why);
@@ -268,6 +269,9 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
     ++signature_checks_;
     if (!peer.keys.verify_now(crypto::as_bytes(credential_signing_message(c)),
                               crypto::as_bytes(c.signature()))) {
+      // Most likely a key this configuration does not list yet (drift);
+      // while a session with the real peer stands, a forgery says nothing.
+      if (peer.sessions.current() == nullptr) peer.unlisted_key = true;
       return Reject::bad_credential;
     }
     if (verified_credentials_.size() >= kVerifiedCredentials) verified_credentials_.clear();
@@ -279,6 +283,7 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
   if (!agreement) return Reject::bad_credential;
   peer.key_id = header.key_id;
   peer.missing_key = 0;
+  peer.unlisted_key = false;
   if (auto ours = views_.find(header.sender);
       ours != views_.end() && out.body.hello().has_view()) {
     peer.drift = disagreements(header.sender, ours->second, out.body.hello().view());
@@ -475,6 +480,11 @@ PeerWireState Codec::peer_state(const std::string& id) const {
   state.missing_key = peer.missing_key;
   state.waiting = peer.waiting.size();
   state.drift = peer.drift;
+  if (peer.unlisted_key) {
+    state.drift.insert(state.drift.begin(),
+                       id + " signs with an identity key this node's configuration does not "
+                            "list for it");
+  }
   return state;
 }
 

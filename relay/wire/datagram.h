@@ -164,6 +164,7 @@ class Codec {
     SteadyTime last_hello{};
     std::uint32_t key_id = 0;       // the ring key it last sealed with
     std::uint32_t missing_key = 0;  // a key id it sealed with that we lack
+    bool unlisted_key = false;      // its hellos are signed by a key it is not listed with
     std::vector<std::string> drift;
   };
 

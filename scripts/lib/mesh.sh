@@ -127,7 +127,7 @@ mesh_kill() {
 
 # The PostgreSQL socket folder of NODE's database.
 mesh_host() { echo "${mesh_pg_of[$1]:-$mesh_pg}"; }
-mesh_sql() { psql -h "$(mesh_host "$1")" -U postgres -d "$1" -At -F ' ' -c "$2"; }
+mesh_sql() { psql -X -P pager=off -h "$(mesh_host "$1")" -U postgres -d "$1" -At -F ' ' -c "$2"; }
 # With MESH_SEPARATE_PG: NODE's database goes down, and comes back.
 mesh_pg_halt() { "$repo/scripts/pg-ephemeral" halt "${mesh_pg_of[$1]}"; }
 mesh_pg_resume() { "$repo/scripts/pg-ephemeral" resume "${mesh_pg_of[$1]}"; }

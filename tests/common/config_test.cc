@@ -240,7 +240,7 @@ TEST_CASE("check-config checks what relayd will meet: the database, its ports, I
   const Run run = relayctl("check-config --config " + config.string());
   ::close(held);
   CHECK(run.exit_code == 2);
-  CHECK(run.output.find("PROBLEM   database: cannot connect") != std::string::npos);
+  CHECK(run.output.find("PROBLEM   database: cannot reach the database") != std::string::npos);
   CHECK(run.output.find("PROBLEM   [kick] listen (UDP): 127.0.0.1:" + port) != std::string::npos);
   CHECK(run.output.find("another program has it") != std::string::npos);
 

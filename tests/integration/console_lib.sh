@@ -1,13 +1,6 @@
 # Helpers of console_test.sh and browser_test.sh; source after scripts/lib/mesh.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 
-fail() {
-  echo "FAIL ($scenario): $*" >&2
-  for node in "${mesh_nodes[@]}"; do
-    echo "--- $node log (last lines)" >&2
-    tail -n 20 "$mesh_dir/$node/relayd.log" >&2 || true
-  done
-  exit 1
-}
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 pg_as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

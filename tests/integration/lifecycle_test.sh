@@ -5,27 +5,11 @@ set -euo pipefail
 scenario=${1:?usage: lifecycle_test.sh rebuild|restore|late-join|poison|history}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
+source "$repo/tests/integration/test_lib.sh"
 trap mesh_cleanup EXIT
 
-fail() {
-  echo "FAIL ($scenario): $*" >&2
-  for node in "${mesh_nodes[@]}"; do
-    echo "--- $node log (last lines)" >&2
-    tail -n 20 "$mesh_dir/$node/relayd.log" >&2 || true
-  done
-  exit 1
-}
 
 # Waits until SQL at NODE prints EXPECTED, up to LIMIT seconds.
-wait_for() {
-  local node=$1 sql=$2 expected=$3 limit=${4:-30} got=""
-  for _ in $(seq 1 $((limit * 10))); do
-    got=$(mesh_sql "$node" "$sql")
-    [ "$got" = "$expected" ] && return 0
-    sleep 0.1
-  done
-  fail "$node: $sql gave '$got', expected '$expected' within ${limit}s"
-}
 
 now_ms() { date +%s%3N; }
 

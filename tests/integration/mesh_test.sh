@@ -6,6 +6,7 @@ set -euo pipefail
 scenario=${1:?usage: mesh_test.sh basic|kill|pg-restart|loss|hostile}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
+source "$repo/tests/integration/test_lib.sh"
 proxies=()
 finish() {
   for pid in "${proxies[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -13,14 +14,6 @@ finish() {
 }
 trap finish EXIT
 
-fail() {
-  echo "FAIL ($scenario): $*" >&2
-  for node in "${mesh_nodes[@]}"; do
-    echo "--- $node log (last lines)" >&2
-    tail -n 15 "$mesh_dir/$node/relayd.log" >&2 || true
-  done
-  exit 1
-}
 
 # Inserts N outbox rows at NODE, the way local software does, in chunks.
 enqueue() {

@@ -6,26 +6,10 @@ set -euo pipefail
 scenario=${1:?usage: spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
+source "$repo/tests/integration/test_lib.sh"
 trap mesh_cleanup EXIT
 
-fail() {
-  echo "FAIL ($scenario): $*" >&2
-  for node in "${mesh_nodes[@]}"; do
-    echo "--- $node log (last lines)" >&2
-    tail -n 20 "$mesh_dir/$node/relayd.log" >&2 || true
-  done
-  exit 1
-}
 
-wait_for() {
-  local node=$1 sql=$2 expected=$3 limit=${4:-30} got=""
-  for _ in $(seq 1 $((limit * 10))); do
-    got=$(mesh_sql "$node" "$sql" 2>/dev/null || true)
-    [ "$got" = "$expected" ] && return 0
-    sleep 0.1
-  done
-  fail "$node: $sql gave '$got', expected '$expected' within ${limit}s"
-}
 
 now_ms() { date +%s%3N; }
 

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The deployment tells the truth about itself, with real relayd processes and
+# PostgreSQL:
+#   deploy_test.sh durability|alarms|drift|check-config|reload
+set -euo pipefail
+scenario=${1:?usage: deploy_test.sh durability|alarms|drift|check-config|reload}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/lib/mesh.sh"
+source "$repo/tests/integration/test_lib.sh"
+holders=()
+finish() {
+  for pid in "${holders[@]}"; do kill "$pid" 2>/dev/null || true; done
+  mesh_cleanup
+}
+trap finish EXIT
+
+
+
+# Waits until NODE's log has a line matching PATTERN.
+wait_log() {
+  local node=$1 pattern=$2
+  for _ in $(seq 1 200); do
+    grep -q -- "$pattern" "$mesh_dir/$node/relayd.log" && return 0
+    sleep 0.1
+  done
+  fail "$node never logged '$pattern'"
+}
+
+# Adds LINE to SECTION of NODE's configuration (the section must exist).
+config_add() {
+  local node=$1 section=$2 line=$3
+  sed -i "/^\[$section\]\$/a $line" "$mesh_dir/$node/relayd.toml"
+}
+
+# True once COMMAND... succeeds, within 5 s (the status is refreshed each second).
+eventually() {
+  for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+# NODE's /api/status, compact (relayctl status would read the configuration,
+# which some scenarios break on purpose).
+status_json() {
+  status_page "$1" /api/status |
+    python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))'
+}
+status_has() { status_json "$1" | grep -q -- "$2"; }
+page_has() { status_page "$1" "$2" | grep -q -- "$3"; }
+status_page() { curl -s "http://127.0.0.1:$((mesh_port[$1] + 2))$2"; }
+
+supervision_rows() {
+  mesh_sql "$1" "SELECT data->>'state' FROM message_queue WHERE type = 'relay.supervision'
+                 AND data->>'peer' = '$2' ORDER BY id" | paste -sd ' '
+}
+
+case "$scenario" in
+  durability)
+    # The "performance tuning" a site may have: commits that a power cut
+    # loses. fsync = off cannot be fixed by relayd: refused, then accepted
+    # only with [store] unsafe_durability, and flagged; synchronous_commit =
+    # off is overridden on relayd's own sessions, and the log says so once.
+    MESH_SEPARATE_PG=1 mesh_init hq clinic-north
+    mesh_sql clinic-north "ALTER SYSTEM SET synchronous_commit = off" >/dev/null
+    mesh_sql clinic-north "ALTER SYSTEM SET fsync = off" >/dev/null
+    mesh_sql clinic-north "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+    if out=$(ctl clinic-north check-config 2>&1); then fail "check-config accepted fsync = off"; fi
+    grep -q "fsync = off" <<<"$out" || fail "check-config does not name fsync: $out"
+    mesh_start hq
+    mesh_start_page clinic-north
+    wait_log clinic-north "fsync = off"
+    wait_log clinic-north "unsafe_durability"
+    sleep 1
+    status_has clinic-north '"core":"running"' && fail "relayd ran its core on fsync = off"
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((mesh_port[clinic-north] + 2))/healthz")" = 503 ] ||
+      fail "/healthz is not 503 while relayd refuses the database"
+    echo "durability: fsync = off refused, by check-config and by relayd (healthz 503)"
+
+    mesh_kill clinic-north
+    config_add clinic-north store "unsafe_durability = true"
+    out=$(ctl clinic-north check-config 2>&1) || fail "check-config refused what unsafe_durability accepts: $out"
+    mesh_start clinic-north
+    mesh_ready clinic-north
+    wait_log clinic-north "synchronous_commit"
+    [ "$(grep -c "synchronous_commit" "$mesh_dir/clinic-north/relayd.log")" = 1 ] ||
+      fail "the synchronous_commit override is not logged exactly once"
+    eventually status_has clinic-north '"verdict":{"level":"DEGRADED"' || fail "the status is not DEGRADED"
+    eventually page_has clinic-north / "fsync = off" || fail "the page does not name fsync = off"
+    eventually page_has clinic-north /metrics "^relay_database_durable 0$" ||
+      fail "the metric does not say the database is not durable"
+    eventually page_has hq /metrics "^relay_database_durable 1$" || fail "hq's database is durable"
+    ctl hq send --target clinic-north --title "on a tuned database" --wait=20s >/dev/null ||
+      fail "clinic-north did not confirm with unsafe_durability"
+    echo "durability: accepted with [store] unsafe_durability, flagged on page and metrics; synchronous_commit overridden, logged once"
+    ;;
+
+  alarms)
+    # A supervision alarm is raised, the observing relayd is killed and
+    # restarted (through a whole supervision period while the peer is still
+    # away), the peer comes back: exactly one raised and one cleared row.
+    mesh_init hq clinic-north
+    config_add hq mesh 'supervision_timeout = "5s"'
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    mesh_kill clinic-north KILL
+    wait_for hq "SELECT count(*) FROM message_queue WHERE type = 'relay.supervision' AND data->>'state' = 'raised'" 1 20
+    echo "alarms: hq raised 'clinic-north unreachable'"
+    mesh_kill hq KILL
+    mesh_start hq
+    sleep 7
+    [ "$(supervision_rows hq clinic-north)" = raised ] ||
+      fail "after hq's restart, rows: $(supervision_rows hq clinic-north)"
+    eventually status_has hq '"alarm":true' || fail "the restarted hq does not show the open alarm"
+    mesh_start clinic-north
+    wait_for hq "SELECT count(*) FROM message_queue WHERE type = 'relay.supervision' AND data->>'state' = 'cleared'" 1 20
+    sleep 2
+    [ "$(supervision_rows hq clinic-north)" = "raised cleared" ] ||
+      fail "rows about clinic-north at hq: $(supervision_rows hq clinic-north)"
+    [ "$(mesh_sql hq "SELECT count(*) FROM relay_alarms")" = 0 ] || fail "an alarm is still open at hq"
+    echo "alarms: across hq's kill -9 and restart, exactly one raised and one cleared row"
+    ;;
+
+  drift)
+    # clinic-north believes it is in group "wards" (hq and clinic-south say
+    # "clinics"); clinic-south has a new identity key that nobody's
+    # configuration lists yet. A group alert still reaches clinic-north
+    # (resolved at its origin); both sides of each pair name the drift; the
+    # send names the target that cannot confirm.
+    mesh_init hq clinic-north clinic-south
+    sed -i '0,/^groups = .*/s//groups = ["wards"]/' "$mesh_dir/clinic-north/relayd.toml"
+    rm "$mesh_dir/clinic-south/node.key"
+    "$mesh_relayctl" keygen --out "$mesh_dir/clinic-south/node.key" >/dev/null 2>&1
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    # A new node numbers normal events once its peers said what they hold of
+    # it, or after 10 s without an answer (clinic-south cannot give one).
+    wait_log hq "numbering: peers answered"
+    if out=$(ctl hq send --target group:clinics --title "To the clinics" --wait=8s 2>&1); then
+      fail "the send was confirmed by clinic-south, whose key hq does not list: $out"
+    fi
+    grep -q "clinic-south: configuration drift: clinic-south signs with an identity key" <<<"$out" ||
+      fail "the send does not name clinic-south's drift: $out"
+    grep -q "clinic-north: configuration drift" <<<"$out" &&
+      fail "the send names the drift of clinic-north, which confirmed: $out"
+    id=$(head -n 1 <<<"$out")
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'id' = '$id'" 1 10
+    echo "drift: the group alert reached clinic-north; the send named clinic-south: $(grep drift <<<"$out")"
+    eventually status_has hq 'clinic-north says it is in groups \[wards\]' || fail "hq does not show clinic-north's drift"
+    eventually status_has clinic-north "hq's configuration puts this node in groups \[clinics\]" ||
+      fail "clinic-north does not show its drift with hq"
+    eventually status_has clinic-south "hq's configuration does not list this node's current identity key" ||
+      fail "clinic-south does not show that hq lacks its key"
+    for node in "${mesh_nodes[@]}"; do
+      grep -q "CONFIGURATION DRIFT" "$mesh_dir/$node/relayd.log" || fail "$node did not log the drift"
+      eventually page_has "$node" /metrics '^relay_peer_config_drift{peer="[a-z-]*"} 1$' ||
+        fail "$node's metrics do not show the drift"
+      eventually status_has "$node" '"verdict":{"level":"DEGRADED"' || fail "$node's verdict is not DEGRADED"
+    done
+    # Peers that cannot authenticate each other are not alive.
+    status_json hq | python3 -c '
+import json, sys
+peers = {p["id"]: p for p in json.load(sys.stdin)["peers"]}
+assert peers["clinic-south"]["state"] != "alive", peers["clinic-south"]
+assert peers["clinic-north"]["state"] == "alive", peers["clinic-north"]' || fail "hq calls clinic-south alive"
+    echo "drift: named on both status pages, in logs and metrics; clinic-south not alive at hq"
+    ;;
+
+  check-config)
+    # What relayd will meet at start, found before: a database that does not
+    # answer, a port another program holds, a hostname where an address goes.
+    mesh_init hq
+    out=$(ctl hq check-config) || fail "check-config of a good configuration: $out"
+    grep -q "reachable" <<<"$out" || fail "check-config did not reach the database: $out"
+    python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+time.sleep(300)' $((mesh_port[hq] + 1)) &
+    holders+=($!)
+    sleep 0.5
+    if out=$(ctl hq check-config 2>&1); then fail "check-config missed a taken port"; fi
+    grep -q "\[kick\] listen (UDP).*Address already in use" <<<"$out" || fail "the taken port is not named: $out"
+    kill "${holders[@]}"
+    wait 2>/dev/null || true
+    holders=()
+    mesh_start hq
+    out=$(ctl hq check-config) || fail "check-config refused the ports of its own running relayd: $out"
+    grep -q "held by this node's running relayd" <<<"$out" || fail "$out"
+    cp "$mesh_dir/hq/relayd.toml" "$mesh_dir/hq/good.toml"
+    sed -i "s|^dsn = .*|dsn = \"host=$mesh_dir/nowhere user=postgres dbname=hq\"|" "$mesh_dir/hq/relayd.toml"
+    if out=$(ctl hq check-config 2>&1); then fail "check-config accepted an unreachable database"; fi
+    grep -q "cannot reach the database (host=$mesh_dir/nowhere" <<<"$out" || fail "the database is not named: $out"
+    cp "$mesh_dir/hq/good.toml" "$mesh_dir/hq/relayd.toml"
+    sed -i "s|^listen = \"127.0.0.1:$((mesh_port[hq] + 1))\"|listen = \"localhost:$((mesh_port[hq] + 1))\"|" \
+      "$mesh_dir/hq/relayd.toml"
+    for flag in "" --offline; do
+      # shellcheck disable=SC2086
+      if out=$(ctl hq check-config $flag 2>&1); then fail "check-config $flag accepted a hostname"; fi
+      grep -q "relayd.toml:[0-9]*: kick.listen: .*must be an IP address" <<<"$out" ||
+        fail "check-config $flag does not name the line: $out"
+    done
+    echo "check-config: unreachable database, taken port and hostname each named; own relayd's ports fine"
+    ;;
+
+  reload)
+    # A reload that changes the retention restarts in place (and says so); a
+    # broken file is refused, visibly to the caller (relayctl reload, as
+    # systemd's ExecReload) and on the status page; relayd keeps running.
+    mesh_init hq clinic-north
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    pid=${mesh_pid[hq]}
+    sed -i '/^\[store\]$/a retention = "7d"' "$mesh_dir/hq/relayd.toml"
+    out=$(ctl hq reload) || fail "relayctl reload of a retention change: $out"
+    grep -q "restarting in place to take: \[store\] retention" <<<"$out" || fail "the reload did not say: $out"
+    mesh_wait_core hq
+    kill -0 "$pid" || fail "relayd exited on the reload"
+    ctl hq check-config --json | grep -q '"retention_ms":604800000' || fail "the file does not have the retention"
+    ctl hq send --target clinic-north --title "after the reload" --wait=20s >/dev/null || fail "not delivering after the reload"
+    echo "reload: retention change restarted in place: $out"
+
+    cp "$mesh_dir/hq/relayd.toml" "$mesh_dir/hq/good.toml"
+    sed -i '/^\[node\]$/a colour = "blue"' "$mesh_dir/hq/relayd.toml"
+    if out=$(ctl hq reload 2>&1); then fail "relayctl reload of a broken file succeeded: $out"; fi
+    grep -q "relayd.toml:[0-9]*:.*colour" <<<"$out" || fail "the refusal does not name the line: $out"
+    kill -0 "$pid" || fail "relayd exited on a broken reload"
+    eventually status_has hq "the last reload was refused" || fail "the status does not show the refusal"
+    eventually page_has hq / "the last reload was refused" || fail "the page does not show the refusal"
+    cp "$mesh_dir/hq/good.toml" "$mesh_dir/hq/relayd.toml"
+    ctl hq reload >/dev/null || fail "the fixed file was not taken"
+    eventually status_has hq '"verdict":{"level":"OK"' || fail "the refusal stays after a good reload"
+    sed -i '/^\[node\]$/a colour = "blue"' "$mesh_dir/hq/relayd.toml"
+    kill -HUP "$pid"
+    eventually status_has hq "the last reload was refused" || fail "a refused SIGHUP is not on the status"
+    echo "reload: a broken file refused with exit 2 ($(head -n 1 <<<"$out")), shown on the page, cleared by a good reload"
+    ;;
+
+  *)
+    echo "unknown scenario $scenario" >&2
+    exit 2
+    ;;
+esac
