@@ -12,133 +12,13 @@
 #include <tuple>
 #include <vector>
 
+#include "relay/mesh/node_io.h"
 #include "relay/mesh/rtt.h"
 #include "relay/mesh/seq_set.h"
 #include "relay/mesh/store.h"
 #include "relay/mesh/types.h"
 
 namespace relay::mesh {
-
-/// Where the core's datagrams go. The runtime seals and sends them; the
-/// simulator puts them on simulated links. Must not call back into the Node.
-class Transport {
- public:
-  virtual ~Transport() = default;
-  virtual void send(const std::string& peer, const v1::Datagram& body) = 0;
-};
-
-/// A peer from the configuration.
-struct PeerInfo {
-  std::string id;
-  std::vector<std::string> groups;
-};
-
-/// Tuning of the protocol. Defaults suit a WAN of tens of sites.
-struct Tuning {
-  /// Largest datagram body the core builds (the wire layer adds its header and tag).
-  std::size_t max_body = 1100;
-  /// Retransmission timeout bounds: a duress event retries sooner.
-  Duration rto_floor = milliseconds(200);
-  Duration rto_floor_duress = milliseconds(50);
-  Duration rto_cap = std::chrono::seconds(10);
-  /// Events in flight (sent, unacked) per peer; the rest wait in priority order.
-  /// Duress is never held back by it.
-  std::size_t window = 512;
-  /// Events waiting per peer. Own events beyond this stop the outbox claim
-  /// (back-pressure); forwarded ones are left to anti-entropy.
-  std::size_t max_queue = 20'000;
-  /// After this many unanswered sends to a peer, also ask another live peer
-  /// to deliver the event (path diversity), and again every as many more.
-  int relay_after = 3;
-  /// Anti-entropy: one exchange with a random live peer per interval, moving
-  /// at most `entropy_budget` events each way.
-  Duration entropy_interval = milliseconds(1000);
-  std::size_t entropy_budget = 64;
-  /// Events served for one Pull: large, so that a node back from an outage
-  /// catches up in a few exchanges.
-  std::size_t pull_budget = 1024;
-  /// Liveness: each peer is probed every probe_interval, but the node sends
-  /// at most max_probe_rate probes a second, so large meshes probe each peer
-  /// less often. Unanswered direct probes go indirect through other peers.
-  Duration probe_interval = std::chrono::seconds(2);
-  double max_probe_rate = 50;
-  Duration probe_timeout = milliseconds(500);
-  std::size_t indirect_probes = 2;
-  /// A peer not confirmed alive for this many probe periods is suspect;
-  /// delivery to it then also goes through relays.
-  int suspect_periods = 3;
-  /// A peer silent this long is treated as down: its queues are dropped
-  /// (the events are durable; anti-entropy catches it up on return).
-  Duration down_after = std::chrono::seconds(60);
-  /// A peer unreachable this long raises a supervision alarm.
-  Duration supervision_timeout = std::chrono::seconds(90);
-  /// Receipts per Receipts datagram, and how many are kept in memory per
-  /// origin (the rest stay durable in the store and come back at restart).
-  std::size_t max_receipts_owed = 50'000;
-  /// Recent events kept in memory to serve retries and pulls without the store.
-  std::size_t cache_limit = 20'000;
-  /// Events older than this on their origin's clock are logged but not
-  /// delivered (duress excepted); older than late_after, delivered as late.
-  Duration max_age = std::chrono::hours(24);
-  Duration late_after = std::chrono::seconds(60);
-  /// After a start that must learn what the mesh holds of this node's own
-  /// events, normal numbering waits for every peer's digest, at most this
-  /// long; own seqs nobody claimed are then settled, and those claimed but
-  /// still not pulled back after resolve_after are settled too.
-  Duration learn_timeout = std::chrono::seconds(10);
-  Duration resolve_after = std::chrono::seconds(60);
-};
-
-/// Counters for status pages and the simulator's figures.
-struct NodeStats {
-  std::uint64_t datagrams_sent = 0;
-  std::uint64_t events_sent = 0;
-  std::uint64_t retransmissions = 0;
-  std::uint64_t relays_requested = 0;
-  std::uint64_t events_stored = 0;
-  std::uint64_t duplicates = 0;
-  std::uint64_t entropy_rounds = 0;
-  std::uint64_t events_pulled = 0;
-  std::uint64_t receipts_recorded = 0;
-  std::uint64_t alarms_raised = 0;
-  std::uint64_t withheld = 0;   // logged here, not delivered (expired, too old, cleared)
-  std::uint64_t conflicts = 0;  // an origin's signature on two contents for one seq
-  std::uint64_t settled = 0;    // seqs settled on a peer's word or by this node's numbering
-};
-
-/// Where this node's own numbering stands (relay/store/numbering.h acts on it).
-struct Numbering {
-  /// Normal claims may go ahead; before, only duress and emergency are numbered.
-  bool ready = true;
-  /// The highest own seq known to exist anywhere: new events number above it.
-  std::uint64_t floor = 0;
-  /// This node lost its state and has not heard what the mesh holds of it:
-  /// new seqs jump to the wall clock (mesh/numbering.h).
-  bool jump = false;
-};
-
-/// An origin's signature on different content for a seq this node holds:
-/// the origin reused a seq (its numbering state was lost), or its key leaked.
-struct Conflict {
-  EventKey key;
-  std::string from;  // the peer that sent the second content
-};
-
-/// A peer as the status page shows it.
-struct PeerStatus {
-  std::string id;
-  bool heard = false;  // any authenticated datagram from it since start
-  bool suspect = false;
-  bool down = false;
-  bool alarmed = false;
-  Duration srtt{};
-  std::size_t in_flight = 0;
-  std::size_t queued = 0;
-  /// When it was last confirmed alive (meaningful once heard).
-  Time last_heard{};
-  /// Receipts this node owes it as the origin of events delivered here.
-  std::size_t receipts_owed = 0;
-};
 
 /// The protocol core of one relay: reliable delivery, dedupe, anti-entropy,
 /// path diversity, liveness, receipts and supervision. No I/O, no threads,
