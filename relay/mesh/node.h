@@ -13,12 +13,21 @@
 #include <vector>
 
 #include "relay/mesh/node_io.h"
+#include "relay/mesh/pacer.h"
 #include "relay/mesh/rtt.h"
 #include "relay/mesh/seq_set.h"
 #include "relay/mesh/store.h"
 #include "relay/mesh/types.h"
 
 namespace relay::mesh {
+
+/// How the core sends one datagram to a peer: on which paths (0: the best
+/// one), and whether it waited for the pacer (and was the last that did).
+struct SendAs {
+  PathSet paths = 0;
+  bool paced = false;
+  bool app_limited = false;
+};
 
 /// The protocol core of one relay: reliable delivery, dedupe, anti-entropy,
 /// path diversity, liveness, receipts and supervision. No I/O, no threads,
@@ -41,9 +50,13 @@ class Node {
   /// False while own events wait at a bound: stop claiming from the outbox.
   bool accepting_local() const;
 
-  /// An authenticated datagram from `from`, with its events parsed.
+  /// An authenticated datagram from `from`, with its events parsed;
+  /// `arrival` feeds the transport feedback `from` paces with.
   void on_datagram(Time now, const std::string& from, const v1::Datagram& body,
-                   const std::vector<v1::Event>& events);
+                   const std::vector<v1::Event>& events, Arrival arrival = {});
+  /// This node's own store, as reported to peers in probe answers (the
+  /// database answers, or for how long not; the spool meanwhile).
+  void set_health(const v1::Health& health) { health_ = health; }
   /// The store committed the batch with this ticket.
   void on_stored(Time now, const StoreDone& done);
   /// The store loaded these events for the load with this ticket.
@@ -68,6 +81,7 @@ class Node {
     Time sent{};
     Time due{};
     int attempts = 0;
+    Time first_sent{};
   };
   struct Queued {
     int priority;
@@ -77,9 +91,19 @@ class Node {
       return priority != o.priority ? priority > o.priority : key < o.key;
     }
   };
+  // One of a peer's addresses, probed on its own.
+  struct Path {
+    Time last_confirmed{};
+    RttEstimator rtt;
+  };
   struct Peer {
     PeerInfo info;
     RttEstimator rtt;
+    Pacer pacer;
+    FeedbackTally tally;
+    std::vector<Path> paths;
+    std::size_t best_path = 0;
+    bool urgent_acks = false;  // acks owed include a duress: on every live path
     std::map<EventKey, Flight> in_flight;
     std::set<std::pair<Time, EventKey>> retry_at;
     std::set<Queued> queue;
@@ -88,13 +112,21 @@ class Node {
     Time last_confirmed{};
     Time next_probe{};
     std::optional<std::pair<std::uint64_t, Time>> probe;  // nonce, sent
+    bool probe_answered = false;
     std::optional<std::int64_t> clock_offset_ms;          // its wall clock minus ours
     bool indirect_sent = false;
     bool alarmed = false;
     bool down = false;
     bool heard = false;
+    // Its store: its own report (from its probe answers), and the last ack.
+    std::optional<v1::Health> health;
+    Time last_ack{};
+    bool degraded = false;
+    // Own duress and emergency events it missed while down: first on its return.
+    std::set<EventKey> owed_urgent;
     // Receipts owed to this peer as an origin: seq -> (delivered at, outcome).
     std::map<std::uint64_t, std::pair<std::int64_t, v1::Outcome>> receipts_owed;
+    std::set<std::uint64_t> urgent_receipts;  // of duress: unpaced, every live path
     Time receipts_due{};
     int receipt_attempts = 0;
   };
@@ -117,10 +149,8 @@ class Node {
 
   // delivery.cc
   void push(Peer& peer, const EventPtr& event);
-  void send_queued(Time now, Peer& peer);
   void send_events(Peer& peer, const std::vector<EventPtr>& events,
-                   const std::vector<std::string>& forward_to);
-  void retransmit(Time now, Peer& peer);
+                   const std::vector<std::string>& forward_to, SendAs as = {});
   void acked(Time now, Peer& peer, const EventKey& key);
   void handle_events(Time now, Peer& from, const v1::Events& body,
                      const std::vector<v1::Event>& events);
@@ -134,6 +164,17 @@ class Node {
   Duration rto(const Peer& peer, const Event& event, int attempts);
   void check_replicated(const EventKey& key);
   void drop_queues(Peer& peer);
+
+  // pacing.cc: what leaves when, on which path
+  void transmit(Time now, Peer& peer);
+  void send_duress(Time now, Peer& peer, const std::vector<EventPtr>& events, bool first);
+  EventPtr retry(Time now, Peer& peer, const EventKey& key);
+  void handle_feedback(Time now, Peer& from, const v1::Feedback& feedback);
+  void flush_feedback(Time now, Peer& peer);
+  PathSet live_paths(Time now, const Peer& peer) const;
+  void choose_path(Time now, Peer& peer);
+  void hurry_urgent(Time now, Peer& peer);
+  void resend_soon(Time now, Peer& peer, const EventKey& key);
 
   // entropy.cc
   void entropy_round(Time now);
@@ -160,13 +201,15 @@ class Node {
   void handle_probe(Time now, Peer& from, const v1::Probe& probe);
   void handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack);
   void confirmed(Time now, Peer& peer);
+  void judge_store(Time now, Peer& peer);
+  void returned(Time now, Peer& peer);
   void supervise(Time now, Peer& peer);
   bool suspect(Time now, const Peer& peer) const;
   Duration probe_period() const;
 
   // receipts.cc
   void owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms,
-                   v1::Outcome outcome);
+                   v1::Outcome outcome, bool urgent = false);
   void send_receipts(Time now, Peer& origin);
   void handle_receipts(Time now, Peer& from, const v1::Receipts& receipts);
   void handle_receipt_acks(Time now, Peer& from, const v1::ReceiptAcks& acks);
@@ -175,7 +218,7 @@ class Node {
   Peer* find_peer(const std::string& id);
   Peer* random_live_peer(Time now, const std::string& except_a, const std::string& except_b);
   bool is_target(const Event& event) const;
-  void send(Peer& peer, const v1::Datagram& body);
+  void send(Peer& peer, const v1::Datagram& body, SendAs as = {});
   void wake(const Peer& peer, Time when);
   void sweep(Time now);
   void cache(const EventPtr& event);
@@ -185,6 +228,9 @@ class Node {
 
   std::string self_;
   std::vector<std::string> self_groups_;
+  // The time of the input being handled, for what send() tells the pacer.
+  Time now_{};
+  std::optional<v1::Health> health_;
   Tuning tuning_;
   Store& store_;
   Transport& transport_;

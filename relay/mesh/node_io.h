@@ -5,38 +5,68 @@
 // the counters and peer states it reports.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "relay/mesh/pacer.h"
 #include "relay/mesh/types.h"
 
 namespace relay::mesh {
+
+/// Paths to a peer (its configured addresses): bit i stands for path i.
+using PathSet = std::uint32_t;
+/// Addresses a peer may have (fibre, LTE, ...).
+inline constexpr std::size_t kMaxPaths = 8;
 
 /// Where the core's datagrams go. The runtime seals and sends them; the
 /// simulator puts them on simulated links. Must not call back into the Node.
 class Transport {
  public:
   virtual ~Transport() = default;
-  virtual void send(const std::string& peer, const v1::Datagram& body) = 0;
+  /// Sends `body` to `peer` on each path in `paths`: the same sealed
+  /// datagram on each. Returns its wire counter (rising per sender), or 0
+  /// when nothing left now (it waits for a session with the peer).
+  virtual std::uint64_t send(const std::string& peer, const v1::Datagram& body, PathSet paths) = 0;
+};
+
+/// How a datagram arrived, for the transport feedback.
+struct Arrival {
+  std::uint64_t counter = 0;  // its wire counter; 0: unknown, no feedback owed
+  std::size_t bytes = 0;      // its size on the wire
 };
 
 /// A peer from the configuration.
 struct PeerInfo {
   std::string id;
   std::vector<std::string> groups;
+  /// Its addresses, in order of preference (1 to kMaxPaths).
+  std::size_t paths = 1;
 };
 
 /// Tuning of the protocol. Defaults suit a WAN of tens of sites.
 struct Tuning {
   /// Largest datagram body the core builds (the wire layer adds its header and tag).
   std::size_t max_body = 1100;
+  /// What the wire layer adds to a body (header, sender id, tag), for pacing.
+  std::size_t wire_overhead = 61;
+  /// Pacing and congestion control per peer (relay/mesh/pacer.h).
+  PacerTuning pacing;
+  /// A peer that answers probes but has not acked events outstanding this
+  /// long, and sends no report of its store, is degraded (its database is
+  /// down, its disk full): back-pressure stops waiting for it.
+  Duration degraded_after = std::chrono::seconds(20);
   /// Retransmission timeout bounds: a duress event retries sooner.
   Duration rto_floor = milliseconds(200);
   Duration rto_floor_duress = milliseconds(50);
   Duration rto_cap = std::chrono::seconds(10);
   /// Events in flight (sent, unacked) per peer; the rest wait in priority order.
-  /// Duress is never held back by it.
+  /// Duress is never held back by it. `window` bounds a peer sent to
+  /// unpaced (it sends no feedback); a paced peer's pacer keeps the queue
+  /// at the bottleneck short, and `paced_window` only bounds memory and
+  /// retries (a lossy 10 Mbit/s path keeps a few thousand in flight).
   std::size_t window = 512;
+  std::size_t paced_window = 8192;
   /// Events waiting per peer. Own events beyond this stop the outbox claim
   /// (back-pressure); forwarded ones are left to anti-entropy.
   std::size_t max_queue = 20'000;
@@ -131,6 +161,22 @@ struct PeerStatus {
   Time last_heard{};
   /// Receipts this node owes it as the origin of events delivered here.
   std::size_t receipts_owed = 0;
+  /// Answers probes but does not store: its own report says its store is
+  /// down, or (with no report) events outstanding there got no ack for
+  /// degraded_after.
+  bool degraded = false;
+  /// Its last report of its own store, from its probe answers.
+  std::optional<v1::Health> health;
+  /// How long the oldest event outstanding to it has waited for an ack (0: none).
+  Duration unacked_for{};
+  /// Pacing: the rate this node sends it at (0: unpaced), and the queueing
+  /// delay last measured at the bottleneck on the way.
+  Rate pacing_rate;
+  Duration queue_delay{};
+  /// Per configured path (address): answering probes lately.
+  std::vector<bool> paths_up;
+  /// The path normal traffic takes.
+  std::size_t best_path = 0;
 };
 
 }  // namespace relay::mesh
