@@ -15,6 +15,7 @@
 #include "relay/net/health.h"
 #include "relay/net/incident_log.h"
 #include "relay/net/outbox_watch.h"
+#include "relay/net/paths.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
 #include "relay/wire/datagram.h"
@@ -78,7 +79,8 @@ class Daemon final : public mesh::Transport {
   std::uint16_t mesh_port() const;
 
   // mesh::Transport
-  void send(const std::string& peer, const v1::Datagram& body) override;
+  std::uint64_t send(const std::string& peer, const v1::Datagram& body,
+                     mesh::PathSet paths) override;
 
  private:
   asio::awaitable<void> receive();
@@ -88,7 +90,9 @@ class Daemon final : public mesh::Transport {
   void report_lane(const std::string& lane, bool healthy, const std::string& why);
   void rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                 std::span<const std::uint8_t> datagram);
-  void send_raw(const std::string& peer, const std::string& datagram);
+  void send_raw(const std::string& peer, const std::string& datagram, mesh::PathSet paths = 0);
+  /// Tells the core how this node's store fares, for its probe answers.
+  void report_health();
   static std::map<std::string, wire::IdentityKeys> peer_keys(const Config& config);
   static wire::IdentityKeys own_keys(const Config& config, const crypto::SigningKey& identity);
 
@@ -97,7 +101,7 @@ class Daemon final : public mesh::Transport {
   NodeKeys keys_;
   asio::ip::udp::socket socket_;
   asio::steady_timer timer_;
-  std::map<std::string, asio::ip::udp::endpoint> addresses_;
+  PeerPaths paths_;
   std::unique_ptr<wire::Codec> codec_;
   std::unique_ptr<store::PgStore> store_;
   Health& health_;
@@ -111,6 +115,7 @@ class Daemon final : public mesh::Transport {
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;
+  std::chrono::steady_clock::time_point database_down_since_{};
   std::string database_error_;
   bool paused_ = false;
   bool stopped_ = false;
