@@ -43,12 +43,17 @@ struct PeerConfig {
   std::string id;
   /// The preferred address: `address`, or the first of `addresses`.
   Endpoint address;
-  /// Every address (path) of the peer, in order of preference (fibre, then
-  /// LTE): one for `address`, up to kMaxPeerAddresses for `addresses`.
-  std::vector<Endpoint> addresses;
   crypto::PublicKeyBytes public_key{};
   std::vector<std::string> groups;
   std::vector<RetiredKey> retired_keys;
+  /// Every address (path) of the peer, in order of preference (fibre, then
+  /// LTE): one for `address`, up to kMaxPeerAddresses for `addresses`.
+  /// Empty in a config built by hand: `address` alone then.
+  std::vector<Endpoint> addresses;
+  /// `addresses`, or `address` alone.
+  std::vector<Endpoint> paths() const {
+    return addresses.empty() ? std::vector{address} : addresses;
+  }
 };
 
 /// The relayd configuration. Every default lives here, in the member

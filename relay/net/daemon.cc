@@ -34,7 +34,7 @@ mesh::Tuning tuning_of(const Config& config) {
 
 std::vector<mesh::PeerInfo> peer_infos(const Config& config) {
   std::vector<mesh::PeerInfo> peers;
-  for (const auto& p : config.peers) peers.push_back({p.id, p.groups, p.addresses.size()});
+  for (const auto& p : config.peers) peers.push_back({p.id, p.groups, p.paths().size()});
   return peers;
 }
 

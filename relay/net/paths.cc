@@ -6,7 +6,7 @@ PeerPaths::PeerPaths(asio::io_context& io, const Config& config) {
   asio::ip::udp::resolver resolver(io);
   for (const auto& p : config.peers) {
     auto& out = endpoints_[p.id];
-    for (const auto& ep : p.addresses) {
+    for (const auto& ep : p.paths()) {
       try {
         out.push_back(*resolver.resolve(ep.host, std::to_string(ep.port)).begin());
       } catch (const std::system_error& e) {
