@@ -129,6 +129,38 @@ void read_mesh(TomlSection& top, Config& config) {
   if (auto d = mesh.duration("supervision_timeout", 5s, 24h)) config.mesh.supervision_timeout = *d;
 }
 
+// `address = "host:port"`, or `addresses = [...]` for a peer reached on
+// several paths (fibre and LTE), in order of preference; not both.
+void read_addresses(TomlSection& section, PeerConfig& peer) {
+  const bool many = section.has("addresses");
+  if (section.has("address") && many) {
+    section.error("addresses", "set either address or addresses, not both");
+    return;
+  }
+  if (!many) {
+    if (auto ep = endpoint(section, "address")) {
+      peer.addresses.push_back(*ep);
+    } else if (!section.has("address")) {
+      section.error("address", std::string("missing; ") + kEndpointHint);
+    }
+  } else if (auto list = section.strings("addresses")) {
+    if (list->empty() || list->size() > kMaxPeerAddresses) {
+      section.error("addresses", "expected 1 to " + std::to_string(kMaxPeerAddresses) +
+                                     " addresses, the preferred path first");
+      return;
+    }
+    for (const auto& text : *list) {
+      auto ep = parse_endpoint(text);
+      if (!ep) {
+        section.error("addresses", "\"" + text + "\": " + kEndpointHint);
+        return;
+      }
+      peer.addresses.push_back(*ep);
+    }
+  }
+  if (!peer.addresses.empty()) peer.address = peer.addresses.front();
+}
+
 void read_peers(TomlSection& top, Config& config) {
   const toml::array* peers = top.tables("peer");
   if (peers == nullptr) return;
@@ -137,7 +169,7 @@ void read_peers(TomlSection& top, Config& config) {
   for (std::size_t i = 0; i < peers->size(); ++i) {
     TomlSection section(*peers->get(i)->as_table(), top.file(),
                         "peer[" + std::to_string(i + 1) + "]", top.issues(),
-                        {"id", "address", "public_key", "groups", "retired_keys"});
+                        {"id", "address", "addresses", "public_key", "groups", "retired_keys"});
     PeerConfig peer;
     if (auto id = section.string("id", true)) {
       if (!valid_node_id(*id)) {
@@ -147,11 +179,7 @@ void read_peers(TomlSection& top, Config& config) {
       }
       peer.id = *id;
     }
-    if (auto ep = endpoint(section, "address")) {
-      peer.address = *ep;
-    } else if (!section.string("address", false)) {
-      section.error("address", std::string("missing; ") + kEndpointHint);
-    }
+    read_addresses(section, peer);
     if (auto text = section.string("public_key", true)) {
       if (auto key = parse_public_key(*text)) {
         peer.public_key = *key;

@@ -26,6 +26,9 @@ struct Endpoint {
 /// Parses "host:port" or "[v6]:port"; nullopt on any error.
 std::optional<Endpoint> parse_endpoint(std::string_view text);
 
+/// Addresses (paths) a peer may list.
+inline constexpr std::size_t kMaxPeerAddresses = 8;
+
 /// A node id: 1 to 32 of [a-z0-9-].
 bool valid_node_id(std::string_view id);
 
@@ -39,10 +42,19 @@ struct RetiredKey {
 
 struct PeerConfig {
   std::string id;
+  /// The preferred address: `address`, or the first of `addresses`.
   Endpoint address;
   crypto::PublicKeyBytes public_key{};
   std::vector<std::string> groups;
   std::vector<RetiredKey> retired_keys;
+  /// Every address (path) of the peer, in order of preference (fibre, then
+  /// LTE): one for `address`, up to kMaxPeerAddresses for `addresses`.
+  /// Empty in a config built by hand: `address` alone then.
+  std::vector<Endpoint> addresses;
+  /// `addresses`, or `address` alone.
+  std::vector<Endpoint> paths() const {
+    return addresses.empty() ? std::vector{address} : addresses;
+  }
 };
 
 /// The relayd configuration. Every default lives here, in the member

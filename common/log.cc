@@ -137,4 +137,15 @@ void log_incident(spdlog::level::level_enum level, std::string_view message,
   spdlog::log(level, "{}", with_fields(message, fields));
 }
 
+std::string one_line(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = c == '\n' || c == '\t' || c == '\r' || c == ' ';
+    if (space && (out.empty() || out.back() == ' ')) continue;
+    out += space ? ' ' : c;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 }  // namespace relay

@@ -18,6 +18,10 @@ namespace relay {
 /// status page shows and the journal keeps (relay/capture).
 void init_logging(std::string_view level, std::vector<spdlog::sink_ptr> extra = {});
 
+/// `text` on one line, for a log line or a status page: libpq's messages end
+/// in a newline and put their hints on lines of their own.
+std::string one_line(std::string_view text);
+
 /// A field of a log line that journald keeps on its own (`journalctl PEER=hq`):
 /// `name` is lower case ([a-z_]), the journal field its upper-case form.
 struct LogField {

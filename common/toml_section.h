@@ -40,6 +40,8 @@ class TomlSection {
   /// An array of tables ([[peer]]); nullptr when absent or not such an array.
   const toml::array* tables(std::string_view key);
 
+  /// True if the table has `key`, of any type.
+  bool has(std::string_view key) const { return table_.contains(key); }
   /// Records an issue about `key` of this table.
   void error(std::string_view key, std::string message);
   /// Dotted path of `key` inside this table, as printed in messages.

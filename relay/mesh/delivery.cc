@@ -17,52 +17,34 @@ constexpr std::size_t kEventsFraming = 4;
 
 void Node::push(Peer& peer, const EventPtr& event) {
   const EventKey& key = event->key;
+  const bool own = key.origin == self_;
   if (peer.down) {
     // Its catch-up is anti-entropy's job when it returns; do not hold the
-    // origin's back-pressure hostage to a site that is gone.
+    // origin's back-pressure hostage to a site that is gone. Own urgent
+    // events go to it first when it is back.
     if (auto it = unreplicated_.find(key); it != unreplicated_.end()) {
       it->second.erase(peer.info.id);
       check_replicated(key);
     }
+    constexpr std::size_t kMaxOwedUrgent = 4096;
+    if (own && event->priority >= v1::PRIORITY_EMERGENCY &&
+        peer.owed_urgent.size() < kMaxOwedUrgent)
+      peer.owed_urgent.insert(key);
     return;
   }
   if (peer.in_flight.contains(key) || peer.queued_events.contains(key)) return;
-  const bool own = key.origin == self_;
-  if (!own && peer.queue.size() >= tuning_.max_queue) return;  // anti-entropy covers it
+  // A degraded peer is bounded like forwarded traffic: it stores nothing now.
+  if ((!own || peer.degraded) && peer.queue.size() >= tuning_.max_queue &&
+      event->priority < v1::PRIORITY_DURESS) {
+    return;  // anti-entropy covers it
+  }
   peer.queue.insert({static_cast<int>(event->priority), key});
   peer.queued_events.emplace(key, event);
   dirty_.insert(index_of(peer));
 }
 
-void Node::send_queued(Time now, Peer& peer) {
-  std::vector<EventPtr> batch;
-  // The window paces bulk; a duress event never waits for room in it (it
-  // is first in the queue, so it goes before anything else waiting).
-  while (!peer.queue.empty() && (peer.in_flight.size() < tuning_.window ||
-                                 peer.queue.begin()->priority >= v1::PRIORITY_DURESS)) {
-    const Queued next = *peer.queue.begin();
-    peer.queue.erase(peer.queue.begin());
-    auto node = peer.queued_events.extract(next.key);
-    const EventPtr& event = node.mapped();
-    Flight flight{event, now, now + rto(peer, *event, 1), 1};
-    peer.retry_at.emplace(flight.due, next.key);
-    wake(peer, flight.due);
-    peer.in_flight.emplace(next.key, std::move(flight));
-    batch.push_back(event);
-  }
-  if (batch.empty()) return;
-  send_events(peer, batch, {});
-  // Duress is rare and its latency is what matters: its first send goes
-  // twice, so one lost datagram does not cost a whole timeout.
-  std::vector<EventPtr> duress;
-  for (const auto& e : batch) {
-    if (e->priority == v1::PRIORITY_DURESS) duress.push_back(e);
-  }
-  if (!duress.empty()) send_events(peer, duress, {});
-}
-
 void Node::send_events(Peer& peer, const std::vector<EventPtr>& events,
-                       const std::vector<std::string>& forward_to) {
+                       const std::vector<std::string>& forward_to, SendAs as) {
   std::size_t budget = tuning_.max_body - kEventsFraming;
   for (const auto& id : forward_to) budget -= id.size() + 2;
   v1::Datagram d;
@@ -70,7 +52,7 @@ void Node::send_events(Peer& peer, const std::vector<EventPtr>& events,
   auto flush = [&] {
     if (used == 0) return;
     for (const auto& id : forward_to) d.mutable_events()->add_forward_to(id);
-    send(peer, d);
+    send(peer, d, as);
     d.Clear();
     used = 0;
   };
@@ -99,40 +81,17 @@ Duration Node::rto(const Peer& peer, const Event& event, int attempts) {
   return std::min<Duration>(d, tuning_.rto_cap);
 }
 
-void Node::retransmit(Time now, Peer& peer) {
-  std::vector<EventPtr> due;
-  while (!peer.retry_at.empty() && peer.retry_at.begin()->first <= now) {
-    const EventKey key = peer.retry_at.begin()->second;
-    peer.retry_at.erase(peer.retry_at.begin());
-    auto it = peer.in_flight.find(key);
-    if (it == peer.in_flight.end()) continue;
-    Flight& flight = it->second;
-    ++flight.attempts;
-    flight.sent = now;
-    flight.due = now + rto(peer, *flight.event, flight.attempts);
-    peer.retry_at.emplace(flight.due, key);
-    wake(peer, flight.due);
-    due.push_back(flight.event);
-    ++stats_.retransmissions;
-    // Path diversity: the direct path keeps failing, so ask another live
-    // peer to deliver it too. Its own retries then cover this hop.
-    if (flight.attempts % tuning_.relay_after == 0 || suspect(now, peer)) {
-      if (Peer* relay = random_live_peer(now, peer.info.id, "")) {
-        std::vector<EventPtr> one{flight.event};
-        send_events(*relay, one, {peer.info.id});
-        ++stats_.relays_requested;
-      }
-    }
-  }
-  if (due.empty()) return;
-  std::stable_sort(due.begin(), due.end(),
-                   [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
-  send_events(peer, due, {});
-}
-
 void Node::acked(Time now, Peer& peer, const EventKey& key) {
   auto it = peer.in_flight.find(key);
-  if (it == peer.in_flight.end()) return;
+  if (it == peer.in_flight.end()) {
+    // Held there already (a retry still waiting for the pacer, say).
+    if (auto q = peer.queued_events.find(key); q != peer.queued_events.end()) {
+      peer.queue.erase({static_cast<int>(q->second->priority), key});
+      peer.queued_events.erase(q);
+    }
+    return;
+  }
+  peer.last_ack = now;
   // Karn: only a datagram sent once gives an unambiguous sample.
   if (it->second.attempts == 1) peer.rtt.sample(now - it->second.sent);
   peer.retry_at.erase({it->second.due, key});
@@ -253,12 +212,14 @@ void Node::handle_acks(Time now, Peer& from, const v1::Acks& acks) {
 void Node::flush_acks(Peer& peer) {
   if (peer.acks_owed.empty()) return;
   // Cumulative: `through` is our watermark, durable by definition; single
-  // seqs above it follow. Split so that each datagram fits.
+  // seqs above it follow. Split so that each datagram fits. Acks of a
+  // duress go on every live path, as the duress came.
+  const SendAs as{peer.urgent_acks ? live_paths(now_, peer) : 0, false, false};
   v1::Datagram d;
   std::size_t used = 0;
   auto open_origin = [&](const std::string& origin) {
     if (used + origin.size() + 16 > tuning_.max_body) {
-      send(peer, d);
+      send(peer, d, as);
       d.Clear();
       used = 0;
     }
@@ -279,14 +240,25 @@ void Node::flush_acks(Peer& peer) {
       used += 10;
     }
   }
-  if (used > 0) send(peer, d);
+  if (used > 0) send(peer, d, as);
   peer.acks_owed.clear();
+  peer.urgent_acks = false;
 }
 
 void Node::drop_queues(Peer& peer) {
   std::vector<EventKey> keys;
-  for (const auto& [key, flight] : peer.in_flight) keys.push_back(key);
-  for (const auto& [key, event] : peer.queued_events) keys.push_back(key);
+  auto keep_urgent = [&](const EventPtr& event) {
+    if (event->key.origin == self_ && event->priority >= v1::PRIORITY_EMERGENCY)
+      peer.owed_urgent.insert(event->key);
+  };
+  for (const auto& [key, flight] : peer.in_flight) {
+    keys.push_back(key);
+    keep_urgent(flight.event);
+  }
+  for (const auto& [key, event] : peer.queued_events) {
+    keys.push_back(key);
+    keep_urgent(event);
+  }
   peer.in_flight.clear();
   peer.retry_at.clear();
   peer.queue.clear();

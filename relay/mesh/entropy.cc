@@ -195,19 +195,21 @@ void Node::handle_pulls(Time /*now*/, Peer& from, const v1::Pulls& pulls) {
 }
 
 void Node::serve(Peer& to, std::vector<EventKey> keys) {
-  // Send what the cache holds at once, most urgent first; load the rest.
-  std::vector<EventPtr> ready;
+  // Through the peer's queue, so that what is served is paced and leaves
+  // most urgent first, behind nothing more urgent; what the cache lacks is
+  // loaded first.
+  // The peer says it lacks them: one in flight there long enough to have
+  // arrived goes again now, not at the end of a backoff.
   LoadRequest load;
   for (auto& key : keys) {
-    if (auto it = cache_.find(key); it != cache_.end()) {
-      ready.push_back(it->second);
+    if (auto f = to.in_flight.find(key); f != to.in_flight.end()) {
+      if (now_ - f->second.sent > to.rtt.srtt() + tuning_.rto_floor) resend_soon(now_, to, key);
+    } else if (auto it = cache_.find(key); it != cache_.end()) {
+      push(to, it->second);
     } else {
       load.keys.push_back(std::move(key));
     }
   }
-  std::stable_sort(ready.begin(), ready.end(),
-                   [](const EventPtr& a, const EventPtr& b) { return a->priority > b->priority; });
-  if (!ready.empty()) send_events(to, ready, {});
   // Loads are bounded too: a peer asking faster than the store answers
   // simply asks again in a later round.
   constexpr std::size_t kMaxLoads = 64;

@@ -125,6 +125,7 @@ Numbering Node::numbering() const {
 }
 
 void Node::on_pruned(Time now, const std::map<std::string, std::uint64_t>& settled_through) {
+  now_ = now;
   for (const auto& [origin, through] : settled_through) {
     auto it = stored_.find(origin);
     if (it != stored_.end()) it->second.settle_through(through);

@@ -28,14 +28,20 @@ void Node::probe_round(Time now) {
   peer.next_probe = now + probe_period();
   // Probed even when traffic flows: only an answer to a fresh nonce proves
   // a peer alive (traffic can be a replay).
+  // One nonce on every path, each probe naming its path: the answer says
+  // which paths work, and any answer proves the peer alive.
   const std::uint64_t nonce = next_nonce_++;
   peer.probe = {nonce, now};
+  peer.probe_answered = false;
   peer.indirect_sent = false;
-  v1::Datagram d;
-  d.mutable_probe()->set_nonce(nonce);
-  d.mutable_probe()->set_target(peer.info.id);
-  d.mutable_probe()->set_wall_unix_ms(wall_());
-  send(peer, d);
+  for (std::size_t i = 0; i < peer.paths.size(); ++i) {
+    v1::Datagram d;
+    d.mutable_probe()->set_nonce(nonce);
+    d.mutable_probe()->set_target(peer.info.id);
+    d.mutable_probe()->set_wall_unix_ms(wall_());
+    d.mutable_probe()->set_path(static_cast<std::uint32_t>(i));
+    send(peer, d, {PathSet{1} << i, false, false});
+  }
   wake(peer, now + tuning_.probe_timeout);
 }
 
@@ -60,8 +66,17 @@ void Node::handle_probe(Time now, Peer& from, const v1::Probe& probe) {
     ack->set_nonce(probe.nonce());
     ack->set_target(self_);
     ack->set_wall_unix_ms(wall_());
-    if (indirect) ack->set_requester(probe.on_behalf_of());
-    send(from, d);
+    if (indirect) {
+      ack->set_requester(probe.on_behalf_of());
+    } else {
+      // Only in the pairwise session with the asker, where no other node
+      // can make it up (an indirect answer's signature does not cover it).
+      ack->set_path(probe.path());
+      if (health_) *ack->mutable_health() = *health_;
+    }
+    // On every path: the asker learns that its path works whichever of
+    // ours carries the answer (a path may fail one way only).
+    send(from, d, {(PathSet{1} << from.paths.size()) - 1, false, false});
     return;
   }
   // `from` asks us to probe a peer it cannot reach; the answer comes back
@@ -98,28 +113,36 @@ void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
   Peer* subject = ack.target() == from.info.id ? &from : find_peer(ack.target());
   if (subject == nullptr || !subject->probe || subject->probe->first != ack.nonce()) return;
   if (subject == &from && ack.requester().empty()) {
-    subject->rtt.sample(now - subject->probe->second);
+    if (ack.has_health()) subject->health = ack.health();
+    const std::size_t path = ack.path();
+    if (path < subject->paths.size()) {
+      subject->paths[path].last_confirmed = now;
+      subject->paths[path].rtt.sample(now - subject->probe->second);
+      choose_path(now, *subject);
+    }
+    // The round trip that retries are timed by is the path events take.
+    if (path == subject->best_path) subject->rtt.sample(now - subject->probe->second);
     if (ack.wall_unix_ms() != 0) {
       // Its clock when it answered, about half a round trip ago.
       const auto half = std::chrono::duration_cast<milliseconds>(now - subject->probe->second) / 2;
       subject->clock_offset_ms = ack.wall_unix_ms() - (wall_() - half.count());
     }
   }
+  // Kept for the other paths' answers; no indirect probe now.
+  subject->probe_answered = true;
   confirmed(now, *subject);
-  subject->probe.reset();
 }
 
 void Node::confirmed(Time now, Peer& peer) {
+  if (suspect(now, peer) && !peer.down) hurry_urgent(now, peer);
   peer.last_confirmed = now;
   // Learning own numbering: a peer just heard from for the first time is
   // asked at once, not at the next learning round.
   if (learning_ && !peer.heard) send_digest(peer, {self_}, true);
   peer.heard = true;
   if (peer.down) {
-    // Back from an outage: catch it up with an exchange right away.
     peer.down = false;
-    catch_up_ = index_of(peer);
-    next_entropy_ = now;
+    returned(now, peer);
   }
   if (peer.alarmed) {
     peer.alarmed = false;
@@ -135,8 +158,12 @@ void Node::sweep(Time now) {
     // chances to answer before it counts as down.
     if (!peer.down && silent > std::max(tuning_.down_after, 4 * probe_period())) {
       peer.down = true;
+      peer.degraded = false;
       drop_queues(peer);
     }
+    judge_store(now, peer);
+    alarm_store(peer);
+    choose_path(now, peer);
     if (!peer.alarmed && silent >= tuning_.supervision_timeout) {
       peer.alarmed = true;
       ++stats_.alarms_raised;
@@ -145,6 +172,79 @@ void Node::sweep(Time now) {
     }
   }
   std::erase_if(indirect_, [&](const auto& entry) { return entry.second <= now; });
+}
+
+void Node::returned(Time now, Peer& peer) {
+  // Back from an outage, or storing again: what it missed of this node's
+  // duress and emergency events goes first (the queue is in priority
+  // order), then an exchange right away catches it up on the rest.
+  LoadRequest load;
+  for (const auto& key : peer.owed_urgent) {
+    if (auto it = cache_.find(key); it != cache_.end()) {
+      push(peer, it->second);
+    } else {
+      load.keys.push_back(key);
+    }
+  }
+  peer.owed_urgent.clear();
+  constexpr std::size_t kMaxLoads = 64;
+  if (!load.keys.empty() && loads_.size() < kMaxLoads) {
+    load.ticket = next_ticket_++;
+    loads_[load.ticket] = Load{peer.info.id, {}};
+    store_.load(std::move(load));
+  }
+  catch_up_ = index_of(peer);
+  next_entropy_ = now;
+}
+
+void Node::alarm_store(Peer& peer) {
+  // Its own report, however old: raised once the database has been down a
+  // supervision period, cleared when a report says it is back.
+  if (!peer.health) return;
+  const auto down_for = milliseconds(peer.health->store_down_ms());
+  const bool raise = !peer.health->store_up() && down_for >= tuning_.supervision_timeout;
+  const bool clear = peer.health->store_up();
+  if (raise && !peer.store_alarmed) {
+    peer.store_alarmed = true;
+    ++stats_.alarms_raised;
+    batch_.alarms.push_back({peer.info.id, true, down_for.count(), kDatabaseDown});
+  } else if (clear && peer.store_alarmed) {
+    peer.store_alarmed = false;
+    batch_.alarms.push_back({peer.info.id, false, 0, kDatabaseDown});
+  }
+}
+
+void Node::judge_store(Time now, Peer& peer) {
+  // Alive but not storing: its own report says so (prefer it: it is
+  // immediate and says why), or, from a peer that sends none, events
+  // outstanding there long without an ack.
+  bool degraded = false;
+  if (!peer.down && !suspect(now, peer)) {
+    if (peer.health) {
+      degraded = !peer.health->store_up();
+    } else if (now - peer.last_ack > tuning_.degraded_after) {
+      for (const auto& [key, flight] : peer.in_flight) {
+        if (now - flight.first_sent > tuning_.degraded_after) {
+          degraded = true;
+          break;
+        }
+      }
+    }
+  }
+  if (degraded == peer.degraded) return;
+  peer.degraded = degraded;
+  if (degraded) {
+    // Back-pressure stops waiting for it; it still gets what is sent, and
+    // a duress.
+    std::vector<EventKey> keys;
+    for (auto& [key, lacking] : unreplicated_) {
+      if (lacking.erase(peer.info.id) > 0) keys.push_back(key);
+    }
+    for (const auto& key : keys) check_replicated(key);
+    return;
+  }
+  peer.last_ack = now;
+  returned(now, peer);
 }
 
 }  // namespace relay::mesh

@@ -53,7 +53,10 @@ Node::Node(std::string self, std::vector<std::string> self_groups, std::vector<P
   peers_.reserve(peers.size());
   for (auto& info : peers) {
     peer_index_[info.id] = peers_.size();
-    peers_.emplace_back().info = std::move(info);
+    Peer& peer = peers_.emplace_back();
+    peer.paths.resize(std::clamp<std::size_t>(info.paths, 1, kMaxPaths));
+    peer.info = std::move(info);
+    peer.pacer = Pacer(tuning_.pacing);
   }
 }
 
@@ -82,6 +85,7 @@ void Node::attach_store(Time now, Snapshot snapshot) {
 }
 
 void Node::begin(Time now) {
+  now_ = now;
   stored_[self_];
   const Duration period = probe_period();
   for (auto& peer : peers_) {
@@ -89,6 +93,9 @@ void Node::begin(Time now) {
     // Everyone gets a full supervision period from our start: we cannot
     // know how long a peer was silent while we were down.
     peer.last_confirmed = now;
+    peer.last_ack = now;
+    for (auto& path : peer.paths) path.last_confirmed = now;
+    peer.pacer.reset(now);
     peer.next_probe = now + std::chrono::duration_cast<Duration>(
                                 period * std::uniform_real_distribution<>(0, 1)(rng_));
   }
@@ -116,13 +123,17 @@ void Node::load(Time now, Snapshot snapshot) {
   // Alarms raised before a restart stay raised: the peer's return clears
   // them, and a peer still silent does not raise them twice.
   for (const auto& [peer, reason] : snapshot.open_alarms) {
-    if (Peer* p = find_peer(peer); p != nullptr && reason == "unreachable") p->alarmed = true;
+    Peer* p = find_peer(peer);
+    if (p == nullptr) continue;
+    if (reason == kUnreachable) p->alarmed = true;
+    if (reason == kDatabaseDown) p->store_alarmed = true;
   }
   if (learning_) learn_round(now);
   finish(now);
 }
 
 void Node::on_local_event(Time now, EventPtr event) {
+  now_ = now;
   SeqSet& own = stored_[self_];
   const bool jumped = event->key.seq > own.highest() + 1;
   own.add(event->key.seq);
@@ -137,8 +148,10 @@ void Node::on_local_event(Time now, EventPtr event) {
   for (int pass = 0; pass < 2; ++pass) {
     for (auto& peer : peers_) {
       const bool target = targets_node(*event, peer.info.id, peer.info.groups);
-      if (target != (pass == 0) || peer.down) continue;
-      lacking.insert(peer.info.id);
+      if (target != (pass == 0)) continue;
+      // Back-pressure waits only for peers that store: a down one is
+      // caught up on its return, a degraded one gets it but is not waited for.
+      if (!peer.down && !peer.degraded) lacking.insert(peer.info.id);
       push(peer, event);
     }
   }
@@ -151,9 +164,15 @@ bool Node::accepting_local() const {
 }
 
 void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& body,
-                       const std::vector<v1::Event>& events) {
+                       const std::vector<v1::Event>& events, Arrival arrival) {
+  now_ = now;
   Peer* peer = find_peer(from);
   if (peer == nullptr) return;  // the wire layer admits only peers; be safe anyway
+  if (arrival.counter != 0 && (body.has_events() || body.has_receipts())) {
+    // What the sender paces and tracks (events, receipts) is reported back.
+    peer->tally.on_arrival(now, arrival.counter, arrival.bytes);
+    dirty_.insert(index_of(*peer));
+  }
   // Heard, not proven alive: only a fresh probe answer proves that (a
   // datagram held back on the path and replayed later must not).
   peer->heard = true;
@@ -183,8 +202,10 @@ void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& bo
     case v1::Datagram::kReceiptAcks:
       handle_receipt_acks(now, *peer, body.receipt_acks());
       break;
-    case v1::Datagram::kHello:  // sessions are the wire layer's
     case v1::Datagram::kFeedback:
+      handle_feedback(now, *peer, body.feedback());
+      break;
+    case v1::Datagram::kHello:  // sessions are the wire layer's
     case v1::Datagram::BODY_NOT_SET:
       break;
   }
@@ -192,6 +213,7 @@ void Node::on_datagram(Time now, const std::string& from, const v1::Datagram& bo
 }
 
 void Node::on_stored(Time now, const StoreDone& done) {
+  now_ = now;
   auto node = committing_.extract(done.ticket);
   if (node.empty()) return;
   const StoreBatch& batch = node.mapped();
@@ -214,6 +236,7 @@ void Node::on_stored(Time now, const StoreDone& done) {
       for (const auto& id : pending.mapped().ack_to) {
         if (Peer* p = find_peer(id)) {
           p->acks_owed[key.origin].push_back(key.seq);
+          p->urgent_acks = p->urgent_acks || write.event->priority >= v1::PRIORITY_DURESS;
           dirty_.insert(index_of(*p));
         }
       }
@@ -222,7 +245,8 @@ void Node::on_stored(Time now, const StoreDone& done) {
       }
     }
     if (write.target && key.origin != self_) {
-      owe_receipt(now, key, done.commit_unix_ms, write.outcome);
+      owe_receipt(now, key, done.commit_unix_ms, write.outcome,
+                  write.event->priority >= v1::PRIORITY_DURESS);
     }
   }
   for (const auto& settle : batch.settled) {
@@ -252,6 +276,7 @@ void Node::on_stored(Time now, const StoreDone& done) {
 }
 
 void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>& events) {
+  now_ = now;
   auto node = loads_.extract(ticket);
   if (node.empty()) return;
   const Load& load = node.mapped();
@@ -267,18 +292,16 @@ void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>
     from->acks_owed[v.incoming->key.origin].push_back(v.incoming->key.seq);
     dirty_.insert(index_of(*from));
   }
+  // Served through the peer's queue: paced, most urgent first.
   Peer* peer = load.serve_to.empty() ? nullptr : find_peer(load.serve_to);
-  if (peer != nullptr && !events.empty()) {
-    std::vector<EventPtr> sorted = events;
-    std::stable_sort(sorted.begin(), sorted.end(), [](const EventPtr& a, const EventPtr& b) {
-      return a->priority > b->priority;
-    });
-    send_events(*peer, sorted, {});
+  if (peer != nullptr) {
+    for (const auto& event : events) push(*peer, event);
   }
   finish(now);
 }
 
 void Node::on_timer(Time now) {
+  now_ = now;
   std::set<std::size_t> due;
   while (!wakeups_.empty() && wakeups_.top().first <= now) {
     due.insert(wakeups_.top().second);
@@ -286,9 +309,11 @@ void Node::on_timer(Time now) {
   }
   for (std::size_t index : due) {
     Peer& peer = peers_[index];
-    retransmit(now, peer);
+    transmit(now, peer);
+    flush_feedback(now, peer);
     if (!peer.receipts_owed.empty() && peer.receipts_due <= now) send_receipts(now, peer);
-    if (peer.probe && !peer.indirect_sent && peer.probe->second + tuning_.probe_timeout <= now) {
+    if (peer.probe && !peer.probe_answered && !peer.indirect_sent &&
+        peer.probe->second + tuning_.probe_timeout <= now) {
       // No direct answer in time: ask others to probe it for us.
       peer.indirect_sent = true;
       for (std::size_t i = 0; i < tuning_.indirect_probes; ++i) {
@@ -327,9 +352,32 @@ Time Node::next_deadline() const {
 std::vector<PeerStatus> Node::peer_status(Time now) const {
   std::vector<PeerStatus> out;
   for (const auto& peer : peers_) {
-    out.push_back({peer.info.id, peer.heard, suspect(now, peer), peer.down, peer.alarmed,
-                   peer.rtt.srtt(), peer.in_flight.size(), peer.queue.size(), peer.last_confirmed,
-                   peer.receipts_owed.size()});
+    PeerStatus& s = out.emplace_back();
+    s.id = peer.info.id;
+    s.heard = peer.heard;
+    s.suspect = suspect(now, peer);
+    s.down = peer.down;
+    s.alarmed = peer.alarmed;
+    s.store_alarmed = peer.store_alarmed;
+    s.srtt = peer.rtt.srtt();
+    s.in_flight = peer.in_flight.size();
+    s.queued = peer.queue.size();
+    s.last_heard = peer.last_confirmed;
+    s.receipts_owed = peer.receipts_owed.size();
+    s.degraded = peer.degraded;
+    s.health = peer.health;
+    for (const auto& [key, flight] : peer.in_flight) {
+      s.unacked_for = std::max(s.unacked_for, now - flight.first_sent);
+    }
+    s.pacing_rate = peer.pacer.paced() ? peer.pacer.rate() : Rate{};
+    s.queue_delay = peer.pacer.queue_delay();
+    const PathSet live = live_paths(now, peer);
+    for (std::size_t i = 0; i < peer.paths.size(); ++i) {
+      const bool answers = now - peer.paths[i].last_confirmed <=
+                           tuning_.suspect_periods * probe_period();
+      s.paths_up.push_back(answers && (live & (PathSet{1} << i)) != 0);
+    }
+    s.best_path = peer.best_path;
   }
   return out;
 }
@@ -340,7 +388,8 @@ void Node::finish(Time now) {
   for (std::size_t index : dirty_) {
     Peer& peer = peers_[index];
     flush_acks(peer);
-    send_queued(now, peer);
+    transmit(now, peer);
+    flush_feedback(now, peer);
     if (!peer.receipts_owed.empty() && peer.receipts_due <= now) send_receipts(now, peer);
   }
   dirty_.clear();
@@ -377,9 +426,16 @@ bool Node::is_target(const Event& event) const {
   return targets_node(event, self_, self_groups_);
 }
 
-void Node::send(Peer& peer, const v1::Datagram& body) {
+void Node::send(Peer& peer, const v1::Datagram& body, SendAs as) {
   ++stats_.datagrams_sent;
-  transport_.send(peer.info.id, body);
+  const PathSet paths = as.paths != 0 ? as.paths : PathSet{1} << peer.best_path;
+  const std::uint64_t counter = transport_.send(peer.info.id, body, paths);
+  using Kind = Pacer::Kind;
+  const Kind kind = !body.has_events() && !body.has_receipts() ? Kind::control
+                    : !as.paced                                 ? Kind::urgent
+                    : as.app_limited                            ? Kind::paced_last
+                                                                : Kind::paced;
+  peer.pacer.on_sent(now_, counter, body.ByteSizeLong() + tuning_.wire_overhead, kind);
 }
 
 void Node::wake(const Peer& peer, Time when) {

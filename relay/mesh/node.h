@@ -12,6 +12,8 @@
 #include <tuple>
 #include <vector>
 
+#include "relay/mesh/node_io.h"
+#include "relay/mesh/pacer.h"
 #include "relay/mesh/rtt.h"
 #include "relay/mesh/seq_set.h"
 #include "relay/mesh/store.h"
@@ -19,125 +21,12 @@
 
 namespace relay::mesh {
 
-/// Where the core's datagrams go. The runtime seals and sends them; the
-/// simulator puts them on simulated links. Must not call back into the Node.
-class Transport {
- public:
-  virtual ~Transport() = default;
-  virtual void send(const std::string& peer, const v1::Datagram& body) = 0;
-};
-
-/// A peer from the configuration.
-struct PeerInfo {
-  std::string id;
-  std::vector<std::string> groups;
-};
-
-/// Tuning of the protocol. Defaults suit a WAN of tens of sites.
-struct Tuning {
-  /// Largest datagram body the core builds (the wire layer adds its header and tag).
-  std::size_t max_body = 1100;
-  /// Retransmission timeout bounds: a duress event retries sooner.
-  Duration rto_floor = milliseconds(200);
-  Duration rto_floor_duress = milliseconds(50);
-  Duration rto_cap = std::chrono::seconds(10);
-  /// Events in flight (sent, unacked) per peer; the rest wait in priority order.
-  /// Duress is never held back by it.
-  std::size_t window = 512;
-  /// Events waiting per peer. Own events beyond this stop the outbox claim
-  /// (back-pressure); forwarded ones are left to anti-entropy.
-  std::size_t max_queue = 20'000;
-  /// After this many unanswered sends to a peer, also ask another live peer
-  /// to deliver the event (path diversity), and again every as many more.
-  int relay_after = 3;
-  /// Anti-entropy: one exchange with a random live peer per interval, moving
-  /// at most `entropy_budget` events each way.
-  Duration entropy_interval = milliseconds(1000);
-  std::size_t entropy_budget = 64;
-  /// Events served for one Pull: large, so that a node back from an outage
-  /// catches up in a few exchanges.
-  std::size_t pull_budget = 1024;
-  /// Liveness: each peer is probed every probe_interval, but the node sends
-  /// at most max_probe_rate probes a second, so large meshes probe each peer
-  /// less often. Unanswered direct probes go indirect through other peers.
-  Duration probe_interval = std::chrono::seconds(2);
-  double max_probe_rate = 50;
-  Duration probe_timeout = milliseconds(500);
-  std::size_t indirect_probes = 2;
-  /// A peer not confirmed alive for this many probe periods is suspect;
-  /// delivery to it then also goes through relays.
-  int suspect_periods = 3;
-  /// A peer silent this long is treated as down: its queues are dropped
-  /// (the events are durable; anti-entropy catches it up on return).
-  Duration down_after = std::chrono::seconds(60);
-  /// A peer unreachable this long raises a supervision alarm.
-  Duration supervision_timeout = std::chrono::seconds(90);
-  /// Receipts per Receipts datagram, and how many are kept in memory per
-  /// origin (the rest stay durable in the store and come back at restart).
-  std::size_t max_receipts_owed = 50'000;
-  /// Recent events kept in memory to serve retries and pulls without the store.
-  std::size_t cache_limit = 20'000;
-  /// Events older than this on their origin's clock are logged but not
-  /// delivered (duress excepted); older than late_after, delivered as late.
-  Duration max_age = std::chrono::hours(24);
-  Duration late_after = std::chrono::seconds(60);
-  /// After a start that must learn what the mesh holds of this node's own
-  /// events, normal numbering waits for every peer's digest, at most this
-  /// long; own seqs nobody claimed are then settled, and those claimed but
-  /// still not pulled back after resolve_after are settled too.
-  Duration learn_timeout = std::chrono::seconds(10);
-  Duration resolve_after = std::chrono::seconds(60);
-};
-
-/// Counters for status pages and the simulator's figures.
-struct NodeStats {
-  std::uint64_t datagrams_sent = 0;
-  std::uint64_t events_sent = 0;
-  std::uint64_t retransmissions = 0;
-  std::uint64_t relays_requested = 0;
-  std::uint64_t events_stored = 0;
-  std::uint64_t duplicates = 0;
-  std::uint64_t entropy_rounds = 0;
-  std::uint64_t events_pulled = 0;
-  std::uint64_t receipts_recorded = 0;
-  std::uint64_t alarms_raised = 0;
-  std::uint64_t withheld = 0;   // logged here, not delivered (expired, too old, cleared)
-  std::uint64_t conflicts = 0;  // an origin's signature on two contents for one seq
-  std::uint64_t settled = 0;    // seqs settled on a peer's word or by this node's numbering
-};
-
-/// Where this node's own numbering stands (relay/store/numbering.h acts on it).
-struct Numbering {
-  /// Normal claims may go ahead; before, only duress and emergency are numbered.
-  bool ready = true;
-  /// The highest own seq known to exist anywhere: new events number above it.
-  std::uint64_t floor = 0;
-  /// This node lost its state and has not heard what the mesh holds of it:
-  /// new seqs jump to the wall clock (mesh/numbering.h).
-  bool jump = false;
-};
-
-/// An origin's signature on different content for a seq this node holds:
-/// the origin reused a seq (its numbering state was lost), or its key leaked.
-struct Conflict {
-  EventKey key;
-  std::string from;  // the peer that sent the second content
-};
-
-/// A peer as the status page shows it.
-struct PeerStatus {
-  std::string id;
-  bool heard = false;  // any authenticated datagram from it since start
-  bool suspect = false;
-  bool down = false;
-  bool alarmed = false;
-  Duration srtt{};
-  std::size_t in_flight = 0;
-  std::size_t queued = 0;
-  /// When it was last confirmed alive (meaningful once heard).
-  Time last_heard{};
-  /// Receipts this node owes it as the origin of events delivered here.
-  std::size_t receipts_owed = 0;
+/// How the core sends one datagram to a peer: on which paths (0: the best
+/// one), and whether it waited for the pacer (and was the last that did).
+struct SendAs {
+  PathSet paths = 0;
+  bool paced = false;
+  bool app_limited = false;
 };
 
 /// The protocol core of one relay: reliable delivery, dedupe, anti-entropy,
@@ -170,9 +59,13 @@ class Node {
   /// False while own events wait at a bound: stop claiming from the outbox.
   bool accepting_local() const;
 
-  /// An authenticated datagram from `from`, with its events parsed.
+  /// An authenticated datagram from `from`, with its events parsed;
+  /// `arrival` feeds the transport feedback `from` paces with.
   void on_datagram(Time now, const std::string& from, const v1::Datagram& body,
-                   const std::vector<v1::Event>& events);
+                   const std::vector<v1::Event>& events, Arrival arrival = {});
+  /// This node's own store, as reported to peers in probe answers (the
+  /// database answers, or for how long not; the spool meanwhile).
+  void set_health(const v1::Health& health) { health_ = health; }
   /// The store committed the batch with this ticket.
   void on_stored(Time now, const StoreDone& done);
   /// The store loaded these events for the load with this ticket.
@@ -197,6 +90,7 @@ class Node {
     Time sent{};
     Time due{};
     int attempts = 0;
+    Time first_sent{};
   };
   struct Queued {
     int priority;
@@ -206,9 +100,19 @@ class Node {
       return priority != o.priority ? priority > o.priority : key < o.key;
     }
   };
+  // One of a peer's addresses, probed on its own.
+  struct Path {
+    Time last_confirmed{};
+    RttEstimator rtt;
+  };
   struct Peer {
     PeerInfo info;
     RttEstimator rtt;
+    Pacer pacer;
+    FeedbackTally tally;
+    std::vector<Path> paths;
+    std::size_t best_path = 0;
+    bool urgent_acks = false;  // acks owed include a duress: on every live path
     std::map<EventKey, Flight> in_flight;
     std::set<std::pair<Time, EventKey>> retry_at;
     std::set<Queued> queue;
@@ -217,13 +121,22 @@ class Node {
     Time last_confirmed{};
     Time next_probe{};
     std::optional<std::pair<std::uint64_t, Time>> probe;  // nonce, sent
+    bool probe_answered = false;
     std::optional<std::int64_t> clock_offset_ms;          // its wall clock minus ours
     bool indirect_sent = false;
-    bool alarmed = false;
+    bool alarmed = false;        // supervision: unreachable
+    bool store_alarmed = false;  // it answers, but its database is down too long
     bool down = false;
     bool heard = false;
+    // Its store: its own report (from its probe answers), and the last ack.
+    std::optional<v1::Health> health;
+    Time last_ack{};
+    bool degraded = false;
+    // Own duress and emergency events it missed while down: first on its return.
+    std::set<EventKey> owed_urgent;
     // Receipts owed to this peer as an origin: seq -> (delivered at, outcome).
     std::map<std::uint64_t, std::pair<std::int64_t, v1::Outcome>> receipts_owed;
+    std::set<std::uint64_t> urgent_receipts;  // of duress: unpaced, every live path
     Time receipts_due{};
     int receipt_attempts = 0;
   };
@@ -246,10 +159,8 @@ class Node {
 
   // delivery.cc
   void push(Peer& peer, const EventPtr& event);
-  void send_queued(Time now, Peer& peer);
   void send_events(Peer& peer, const std::vector<EventPtr>& events,
-                   const std::vector<std::string>& forward_to);
-  void retransmit(Time now, Peer& peer);
+                   const std::vector<std::string>& forward_to, SendAs as = {});
   void acked(Time now, Peer& peer, const EventKey& key);
   void handle_events(Time now, Peer& from, const v1::Events& body,
                      const std::vector<v1::Event>& events);
@@ -263,6 +174,17 @@ class Node {
   Duration rto(const Peer& peer, const Event& event, int attempts);
   void check_replicated(const EventKey& key);
   void drop_queues(Peer& peer);
+
+  // pacing.cc: what leaves when, on which path
+  void transmit(Time now, Peer& peer);
+  void send_duress(Time now, Peer& peer, const std::vector<EventPtr>& events, bool first);
+  EventPtr retry(Time now, Peer& peer, const EventKey& key);
+  void handle_feedback(Time now, Peer& from, const v1::Feedback& feedback);
+  void flush_feedback(Time now, Peer& peer);
+  PathSet live_paths(Time now, const Peer& peer) const;
+  void choose_path(Time now, Peer& peer);
+  void hurry_urgent(Time now, Peer& peer);
+  void resend_soon(Time now, Peer& peer, const EventKey& key);
 
   // entropy.cc
   void entropy_round(Time now);
@@ -290,13 +212,16 @@ class Node {
   void handle_probe(Time now, Peer& from, const v1::Probe& probe);
   void handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack);
   void confirmed(Time now, Peer& peer);
+  void judge_store(Time now, Peer& peer);
+  void alarm_store(Peer& peer);
+  void returned(Time now, Peer& peer);
   void supervise(Time now, Peer& peer);
   bool suspect(Time now, const Peer& peer) const;
   Duration probe_period() const;
 
   // receipts.cc
   void owe_receipt(Time now, const EventKey& key, std::int64_t delivered_unix_ms,
-                   v1::Outcome outcome);
+                   v1::Outcome outcome, bool urgent = false);
   void send_receipts(Time now, Peer& origin);
   void handle_receipts(Time now, Peer& from, const v1::Receipts& receipts);
   void handle_receipt_acks(Time now, Peer& from, const v1::ReceiptAcks& acks);
@@ -307,7 +232,7 @@ class Node {
   Peer* find_peer(const std::string& id);
   Peer* random_live_peer(Time now, const std::string& except_a, const std::string& except_b);
   bool is_target(const Event& event) const;
-  void send(Peer& peer, const v1::Datagram& body);
+  void send(Peer& peer, const v1::Datagram& body, SendAs as = {});
   void wake(const Peer& peer, Time when);
   void sweep(Time now);
   void cache(const EventPtr& event);
@@ -317,6 +242,9 @@ class Node {
 
   std::string self_;
   std::vector<std::string> self_groups_;
+  // The time of the input being handled, for what send() tells the pacer.
+  Time now_{};
+  std::optional<v1::Health> health_;
   Tuning tuning_;
   Store& store_;
   Transport& transport_;

@@ -65,13 +65,17 @@ struct Receipt {
 
 /// A supervision alarm about a peer: raised when it has been unreachable for
 /// supervision_timeout, cleared when it is heard again.
+/// The reasons of alarms about peers (relay_alarms.reason).
+inline constexpr const char* kUnreachable = "unreachable";
+inline constexpr const char* kDatabaseDown = "database down";
+
 struct Alarm {
   std::string peer;
   bool raised = true;
   std::int64_t silent_since_ms = 0;  // steady-clock age, for the message
   /// What is wrong with the peer: "unreachable" (supervision), or
   /// "database down" (it answers, and says its store is away).
-  std::string reason = "unreachable";
+  std::string reason = kUnreachable;
 };
 
 }  // namespace relay::mesh

@@ -28,12 +28,13 @@ mesh::Tuning tuning_of(const Config& config) {
   t.max_age = config.delivery.max_age;
   // The wire layer adds its header (with this node's id) and the tag.
   t.max_body = wire::kMaxDatagram - wire::kFixedHeader - config.node.id.size() - crypto::kTagSize;
+  t.wire_overhead = wire::kFixedHeader + config.node.id.size() + crypto::kTagSize;
   return t;
 }
 
 std::vector<mesh::PeerInfo> peer_infos(const Config& config) {
   std::vector<mesh::PeerInfo> peers;
-  for (const auto& p : config.peers) peers.push_back({p.id, p.groups});
+  for (const auto& p : config.peers) peers.push_back({p.id, p.groups, p.paths().size()});
   return peers;
 }
 
@@ -115,12 +116,12 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
       keys_(std::move(keys)),
       socket_(io),
       timer_(io),
+      paths_(io, config_),
       health_(health),
       consumer_kicks_(io, config_.delivery.kick),
       numbering_(numbering),
       state_(state),
       spool_(spool) {
-  for (const auto& p : config_.peers) addresses_[p.id] = resolve(io_, p.address);
   static const SystemClock clock;
   // The boot counter orders this node's sessions; durable before it is used.
   const std::uint64_t boot = state_.bump_counter("boot");
@@ -152,13 +153,17 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
                             [this](const std::string& lane, bool healthy, const std::string& why) {
                               report_lane(lane, healthy, why);
                               asio::post(io_, [this, healthy, why] {
+                                if (!healthy && database_up_) database_down_since_ = now();
                                 database_up_ = healthy;
                                 database_error_ = why;
+                                if (!stopped_) report_health();
                               });
                             }});
   tap_ = std::make_unique<StoreTap>(*store_, incidents_);
   node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
                                        tuning_of(config_), *tap_, *this, std::random_device{}());
+  database_down_since_ = now();
+  report_health();
   node_->start_without_store(now());
   OutboxOptions outbox;
   outbox.numbering = &numbering_;
@@ -218,6 +223,7 @@ void Daemon::attach(mesh::Snapshot snapshot) {
   node_->attach_store(now(), std::move(snapshot));
   outbox_->start();
   drain_spool();
+  report_health();
   health_.ok(Health::kCore);
   spdlog::info("relayd {}: the database answered; claiming from the outbox, kicks on {}",
                config_.node.id, config_.kick.listen.to_string());
@@ -244,7 +250,7 @@ void Daemon::reload(const Config& config, NodeKeys keys) {
   // place for anything else (peers, addresses), which loses nothing either.
   codec_->set_key_ring(keys.ring);
   auto peers = peer_keys(config);
-  std::erase_if(peers, [&](const auto& entry) { return !addresses_.contains(entry.first); });
+  std::erase_if(peers, [&](const auto& entry) { return !paths_.contains(entry.first); });
   codec_->set_peers(std::move(peers));
   codec_->set_views(views_of(config, keys.identity));
   if (keys.identity.public_key() != keys_.identity.public_key()) {
@@ -263,23 +269,48 @@ void Daemon::reload(const Config& config, NodeKeys keys) {
                keys_.ring.current);
 }
 
-void Daemon::send(const std::string& peer, const v1::Datagram& body) {
-  if (stopped_) return;
+std::uint64_t Daemon::send(const std::string& peer, const v1::Datagram& body, mesh::PathSet paths) {
+  if (stopped_) return 0;
   const auto sealed = codec_->seal(peer, body);
   if (!sealed) {
     spdlog::error("a datagram for {} exceeds {} bytes and was not sent (a bug)", peer,
                   wire::kMaxDatagram);
-    return;
+    return 0;
   }
-  for (const auto& datagram : *sealed) send_raw(peer, datagram);
+  // Sealed once, sent on each path asked for (the receiver's replay window
+  // drops the copies that arrive second). The counter lets the core match
+  // the peer's transport feedback; a hello instead means the body waits.
+  std::uint64_t counter = 0;
+  for (const auto& datagram : *sealed) {
+    const auto header = wire::parse_header(crypto::as_bytes(datagram));
+    const bool hello = header && header->kind == wire::Kind::hello;
+    if (header && !hello) counter = header->counter;
+    send_raw(peer, datagram, hello ? 0 : paths);
+  }
+  return counter;
 }
 
-void Daemon::send_raw(const std::string& peer, const std::string& datagram) {
-  auto it = addresses_.find(peer);
-  if (it == addresses_.end() || stopped_) return;
-  asio::error_code ec;
-  // A full send buffer drops the datagram: the protocol's retries cover it.
-  socket_.send_to(asio::buffer(datagram), it->second, 0, ec);
+void Daemon::send_raw(const std::string& peer, const std::string& datagram, mesh::PathSet paths) {
+  if (stopped_) return;
+  // Replies and hellos (paths 0) go on every path: a session must come up
+  // whichever one works.
+  paths_.send(socket_, peer, datagram, paths);
+}
+
+void Daemon::report_health() {
+  // Until the database first answers the core runs without its store: down
+  // since start, whatever the lanes say.
+  const bool up = database_up_ && node_->has_store();
+  v1::Health health;
+  health.set_store_up(up);
+  if (!up) {
+    health.set_store_down_ms(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now() - database_down_since_)
+            .count());
+  }
+  health.set_spool_depth(spool_.depth());
+  health.set_spool_oldest_ms(spool_oldest_ms());
+  node_->set_health(health);
 }
 
 asio::awaitable<void> Daemon::receive() {
@@ -301,7 +332,9 @@ asio::awaitable<void> Daemon::receive() {
     }
     if (opened_.body.has_hello()) log_drift(opened_.sender);
     if (!opened_.for_core) continue;
-    node_->on_datagram(now(), opened_.sender, opened_.body, opened_.events);
+    const auto header = wire::parse_header(datagram);
+    const mesh::Arrival arrival{header ? header->counter : 0, n};
+    node_->on_datagram(now(), opened_.sender, opened_.body, opened_.events, arrival);
     after_input();
   }
 }
@@ -312,7 +345,7 @@ void Daemon::rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
   // A site on a key this node lacks is named once a minute each (configured
   // peers only: the sender's name is not authenticated here).
   const bool named =
-      reason == wire::Reject::unknown_key_id && header && addresses_.contains(header->sender);
+      reason == wire::Reject::unknown_key_id && header && paths_.contains(header->sender);
   auto& last = named ? key_warned_[header->sender] : last_warned_[static_cast<std::size_t>(reason)];
   const auto t = std::chrono::steady_clock::now();
   if (t - last < std::chrono::minutes(1)) return;
@@ -338,6 +371,7 @@ asio::awaitable<void> Daemon::tick() {
     auto [ec] = co_await timer_.async_wait(use_tuple);
     if (stopped_) co_return;
     if (ec == asio::error::operation_aborted) continue;  // an earlier deadline came up
+    if (!database_up_ || !node_->has_store()) report_health();  // how long it has been down
     node_->on_timer(now());
     after_input();
     if (incidents_.peers_due(now())) incidents_.observe_peers(now(), node_->peer_status(now()));

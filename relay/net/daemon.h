@@ -16,6 +16,7 @@
 #include "relay/net/health.h"
 #include "relay/net/incident_log.h"
 #include "relay/net/outbox_watch.h"
+#include "relay/net/paths.h"
 #include "relay/spool/spool.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
@@ -104,7 +105,8 @@ class Daemon final : public mesh::Transport {
   std::uint16_t mesh_port() const;
 
   // mesh::Transport
-  void send(const std::string& peer, const v1::Datagram& body) override;
+  std::uint64_t send(const std::string& peer, const v1::Datagram& body,
+                     mesh::PathSet paths) override;
 
  private:
   asio::awaitable<void> receive();
@@ -114,7 +116,9 @@ class Daemon final : public mesh::Transport {
   void report_lane(const std::string& lane, bool healthy, const std::string& why);
   void rejected(wire::Reject reason, const asio::ip::udp::endpoint& from,
                 std::span<const std::uint8_t> datagram);
-  void send_raw(const std::string& peer, const std::string& datagram);
+  void send_raw(const std::string& peer, const std::string& datagram, mesh::PathSet paths = 0);
+  /// Tells the core how this node's store fares, for its probe answers.
+  void report_health();
   // raise.cc: the local raise path through the control socket and the spool.
   std::string on_control(const std::string& request, const Caller& caller);
   std::string raise_duress(const std::string& request, const Caller& caller);
@@ -133,7 +137,7 @@ class Daemon final : public mesh::Transport {
   NodeKeys keys_;
   asio::ip::udp::socket socket_;
   asio::steady_timer timer_;
-  std::map<std::string, asio::ip::udp::endpoint> addresses_;
+  PeerPaths paths_;
   std::unique_ptr<wire::Codec> codec_;
   std::unique_ptr<store::PgStore> store_;
   Health& health_;
@@ -154,6 +158,7 @@ class Daemon final : public mesh::Transport {
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;
+  std::chrono::steady_clock::time_point database_down_since_{};
   std::string database_error_;
   bool paused_ = false;
   bool stopped_ = false;

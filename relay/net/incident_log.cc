@@ -27,14 +27,38 @@ std::string peer_state(const mesh::PeerStatus& peer) {
   if (!peer.heard) return "not heard yet";
   if (peer.down) return "down";
   if (peer.suspect) return "suspect";
+  if (peer.degraded) return "degraded";
   return "alive";
+}
+
+std::string degraded_reason(const mesh::PeerStatus& peer) {
+  if (peer.health && !peer.health->store_up()) {
+    std::string why = fmt::format("its database is down for {} s (its own report)",
+                                  peer.health->store_down_ms() / 1000);
+    if (peer.health->spool_depth() > 0) {
+      why += fmt::format("; {} events spooled, the oldest {} s old", peer.health->spool_depth(),
+                         peer.health->spool_oldest_ms() / 1000);
+    }
+    return why;
+  }
+  return fmt::format("no ack for {} s while it answers probes (database down or disk full?)",
+                     seconds(peer.unacked_for));
+}
+
+std::string paths_text(const mesh::PeerStatus& peer) {
+  std::string out;
+  for (std::size_t i = 0; i < peer.paths_up.size(); ++i) {
+    out += fmt::format("{}{} {}{}", out.empty() ? "" : ", ", i + 1,
+                       peer.paths_up[i] ? "up" : "down", i == peer.best_path ? " (best)" : "");
+  }
+  return out;
 }
 
 void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStatus>& peers) {
   next_peers_ = now + std::chrono::milliseconds(500);
   for (const auto& p : peers) {
     const std::string state = peer_state(p);
-    auto [it, first] = peers_.try_emplace(p.id, PeerSeen{state, p.alarmed, now});
+    auto [it, first] = peers_.try_emplace(p.id, PeerSeen{state, p.alarmed, p.store_alarmed, now, {}});
     PeerSeen& seen = it->second;
     if (first) continue;
     if (state != seen.state) {
@@ -52,6 +76,13 @@ void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStat
                      {{"incident", "peer_suspect"},
                       {"peer", p.id},
                       {"reason", fmt::format("silent for {} s", silent)}});
+      } else if (state == "degraded") {
+        log_incident(
+            spdlog::level::err,
+            fmt::format("peer {} is degraded: {}; back-pressure no longer waits for it, "
+                        "duress still goes to it",
+                        p.id, degraded_reason(p)),
+            {{"incident", "peer_degraded"}, {"peer", p.id}, {"reason", degraded_reason(p)}});
       } else if (state == "down") {
         log_incident(spdlog::level::err,
                      fmt::format("peer {} is down: silent for {} s; anti-entropy catches it up "
@@ -63,6 +94,13 @@ void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStat
       }
       seen.state = state;
       seen.since = now;
+    }
+    if (p.paths_up.size() > 1 && p.paths_up != seen.paths_up) {
+      if (!seen.paths_up.empty()) {
+        log_incident(spdlog::level::warn, fmt::format("peer {} paths: {}", p.id, paths_text(p)),
+                     {{"incident", "peer_paths"}, {"peer", p.id}, {"reason", paths_text(p)}});
+      }
+      seen.paths_up = p.paths_up;
     }
     if (p.alarmed != seen.alarmed) {
       seen.alarmed = p.alarmed;
@@ -77,6 +115,20 @@ void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStat
         log_incident(spdlog::level::info,
                      fmt::format("supervision alarm cleared: peer {} answers again", p.id),
                      {{"incident", "alarm_cleared"}, {"peer", p.id}, {"reason", "answered"}});
+      }
+    }
+    if (p.store_alarmed != seen.store_alarmed) {
+      seen.store_alarmed = p.store_alarmed;
+      if (p.store_alarmed) {
+        log_incident(spdlog::level::critical,
+                     fmt::format("ALARM raised: peer {} answers, but {}", p.id, degraded_reason(p)),
+                     {{"incident", "alarm_raised"},
+                      {"peer", p.id},
+                      {"reason", "database down beyond supervision_timeout"}});
+      } else {
+        log_incident(spdlog::level::info,
+                     fmt::format("database-down alarm cleared: peer {} stores again", p.id),
+                     {{"incident", "alarm_cleared"}, {"peer", p.id}, {"reason", "database up"}});
       }
     }
   }

@@ -39,7 +39,9 @@ class IncidentLog {
   struct PeerSeen {
     std::string state;
     bool alarmed = false;
+    bool store_alarmed = false;
     mesh::Time since{};
+    std::vector<bool> paths_up;
   };
 
   mesh::Time next_peers_{};
@@ -62,7 +64,12 @@ class StoreTap final : public mesh::Store {
   IncidentLog& log_;
 };
 
-/// "not heard yet", "alive", "suspect" or "down": one word for a peer's state.
+/// "not heard yet", "alive", "degraded", "suspect" or "down": one word for
+/// a peer's state, the same in the log, the page, the JSON and the metrics.
 std::string peer_state(const mesh::PeerStatus& peer);
+/// Why a degraded peer is: its own report, or what this node inferred.
+std::string degraded_reason(const mesh::PeerStatus& peer);
+/// Its paths, as "fibre up, path 2 down" would read: "1 up (best), 2 down".
+std::string paths_text(const mesh::PeerStatus& peer);
 
 }  // namespace relay::net

@@ -8,6 +8,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "common/log.h"
 #include "relay/store/durability.h"
 #include "relay/store/pg_store.h"
 
@@ -152,9 +153,9 @@ asio::awaitable<void> OutboxWatch::listen() {
         if (!conn.is_open()) throw pqxx::broken_connection("LISTEN connection closed");
       }
     } catch (const std::exception& e) {
-      spdlog::warn("outbox LISTEN connection: {}; polling every {} ms meanwhile", e.what(),
+      spdlog::warn("outbox LISTEN connection: {}; polling every {} ms meanwhile", one_line(e.what()),
                    options_.poll_interval.count());
-      if (options_.health != nullptr) options_.health->failing(Health::kOutboxListen, e.what());
+      if (options_.health != nullptr) options_.health->failing(Health::kOutboxListen, one_line(e.what()));
     }
     if (listen_fd_) {
       asio::error_code ignored;
@@ -238,9 +239,9 @@ void OutboxWatch::worker() {
     } catch (const std::exception& e) {
       // The rows stay in the outbox (or the claim did commit: see resync);
       // try again after a pause, until the database answers.
-      spdlog::error("outbox claim: {}; rows stay in the outbox, retrying in {} ms", e.what(),
+      spdlog::error("outbox claim: {}; rows stay in the outbox, retrying in {} ms", one_line(e.what()),
                     backoff.count());
-      if (options_.health != nullptr) options_.health->failing(Health::kOutboxClaim, e.what());
+      if (options_.health != nullptr) options_.health->failing(Health::kOutboxClaim, one_line(e.what()));
       conn.reset();
       resync = handed.has_value();
       std::unique_lock lock(mutex_);

@@ -129,6 +129,7 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   incidents_.claimed({event}, config_);
   spdlog::info("duress {}:{} accepted through the control socket (pid {}, uid {}) and spooled",
                e.origin(), e.seq(), caller.pid, caller.uid);
+  report_health();  // peers see the spool in their next probe answer
   node_->on_local_event(now(), event);
   drain_spool();
   after_input();
@@ -191,6 +192,7 @@ bool Daemon::drained(const mesh::StoreDone& done) {
   }
   failpoint("spool-drained");
   spool_.release(record);
+  report_health();
   if (done.delivered) consumer_kicks_.kick();
   return true;
 }

@@ -247,9 +247,7 @@ int tail(const Config& config, bool json) {
 }
 
 std::string unreachable(const Config& config, const std::exception& e) {
-  std::string why = e.what();
-  why.erase(why.find_last_not_of(" \n") + 1);
-  return "cannot reach the database (" + config.store.dsn + "): " + why;
+  return "cannot reach the database (" + config.store.dsn + "): " + one_line(e.what());
 }
 
 }  // namespace relay::ctl

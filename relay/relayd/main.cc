@@ -74,7 +74,7 @@ class DatabaseOpener {
         spdlog::error(
             "database ({}): {}; retrying in {} ms (duress alarms go out through the "
             "spool meanwhile)",
-            config_.store.dsn, e.what(), backoff.count());
+            config_.store.dsn, one_line(e.what()), backoff.count());
       }
       lock.lock();
       cv_.wait_for(lock, backoff, [&] { return stop_; });
@@ -163,7 +163,7 @@ class Retention {
         }
         done_(std::move(pruned));
       } catch (const std::exception& e) {
-        spdlog::warn("retention: {}", e.what());
+        spdlog::warn("retention: {}", one_line(e.what()));
       }
       lock.lock();
     }

@@ -4,6 +4,7 @@
 #include <pqxx/connection>
 #include <pqxx/except>
 
+#include "common/log.h"
 #include "relay/store/migrate.h"
 
 namespace relay::runner {
@@ -164,7 +165,7 @@ ConsumeLoop::Finished ConsumeLoop::run_handler(Handler& handler, const Row& row)
   try {
     done.outcome = handler.handle(row, options_.timeout);
   } catch (const std::exception& e) {
-    done.outcome = {false, e.what()};
+    done.outcome = {false, one_line(e.what())};
   }
   if (!done.outcome.ok) {
     std::lock_guard lock(mutex_);
@@ -207,10 +208,10 @@ void ConsumeLoop::database_failed(const std::exception& e, std::chrono::millisec
   // Once per outage, not once per retry.
   if (stats_.database_up) {
     spdlog::error("database: {}; retrying every {} ms at most, rows wait in message_queue",
-                  e.what(), retry_in.count());
+                  one_line(e.what()), retry_in.count());
   }
   stats_.database_up = false;
-  stats_.database_error = e.what();
+  stats_.database_error = one_line(e.what());
 }
 
 void ConsumeLoop::record_error(const std::string& error) {

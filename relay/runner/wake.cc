@@ -7,6 +7,8 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "common/log.h"
+
 namespace relay::runner {
 namespace {
 
@@ -106,7 +108,7 @@ asio::awaitable<void> NotifyListener::run() {
         if (!conn.is_open()) throw pqxx::broken_connection("LISTEN connection closed");
       }
     } catch (const std::exception& e) {
-      if (listening_) spdlog::warn("LISTEN {}: {}; the poll goes on meanwhile", channel_, e.what());
+      if (listening_) spdlog::warn("LISTEN {}: {}; the poll goes on meanwhile", channel_, one_line(e.what()));
     }
     listening_ = false;
     if (fd_) {

@@ -24,9 +24,12 @@ struct Cluster::Slot final : Transport {
   std::uint64_t incarnation = 0;
   std::optional<Time> timer_at;
   std::int64_t skew_ms = 0;
+  std::uint64_t counter = 0;  // wire counter of its datagrams
+  bool store_down = false;
+  std::vector<StoreBatch> held;  // batches waiting for the database
 
-  void send(const std::string& peer, const v1::Datagram& body) override {
-    cluster->route(index, peer, body);
+  std::uint64_t send(const std::string& peer, const v1::Datagram& body, PathSet paths) override {
+    return cluster->route(index, peer, body, paths);
   }
 };
 
@@ -124,6 +127,7 @@ void Cluster::crash(std::size_t i) {
   Slot& slot = *slots_[i];
   slot.node.reset();
   slot.store.reset();  // writes not yet committed are lost with it
+  slot.held.clear();
   ++slot.incarnation;
   slot.timer_at.reset();
 }
@@ -134,7 +138,7 @@ void Cluster::restart(std::size_t i) {
   std::vector<std::string> origins;
   for (const auto& other : slots_) {
     origins.push_back(other->id);
-    if (other.get() != &slot) peers.push_back({other->id, other->groups});
+    if (other.get() != &slot) peers.push_back({other->id, other->groups, config_.paths});
   }
   slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable, slot.state);
   slot.node =
@@ -170,6 +174,30 @@ void Cluster::lose_state(std::size_t i) {
   slots_[i]->state.lost = true;
 }
 
+void Cluster::store_down(std::size_t i, bool report) {
+  Slot& slot = *slots_[i];
+  slot.store_down = true;
+  if (report && slot.node) {
+    v1::Health health;
+    health.set_store_up(false);
+    slot.node->set_health(health);
+  }
+}
+
+void Cluster::report_health(std::size_t i, const v1::Health& health) {
+  if (slots_[i]->node) slots_[i]->node->set_health(health);
+}
+
+void Cluster::store_up(std::size_t i) {
+  Slot& slot = *slots_[i];
+  slot.store_down = false;
+  if (!slot.node) return;
+  v1::Health health;
+  health.set_store_up(true);
+  slot.node->set_health(health);
+  settle(i);
+}
+
 void Cluster::skew_clock(std::size_t i, Duration skew) {
   slots_[i]->skew_ms = std::chrono::duration_cast<milliseconds>(skew).count();
 }
@@ -200,27 +228,73 @@ void Cluster::heal(std::size_t i) {
   std::erase_if(blocked_, [i](const auto& pair) { return pair.first == i || pair.second == i; });
 }
 
-void Cluster::route(std::size_t from, const std::string& to, const v1::Datagram& body) {
+void Cluster::set_link(std::size_t from, std::size_t to, LinkFaults faults) {
+  links_[{from, to}] = faults;
+}
+
+const LinkFaults& Cluster::link(std::size_t from, std::size_t to) const {
+  auto it = links_.find({from, to});
+  return it == links_.end() ? config_.link : it->second;
+}
+
+void Cluster::block_path(std::size_t from, std::size_t to, std::size_t path) {
+  blocked_paths_.insert({from, to, path});
+}
+void Cluster::unblock_path(std::size_t from, std::size_t to, std::size_t path) {
+  blocked_paths_.erase({from, to, path});
+}
+
+std::uint64_t Cluster::arrived_bytes(std::size_t from, std::size_t to) const {
+  auto it = arrived_.find({from, to});
+  return it == arrived_.end() ? 0 : it->second;
+}
+
+std::uint64_t Cluster::route(std::size_t from, const std::string& to, const v1::Datagram& body,
+                             PathSet paths) {
   const std::size_t size = body.ByteSizeLong();
   if (size > config_.tuning.max_body && violations_.size() < 10) {
     violations_.push_back("datagram of " + std::to_string(size) + " bytes from " + id(from) +
                           " exceeds the body limit");
   }
   check_acks(from, body);
-  ++stats_.datagrams;
-  stats_.bytes += size + kWireOverhead + id(from).size();
+  // Sealed once, so one counter whatever the number of paths (relay/wire).
+  const Arrival arrival{++slots_[from]->counter, size + kWireOverhead + id(from).size()};
   const std::size_t target = index_.at(to);
+  const LinkFaults& faults = link(from, target);
   std::uniform_real_distribution<> coin(0, 1);
-  if (blocked_.contains({from, target}) || coin(rng_) < config_.link.loss) {
-    ++stats_.dropped;
-    return;
+  for (std::size_t path = 0; path < config_.paths; ++path) {
+    if ((paths & (PathSet{1} << path)) == 0) continue;
+    ++stats_.datagrams;
+    stats_.bytes += arrival.bytes;
+    if (blocked_.contains({from, target}) || blocked_paths_.contains({from, target, path}) ||
+        coin(rng_) < faults.loss) {
+      ++stats_.dropped;
+      continue;
+    }
+    // The link's queue, as a tbf shaper keeps it: tail drop when full.
+    Time leaves = now_;
+    if (faults.rate.bytes_per_second() > 0) {
+      Time& busy = busy_until_[{from, target, path}];
+      const Time start = std::max(busy, now_);
+      const double waiting = faults.rate.bytes_in(start - now_);
+      if (waiting + static_cast<double>(arrival.bytes) > static_cast<double>(faults.queue_bytes)) {
+        ++stats_.dropped;
+        ++stats_.queue_dropped;
+        continue;
+      }
+      busy = start + faults.rate.time_for(static_cast<double>(arrival.bytes));
+      leaves = busy;
+    }
+    const int copies = coin(rng_) < faults.duplicate ? 2 : 1;
+    for (int c = 0; c < copies; ++c) {
+      const auto jitter = std::chrono::duration_cast<Duration>(faults.jitter * coin(rng_));
+      schedule(leaves + faults.delay + jitter, [this, from, target, body, arrival] {
+        arrived_[{from, target}] += arrival.bytes;
+        deliver(from, target, body, arrival);
+      });
+    }
   }
-  const int copies = coin(rng_) < config_.link.duplicate ? 2 : 1;
-  for (int c = 0; c < copies; ++c) {
-    const auto jitter = std::chrono::duration_cast<Duration>(config_.link.jitter * coin(rng_));
-    schedule(now_ + config_.link.delay + jitter,
-             [this, from, target, body] { deliver(from, target, body); });
-  }
+  return arrival.counter;
 }
 
 void Cluster::check_acks(std::size_t from, const v1::Datagram& body) {
@@ -242,7 +316,7 @@ void Cluster::check_acks(std::size_t from, const v1::Datagram& body) {
   }
 }
 
-void Cluster::deliver(std::size_t from, std::size_t to, const v1::Datagram& body) {
+void Cluster::deliver(std::size_t from, std::size_t to, const v1::Datagram& body, Arrival arrival) {
   Slot& slot = *slots_[to];
   if (!slot.node) return;
   std::vector<v1::Event> events;
@@ -251,7 +325,7 @@ void Cluster::deliver(std::size_t from, std::size_t to, const v1::Datagram& body
       events.emplace_back().ParseFromString(signed_event.event());
     }
   }
-  slot.node->on_datagram(now_, id(from), body, events);
+  slot.node->on_datagram(now_, id(from), body, events, arrival);
   settle(to);
 }
 
@@ -259,7 +333,11 @@ void Cluster::settle(std::size_t i) {
   Slot& slot = *slots_[i];
   if (!slot.node) return;
   const std::uint64_t incarnation = slot.incarnation;
-  for (auto& batch : slot.store->take_pending()) {
+  for (auto& batch : slot.store->take_pending()) slot.held.push_back(std::move(batch));
+  // A database that is down commits nothing; the batches wait for it.
+  std::vector<StoreBatch> committing;
+  if (!slot.store_down) committing = std::exchange(slot.held, {});
+  for (auto& batch : committing) {
     schedule(now_ + config_.commit_latency, [this, i, incarnation, batch = std::move(batch)] {
       Slot& s = *slots_[i];
       if (s.incarnation != incarnation || !s.node) return;  // crashed before COMMIT

@@ -17,16 +17,23 @@
 
 namespace relay::sim {
 
-/// Faults of every simulated link, both ways.
+/// Faults and capacity of a simulated link (one way).
 struct LinkFaults {
-  double loss = 0;       // probability a datagram is dropped
-  double duplicate = 0;  // probability it arrives twice
-  Duration delay = milliseconds(10);
+  double loss = 0;                    // probability a datagram is dropped (before the queue)
+  double duplicate = 0;               // probability it arrives twice
+  Duration delay = milliseconds(10);  // propagation
   Duration jitter = milliseconds(5);  // uniform extra delay: reorders datagrams
+  /// Capacity, like a tbf shaper: a datagram waits behind those queued
+  /// ahead of it, takes size / rate to cross, then `delay`. Zero: unlimited.
+  Rate rate;
+  /// The shaper's queue: a datagram that finds this many bytes waiting is dropped.
+  std::size_t queue_bytes = 16 * 1024;
 };
 
 struct SimConfig {
   std::size_t nodes = 3;
+  /// Addresses (paths) every node has; each path is a link of its own.
+  std::size_t paths = 1;
   std::uint64_t seed = 1;
   LinkFaults link;
   Tuning tuning;
@@ -47,6 +54,7 @@ struct SimStats {
   std::uint64_t datagrams = 0;
   std::uint64_t bytes = 0;
   std::uint64_t dropped = 0;
+  std::uint64_t queue_dropped = 0;  // of those, at a full link queue
 };
 
 /// A deterministic mesh of N cores on a virtual clock: simulated links with
@@ -84,6 +92,13 @@ class Cluster {
   DurableState backup(std::size_t i) const { return durable(i); }
   void restore_database(std::size_t i, DurableState backup);
   void lose_state(std::size_t i);
+  /// Node `i`'s database stops committing (its core runs on and answers
+  /// probes); with `report`, the node says so in its probe answers.
+  /// store_up commits what waited.
+  void store_down(std::size_t i, bool report);
+  /// Node i's own report of its store, as its probe answers carry it.
+  void report_health(std::size_t i, const v1::Health& health);
+  void store_up(std::size_t i);
   /// Node `i`'s wall clock runs `skew` off the true one (a bad RTC).
   void skew_clock(std::size_t i, Duration skew);
   /// Retention at node `i`: prunes every origin's log up to `keep` seqs
@@ -97,6 +112,13 @@ class Cluster {
   void isolate(std::size_t i);
   void heal(std::size_t i);
   void set_faults(LinkFaults faults) { config_.link = faults; }
+  /// The link from `from` to `to` (every path) gets its own faults and capacity.
+  void set_link(std::size_t from, std::size_t to, LinkFaults faults);
+  /// Drops everything on one path from `from` to `to` until unblock_path.
+  void block_path(std::size_t from, std::size_t to, std::size_t path);
+  void unblock_path(std::size_t from, std::size_t to, std::size_t path);
+  /// Wire bytes that arrived on the link from `from` to `to` (every path).
+  std::uint64_t arrived_bytes(std::size_t from, std::size_t to) const;
 
   /// Runs the simulation for `d` of virtual time.
   void run_for(Duration d);
@@ -130,8 +152,10 @@ class Cluster {
                   const std::vector<std::string>& targets);
   EventPtr commit_event(std::size_t origin, v1::Event event);
   void schedule(Time at, std::function<void()> fn);
-  void route(std::size_t from, const std::string& to, const v1::Datagram& body);
-  void deliver(std::size_t from, std::size_t to, const v1::Datagram& body);
+  std::uint64_t route(std::size_t from, const std::string& to, const v1::Datagram& body,
+                      PathSet paths);
+  void deliver(std::size_t from, std::size_t to, const v1::Datagram& body, Arrival arrival);
+  const LinkFaults& link(std::size_t from, std::size_t to) const;
   void settle(std::size_t i);
   void forget_receipts(std::size_t origin);
   void check_acks(std::size_t from, const v1::Datagram& body);
@@ -151,6 +175,11 @@ class Cluster {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::map<std::string, std::size_t> index_;
   std::set<std::pair<std::size_t, std::size_t>> blocked_;
+  std::set<std::tuple<std::size_t, std::size_t, std::size_t>> blocked_paths_;
+  std::map<std::pair<std::size_t, std::size_t>, LinkFaults> links_;
+  // When each link (from, to, path) finishes sending what is queued on it.
+  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, Time> busy_until_;
+  std::map<std::pair<std::size_t, std::size_t>, std::uint64_t> arrived_;
   std::vector<Injected> injected_;
   // Every content an origin signed per seq: a seq used twice is a violation.
   std::map<EventKey, std::string> contents_;

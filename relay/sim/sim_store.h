@@ -31,11 +31,12 @@ struct DurableState {
   std::set<EventKey> redelivered;
   /// Own events every peer holds.
   std::set<EventKey> replicated;
-  /// Supervision rows: (peer, raised, at ms of simulated time).
+  /// Alarm rows: (peer, raised, at ms of simulated time, reason).
   struct AlarmRow {
     std::string peer;
     bool raised;
     std::int64_t at_ms;
+    std::string reason;
   };
   std::vector<AlarmRow> alarms;
   /// Alarms open now (peer, reason), as relay_alarms holds them.

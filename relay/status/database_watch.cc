@@ -17,14 +17,6 @@ std::string with_timeout(const std::string& dsn) {
   return dsn + " connect_timeout=5";
 }
 
-/// libpq's messages run over several lines (with a caret under the error);
-/// one line is what a log entry and a status line can carry.
-std::string first_line(std::string text) {
-  text = text.substr(0, text.find('\n'));
-  while (!text.empty() && text.back() == ' ') text.pop_back();
-  return text;
-}
-
 }  // namespace
 
 DatabaseWatch::DatabaseWatch(Config config, net::Health& health, std::chrono::milliseconds interval)
@@ -86,7 +78,7 @@ void DatabaseWatch::check() {
     view.emplace();
     view->database_now_unix_ms = net::unix_ms_now();
   } catch (const std::exception& e) {
-    error = first_line(e.what());
+    error = one_line(e.what());
     conn_.reset();
   }
   const auto now = net::unix_ms_now();

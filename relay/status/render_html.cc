@@ -209,7 +209,9 @@ void peers_section(std::ostringstream& h, const Snapshot& s) {
     }
     h << "<tr class=\"peer " << cls << "\" data-peer=\"" << esc(p.id) << "\" data-state=\"" << state
       << "\" data-alarm=\"" << (p.alarmed ? "yes" : "no") << "\"><td>" << esc(p.id) << "</td><td>"
-      << (p.alarmed ? "<b>SUPERVISION ALARM</b>, " : "") << state << "</td><td>"
+      << (p.alarmed ? "<b>SUPERVISION ALARM</b>, " : "") << state
+      << (state == "degraded" ? ": " + esc(net::degraded_reason(p)) : "")
+      << (p.paths_up.size() > 1 ? "<br>paths " + esc(net::paths_text(p)) : "") << "</td><td>"
       << (p.heard ? age_text(silent_ms(*s.daemon, p)) + " ago" : "never") << "</td><td>"
       << rtt_text(p, state) << "</td><td>" << p.queued << "</td><td>" << p.in_flight << "</td><td>"
       << pending << "</td><td>" << p.receipts_owed << "</td><td>" << wire_text(*s.daemon, p.id)

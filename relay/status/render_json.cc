@@ -101,6 +101,7 @@ Json peers_json(const Snapshot& s) {
     j["id"] = p.id;
     j["state"] = net::peer_state(p);
     j["alarm"] = p.alarmed;
+    j["store_alarm"] = p.store_alarmed;
     j["last_heard_ms_ago"] = p.heard ? Json(silent_ms(*s.daemon, p)) : Json(nullptr);
     // The last round trip measured; a live figure only while the peer is alive.
     j["rtt_ms"] = p.heard
@@ -108,6 +109,26 @@ Json peers_json(const Snapshot& s) {
                       : Json(nullptr);
     j["queued"] = p.queued;
     j["in_flight"] = p.in_flight;
+    j["degraded_reason"] =
+        net::peer_state(p) == "degraded" ? Json(net::degraded_reason(p)) : Json(nullptr);
+    if (p.health) {
+      j["store"] = {{"up", p.health->store_up()},
+                    {"down_ms", p.health->store_down_ms()},
+                    {"spool_depth", p.health->spool_depth()},
+                    {"spool_oldest_ms", p.health->spool_oldest_ms()}};
+    } else {
+      j["store"] = nullptr;
+    }
+    j["unacked_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(p.unacked_for).count();
+    Json paths = Json::array();
+    for (std::size_t i = 0; i < p.paths_up.size(); ++i) {
+      paths.push_back(
+          {{"path", i + 1}, {"up", static_cast<bool>(p.paths_up[i])}, {"best", i == p.best_path}});
+    }
+    j["paths"] = paths;
+    j["pacing_bytes_per_second"] = static_cast<std::int64_t>(p.pacing_rate.bytes_per_second());
+    j["queue_delay_ms"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(p.queue_delay).count();
     std::int64_t pending = 0;
     if (view) {
       if (auto it = view->receipts_pending.find(p.id); it != view->receipts_pending.end())

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <sstream>
 
 #include "relay/net/incident_log.h"
@@ -124,8 +125,38 @@ std::string metrics_text(const Snapshot& s) {
       .sample(d.numbering.ready ? 1 : 0);
   m.family("relay_datagrams_rejected_total", "counter", "Datagrams dropped, by reason.");
   for (const auto& [reason, n] : d.rejected) m.sample(n, "reason", reason);
-  m.family("relay_peer_up", "gauge", "1 if the peer is alive; 0 if suspect, down or never heard.");
-  for (const auto& p : d.peers) m.sample(net::peer_state(p) == "alive" ? 1 : 0, "peer", p.id);
+  m.family("relay_peer_up", "gauge",
+           "1 if the peer answers probes (alive or degraded); 0 if suspect, down or never heard.");
+  for (const auto& p : d.peers) {
+    const auto state = net::peer_state(p);
+    m.sample(state == "alive" || state == "degraded" ? 1 : 0, "peer", p.id);
+  }
+  m.family("relay_peer_degraded", "gauge",
+           "1 if the peer answers probes but does not store (its report, or no ack for long).");
+  for (const auto& p : d.peers) m.sample(net::peer_state(p) == "degraded" ? 1 : 0, "peer", p.id);
+  m.family("relay_peer_store_up", "gauge",
+           "The peer's own report of its database (1 up, 0 down); absent before its first report.");
+  for (const auto& p : d.peers) {
+    if (p.health) m.sample(p.health->store_up() ? 1 : 0, "peer", p.id);
+  }
+  m.family("relay_peer_paths_up", "gauge",
+           "Paths (configured addresses) of the peer answering probes.");
+  for (const auto& p : d.peers) {
+    m.sample(std::count(p.paths_up.begin(), p.paths_up.end(), true), "peer", p.id);
+  }
+  m.family("relay_peer_paths", "gauge", "Paths (configured addresses) of the peer.");
+  for (const auto& p : d.peers) m.sample(p.paths_up.size(), "peer", p.id);
+  m.family("relay_peer_pacing_bytes_per_second", "gauge",
+           "The rate this node paces what it sends the peer at (0: unpaced).");
+  for (const auto& p : d.peers) {
+    m.sample(static_cast<std::int64_t>(p.pacing_rate.bytes_per_second()), "peer", p.id);
+  }
+  m.family("relay_peer_queue_delay_ms", "gauge",
+           "Queueing delay last measured at the bottleneck towards the peer.");
+  for (const auto& p : d.peers) {
+    m.sample(std::chrono::duration_cast<std::chrono::milliseconds>(p.queue_delay).count(), "peer",
+             p.id);
+  }
   m.family("relay_peer_heard", "gauge", "1 once the peer has been heard since start.");
   for (const auto& p : d.peers) m.sample(p.heard ? 1 : 0, "peer", p.id);
   m.family("relay_peer_silent_seconds", "gauge",
@@ -133,6 +164,9 @@ std::string metrics_text(const Snapshot& s) {
   for (const auto& p : d.peers) m.sample(silent_ms(d, p) / 1000, "peer", p.id);
   m.family("relay_peer_alarm", "gauge", "1 while a supervision alarm is raised for the peer.");
   for (const auto& p : d.peers) m.sample(p.alarmed ? 1 : 0, "peer", p.id);
+  m.family("relay_peer_store_alarm", "gauge",
+           "1 while the peer says its database has been down for supervision_timeout or longer.");
+  for (const auto& p : d.peers) m.sample(p.store_alarmed ? 1 : 0, "peer", p.id);
   m.family("relay_peer_queued", "gauge", "Events waiting to be sent to the peer, or in flight.");
   for (const auto& p : d.peers) m.sample(p.queued + p.in_flight, "peer", p.id);
   m.family("relay_peer_key_id", "gauge", "The mesh ring key id the peer seals with (0: not seen).");

@@ -123,11 +123,26 @@ Verdict judge(const Snapshot& s) {
         raise(v, L::alarm,
               fmt::format("supervision alarm: {} unreachable for {}", p.id,
                           age_text(silent_ms(*s.daemon, p))));
+      } else if (p.store_alarmed) {
+        raise(v, L::alarm,
+              fmt::format("alarm: {} answers, but {}", p.id, net::degraded_reason(p)));
+      } else if (net::peer_state(p) == "degraded") {
+        raise(v, L::degraded,
+              fmt::format("{} degraded: {}; back-pressure does not wait for it", p.id,
+                          net::degraded_reason(p)));
       } else if (const auto state = net::peer_state(p); state != "alive") {
         raise(v, L::degraded,
               state == "not heard yet" ? fmt::format("{} not heard yet since start", p.id)
                                        : fmt::format("{} {}: silent for {}", p.id, state,
                                                      age_text(silent_ms(*s.daemon, p))));
+      }
+    }
+    for (const auto& p : s.daemon->peers) {
+      const bool some_down =
+          std::find(p.paths_up.begin(), p.paths_up.end(), false) != p.paths_up.end();
+      if (p.paths_up.size() > 1 && some_down && net::peer_state(p) != "down") {
+        raise(v, L::degraded,
+              fmt::format("{}: a path does not answer ({})", p.id, net::paths_text(p)));
       }
     }
     for (const auto& [peer, w] : s.daemon->wire) {

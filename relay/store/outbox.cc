@@ -293,7 +293,7 @@ std::vector<pqxx::row> fetch(pqxx::work& tx, const std::vector<std::int64_t>& id
       for (const auto& row : result) rows.push_back(row);
     } catch (const pqxx::sql_error& e) {
       if (!row_fault(e)) throw;
-      unfetched.add(id, std::string("the database could not read it: ") + e.what());
+      unfetched.add(id, std::string("the database could not read it: ") + one_line(e.what()));
     }
   }
   return rows;
@@ -393,7 +393,7 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
     if (!row_fault(e)) throw;
     // A value slipped past the checks and failed the fetch: again, one row
     // at a time, so that only that row is rejected.
-    spdlog::warn("outbox claim: {}; claiming row by row to find the row at fault", e.what());
+    spdlog::warn("outbox claim: {}; claiming row by row to find the row at fault", one_line(e.what()));
     return claim(conn, config, key, limit, urgent_only, numbering, true);
   }
 }

@@ -14,6 +14,7 @@
 #include <thread>
 #include <variant>
 
+#include "common/log.h"
 #include "relay/store/durability.h"
 #include "relay/store/migrate.h"
 #include "relay/store/rows.h"
@@ -481,7 +482,7 @@ class PgStore::Lane {
   void poisoned(std::vector<Job>& jobs, const pqxx::sql_error& e) {
     if (jobs.size() > 1) {
       spdlog::warn("database ({} lane): {} batches refused together ({}); trying them one by one",
-                   name_, jobs.size(), e.what());
+                   name_, jobs.size(), one_line(e.what()));
       std::lock_guard lock(mutex_);
       isolate_ = jobs.size();
       for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
@@ -496,7 +497,7 @@ class PgStore::Lane {
         keys += " " + w.event->key.origin + ":" + std::to_string(w.event->key.seq);
       }
       spdlog::error("database ({} lane): refused a batch; not stored, not acked:{}: {}", name_,
-                    keys, e.what());
+                    keys, one_line(e.what()));
       mesh::StoreDone done;
       done.ticket = batch->ticket;
       done.failed = true;
@@ -515,8 +516,8 @@ class PgStore::Lane {
                    std::optional<std::chrono::steady_clock::time_point>& give_up) {
     if (healthy) {
       spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
-                    e.what());
-      callbacks_.health(name_, false, e.what());
+                    one_line(e.what()));
+      callbacks_.health(name_, false, one_line(e.what()));
       healthy = false;
     }
     conn.reset();

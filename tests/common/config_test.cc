@@ -119,6 +119,29 @@ TEST_CASE("a complete config loads with defaults filled in") {
   CHECK(keys.ring.current == 1);
 }
 
+TEST_CASE("a peer reached on several paths lists its addresses, the preferred first") {
+  Site site;
+  const std::string text = replace(site.config_text(), "address = \"192.0.2.11:7400\"",
+                                   "addresses = [\"192.0.2.11:7400\", \"198.51.100.11:7400\"]");
+  const Config config = load_config(site.write_config(text));
+  REQUIRE(config.peers[0].addresses.size() == 2);
+  CHECK(config.peers[0].address.to_string() == "192.0.2.11:7400");
+  CHECK(config.peers[0].addresses[1].to_string() == "198.51.100.11:7400");
+  // A single `address` is one path.
+  REQUIRE(config.peers[1].addresses.size() == 1);
+  CHECK(config.peers[1].addresses[0].to_string() == "[2001:db8::12]:7400");
+
+  auto error_for = [&](const std::string& t) { return load_error(site.write_config(t)); };
+  CHECK(error_for(replace(text, "public_key = \"" + site.north_key,
+                          "address = \"192.0.2.11:7400\"\npublic_key = \"" + site.north_key))
+            .find("peer[1].addresses: set either address or addresses, not both") !=
+        std::string::npos);
+  CHECK(error_for(replace(text, "\"198.51.100.11:7400\"", "\"lte\""))
+            .find("peer[1].addresses: \"lte\": expected \"host:port\"") != std::string::npos);
+  CHECK(error_for(replace(text, "[\"192.0.2.11:7400\", \"198.51.100.11:7400\"]", "[]"))
+            .find("peer[1].addresses: expected 1 to 8 addresses") != std::string::npos);
+}
+
 TEST_CASE("config errors name the file, the line, the key and what was expected") {
   Site site;
   const std::string good = site.config_text();

@@ -58,3 +58,12 @@ TEST_CASE("a rate limit lets a burst through per window and counts the rest") {
   CHECK(limit.suppressed() == 2);
   CHECK(limit.suppressed() == 0);
 }
+
+TEST_CASE("one_line: libpq's message with its hint, on one line") {
+  CHECK(relay::one_line("connection to server on socket \"/tmp/x/.s.PGSQL.5432\" failed: No such "
+                        "file or directory\n\tIs the server running locally?\n") ==
+        "connection to server on socket \"/tmp/x/.s.PGSQL.5432\" failed: No such file or "
+        "directory Is the server running locally?");
+  CHECK(relay::one_line("") == "");
+  CHECK(relay::one_line("plain") == "plain");
+}

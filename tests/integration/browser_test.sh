@@ -60,6 +60,8 @@ state_ok "all OK"
 id=$(ctl clinic-north duress --location "Psych ward, room 12" --by "nurse station 3" --wait=20s 2>/dev/null) ||
   fail "duress not confirmed"
 wait_for "the duress at hq" 'http hq /api/alarms >/dev/null; grep -q "$id" "$http_body"'
+# The page's view of the database is refreshed every 2 s.
+wait_for "the duress on clinic-north's page" 'http clinic-north /api/alarms >/dev/null; grep -q "$id" "$http_body"'
 render clinic-north
 expect_dom "verdict ALARM" 'data-verdict="ALARM"'
 expect_dom "the duress row" "data-event=\"$id\" data-kind=\"duress\""

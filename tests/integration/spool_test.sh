@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A duress while the site's own PostgreSQL is down, with real relayd
 # processes, each site on a PostgreSQL cluster of its own:
-#   spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full
+#   spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full|peers
 set -euo pipefail
-scenario=${1:?usage: spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full}
+scenario=${1:?usage: spool_test.sh database-down|kill-after-append|kill-during-drain|torn|full|peers}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -37,6 +37,7 @@ spool_depth() {
 }
 
 MESH_SEPARATE_PG=1 mesh_init hq clinic-north
+[ "$scenario" = peers ] && config_add hq mesh 'supervision_timeout = "5s"'
 for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
 mesh_ready "${mesh_nodes[@]}"
 
@@ -149,6 +150,37 @@ PY
     for _ in $(seq 1 100); do [ "$(spool_depth clinic-north)" = 0 ] && break; sleep 0.1; done
     [ "$(spool_depth clinic-north)" = 0 ] || fail "the full spool did not drain"
     echo "full: 256 alarms held and sent, the 257th refused with exit 1, all drained once the database came back"
+    ;;
+
+  peers)
+    # While clinic-north's database is down its peers see it degraded, with
+    # the reason and its spool, and after supervision_timeout (5 s at hq)
+    # raise an alarm row; it is cleared when the database is back.
+    mesh_pg_halt clinic-north
+    ctl clinic-north duress --location "Ward 4" >/dev/null || fail "the duress was not accepted"
+    peer_is() {
+      status_json hq | python3 -c '
+import json, sys
+p = [p for p in json.load(sys.stdin)["peers"] if p["id"] == "clinic-north"][0]
+sys.exit(0 if p["state"] == sys.argv[1] else 1)' "$1"
+    }
+    eventually peer_is degraded || fail "hq does not show clinic-north degraded"
+    eventually page_has hq / "clinic-north degraded: its database is down for [0-9]* s (its own report); 1 events spooled" ||
+      fail "hq's page does not say why: $(status_page hq / | grep -o 'clinic-north degraded[^<]*')"
+    wait_log hq "peer clinic-north is degraded: its database is down"
+    wait_for hq "SELECT data->>'state' FROM message_queue WHERE type = 'relay.supervision'
+                 AND data->>'reason' = 'database down'" raised 20
+    eventually page_has hq /metrics '^relay_peer_store_alarm{peer="clinic-north"} 1$' || fail "no metric at hq"
+    eventually status_has hq '"verdict":{"level":"ALARM"' || fail "hq's verdict is not ALARM"
+    wait_log hq "ALARM raised: peer clinic-north answers, but its database is down"
+    eventually status_has clinic-north '"database":{"state":"down"' || fail "clinic-north's own page does not say"
+    echo "peers: hq shows clinic-north degraded (database down, 1 spooled), then raises the alarm row"
+    mesh_pg_resume clinic-north
+    wait_for hq "SELECT string_agg(data->>'state', ' ' ORDER BY id) FROM message_queue
+                 WHERE type = 'relay.supervision' AND data->>'reason' = 'database down'" "raised cleared" 20
+    eventually peer_is alive || fail "hq does not show clinic-north alive again"
+    [ "$(mesh_sql hq "SELECT count(*) FROM relay_alarms")" = 0 ] || fail "an alarm is still open at hq"
+    echo "peers: cleared once the database is back, exactly one raised and one cleared row"
     ;;
 
   *)

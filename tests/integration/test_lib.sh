@@ -21,3 +21,36 @@ wait_for() {
   done
   fail "$node: $sql gave '$got', expected '$expected' within ${limit}s"
 }
+
+# status_json NODE: its /api/status, compact (relayctl status would read the configuration,
+# which some scenarios break on purpose).
+status_json() {
+  status_page "$1" /api/status |
+    python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))'
+}
+status_has() { status_json "$1" | grep -q -- "$2"; }
+page_has() { status_page "$1" "$2" | grep -q -- "$3"; }
+# status_page NODE PATH: GET of the status server.
+status_page() { curl -s "http://127.0.0.1:$((mesh_port[$1] + 2))$2"; }
+
+# Waits until NODE's log has a line matching PATTERN.
+wait_log() {
+  local node=$1 pattern=$2
+  for _ in $(seq 1 200); do
+    grep -q -- "$pattern" "$mesh_dir/$node/relayd.log" && return 0
+    sleep 0.1
+  done
+  fail "$node never logged '$pattern'"
+}
+
+# Adds LINE to SECTION of NODE's configuration (the section must exist).
+config_add() {
+  local node=$1 section=$2 line=$3
+  sed -i "/^\[$section\]\$/a $line" "$mesh_dir/$node/relayd.toml"
+}
+
+# True once COMMAND... succeeds, within 5 s (the status is refreshed each second).
+eventually() {
+  for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}

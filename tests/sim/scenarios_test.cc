@@ -207,3 +207,42 @@ TEST_CASE("supervision alarms survive the observer's restart: one raised, one cl
   CHECK_FALSE(alarms[1].raised);
   CHECK(c.durable(0).open_alarms.empty());
 }
+
+TEST_CASE("a peer whose database stays down raises an alarm of its own, cleared when it is back") {
+  Cluster c(config(3, 12));
+  c.run_for(10s);
+  // clinic-2 answers probes and says its database is down: not for long
+  // enough yet, then beyond the supervision timeout (90 s).
+  v1::Health health;
+  health.set_store_up(false);
+  health.set_store_down_ms(30'000);
+  c.report_health(2, health);
+  c.run_for(5s);
+  CHECK(c.durable(0).alarms.empty());
+  health.set_store_down_ms(91'000);
+  c.report_health(2, health);
+  c.run_for(5s);
+  for (std::size_t viewer : {0, 1}) {
+    const auto& alarms = c.durable(viewer).alarms;
+    REQUIRE(alarms.size() == 1);
+    CHECK(alarms[0].peer == "clinic-2");
+    CHECK(alarms[0].reason == "database down");
+    CHECK(alarms[0].raised);
+  }
+  // hq restarts meanwhile: the alarm is still open, not raised twice.
+  c.crash(0);
+  c.restart(0);
+  c.run_for(5s);
+  CHECK(c.durable(0).alarms.size() == 1);
+  health.set_store_up(true);
+  health.set_store_down_ms(0);
+  c.report_health(2, health);
+  c.run_for(5s);
+  for (std::size_t viewer : {0, 1}) {
+    const auto& alarms = c.durable(viewer).alarms;
+    REQUIRE(alarms.size() == 2);
+    CHECK_FALSE(alarms[1].raised);
+    CHECK(alarms[1].reason == "database down");
+    CHECK(c.durable(viewer).open_alarms.empty());
+  }
+}

@@ -19,8 +19,8 @@ inline Config hq_config() {
   Config c;
   c.node.id = "hq";
   c.node.groups = {"hq"};
-  c.peers.push_back({"clinic-north", {"192.0.2.11", 7400}, {}, {"clinics"}, {}});
-  c.peers.push_back({"clinic-south", {"192.0.2.12", 7400}, {}, {"clinics"}, {}});
+  c.peers.push_back({"clinic-north", {"192.0.2.11", 7400}, {}, {"clinics"}, {}, {}});
+  c.peers.push_back({"clinic-south", {"192.0.2.12", 7400}, {}, {"clinics"}, {}, {}});
   return c;
 }
 
