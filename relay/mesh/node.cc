@@ -124,7 +124,11 @@ void Node::load(Time now, Snapshot snapshot) {
   // them, and a peer still silent does not raise them twice.
   for (const auto& [peer, reason] : snapshot.open_alarms) {
     Peer* p = find_peer(peer);
-    if (p == nullptr) continue;
+    if (p == nullptr) {
+      // A peer taken out of the configuration: nothing will clear it else.
+      batch_.alarms.push_back({peer, false, 0, reason});
+      continue;
+    }
     if (reason == kUnreachable) p->alarmed = true;
     if (reason == kDatabaseDown) p->store_alarmed = true;
   }

@@ -262,6 +262,8 @@ void Daemon::reload(const Config& config, NodeKeys keys) {
     keys_.identity = keys.identity;
     spdlog::warn("reloaded: a new identity key (public {}); new sessions with every peer",
                  format_public_key(keys_.identity.public_key()));
+  } else {
+    codec_->set_self_keys(own_keys(config, keys_.identity));
   }
   for (const auto& [peer, hello] : codec_->greet()) send_raw(peer, hello);
   keys_.ring = std::move(keys.ring);
@@ -372,6 +374,10 @@ asio::awaitable<void> Daemon::tick() {
     if (stopped_) co_return;
     if (ec == asio::error::operation_aborted) continue;  // an earlier deadline came up
     if (!database_up_ || !node_->has_store()) report_health();  // how long it has been down
+    if (drain_retry_ && now() >= *drain_retry_) {
+      drain_retry_.reset();
+      drain_spool();
+    }
     node_->on_timer(now());
     after_input();
     if (incidents_.peers_due(now())) incidents_.observe_peers(now(), node_->peer_status(now()));

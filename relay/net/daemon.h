@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/config.h"
@@ -59,6 +60,9 @@ struct DaemonStatus {
 
 /// Store tickets from here up are the spool's drains, not the core's.
 inline constexpr std::uint64_t kSpoolTickets = std::uint64_t{1} << 62;
+/// How long a spooled alarm the database refused waits before it is
+/// written again (the spool keeps it meanwhile, and the mesh has it).
+inline constexpr std::chrono::seconds kDrainRetry{5};
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the
 /// wire codec, the protocol core and its timer; the store and the outbox
@@ -155,6 +159,8 @@ class Daemon final : public mesh::Transport {
   // Spool records on their way into the log, by the ticket of their write.
   std::map<std::uint64_t, std::uint64_t> draining_;
   std::uint64_t next_drain_ticket_ = kSpoolTickets;
+  // When a record the database refused is tried again.
+  std::optional<mesh::Time> drain_retry_;
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;

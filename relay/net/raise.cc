@@ -187,7 +187,10 @@ bool Daemon::drained(const mesh::StoreDone& done) {
   const std::uint64_t record = it->second;
   draining_.erase(it);
   if (done.failed) {
-    spdlog::error("spool record {}: the database refused it; kept in the spool", record);
+    spdlog::error("spool record {}: the database refused it; kept in the spool, tried again in "
+                  "{} s",
+                  record, kDrainRetry.count());
+    drain_retry_ = now() + kDrainRetry;
     return true;
   }
   failpoint("spool-drained");

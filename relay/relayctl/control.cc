@@ -14,7 +14,9 @@
 namespace relay::ctl {
 
 std::optional<Json> control_request(const Config& config, const Json& request,
-                                    std::chrono::milliseconds timeout, std::string* why) {
+                                    std::chrono::milliseconds timeout, std::string* why,
+                                    bool* delivered) {
+  if (delivered != nullptr) *delivered = false;
   auto fail = [&](const std::string& reason) -> std::optional<Json> {
     if (why != nullptr) *why = reason;
     return std::nullopt;
@@ -37,6 +39,7 @@ std::optional<Json> control_request(const Config& config, const Json& request,
   if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
     return fail(path + ": " + std::strerror(errno));
   }
+  if (delivered != nullptr) *delivered = true;
   std::string reply;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (reply.find('\n') == std::string::npos) {

@@ -79,9 +79,12 @@ Json receipts_json(const std::vector<std::string>& targets,
                    const std::map<std::string, store::TargetReceipt>& done);
 
 /// Sends one request to relayd's control socket and returns its answer;
-/// nullopt (with why) when relayd does not answer within `timeout`.
+/// nullopt (with why) when relayd does not answer within `timeout`;
+/// `delivered` then says whether relayd got the request (and may have acted
+/// on it) or was never reached.
 std::optional<Json> control_request(const Config& config, const Json& request,
-                                    std::chrono::milliseconds timeout, std::string* why);
+                                    std::chrono::milliseconds timeout, std::string* why,
+                                    bool* delivered = nullptr);
 
 /// Node ids of the mesh (this node and its peers) that `targets` name.
 std::vector<std::string> resolve_targets(const Config& config,

@@ -223,6 +223,10 @@ namespace {
 /// A duress through relayd's control socket: spooled and sent by relayd
 /// without the database. The accepted id, or nullopt when relayd does not
 /// answer (the caller falls back to the outbox). A refusal throws.
+///
+/// When relayd got the request but gave no answer, it may have spooled the
+/// duress all the same: the fallback then risks one press arriving as two
+/// alarms, which is the lesser failure than one that never arrives.
 std::optional<EventId> raise_through_relayd(const Config& config, const SendOptions& o) {
   Json request{{"verb", "duress"}, {"targets", o.targets}, {"title", o.title}};
   if (!o.body.empty()) request["body"] = o.body;
@@ -238,12 +242,17 @@ std::optional<EventId> raise_through_relayd(const Config& config, const SendOpti
   }
   if (o.exercise) request["exercise"] = true;
   std::string why;
-  const auto answer = control_request(config, request, std::chrono::seconds(3), &why);
+  bool delivered = false;
+  const auto answer =
+      control_request(config, request, std::chrono::seconds(3), &why, &delivered);
   if (!answer) {
     std::fprintf(stderr,
                  "relayctl: relayd does not answer on its control socket (%s); queueing the duress "
-                 "in the outbox instead, which needs the database\n",
-                 why.c_str());
+                 "in the outbox instead, which needs the database%s\n",
+                 why.c_str(),
+                 delivered ? " (relayd got the request and may send it too: the alarm may then "
+                             "arrive twice, under two ids)"
+                           : "");
     return std::nullopt;
   }
   if (!answer->value("ok", false)) {

@@ -75,6 +75,7 @@ class DatabaseOpener {
             "database ({}): {}; retrying in {} ms (duress alarms go out through the "
             "spool meanwhile)",
             config_.store.dsn, one_line(e.what()), backoff.count());
+        failed_(one_line(e.what()));
       }
       lock.lock();
       cv_.wait_for(lock, backoff, [&] { return stop_; });
@@ -191,7 +192,8 @@ std::vector<std::string> needs_restart(const Config& a, const Config& b) {
   auto peers = [](const Config& c) {
     std::string s;
     for (const auto& p : c.peers) {
-      s += "|" + p.id + "@" + p.address.to_string();
+      s += "|" + p.id;
+      for (const auto& path : p.paths()) s += "@" + path.to_string();
       for (const auto& g : p.groups) s += "," + g;
     }
     return s;
@@ -347,6 +349,7 @@ int main(int argc, char** argv) {
     // which gets the answer): keys in place, anything else by restarting
     // in place. A file that does not load changes nothing, and says why.
     auto reload = [&]() -> std::pair<bool, std::string> {
+      if (restart) return {true, "already restarting in place"};
       try {
         const Config fresh = load_config(config_file);
         NodeKeys fresh_keys = load_node_keys(fresh);
@@ -379,11 +382,12 @@ int main(int argc, char** argv) {
     std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec,
                                                                       int sig) {
       if (ec) return;
+      signals.async_wait(on_signal);  // a SIGTERM during a restart still stops
       if (sig == SIGHUP) {
         reload();
-        if (!restart) signals.async_wait(on_signal);
         return;
       }
+      restart = false;
       spdlog::info("stopping: no new claims, flushing the store");
       daemon.stop();
       io.stop();

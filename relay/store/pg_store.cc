@@ -560,8 +560,11 @@ PgStore::~PgStore() {
 }
 
 void PgStore::persist(mesh::StoreBatch batch) {
-  // Duress and emergency commit on their own lane and connection.
-  Lane& lane = batch.priority >= v1::PRIORITY_EMERGENCY ? *urgent_ : *bulk_;
+  // Duress and emergency commit on their own lane and connection; so do
+  // alarm changes, which must commit in the order they happen (a clear
+  // overtaking its raise on the other lane would leave the alarm open).
+  const bool urgent = batch.priority >= v1::PRIORITY_EMERGENCY || !batch.alarms.empty();
+  Lane& lane = urgent ? *urgent_ : *bulk_;
   lane.push(std::move(batch));
 }
 

@@ -141,6 +141,9 @@ class Codec {
   /// What this node's configuration says about itself and each peer: sent
   /// in hellos, and compared with what each peer says (configuration drift).
   void set_views(std::map<std::string, v1::PairView> views) { views_ = std::move(views); }
+  /// This node's own keys, retired ones included, that its events are
+  /// verified with (a reload that changes only `[node] retired_keys`).
+  void set_self_keys(IdentityKeys self_keys) { self_keys_ = std::move(self_keys); }
   /// A new identity key (SIGHUP): a new session under boot `boot`; every
   /// peer session is made again.
   void set_identity(const crypto::SigningKey& identity, IdentityKeys self_keys, std::uint64_t boot);

@@ -200,6 +200,11 @@ TEST_CASE("config errors name the file, the line, the key and what was expected"
     const auto error = error_for(good + "[store]\npoll_interval = 5\n");
     CHECK(error.find("store.poll_interval: expected a duration") != std::string::npos);
   }
+  SUBCASE("a control group this machine does not have") {
+    const auto error = error_for(good + "[control]\ngroup = \"no-such-group-here\"\n");
+    CHECK(error.find("control.group: no such group \"no-such-group-here\" on this machine") !=
+          std::string::npos);
+  }
   SUBCASE("a missing section") {
     const auto error = error_for(replace(good, "[mesh]\nkeys = \"mesh.keys\"\n", ""));
     CHECK(error.find(file + ": mesh: missing") != std::string::npos);

@@ -208,6 +208,22 @@ TEST_CASE("supervision alarms survive the observer's restart: one raised, one cl
   CHECK(c.durable(0).open_alarms.empty());
 }
 
+TEST_CASE("an open alarm about a peer taken out of the configuration is cleared at start") {
+  Cluster c(config(3, 13));
+  c.run_for(5s);
+  // hq's database holds an open alarm about a site it no longer lists.
+  DurableState state = c.durable(0);
+  state.open_alarms.insert({"clinic-retired", "unreachable"});
+  c.restore_database(0, std::move(state));
+  c.restart(0);
+  c.run_for(5s);
+  const auto& alarms = c.durable(0).alarms;
+  REQUIRE(alarms.size() == 1);
+  CHECK(alarms[0].peer == "clinic-retired");
+  CHECK_FALSE(alarms[0].raised);
+  CHECK(c.durable(0).open_alarms.empty());
+}
+
 TEST_CASE("a peer whose database stays down raises an alarm of its own, cleared when it is back") {
   Cluster c(config(3, 12));
   c.run_for(10s);
