@@ -1,6 +1,7 @@
 #include "common/state_dir.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <charconv>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "common/crypto.h"
 
@@ -44,6 +46,37 @@ StateDir::StateDir(std::filesystem::path dir) : dir_(std::move(dir)) {
     fail(dir_, "the state directory is not writable ([node] state_dir)");
   }
   ::chmod(dir_.c_str(), 0700);
+}
+
+StateDir::~StateDir() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void StateDir::lock() {
+  const auto file = dir_ / "lock";
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) fail(file, "cannot open");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    char holder[32] = {};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    if (error != EWOULDBLOCK) {
+      errno = error;
+      fail(file, "cannot lock");
+    }
+    std::string pid(holder, n > 0 ? static_cast<std::size_t>(n) : 0);
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    throw std::runtime_error(dir_.string() + ": the state directory is in use by another relayd" +
+                             (pid.empty() ? "" : " (pid " + pid + ")") +
+                             "; each node needs its own ([node] state_dir)");
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    ::close(fd);
+    fail(file, "cannot write");
+  }
+  lock_fd_ = fd;
 }
 
 std::optional<std::uint64_t> StateDir::read_counter(std::string_view name) const {

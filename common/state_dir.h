@@ -18,6 +18,15 @@ class StateDir {
   /// Creates the folder (mode 0700) if missing. Throws std::runtime_error
   /// naming the folder if it cannot be created or written.
   explicit StateDir(std::filesystem::path dir);
+  ~StateDir();
+  StateDir(const StateDir&) = delete;
+  StateDir& operator=(const StateDir&) = delete;
+
+  /// Takes the folder for this process alone: an flock on `<dir>/lock`,
+  /// released when the process ends or execs. Throws, naming the folder and
+  /// the pid that holds it, when another relayd runs on it (two would number
+  /// events from one mark and share one spool).
+  void lock();
 
   const std::filesystem::path& path() const { return dir_; }
 
@@ -38,6 +47,7 @@ class StateDir {
 
  private:
   std::filesystem::path dir_;
+  int lock_fd_ = -1;
 };
 
 }  // namespace relay

@@ -283,6 +283,13 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a write to a closed pipe or socket is an error, not death
   if (!capture.active)
     spdlog::warn("output capture off, the page shows no log: {}", capture.why_not);
+  // After the capture's fork, so that only this process holds the lock.
+  try {
+    state->lock();
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 2;
+  }
 
   // The status side comes up first and needs no database: a database that
   // is down at start shows on the page and on /healthz, not in silence.

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <fstream>
+#include <string>
 
 #include "common/state_dir.h"
 #include "tests/support/temp_dir.h"
@@ -27,6 +30,22 @@ TEST_CASE("state dir: counters survive a reopen; a damaged file is refused, not 
                        std::runtime_error);
   std::ofstream(dir / "seq") << "4";  // torn
   CHECK_THROWS(again.read_counter("seq"));
+}
+
+TEST_CASE("state dir: one process at a time; the lock goes with its holder") {
+  TempDir temp;
+  const auto dir = temp.path() / "state";
+  {
+    StateDir first(dir);
+    first.lock();
+    // flock locks belong to the open file: a second open is refused even in
+    // this process, as a second relayd would be.
+    StateDir second(dir);
+    const std::string holder = "in use by another relayd (pid " + std::to_string(::getpid()) + ")";
+    CHECK_THROWS_WITH_AS(second.lock(), doctest::Contains(holder.c_str()), std::runtime_error);
+  }
+  StateDir after(dir);
+  CHECK_NOTHROW(after.lock());
 }
 
 TEST_CASE("state dir: a folder that cannot be created is named") {

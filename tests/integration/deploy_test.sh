@@ -183,6 +183,14 @@ time.sleep(300)' $((mesh_port[hq] + 1)) &
     ctl hq check-config --json | grep -q '"retention_ms":604800000' || fail "the file does not have the retention"
     ctl hq send --target clinic-north --title "after the reload" --wait=20s >/dev/null || fail "not delivering after the reload"
     echo "reload: retention change restarted in place: $out"
+    # The restarted relayd holds its state directory: a second one on the
+    # same configuration (an operator starting it by hand) is refused.
+    rc=0
+    timeout 20 "$mesh_relayd" --config "$mesh_dir/hq/relayd.toml" >"$mesh_dir/second.log" 2>&1 || rc=$?
+    [ "$rc" = 2 ] || fail "a second relayd on hq's state directory exited $rc, expected 2: $(cat "$mesh_dir/second.log")"
+    grep -q "in use by another relayd (pid $pid)" "$mesh_dir/second.log" ||
+      fail "the second relayd does not name the holder: $(cat "$mesh_dir/second.log")"
+    kill -0 "$pid" || fail "the first relayd died of the second"
 
     cp "$mesh_dir/hq/relayd.toml" "$mesh_dir/hq/good.toml"
     sed -i '/^\[node\]$/a colour = "blue"' "$mesh_dir/hq/relayd.toml"

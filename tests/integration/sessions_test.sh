@@ -48,13 +48,22 @@ case "$scenario" in
     # be taken at once, and its duress must arrive.
     sign=-
     [ "$scenario" = clock-ahead ] && sign=+
+    faketime_lib=$(dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$')
     mesh_init hq clinic-north clinic-south
     for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
     mesh_ready "${mesh_nodes[@]}"
     duress_reaches clinic-north 30 hq clinic-south
     for offset in 1h 1d; do
       mesh_kill clinic-north TERM
-      FAKETIME_DONT_FAKE_MONOTONIC=1 MESH_WRAP="faketime -f ${sign}${offset}" mesh_start clinic-north
+      # libfaketime through env, which execs relayd: the pid mesh_kill and
+      # the cleanup signal is relayd's own (the faketime binary would stand
+      # between them and leave relayd running).
+      MESH_WRAP="env LD_PRELOAD=$faketime_lib FAKETIME=${sign}${offset} FAKETIME_DONT_FAKE_MONOTONIC=1" \
+        mesh_start clinic-north
+      # The clock really is off: relayd's newest log line is stamped with it.
+      stamp=$(tail -1 "$mesh_dir/clinic-north/relayd.log" | cut -d' ' -f1)
+      skew=$(($(date -d "$stamp" +%s) - $(date +%s)))
+      [ "${skew#-}" -ge 3000 ] || fail "clinic-north's clock is not off (log stamp $stamp)"
       echo "clinic-north restarted with its clock ${sign}${offset}"
       duress_reaches clinic-north 30 hq clinic-south
       duress_reaches hq 30 clinic-north
