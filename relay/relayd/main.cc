@@ -5,14 +5,18 @@
 #include <pqxx/transaction>
 
 #include <condition_variable>
+#include <cstring>
 #include <csignal>
 #include <filesystem>
 #include <future>
 #include <iostream>
 #include <thread>
+#include <tuple>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/bind_check.h"
 #include "common/config.h"
 #include "common/config_error.h"
 #include "common/log.h"
@@ -224,6 +228,33 @@ std::vector<std::string> needs_restart(const Config& a, const Config& b) {
   return changed;
 }
 
+/// What a restart in place onto `fresh` would fail on at start, checked
+/// before relayd commits to it: a listen address that changed and cannot be
+/// bound, a new state directory another relayd holds. Throws naming them;
+/// the running configuration then stays.
+void check_restart(const Config& running, const Config& fresh) {
+  std::string problems;
+  for (const auto& [name, was, now, type] :
+       {std::tuple{"[node] listen", running.node.listen, fresh.node.listen, SOCK_DGRAM},
+        std::tuple{"[kick] listen", running.kick.listen, fresh.kick.listen, SOCK_DGRAM},
+        std::tuple{"[status] listen", running.status.listen, fresh.status.listen, SOCK_STREAM}}) {
+    if (now.to_string() == was.to_string() || now.port == 0) continue;
+    if (const int err = try_bind(now, type); err != 0) {
+      problems += fmt::format("\n{} {}: {}", name, now.to_string(), std::strerror(err));
+    }
+  }
+  if (fresh.node.state_dir != running.node.state_dir) {
+    try {
+      StateDir(fresh.node.state_dir).lock();
+    } catch (const std::exception& e) {
+      problems += fmt::format("\n[node] state_dir: {}", e.what());
+    }
+  }
+  if (!problems.empty()) {
+    throw std::runtime_error("relayd would not start again on this configuration:" + problems);
+  }
+}
+
 /// Says what the process is, for the status page.
 status::ProcessInfo process_info(const Config& config, const std::string& config_file) {
   status::ProcessInfo p;
@@ -366,6 +397,7 @@ int main(int argc, char** argv) {
           daemon.note_reload("");
           return {true, "reloaded: keys taken in place"};
         }
+        check_restart(config, fresh);
         std::string what;
         for (const auto& c : changed) what += (what.empty() ? "" : ", ") + c;
         spdlog::info("configuration changed ({}): restarting in place", what);

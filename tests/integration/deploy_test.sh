@@ -206,6 +206,29 @@ time.sleep(300)' $((mesh_port[hq] + 1)) &
     kill -HUP "$pid"
     eventually status_has hq "the last reload was refused" || fail "a refused SIGHUP is not on the status"
     echo "reload: a broken file refused with exit 2 ($(head -n 1 <<<"$out")), shown on the page, cleared by a good reload"
+
+    # A valid file that relayd could not start on (its new kick port is
+    # another program's): refused before the restart, not a relayd that
+    # exits and leaves the site dark.
+    taken=$((mesh_port[hq] + 7))
+    python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+time.sleep(300)' "$taken" &
+    holder=$!
+    sleep 0.5
+    cp "$mesh_dir/hq/good.toml" "$mesh_dir/hq/relayd.toml"
+    sed -i "s|^listen = \"127.0.0.1:$((mesh_port[hq] + 1))\"|listen = \"127.0.0.1:$taken\"|" "$mesh_dir/hq/relayd.toml"
+    grep -q "127.0.0.1:$taken" "$mesh_dir/hq/relayd.toml" || fail "the test did not change the kick port"
+    if out=$(ctl hq reload 2>&1); then fail "a reload onto a taken port was taken: $out"; fi
+    grep -q "\[kick\] listen 127.0.0.1:$taken: Address already in use" <<<"$out" || fail "the taken port is not named: $out"
+    kill "$holder"
+    sleep 1
+    kill -0 "$pid" || fail "relayd exited on a reload onto a taken port"
+    ctl hq send --target clinic-north --title "after the refused restart" --wait=20s >/dev/null ||
+      fail "not delivering after a refused restart"
+    echo "reload: a restart onto a taken port refused, relayd kept running: $(tail -n 1 <<<"$out")"
     ;;
 
   *)
