@@ -132,6 +132,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
   store::StoreOptions options;
   options.dsn = config_.store.dsn;
   options.self = config_.node.id;
+  options.unsafe_durability = config_.store.unsafe_durability;
   store_ = std::make_unique<store::PgStore>(
       options,
       store::StoreCallbacks{[this](const mesh::StoreDone& done) {

@@ -447,6 +447,12 @@ class PgStore::Lane {
       try {
         if (!conn) {
           conn = std::make_unique<pqxx::connection>(options_.dsn);
+          // Each connection, not only relayd's first: the server may have
+          // been reconfigured (or replaced) while relayd ran.
+          if (auto why = durability_refusal(read_durability(*conn), options_.unsafe_durability);
+              !why.empty()) {
+            throw std::runtime_error(why);
+          }
           make_commits_durable(*conn);
         }
         process(*conn, jobs);
@@ -514,11 +520,15 @@ class PgStore::Lane {
                    std::unique_ptr<pqxx::connection>& conn, bool& healthy,
                    std::chrono::milliseconds& backoff,
                    std::optional<std::chrono::steady_clock::time_point>& give_up) {
-    if (healthy) {
+    // Said once per outage, and again when its reason changes (a database
+    // back up but now refused for its settings says so).
+    const std::string why = one_line(e.what());
+    if (healthy || why != last_error_) {
       spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
-                    one_line(e.what()));
-      callbacks_.health(name_, false, one_line(e.what()));
+                    why);
+      callbacks_.health(name_, false, why);
       healthy = false;
+      last_error_ = why;
     }
     conn.reset();
     give_back(jobs);
@@ -540,6 +550,7 @@ class PgStore::Lane {
   }
 
   std::string name_;
+  std::string last_error_;  // of the current outage
   StoreOptions options_;
   StoreCallbacks callbacks_;
   std::mutex mutex_;

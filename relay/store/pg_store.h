@@ -25,6 +25,9 @@ struct StoreOptions {
   /// Reconnect backoff, doubling from the first to the cap.
   std::chrono::milliseconds reconnect_first{100};
   std::chrono::milliseconds reconnect_cap{5000};
+  /// [store] unsafe_durability: a server with fsync or full_page_writes off
+  /// is used all the same (else every connection refuses it).
+  bool unsafe_durability = false;
 };
 
 /// Called on a store thread; the runtime posts them to the network thread.

@@ -59,6 +59,30 @@ case "$scenario" in
     ctl hq send --target clinic-north --title "on a tuned database" --wait=20s >/dev/null ||
       fail "clinic-north did not confirm with unsafe_durability"
     echo "durability: accepted with [store] unsafe_durability, flagged on page and metrics; synchronous_commit overridden, logged once"
+
+    # hq's server is "tuned" while hq's relayd runs, and its connections
+    # drop: each new connection is checked, so hq stores and acks nothing
+    # until fsync is back, and its store lane says why.
+    mesh_sql hq "ALTER SYSTEM SET fsync = off" >/dev/null
+    mesh_sql hq "SELECT pg_reload_conf()" >/dev/null
+    mesh_sql hq "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'" >/dev/null
+    id=$(ctl clinic-north send --target hq --title "to a retuned hq") || fail "the send was not queued"
+    lane_refuses() {
+      status_json hq | python3 -c '
+import json, sys
+parts = json.load(sys.stdin)["own_job"]
+sys.exit(0 if any(p["part"].startswith("store lane") and p["state"] == "failing"
+                  and "fsync = off" in (p["error"] or "") for p in parts) else 1)'
+    }
+    for _ in $(seq 1 100); do lane_refuses && break; sleep 0.1; done
+    lane_refuses || fail "hq's store lane does not refuse fsync = off: $(status_json hq)"
+    [ "$(mesh_sql hq "SELECT count(*) FROM message_queue WHERE data->>'title' = 'to a retuned hq'")" = 0 ] ||
+      fail "hq stored an event on a database with fsync = off"
+    mesh_sql hq "ALTER SYSTEM SET fsync = on" >/dev/null
+    mesh_sql hq "SELECT pg_reload_conf()" >/dev/null
+    wait_for hq "SELECT count(*) FROM message_queue WHERE data->>'title' = 'to a retuned hq'" 1 30
+    echo "durability: $id held while hq's server ran with fsync = off (its store lane refused it), stored once fsync was back"
     ;;
 
   alarms)
