@@ -37,7 +37,7 @@ std::string checksum(std::string_view value) {
 
 StateDir::StateDir(std::filesystem::path dir) : dir_(std::move(dir)) {
   std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
+  const bool created = std::filesystem::create_directories(dir_, ec);
   if (ec) {
     throw std::runtime_error(dir_.string() + ": cannot create the state directory: " +
                              ec.message() + " ([node] state_dir)");
@@ -45,7 +45,9 @@ StateDir::StateDir(std::filesystem::path dir) : dir_(std::move(dir)) {
   if (::access(dir_.c_str(), W_OK | X_OK) != 0) {
     fail(dir_, "the state directory is not writable ([node] state_dir)");
   }
-  ::chmod(dir_.c_str(), 0700);
+  // A folder that exists keeps its mode: relayd's control socket may have
+  // opened it to [control] group.
+  if (created) ::chmod(dir_.c_str(), 0700);
 }
 
 StateDir::~StateDir() {

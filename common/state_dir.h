@@ -15,7 +15,7 @@ namespace relay {
 /// leaves the old value or the new one, never a torn mix.
 class StateDir {
  public:
-  /// Creates the folder (mode 0700) if missing. Throws std::runtime_error
+  /// Creates the folder (mode 0700) if missing; one that exists keeps its mode. Throws std::runtime_error
   /// naming the folder if it cannot be created or written.
   explicit StateDir(std::filesystem::path dir);
   ~StateDir();
@@ -27,6 +27,9 @@ class StateDir {
   /// the pid that holds it, when another relayd runs on it (two would number
   /// events from one mark and share one spool).
   void lock();
+  /// The lock's descriptor (-1 before lock()), for a child process that
+  /// must close it so as not to hold the lock past this process.
+  int lock_fd() const { return lock_fd_; }
 
   const std::filesystem::path& path() const { return dir_; }
 

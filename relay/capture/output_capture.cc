@@ -154,7 +154,8 @@ std::filesystem::path log_dir(const std::filesystem::path& state_dir) {
   return state_dir / "log";
 }
 
-CaptureState start_output_capture(const std::filesystem::path& dir, std::string_view identifier) {
+CaptureState start_output_capture(const std::filesystem::path& dir, std::string_view identifier,
+                                  int close_in_tee) {
   CaptureState state;
   state.dir = dir;
   if (std::getenv(kActiveVariable) != nullptr) {
@@ -193,6 +194,7 @@ CaptureState start_output_capture(const std::filesystem::path& dir, std::string_
   if (tee == 0) {
     ::close(out[1]);
     ::close(err[1]);
+    if (close_in_tee >= 0) ::close(close_in_tee);
     std::array<Source, 2> sources;
     sources[0].in = out[0];
     sources[0].out = STDOUT_FILENO;

@@ -36,7 +36,10 @@ struct CaptureState {
 ///
 /// Call while the process still has one thread (fork). Never throws: when
 /// the folder cannot be written, output goes where it went and the returned
-/// state says why.
-CaptureState start_output_capture(const std::filesystem::path& dir, std::string_view identifier);
+/// state says why. `close_in_tee`, if not -1, is a descriptor the tee
+/// closes at once (relayd's state directory lock, which must not outlive
+/// relayd).
+CaptureState start_output_capture(const std::filesystem::path& dir, std::string_view identifier,
+                                  int close_in_tee = -1);
 
 }  // namespace relay::capture

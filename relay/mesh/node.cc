@@ -126,7 +126,8 @@ void Node::load(Time now, Snapshot snapshot) {
     Peer* p = find_peer(peer);
     if (p == nullptr) {
       // A peer taken out of the configuration: nothing will clear it else.
-      batch_.alarms.push_back({peer, false, 0, reason});
+      // The row says why, so that nobody reads it as the site being back.
+      batch_.alarms.push_back({peer, false, 0, reason, "no longer configured"});
       continue;
     }
     if (reason == kUnreachable) p->alarmed = true;
@@ -464,6 +465,17 @@ void Node::commit_batch() {
     if (held_.size() < kMaxHeld) held_.push_back(std::move(batch_));
     batch_ = StoreBatch{};
     return;
+  }
+  // Alarm changes commit alone, on the store's urgent lane and in order
+  // there; no bulk rides along ahead of a duress.
+  StoreBatch alarms;
+  alarms.alarms = std::exchange(batch_.alarms, {});
+  if (batch_.empty()) {
+    batch_.alarms = std::move(alarms.alarms);
+  } else if (!alarms.alarms.empty()) {
+    alarms.ticket = next_ticket_++;
+    committing_[alarms.ticket] = alarms;
+    store_.persist(std::move(alarms));
   }
   batch_.ticket = next_ticket_++;
   if (!batch_receipt_via_.empty()) receipt_via_[batch_.ticket] = std::move(batch_receipt_via_);

@@ -76,6 +76,8 @@ struct Alarm {
   /// What is wrong with the peer: "unreachable" (supervision), or
   /// "database down" (it answers, and says its store is away).
   std::string reason = kUnreachable;
+  /// Said with the row when there is more to it ("no longer configured").
+  std::string note{};
 };
 
 }  // namespace relay::mesh

@@ -153,10 +153,18 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
                             },
                             [this](const std::string& lane, bool healthy, const std::string& why) {
                               report_lane(lane, healthy, why);
-                              asio::post(io_, [this, healthy, why] {
-                                if (!healthy && database_up_) database_down_since_ = now();
-                                database_up_ = healthy;
-                                database_error_ = why;
+                              asio::post(io_, [this, lane, healthy, why] {
+                                // Up only while no lane fails: one that
+                                // recovers does not speak for the other.
+                                if (healthy) {
+                                  failing_lanes_.erase(lane);
+                                } else {
+                                  failing_lanes_[lane] = why;
+                                }
+                                const bool up = failing_lanes_.empty();
+                                if (!up && database_up_) database_down_since_ = now();
+                                database_up_ = up;
+                                database_error_ = up ? "" : failing_lanes_.begin()->second;
                                 if (!stopped_) report_health();
                               });
                             }});
@@ -170,6 +178,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
   outbox.numbering = &numbering_;
   outbox.retention_changed = std::move(retention_changed);
   outbox.dsn = config_.store.dsn;
+  outbox.unsafe_durability = config_.store.unsafe_durability;
   outbox.kick = config_.kick.listen;
   outbox.poll_interval = config_.store.poll_interval;
   outbox.health = &health_;

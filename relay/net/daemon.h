@@ -61,8 +61,10 @@ struct DaemonStatus {
 /// Store tickets from here up are the spool's drains, not the core's.
 inline constexpr std::uint64_t kSpoolTickets = std::uint64_t{1} << 62;
 /// How long a spooled alarm the database refused waits before it is
-/// written again (the spool keeps it meanwhile, and the mesh has it).
+/// written again (the spool keeps it meanwhile, and the mesh has it):
+/// doubling from the first to the cap while it keeps being refused.
 inline constexpr std::chrono::seconds kDrainRetry{5};
+inline constexpr std::chrono::seconds kDrainRetryCap{300};
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the
 /// wire codec, the protocol core and its timer; the store and the outbox
@@ -161,9 +163,11 @@ class Daemon final : public mesh::Transport {
   std::uint64_t next_drain_ticket_ = kSpoolTickets;
   // When a record the database refused is tried again.
   std::optional<mesh::Time> drain_retry_;
+  std::chrono::seconds drain_backoff_ = kDrainRetry;
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;
+  std::map<std::string, std::string> failing_lanes_;  // store lane -> why
   std::chrono::steady_clock::time_point database_down_since_{};
   std::string database_error_;
   bool paused_ = false;

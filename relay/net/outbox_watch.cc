@@ -197,7 +197,8 @@ void OutboxWatch::worker() {
     try {
       if (!conn) {
         conn = std::make_unique<pqxx::connection>(options_.dsn);
-        store::make_commits_durable(*conn);  // a claim acks an outbox row by deleting it
+        // A claim acks an outbox row by deleting it: durably, or not at all.
+        store::prepare_for_writes(*conn, options_.unsafe_durability);
       }
       if (!handed || resync) {
         pqxx::read_transaction tx(*conn);

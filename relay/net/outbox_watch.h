@@ -38,6 +38,8 @@ struct OutboxOptions {
   std::function<void()> retention_changed;
   /// Where the claim and the LISTEN connection report how they fare (optional).
   Health* health = nullptr;
+  /// [store] unsafe_durability (store::prepare_for_writes).
+  bool unsafe_durability = false;
 };
 
 /// Finds new outbox rows and claims them, off the network thread. Wake-ups

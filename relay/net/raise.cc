@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "common/failpoint.h"
 #include "relay/net/daemon.h"
 #include "relay/store/outbox.h"
@@ -189,10 +191,12 @@ bool Daemon::drained(const mesh::StoreDone& done) {
   if (done.failed) {
     spdlog::error("spool record {}: the database refused it; kept in the spool, tried again in "
                   "{} s",
-                  record, kDrainRetry.count());
-    drain_retry_ = now() + kDrainRetry;
+                  record, drain_backoff_.count());
+    drain_retry_ = now() + drain_backoff_;
+    drain_backoff_ = std::min(drain_backoff_ * 2, kDrainRetryCap);
     return true;
   }
+  drain_backoff_ = kDrainRetry;
   failpoint("spool-drained");
   spool_.release(record);
   report_health();

@@ -1,6 +1,7 @@
 // relayctl check-config: the file and its key files, then (unless
 // --offline) what relayd will meet at start: the database (reachable, its
 // schema, its durability settings) and the ports it will bind.
+#include <grp.h>
 #include <httplib.h>
 #include <sys/socket.h>
 #include <pqxx/pqxx>
@@ -115,6 +116,13 @@ int check_config(const std::string& file, bool offline, bool json) {
   const Config config = load_config(file);
   const NodeKeys keys = load_node_keys(config);
   std::vector<Check> checks;
+  // relayd refuses to start without it; the lookup needs no database.
+  if (!config.control.group.empty()) {
+    const bool known = ::getgrnam(config.control.group.c_str()) != nullptr;
+    checks.push_back({"[control] group", known,
+                      known ? "\"" + config.control.group + "\" exists"
+                            : "no such group \"" + config.control.group + "\" on this machine"});
+  }
   if (!offline) {
     checks.push_back(database_check(config));
     for (auto& c : port_checks(config)) checks.push_back(std::move(c));

@@ -9,10 +9,12 @@
 #include <csignal>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <iostream>
 #include <thread>
 #include <tuple>
 
+#include <grp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -229,26 +231,43 @@ std::vector<std::string> needs_restart(const Config& a, const Config& b) {
 }
 
 /// What a restart in place onto `fresh` would fail on at start, checked
-/// before relayd commits to it: a listen address that changed and cannot be
-/// bound, a new state directory another relayd holds. Throws naming them;
-/// the running configuration then stays.
+/// before relayd commits to it: a changed listen address another program
+/// holds, a new state directory another relayd holds, a control group this
+/// machine lacks, a control socket whose folder is missing. Throws naming
+/// them; the running configuration then stays.
 void check_restart(const Config& running, const Config& fresh) {
   std::string problems;
+  // Ports this relayd holds now are its own to take again after the exec.
+  const std::set<std::uint16_t> udp{running.node.listen.port, running.kick.listen.port};
+  const std::set<std::uint16_t> tcp{running.status.listen.port};
   for (const auto& [name, was, now, type] :
        {std::tuple{"[node] listen", running.node.listen, fresh.node.listen, SOCK_DGRAM},
         std::tuple{"[kick] listen", running.kick.listen, fresh.kick.listen, SOCK_DGRAM},
         std::tuple{"[status] listen", running.status.listen, fresh.status.listen, SOCK_STREAM}}) {
-    if (now.to_string() == was.to_string() || now.port == 0) continue;
+    const auto& own = type == SOCK_DGRAM ? udp : tcp;
+    if (now.to_string() == was.to_string() || now.port == 0 || own.contains(now.port)) continue;
     if (const int err = try_bind(now, type); err != 0) {
       problems += fmt::format("\n{} {}: {}", name, now.to_string(), std::strerror(err));
     }
   }
-  if (fresh.node.state_dir != running.node.state_dir) {
+  std::error_code ec;
+  const auto same = [&](const std::filesystem::path& a, const std::filesystem::path& b) {
+    return std::filesystem::weakly_canonical(a, ec) == std::filesystem::weakly_canonical(b, ec);
+  };
+  if (!same(fresh.node.state_dir, running.node.state_dir) &&
+      std::filesystem::is_directory(fresh.node.state_dir, ec)) {
     try {
       StateDir(fresh.node.state_dir).lock();
     } catch (const std::exception& e) {
       problems += fmt::format("\n[node] state_dir: {}", e.what());
     }
+  }
+  if (!fresh.control.group.empty() && ::getgrnam(fresh.control.group.c_str()) == nullptr) {
+    problems += fmt::format("\n[control] group: no such group \"{}\"", fresh.control.group);
+  }
+  const auto folder = fresh.control.socket.parent_path();
+  if (!same(folder, fresh.node.state_dir) && !std::filesystem::is_directory(folder, ec)) {
+    problems += fmt::format("\n[control] socket: {} is not a folder", folder.string());
   }
   if (!problems.empty()) {
     throw std::runtime_error("relayd would not start again on this configuration:" + problems);
@@ -302,6 +321,7 @@ int main(int argc, char** argv) {
     config = load_config(config_file);
     keys = load_node_keys(config);
     state.emplace(config.node.state_dir);
+    state->lock();  // before anything else is written in the folder
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     return 2;
@@ -309,18 +329,11 @@ int main(int argc, char** argv) {
 
   // Before any thread starts (it forks): stdout and stderr to the journal
   // and to the files the status page shows.
-  const auto capture =
-      capture::start_output_capture(capture::log_dir(config.node.state_dir), "relayd");
+  const auto capture = capture::start_output_capture(capture::log_dir(config.node.state_dir),
+                                                     "relayd", state->lock_fd());
   std::signal(SIGPIPE, SIG_IGN);  // a write to a closed pipe or socket is an error, not death
   if (!capture.active)
     spdlog::warn("output capture off, the page shows no log: {}", capture.why_not);
-  // After the capture's fork, so that only this process holds the lock.
-  try {
-    state->lock();
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return 2;
-  }
 
   // The status side comes up first and needs no database: a database that
   // is down at start shows on the page and on /healthz, not in silence.
@@ -436,6 +449,10 @@ int main(int argc, char** argv) {
     retention.reset();  // its thread posts to the daemon: gone before the daemon
     status_page.stop();
     database.stop();
+    // A SIGTERM or SIGINT caught after the loop stopped is still waiting in
+    // the signal set: it turns a pending restart into a stop.
+    io.restart();
+    io.poll();
     if (restart) {
       spdlog::info("re-executing {}", argv[0]);
       spdlog::shutdown();

@@ -28,7 +28,7 @@ void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
     const std::pair key(alarm.peer, alarm.reason);
     const bool changed =
         alarm.raised ? durable_.open_alarms.insert(key).second : durable_.open_alarms.erase(key) > 0;
-    if (changed) durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms, alarm.reason});
+    if (changed) durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms, alarm.reason, alarm.note});
   }
   for (const auto& settle : batch.settled) {
     durable_.seqs[settle.origin].settle_range(settle.range.first, settle.range.last);

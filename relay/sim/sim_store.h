@@ -31,12 +31,13 @@ struct DurableState {
   std::set<EventKey> redelivered;
   /// Own events every peer holds.
   std::set<EventKey> replicated;
-  /// Alarm rows: (peer, raised, at ms of simulated time, reason).
+  /// Alarm rows: (peer, raised, at ms of simulated time, reason, note).
   struct AlarmRow {
     std::string peer;
     bool raised;
     std::int64_t at_ms;
     std::string reason;
+    std::string note;
   };
   std::vector<AlarmRow> alarms;
   /// Alarms open now (peer, reason), as relay_alarms holds them.

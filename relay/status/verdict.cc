@@ -102,8 +102,7 @@ Verdict judge(const Snapshot& s) {
     if (!view.fsync || !view.full_page_writes) {
       raise(v, L::degraded,
             fmt::format("database durability: fsync = {}, full_page_writes = {}: a power cut can "
-                        "lose what this database acknowledged (relayd uses it only with [store] "
-                        "unsafe_durability)",
+                        "lose what this database acknowledged (see [store] unsafe_durability)",
                         view.fsync ? "on" : "off", view.full_page_writes ? "on" : "off"));
     }
     if (view.outbox.rejected_last_hour > 0) {

@@ -1,5 +1,7 @@
 #include "relay/store/durability.h"
 
+#include <stdexcept>
+
 #include <pqxx/nontransaction>
 
 namespace relay::store {
@@ -29,6 +31,13 @@ std::string durability_refusal(const Durability& settings, bool unsafe_allowed) 
 void make_commits_durable(pqxx::connection_base& conn) {
   pqxx::nontransaction tx(conn, "durable commits");
   tx.exec("SET synchronous_commit = on");
+}
+
+void prepare_for_writes(pqxx::connection_base& conn, bool unsafe_allowed) {
+  if (auto why = durability_refusal(read_durability(conn), unsafe_allowed); !why.empty()) {
+    throw std::runtime_error(why);
+  }
+  make_commits_durable(conn);
 }
 
 }  // namespace relay::store

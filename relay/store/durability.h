@@ -26,4 +26,10 @@ std::string durability_refusal(const Durability& settings, bool unsafe_allowed);
 /// (synchronous_commit = on): relayd acknowledges only what is on disk.
 void make_commits_durable(pqxx::connection_base& conn);
 
+/// For each connection relayd writes through, not only its first (the
+/// server may have been reconfigured or replaced since): throws the
+/// refusal if the server cannot keep a commit, else makes the session's
+/// commits durable.
+void prepare_for_writes(pqxx::connection_base& conn, bool unsafe_allowed);
+
 }  // namespace relay::store

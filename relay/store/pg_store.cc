@@ -97,7 +97,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
                         const std::vector<mesh::StoreBatch>& batches) {
   std::vector<std::string> origins, hex, q_type, q_data, q_origin, o_origin;
   std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority, o_seq, o_outcome;
-  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, a_reason, s_origin;
+  std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, a_reason, a_note, s_origin;
   std::vector<std::int64_t> r_seq, r_ms, r_outcome, c_seq, replicated, a_ms, s_first, s_last;
   std::set<mesh::EventKey> seen;
   for (const auto& batch : batches) {
@@ -141,6 +141,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
       a_peer.push_back(alarm.peer);
       a_state.push_back(alarm.raised ? "raised" : "cleared");
       a_reason.push_back(alarm.reason);
+      a_note.push_back(alarm.note);
       a_ms.push_back(alarm.silent_since_ms);
     }
     for (const auto& settle : batch.settled) {
@@ -196,9 +197,9 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
     if (changed.empty()) continue;
     tx.exec_params(
         "INSERT INTO message_queue (type, data, priority) VALUES ('relay.supervision', "
-        "jsonb_build_object('peer', $1::text, 'state', $2::text, 'reason', $3::text, 'silent_ms', "
-        "$4::bigint), 4)",
-        a_peer[i], a_state[i], a_reason[i], a_ms[i]);
+        "jsonb_strip_nulls(jsonb_build_object('peer', $1::text, 'state', $2::text, 'reason', "
+        "$3::text, 'silent_ms', $4::bigint, 'note', NULLIF($5::text, ''))), 4)",
+        a_peer[i], a_state[i], a_reason[i], a_ms[i], a_note[i]);
     ++delivered;
   }
   if (!s_origin.empty()) {
@@ -447,13 +448,7 @@ class PgStore::Lane {
       try {
         if (!conn) {
           conn = std::make_unique<pqxx::connection>(options_.dsn);
-          // Each connection, not only relayd's first: the server may have
-          // been reconfigured (or replaced) while relayd ran.
-          if (auto why = durability_refusal(read_durability(*conn), options_.unsafe_durability);
-              !why.empty()) {
-            throw std::runtime_error(why);
-          }
-          make_commits_durable(*conn);
+          prepare_for_writes(*conn, options_.unsafe_durability);
         }
         process(*conn, jobs);
         if (!healthy || !reported) {

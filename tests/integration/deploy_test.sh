@@ -14,6 +14,20 @@ finish() {
 }
 trap finish EXIT
 
+# hold_udp PORT: another program holds 127.0.0.1:PORT (UDP) until the test
+# ends; returns once it does.
+hold_udp() {
+  local ready="$mesh_dir/held.$1"
+  python3 -c '
+import pathlib, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+pathlib.Path(sys.argv[2]).touch()
+time.sleep(300)' "$1" "$ready" &
+  holders+=($!)
+  for _ in $(seq 1 100); do [ -e "$ready" ] && return 0; sleep 0.1; done
+  fail "could not hold UDP port $1"
+}
 
 supervision_rows() {
   mesh_sql "$1" "SELECT data->>'state' FROM message_queue WHERE type = 'relay.supervision'
@@ -65,6 +79,8 @@ case "$scenario" in
     # until fsync is back, and its store lane says why.
     mesh_sql hq "ALTER SYSTEM SET fsync = off" >/dev/null
     mesh_sql hq "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 1 50); do [ "$(mesh_sql hq "SHOW fsync")" = off ] && break; sleep 0.1; done
+    [ "$(mesh_sql hq "SHOW fsync")" = off ] || fail "hq's server did not take fsync = off"
     mesh_sql hq "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
                  WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'" >/dev/null
     id=$(ctl clinic-north send --target hq --title "to a retuned hq") || fail "the send was not queued"
@@ -161,13 +177,7 @@ assert peers["clinic-north"]["state"] == "alive", peers["clinic-north"]' || fail
     mesh_init hq
     out=$(ctl hq check-config) || fail "check-config of a good configuration: $out"
     grep -q "reachable" <<<"$out" || fail "check-config did not reach the database: $out"
-    python3 -c '
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-time.sleep(300)' $((mesh_port[hq] + 1)) &
-    holders+=($!)
-    sleep 0.5
+    hold_udp $((mesh_port[hq] + 1))
     if out=$(ctl hq check-config 2>&1); then fail "check-config missed a taken port"; fi
     grep -q "\[kick\] listen (UDP).*Address already in use" <<<"$out" || fail "the taken port is not named: $out"
     kill "${holders[@]}"
@@ -235,20 +245,15 @@ time.sleep(300)' $((mesh_port[hq] + 1)) &
     # another program's): refused before the restart, not a relayd that
     # exits and leaves the site dark.
     taken=$((mesh_port[hq] + 7))
-    python3 -c '
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-time.sleep(300)' "$taken" &
-    holder=$!
-    sleep 0.5
+    hold_udp "$taken"
     cp "$mesh_dir/hq/good.toml" "$mesh_dir/hq/relayd.toml"
     sed -i "s|^listen = \"127.0.0.1:$((mesh_port[hq] + 1))\"|listen = \"127.0.0.1:$taken\"|" "$mesh_dir/hq/relayd.toml"
     grep -q "127.0.0.1:$taken" "$mesh_dir/hq/relayd.toml" || fail "the test did not change the kick port"
     if out=$(ctl hq reload 2>&1); then fail "a reload onto a taken port was taken: $out"; fi
     grep -q "\[kick\] listen 127.0.0.1:$taken: Address already in use" <<<"$out" || fail "the taken port is not named: $out"
-    kill "$holder"
-    sleep 1
+    kill "${holders[@]}"
+    wait "${holders[@]}" 2>/dev/null || true
+    holders=()
     kill -0 "$pid" || fail "relayd exited on a reload onto a taken port"
     ctl hq send --target clinic-north --title "after the refused restart" --wait=20s >/dev/null ||
       fail "not delivering after a refused restart"

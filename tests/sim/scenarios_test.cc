@@ -221,6 +221,7 @@ TEST_CASE("an open alarm about a peer taken out of the configuration is cleared 
   REQUIRE(alarms.size() == 1);
   CHECK(alarms[0].peer == "clinic-retired");
   CHECK_FALSE(alarms[0].raised);
+  CHECK(alarms[0].note == "no longer configured");
   CHECK(c.durable(0).open_alarms.empty());
 }
 
