@@ -227,7 +227,8 @@ namespace {
 /// When relayd got the request but gave no answer, it may have spooled the
 /// duress all the same: the fallback then risks one press arriving as two
 /// alarms, which is the lesser failure than one that never arrives.
-std::optional<EventId> raise_through_relayd(const Config& config, const SendOptions& o) {
+std::optional<EventId> raise_through_relayd(const Config& config, const SendOptions& o,
+                                            bool& reached) {
   Json request{{"verb", "duress"}, {"targets", o.targets}, {"title", o.title}};
   if (!o.body.empty()) request["body"] = o.body;
   if (!o.location.empty()) request["location"] = o.location;
@@ -242,15 +243,13 @@ std::optional<EventId> raise_through_relayd(const Config& config, const SendOpti
   }
   if (o.exercise) request["exercise"] = true;
   std::string why;
-  bool delivered = false;
-  const auto answer =
-      control_request(config, request, std::chrono::seconds(3), &why, &delivered);
+  const auto answer = control_request(config, request, std::chrono::seconds(3), &why, &reached);
   if (!answer) {
     std::fprintf(stderr,
                  "relayctl: relayd does not answer on its control socket (%s); queueing the duress "
                  "in the outbox instead, which needs the database%s\n",
                  why.c_str(),
-                 delivered ? " (relayd got the request and may send it too: the alarm may then "
+                 reached ? " (relayd got the request and may send it too: the alarm may then "
                              "arrive twice, under two ids)"
                            : "");
     return std::nullopt;
@@ -351,9 +350,10 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
 int send(const Config& config, SendOptions o) {
   const v1::Event event = draft(config, o);
   const auto start = SteadyClock::now();
+  bool reached_relayd = false;  // and got no answer: it may send this duress too
   if (o.kind == "duress") {
     // The local raise path first: it needs relayd, not the database.
-    if (auto id = raise_through_relayd(config, o)) {
+    if (auto id = raise_through_relayd(config, o, reached_relayd)) {
       return report(config, o, *id, nullptr, start, {{"path", "control socket"}});
     }
   }
@@ -399,8 +399,10 @@ int send(const Config& config, SendOptions o) {
                       config.node.id + "? relayd sends it when it claims it)",
                   {{"state", "queued"}, {"outbox_id", outbox_id}});
   }
+  Json extra{{"outbox_id", outbox_id}};
+  if (reached_relayd) extra["may_also_be_spooled"] = true;
   return report(config, o, EventId{config.node.id, *seq}, std::move(conn), start,
-                {{"outbox_id", outbox_id}});
+                std::move(extra));
 }
 
 }  // namespace relay::ctl

@@ -73,6 +73,8 @@ case "$scenario" in
     [ "$rc" != 0 ] || fail "relayctl reported success from a relayd that died"
     grep -q "does not answer on its control socket" "$mesh_dir/duress.err" ||
       fail "relayctl did not say relayd did not answer: $(cat "$mesh_dir/duress.err")"
+    grep -q "relayd got the request and may send it too" "$mesh_dir/duress.err" ||
+      fail "relayctl did not say the duress may arrive twice: $(cat "$mesh_dir/duress.err")"
     grep -q "failpoint spool-appended" "$mesh_dir/clinic-north/relayd.log" || fail "the failpoint did not fire"
     mesh_start_page clinic-north
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND kind = 2" 1 10
