@@ -141,7 +141,7 @@ sys.exit(0 if any(p["part"].startswith("store lane") and p["state"] == "failing"
     # A new node numbers normal events once its peers said what they hold of
     # it, or after 10 s without an answer (clinic-south cannot give one).
     wait_log hq "numbering: peers answered"
-    if out=$(ctl hq send --target group:clinics --title "To the clinics" --wait=8s 2>&1); then
+    if out=$(ctl hq send --target group:clinics --title "To the clinics" --wait=15s 2>&1); then
       fail "the send was confirmed by clinic-south, whose key hq does not list: $out"
     fi
     grep -q "clinic-south: configuration drift: clinic-south signs with an identity key" <<<"$out" ||

@@ -49,8 +49,10 @@ config_add() {
   sed -i "/^\[$section\]\$/a $line" "$mesh_dir/$node/relayd.toml"
 }
 
-# True once COMMAND... succeeds, within 5 s (the status is refreshed each second).
+# True once COMMAND... succeeds, within 10 s (the status is refreshed each
+# second; a loaded CI machine gets the rest).
 eventually() {
-  for _ in $(seq 1 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  local deadline=$((SECONDS + 10))
+  while [ "$SECONDS" -lt "$deadline" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   return 1
 }
