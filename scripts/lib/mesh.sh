@@ -33,7 +33,9 @@ mesh_init() {
   mesh_nodes=("$@")
   [ -n "${MESH_SEPARATE_PG:-}" ] || mesh_pg=$("$repo/scripts/pg-ephemeral" start "$mesh_dir/pg")
   "$mesh_relayctl" keygen --mesh --out "$mesh_dir/mesh.keys" 2>/dev/null
-  local base=$((20000 + RANDOM % 30000)) i=0 node peer offset=0
+  # Below the kernel's ephemeral range (32768 and up by default): a client
+  # socket of another test must not take a port while its relayd restarts.
+  local base=$((10000 + RANDOM % 22000)) i=0 node peer offset=0
   [ -n "${MESH_PROXY:-}" ] && offset=5
   declare -A public_key
   for node in "${mesh_nodes[@]}"; do
