@@ -191,8 +191,8 @@ case "$scenario" in
       [ "$(curl -s "http://127.0.0.1:$((mesh_port[hq] + 2))/api/status" | jq '.runner_alarms | length')" = 1 ]
     }
     wait_until 10 relayd_alarmed || fail "relayd's status does not show the runner alarm"
-    curl -s "http://127.0.0.1:$((mesh_port[hq] + 2))/" | grep -q 'DURESS NOT HANDLED' ||
-      fail "relayd's page does not show the runner alarm"
+    relayd_page_alarmed() { curl -s "http://127.0.0.1:$((mesh_port[hq] + 2))/" | grep -q 'DURESS NOT HANDLED'; }
+    wait_until 10 relayd_page_alarmed || fail "relayd's page does not show the runner alarm"
     [ "$(mesh_sql hq "SELECT count(*) FROM runner_dead_letters WHERE priority = 4")" = 0 ] ||
       fail "a duress was dead-lettered"
     before=$(lines start "$mesh_dir/popup.out")
