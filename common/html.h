@@ -23,6 +23,9 @@ inline std::string escape_html(std::string_view s) {
       case '"':
         out += "&quot;";
         break;
+      case '\'':
+        out += "&#39;";
+        break;
       default:
         out += c;
     }

@@ -3,12 +3,12 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <pqxx/connection>
-#include <pqxx/notification>
 #include <pqxx/transaction>
 
 #include <asio/experimental/as_tuple.hpp>
 
 #include "common/log.h"
+#include "relay/store/notify.h"
 #include "relay/store/durability.h"
 #include "relay/store/pg_store.h"
 
@@ -16,17 +16,6 @@ namespace relay::net {
 namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
-
-/// Calls `hit` for each NOTIFY on a channel; the payload does not matter.
-class Receiver final : public pqxx::notification_receiver {
- public:
-  Receiver(pqxx::connection_base& conn, const std::string& channel, std::function<void()> hit)
-      : pqxx::notification_receiver(conn, channel), hit_(std::move(hit)) {}
-  void operator()(const std::string&, int) override { hit_(); }
-
- private:
-  std::function<void()> hit_;
-};
 
 }  // namespace
 
@@ -131,12 +120,12 @@ asio::awaitable<void> OutboxWatch::listen() {
           co_await asio::co_spawn(connector_, connect(options_.dsn), asio::use_awaitable);
       if (stopped_) co_return;
       pqxx::connection& conn = *connection;
-      Receiver receiver(conn, "outbox", [this] {
+      store::NotifyReceiver receiver(conn, "outbox", [this] {
         ++notifies_;
         wake();
       });
       // relayctl prune ran: the core must learn the new settled prefixes.
-      Receiver retention(conn, "relay_retention", [this] {
+      store::NotifyReceiver retention(conn, "relay_retention", [this] {
         if (options_.retention_changed) options_.retention_changed();
       });
       // A dup of the socket for Asio to wait on, so that closing ours never

@@ -3,27 +3,16 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <pqxx/connection>
-#include <pqxx/notification>
 
 #include <asio/experimental/as_tuple.hpp>
 
 #include "common/log.h"
+#include "relay/store/notify.h"
 
 namespace relay::runner {
 namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
-
-/// Any notification on the channel is a hint; the payload does not matter.
-class Receiver final : public pqxx::notification_receiver {
- public:
-  Receiver(pqxx::connection_base& conn, const std::string& channel, std::function<void()> hit)
-      : pqxx::notification_receiver(conn, channel), hit_(std::move(hit)) {}
-  void operator()(const std::string&, int) override { hit_(); }
-
- private:
-  std::function<void()> hit_;
-};
 
 }  // namespace
 
@@ -91,7 +80,7 @@ asio::awaitable<void> NotifyListener::run() {
       auto connection = co_await asio::co_spawn(connector_, connect(dsn_), asio::use_awaitable);
       if (stopped_) co_return;
       pqxx::connection& conn = *connection;
-      Receiver receiver(conn, channel_, [this] {
+      store::NotifyReceiver receiver(conn, channel_, [this] {
         ++notifies_;
         wake_();
       });

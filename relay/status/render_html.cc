@@ -3,6 +3,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "common/html.h"
 #include "common/log.h"
 #include "relay/net/incident_log.h"
 #include "relay/status/render.h"
@@ -11,31 +12,7 @@
 namespace relay::status {
 namespace {
 
-std::string esc(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+std::string esc(std::string_view s) { return escape_html(s); }
 
 std::string clock_time(std::int64_t unix_ms) {
   return unix_ms <= 0 ? "never" : local_time(unix_ms);
