@@ -5,12 +5,15 @@
 #include <pqxx/result>
 #include <pqxx/transaction>
 
+#include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <variant>
 
@@ -66,7 +69,10 @@ SELECT count(*) FROM mq
 // prefix and pruning move on past them.
 constexpr const char* kInsertSettled = R"sql(
 INSERT INTO relay_settled (origin, first, last)
-SELECT o, f, l FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(o, f, l)
+SELECT o, f, max(l) FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(o, f, l)
+-- Batches written together may carry a range twice (two digests said it):
+-- one row per start, or the upsert refuses the whole write.
+GROUP BY o, f
 ON CONFLICT (origin, first) DO UPDATE SET last = greatest(relay_settled.last, excluded.last)
 )sql";
 
@@ -470,11 +476,17 @@ class PgStore::Lane {
     }
   }
 
-  // The database refused this data (not an outage): SQLSTATE class 22 (data
-  // exception), 23 (integrity) or 42 (a statement it cannot run).
+  // The database refused this write, not an outage: anything but a broken
+  // connection (08), a conflict to retry (40), resources (53), an object in
+  // use (55), a shutdown or cancel (57), an I/O error (58) or an internal
+  // error (XX). Refused work retried as it is would block the lane forever.
   static bool refused(const pqxx::sql_error& e) {
+    static constexpr std::array<std::string_view, 7> kOutage = {"08", "40", "53", "55",
+                                                                "57", "58", "XX"};
     const std::string state = e.sqlstate();
-    return state.starts_with("22") || state.starts_with("23") || state.starts_with("42");
+    return state.size() == 5 && std::ranges::none_of(kOutage, [&](std::string_view c) {
+             return state.starts_with(c);
+           });
   }
 
   // A refused batch must not block its lane: a group is retried one batch

@@ -1,9 +1,14 @@
 # Helpers of the integration tests; source after scripts/lib/mesh.sh, with
 # $scenario set.
 
-# Says what failed, with the last lines of every node's log, and exits.
+# Says what failed, with every node's last errors first (a CI summary may
+# keep only the start of the output), then the last lines of its log; exits.
 fail() {
   echo "FAIL ($scenario): $*" >&2
+  for node in "${mesh_nodes[@]}"; do
+    echo "--- $node: last errors" >&2
+    grep -E '^[0-9T:.-]+ (error|critical) ' "$mesh_dir/$node/relayd.log" | tail -n 5 >&2 || true
+  done
   for node in "${mesh_nodes[@]}"; do
     echo "--- $node log (last lines)" >&2
     tail -n 20 "$mesh_dir/$node/relayd.log" >&2 || true

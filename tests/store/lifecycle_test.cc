@@ -167,6 +167,24 @@ TEST_CASE("settled history and receipt outcomes survive a restart") {
   CHECK(s.receipts_owed[0].outcome != v1::OUTCOME_DELIVERED);
 }
 
+TEST_CASE("one write may carry the same settled range twice, from two digests") {
+  PgCluster pg;
+  pqxx::connection conn(pg.dsn());
+  store::open_database(conn, "clinic-north", 100);
+  mesh::StoreBatch first, second;
+  first.settled.push_back({"hq", {1, 5}});
+  first.settled.push_back({"hq", {20, 30}});
+  second.settled.push_back({"hq", {1, 5}});    // the same range again
+  second.settled.push_back({"hq", {20, 40}});  // the same start, further on
+  {
+    pqxx::work tx(conn);
+    store::write_batch(tx, "clinic-north", {first, second});
+    tx.commit();
+  }
+  CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'hq'") == 5);
+  CHECK(count(conn, "SELECT last FROM relay_settled WHERE origin = 'hq' AND first = 20") == 40);
+}
+
 TEST_CASE("retention moves the settled prefix across settled ranges and reports it") {
   PgCluster pg;
   pqxx::connection conn(pg.dsn());
