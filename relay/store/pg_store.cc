@@ -476,13 +476,16 @@ class PgStore::Lane {
     }
   }
 
-  // The database refused this write, not an outage: anything but a broken
-  // connection (08), a conflict to retry (40), resources (53), an object in
-  // use (55), a shutdown or cancel (57), an I/O error (58) or an internal
-  // error (XX). Refused work retried as it is would block the lane forever.
+  // The database refused this write itself, not an outage: anything but a
+  // broken connection (08), a read-only transaction (25: a standby), a login
+  // or a database gone (28, 3D), a conflict to retry (40), a missing
+  // privilege (42501), resources (53), an object in use (55), a shutdown or
+  // a cancel (57), an I/O error (58), its configuration (F0) or an internal
+  // error (XX). An outage keeps the work and waits; a refused write retried
+  // as it is would block the lane forever.
   static bool refused(const pqxx::sql_error& e) {
-    static constexpr std::array<std::string_view, 7> kOutage = {"08", "40", "53", "55",
-                                                                "57", "58", "XX"};
+    static constexpr std::array<std::string_view, 12> kOutage = {
+        "08", "25", "28", "3D", "40", "42501", "53", "55", "57", "58", "F0", "XX"};
     const std::string state = e.sqlstate();
     return state.size() == 5 && std::ranges::none_of(kOutage, [&](std::string_view c) {
              return state.starts_with(c);

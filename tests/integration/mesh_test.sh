@@ -146,18 +146,10 @@ case "$scenario" in
     # hq and clinic-north start without clinic-south; then it joins, and a
     # SIGHUP makes both take the new peer list without losing anything.
     mesh_init hq clinic-north clinic-south
-    for node in hq clinic-north; do
-      cp "$mesh_dir/$node/relayd.toml" "$mesh_dir/$node/full.toml"
-      awk 'BEGIN { RS = ""; ORS = "\n\n" } !/id = "clinic-south"/' "$mesh_dir/$node/full.toml" \
-        > "$mesh_dir/$node/relayd.toml"
-      mesh_start "$node"
-    done
+    start_without clinic-south hq clinic-north
     before=$(ctl hq send --title "Before clinic-south" --wait=30s 2>/dev/null) || fail "first send not confirmed"
     enqueue hq 1 300
-    for node in hq clinic-north; do
-      cp "$mesh_dir/$node/full.toml" "$mesh_dir/$node/relayd.toml"
-      kill -HUP "${mesh_pid[$node]}"
-    done
+    add_back hq clinic-north
     mesh_start clinic-south
     sleep 1
     for node in hq clinic-north; do

@@ -61,3 +61,23 @@ eventually() {
   while [ "$SECONDS" -lt "$deadline" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   return 1
 }
+
+# start_without ABSENT NODE...: starts each NODE with ABSENT left out of its
+# peer list, a site not added yet; add_back NODE... puts it back (SIGHUP).
+start_without() {
+  local absent=$1 node
+  shift
+  for node in "$@"; do
+    cp "$mesh_dir/$node/relayd.toml" "$mesh_dir/$node/full.toml"
+    awk -v id="id = \"$absent\"" 'BEGIN { RS = ""; ORS = "\n\n" } index($0, id) == 0' \
+      "$mesh_dir/$node/full.toml" > "$mesh_dir/$node/relayd.toml"
+    mesh_start "$node"
+  done
+}
+add_back() {
+  local node
+  for node in "$@"; do
+    cp "$mesh_dir/$node/full.toml" "$mesh_dir/$node/relayd.toml"
+    kill -HUP "${mesh_pid[$node]}"
+  done
+}

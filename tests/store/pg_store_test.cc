@@ -391,3 +391,36 @@ TEST_CASE("a batch the database refuses does not block the others in its lane") 
   pqxx::connection conn(pg.dsn());
   CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == 2);
 }
+
+TEST_CASE("a read-only database is an outage: the work waits and the lane says so") {
+  PgCluster pg;
+  pqxx::connection admin(pg.dsn());
+  store::open_database(admin, "clinic-north", 100);
+  const auto set_read_only = [&](bool on) {
+    pqxx::work tx(admin);
+    tx.exec("ALTER DATABASE " + tx.quote_name(admin.dbname()) +
+            (on ? " SET default_transaction_read_only = on" : " RESET default_transaction_read_only"));
+    tx.commit();
+  };
+  set_read_only(true);  // a standby, or a server put read-only: SQLSTATE 25006
+  Completions done;
+  store::PgStore store(options_for(pg), done.callbacks());
+  store.persist(batch_of({event_of("hq", 1, crypto::SigningKey::generate())}, true, 1));
+  const auto lane_down = [&] {
+    std::lock_guard lock(done.mutex);
+    return !done.health.empty() && !done.health.back();
+  };
+  for (int i = 0; i < 100 && !lane_down(); ++i) std::this_thread::sleep_for(50ms);
+  REQUIRE(lane_down());
+  {
+    std::lock_guard lock(done.mutex);
+    CHECK(done.failed.empty());  // not refused: kept for when the database writes again
+    CHECK(done.stored.empty());
+  }
+  set_read_only(false);
+  REQUIRE(done.wait_for(1, 30s));
+  store.stop();
+  std::lock_guard lock(done.mutex);
+  CHECK(done.stored == std::set<std::uint64_t>{1});
+  CHECK(done.health.back());
+}
