@@ -47,7 +47,13 @@ void Node::settle_from(Peer& /*from*/, const v1::OriginSummary& summary) {
   for (SeqRange hole : mine.holes(kSettleHoles)) {
     hole.last = std::min(hole.last, bound);
     if (hole.first > hole.last) continue;
-    for (const auto& part : settled_parts(hole, summary)) batch_.settled.push_back({origin, part});
+    for (const auto& part : settled_parts(hole, summary)) {
+      // Written once while its write is under way, however many digests
+      // repeat it meanwhile (a slow or absent database).
+      if (settling_.emplace(origin, part.first, part.last).second) {
+        batch_.settled.push_back({origin, part});
+      }
+    }
   }
 }
 

@@ -222,6 +222,7 @@ void Node::on_stored(Time now, const StoreDone& done) {
   auto node = committing_.extract(done.ticket);
   if (node.empty()) return;
   const StoreBatch& batch = node.mapped();
+  for (const auto& s : batch.settled) settling_.erase({s.origin, s.range.first, s.range.last});
   if (done.failed) {
     for (const auto& write : batch.events) storing_.erase(write.event->key);
     receipt_via_.erase(done.ticket);

@@ -256,6 +256,7 @@ class Node {
   std::map<EventKey, EventPtr> cache_;  // recent events, bounded
   std::deque<EventKey> cache_order_;
   std::map<EventKey, Pending> storing_;  // in a batch not yet durable
+  std::set<std::tuple<std::string, std::uint64_t, std::uint64_t>> settling_;  // likewise
   StoreBatch batch_;                     // being filled by the current input
   bool store_ready_ = true;
   std::vector<StoreBatch> held_;  // written once the store is attached

@@ -31,6 +31,7 @@ void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
     if (changed) durable_.alarms.push_back({alarm.peer, alarm.raised, now_ms, alarm.reason, alarm.note});
   }
   for (const auto& settle : batch.settled) {
+    ++durable_.settled_writes;
     durable_.seqs[settle.origin].settle_range(settle.range.first, settle.range.last);
   }
 }

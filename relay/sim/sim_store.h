@@ -44,6 +44,8 @@ struct DurableState {
   std::set<std::pair<std::string, std::string>> open_alarms;
   /// Next seq this node assigns to its own events.
   std::uint64_t next_seq = 1;
+  /// Settled ranges written, repeats included.
+  std::uint64_t settled_writes = 0;
 };
 
 /// What a node keeps outside its database (relayd's state directory).
