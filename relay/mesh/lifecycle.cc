@@ -15,6 +15,8 @@ constexpr std::size_t kMaxUrgent = 4;
 constexpr std::size_t kMaxConflicts = 16;
 // Holes of one origin examined for settling in one summary.
 constexpr std::size_t kSettleHoles = 1024;
+// Settled ranges whose write is under way, at most.
+constexpr std::size_t kMaxSettling = 4096;
 
 /// The parts of `r` that `summary` says are settled.
 std::vector<SeqRange> settled_parts(const SeqRange& r, const v1::OriginSummary& summary) {
@@ -49,8 +51,10 @@ void Node::settle_from(Peer& /*from*/, const v1::OriginSummary& summary) {
     if (hole.first > hole.last) continue;
     for (const auto& part : settled_parts(hole, summary)) {
       // Written once while its write is under way, however many digests
-      // repeat it meanwhile (a slow or absent database).
-      if (settling_.emplace(origin, part.first, part.last).second) {
+      // repeat it meanwhile (a slow or absent database); a peer varying
+      // the ranges fills a bounded set, and digests repeat what is skipped.
+      if (settling_.size() < kMaxSettling &&
+          settling_.emplace(origin, part.first, part.last).second) {
         batch_.settled.push_back({origin, part});
       }
     }

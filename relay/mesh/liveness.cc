@@ -172,6 +172,28 @@ void Node::sweep(Time now) {
     }
   }
   std::erase_if(indirect_, [&](const auto& entry) { return entry.second <= now; });
+  if (!alarms_refused_.empty() && now >= alarm_retry_at_) retry_alarms(now);
+}
+
+void Node::retry_alarms(Time now) {
+  // Written again as the state is now, not as it was refused: the store's
+  // raise of an open alarm and clear of a closed one write nothing, so the
+  // rows still come in pairs whatever changed in between.
+  for (const auto& [id, reason] : std::exchange(alarms_refused_, {})) {
+    const Peer* peer = find_peer(id);
+    if (peer == nullptr) {
+      batch_.alarms.push_back({id, false, 0, reason, "no longer configured"});
+      continue;
+    }
+    const bool store = reason == kDatabaseDown;
+    const bool raised = store ? peer->store_alarmed : peer->alarmed;
+    std::int64_t silent_ms = 0;
+    if (raised && store && peer->health) silent_ms = peer->health->store_down_ms();
+    if (raised && !store) {
+      silent_ms = std::chrono::duration_cast<milliseconds>(now - peer->last_confirmed).count();
+    }
+    batch_.alarms.push_back({id, raised, silent_ms, reason});
+  }
 }
 
 void Node::returned(Time now, Peer& peer) {

@@ -223,6 +223,12 @@ void Node::on_stored(Time now, const StoreDone& done) {
   if (node.empty()) return;
   const StoreBatch& batch = node.mapped();
   for (const auto& s : batch.settled) settling_.erase({s.origin, s.range.first, s.range.last});
+  if (!batch.alarms.empty() && !done.failed) alarm_backoff_ = std::chrono::seconds(5);
+  if (!batch.alarms.empty() && done.failed) {
+    for (const auto& a : batch.alarms) alarms_refused_.emplace(a.peer, a.reason);
+    alarm_retry_at_ = now + alarm_backoff_;
+    alarm_backoff_ = std::min<Duration>(alarm_backoff_ * 2, std::chrono::minutes(5));
+  }
   if (done.failed) {
     for (const auto& write : batch.events) storing_.erase(write.event->key);
     receipt_via_.erase(done.ticket);

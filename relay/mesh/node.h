@@ -198,6 +198,7 @@ class Node {
   void ack_held(Time now, Peer& from, const v1::OriginSummary& summary);
 
   // lifecycle.cc: settled history, learning own numbering, what is delivered
+  void retry_alarms(Time now);
   void settle_from(Peer& from, const v1::OriginSummary& summary);
   void learn_from(Time now, Peer& from, const v1::OriginSummary& summary);
   void learn_round(Time now);
@@ -257,6 +258,11 @@ class Node {
   std::deque<EventKey> cache_order_;
   std::map<EventKey, Pending> storing_;  // in a batch not yet durable
   std::set<std::tuple<std::string, std::uint64_t, std::uint64_t>> settling_;  // likewise
+  /// (peer, reason) of alarm changes the database refused: written again,
+  /// as the state is then, at alarm_retry_at_ (liveness.cc).
+  std::set<std::pair<std::string, std::string>> alarms_refused_;
+  Time alarm_retry_at_{};
+  Duration alarm_backoff_ = std::chrono::seconds(5);
   StoreBatch batch_;                     // being filled by the current input
   bool store_ready_ = true;
   std::vector<StoreBatch> held_;  // written once the store is attached

@@ -63,7 +63,8 @@ struct StoreDone {
   /// message_queue rows were inserted: time to wake the local consumers.
   bool delivered = false;
   /// The database refused the batch itself (not an outage): nothing of it
-  /// is stored or acked; senders retry, and each refusal is logged.
+  /// is stored or acked; senders retry, the core retries its alarm changes,
+  /// and each refusal is logged.
   bool failed = false;
 };
 

@@ -26,6 +26,7 @@ struct Cluster::Slot final : Transport {
   std::int64_t skew_ms = 0;
   std::uint64_t counter = 0;  // wire counter of its datagrams
   bool store_down = false;
+  bool refuse_alarms = false;    // batches with alarm changes are refused
   std::vector<StoreBatch> held;  // batches waiting for the database
 
   std::uint64_t send(const std::string& peer, const v1::Datagram& body, PathSet paths) override {
@@ -182,6 +183,10 @@ void Cluster::store_down(std::size_t i, bool report) {
     health.set_store_up(false);
     slot.node->set_health(health);
   }
+}
+
+void Cluster::refuse_alarms(std::size_t i, bool refuse) {
+  slots_[i]->refuse_alarms = refuse;
 }
 
 void Cluster::report_health(std::size_t i, const v1::Health& health) {
@@ -341,6 +346,14 @@ void Cluster::settle(std::size_t i) {
     schedule(now_ + config_.commit_latency, [this, i, incarnation, batch = std::move(batch)] {
       Slot& s = *slots_[i];
       if (s.incarnation != incarnation || !s.node) return;  // crashed before COMMIT
+      if (s.refuse_alarms && !batch.alarms.empty()) {
+        StoreDone refused;
+        refused.ticket = batch.ticket;
+        refused.failed = true;
+        s.node->on_stored(now_, refused);
+        settle(i);
+        return;
+      }
       s.store->apply(batch, wall_ms());
       for (const auto& write : batch.events) {
         auto at = stored_at_.find(write.event->key);

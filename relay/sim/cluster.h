@@ -96,6 +96,9 @@ class Cluster {
   /// probes); with `report`, the node says so in its probe answers.
   /// store_up commits what waited.
   void store_down(std::size_t i, bool report);
+  /// Node `i`'s database refuses every write of an alarm change (a site's
+  /// trigger on message_queue, say), or takes them again.
+  void refuse_alarms(std::size_t i, bool refuse);
   /// Node i's own report of its store, as its probe answers carry it.
   void report_health(std::size_t i, const v1::Health& health);
   void store_up(std::size_t i);

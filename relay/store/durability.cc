@@ -31,6 +31,7 @@ std::string durability_refusal(const Durability& settings, bool unsafe_allowed) 
 void make_commits_durable(pqxx::connection_base& conn) {
   pqxx::nontransaction tx(conn, "durable commits");
   tx.exec("SET synchronous_commit = on");
+  tx.exec("SET statement_timeout = 0");
 }
 
 void prepare_for_writes(pqxx::connection_base& conn, bool unsafe_allowed) {

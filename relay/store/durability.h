@@ -23,7 +23,9 @@ Durability read_durability(pqxx::connection_base& conn);
 std::string durability_refusal(const Durability& settings, bool unsafe_allowed);
 
 /// Makes this session's commits durable whatever the server's default
-/// (synchronous_commit = on): relayd acknowledges only what is on disk.
+/// (synchronous_commit = on): relayd acknowledges only what is on disk. Its
+/// statements may finish too (statement_timeout = 0): a site's timeout
+/// would cancel a slow write again at every retry.
 void make_commits_durable(pqxx::connection_base& conn);
 
 /// For each connection relayd writes through, not only its first (the

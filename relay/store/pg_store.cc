@@ -439,6 +439,7 @@ class PgStore::Lane {
     // A commit whose outcome is unknown (the connection broke) is retried:
     // every write is idempotent, so repeating one that did commit is harmless.
     tx.commit();
+    refused_in_a_row_ = 0;
     for (const auto& batch : batches) callbacks_.stored({batch.ticket, commit_ms, delivered > 0});
   }
 
@@ -466,7 +467,7 @@ class PgStore::Lane {
         backoff = options_.reconnect_first;
       } catch (const pqxx::sql_error& e) {
         if (refused(e)) {
-          poisoned(jobs, e);
+          poisoned(jobs, e, healthy);
         } else if (!retry_later(e, jobs, conn, healthy, backoff, give_up)) {
           return;
         }
@@ -479,23 +480,26 @@ class PgStore::Lane {
   // The database refused this write itself, not an outage: anything but a
   // broken connection (08), a read-only transaction (25: a standby), a login
   // or a database gone (28, 3D), a conflict to retry (40), a missing
-  // privilege (42501), resources (53), an object in use (55), a shutdown or
-  // a cancel (57), an I/O error (58), its configuration (F0) or an internal
-  // error (XX). An outage keeps the work and waits; a refused write retried
-  // as it is would block the lane forever.
+  // privilege (42501), a table, column, function or schema gone (42P01,
+  // 42703, 42883, 3F: the schema dropped under relayd), resources (53), an
+  // object in use (55), a shutdown or a cancel (57), an I/O error (58), its
+  // configuration (F0) or an internal error (XX). An outage keeps the work
+  // and waits; a refused write retried as it is would block the lane for ever.
   static bool refused(const pqxx::sql_error& e) {
-    static constexpr std::array<std::string_view, 12> kOutage = {
-        "08", "25", "28", "3D", "40", "42501", "53", "55", "57", "58", "F0", "XX"};
+    static constexpr std::array<std::string_view, 16> kOutage = {
+        "08",    "25",    "28", "3D", "3F", "40", "42501", "42P01",
+        "42703", "42883", "53", "55", "57", "58", "F0",    "XX"};
     const std::string state = e.sqlstate();
-    return state.size() == 5 && std::ranges::none_of(kOutage, [&](std::string_view c) {
-             return state.starts_with(c);
-           });
+    return state.size() == 5 &&
+           std::ranges::none_of(kOutage, [&](std::string_view c) { return state.starts_with(c); });
   }
 
   // A refused batch must not block its lane: a group is retried one batch
   // at a time, and a single refused batch is reported failed (neither
-  // stored nor acked, so its senders retry and it is logged each time).
-  void poisoned(std::vector<Job>& jobs, const pqxx::sql_error& e) {
+  // stored nor acked: its senders retry, the core retries its alarms, and
+  // it is logged each time). Refusal after refusal with no write between
+  // reads as a database that takes nothing: the lane says so.
+  void poisoned(std::vector<Job>& jobs, const pqxx::sql_error& e, bool& healthy) {
     if (jobs.size() > 1) {
       spdlog::warn("database ({} lane): {} batches refused together ({}); trying them one by one",
                    name_, jobs.size(), one_line(e.what()));
@@ -508,12 +512,14 @@ class PgStore::Lane {
       return;
     }
     if (auto* batch = std::get_if<mesh::StoreBatch>(&jobs.front())) {
-      std::string keys;
-      for (const auto& w : batch->events) {
-        keys += " " + w.event->key.origin + ":" + std::to_string(w.event->key.seq);
-      }
       spdlog::error("database ({} lane): refused a batch; not stored, not acked:{}: {}", name_,
-                    keys, one_line(e.what()));
+                    contents(*batch), one_line(e.what()));
+      constexpr int kRefusalsInARow = 3;
+      if (++refused_in_a_row_ >= kRefusalsInARow && healthy) {
+        const std::string why = "every write refused lately: " + one_line(e.what());
+        callbacks_.health(name_, false, why);
+        healthy = false;
+      }
       mesh::StoreDone done;
       done.ticket = batch->ticket;
       done.failed = true;
@@ -521,6 +527,20 @@ class PgStore::Lane {
     } else if (auto* load = std::get_if<mesh::LoadRequest>(&jobs.front())) {
       callbacks_.loaded(load->ticket, {});
     }
+  }
+
+  /// What a batch carries, for the log line that says it was refused.
+  static std::string contents(const mesh::StoreBatch& batch) {
+    std::string out;
+    for (const auto& w : batch.events) {
+      out += " " + w.event->key.origin + ":" + std::to_string(w.event->key.seq);
+    }
+    for (const auto& a : batch.alarms) {
+      out += fmt::format(" alarm {} ({}, {})", a.peer, a.reason, a.raised ? "raised" : "cleared");
+    }
+    if (!batch.receipts.empty()) out += fmt::format(" {} receipts", batch.receipts.size());
+    if (!batch.settled.empty()) out += fmt::format(" {} settled ranges", batch.settled.size());
+    return out;
   }
 
   // Down, restarting or refusing connections: nothing is reported stored,
@@ -534,8 +554,7 @@ class PgStore::Lane {
     // back up but now refused for its settings says so).
     const std::string why = one_line(e.what());
     if (healthy || why != last_error_) {
-      spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_,
-                    why);
+      spdlog::error("database ({} lane): {}; nothing is acknowledged until it answers", name_, why);
       callbacks_.health(name_, false, why);
       healthy = false;
       last_error_ = why;
@@ -567,7 +586,8 @@ class PgStore::Lane {
   std::condition_variable wake_;
   std::deque<Job> queue_;
   std::size_t rows_ = 0;
-  std::size_t isolate_ = 0;  // batches still to take one at a time
+  std::size_t isolate_ = 0;   // batches still to take one at a time
+  int refused_in_a_row_ = 0;  // single batches, since the last write
   bool stopping_ = false;
   std::thread thread_;  // last: starts once the members above exist
 };

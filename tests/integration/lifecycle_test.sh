@@ -113,8 +113,10 @@ case "$scenario" in
     for node in hq clinic-north; do ctl "$node" prune --older-than 0s >/dev/null; done
     ctl hq send --title "kept" --wait=30s >/dev/null 2>&1 || fail "send not confirmed"
     ctl clinic-south migrate >/dev/null
-    mesh_sql clinic-south "CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql
-                             AS 'BEGIN PERFORM pg_sleep(2); RETURN NULL; END';
+    mesh_sql clinic-south "CREATE TABLE settle_writes (at timestamptz DEFAULT now());
+                           CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql
+                             AS 'BEGIN INSERT INTO settle_writes DEFAULT VALUES;
+                                       PERFORM pg_sleep(2); RETURN NULL; END';
                            CREATE TRIGGER slowly AFTER INSERT ON relay_settled
                              FOR EACH STATEMENT EXECUTE FUNCTION slowly()" >/dev/null
     add_back hq clinic-north
@@ -126,6 +128,8 @@ case "$scenario" in
     duress_everywhere hq clinic-south
     ctl hq send --title "after the settling" --wait=30s >/dev/null 2>&1 ||
       fail "a normal alert after the settling was not stored everywhere"
+    writes=$(mesh_sql clinic-south "SELECT count(*) FROM settle_writes")
+    [ "$writes" = 1 ] || fail "hq's settled range was written $writes times, expected once"
     echo "slow-settle: the settled range written once however often it was repeated; the lane flows"
     ;;
 

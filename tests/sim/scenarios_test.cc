@@ -208,6 +208,40 @@ TEST_CASE("supervision alarms survive the observer's restart: one raised, one cl
   CHECK(c.durable(0).open_alarms.empty());
 }
 
+TEST_CASE("an alarm change the database refused is written again, and rows still pair up") {
+  Cluster c(config(3, 14));
+  c.run_for(10s);
+  c.refuse_alarms(0, true);
+  c.crash(2);
+  c.run_for(100s);  // the raise is refused, and refused again at each retry
+  CHECK(c.durable(0).alarms.empty());
+  c.refuse_alarms(0, false);
+  c.run_for(130s);  // retries back off to at most minutes
+  REQUIRE(c.durable(0).alarms.size() == 1);
+  CHECK(c.durable(0).alarms[0].raised);
+  CHECK(c.durable(0).alarms[0].reason == "unreachable");
+  // A clear refused, then taken: exactly one cleared row.
+  c.refuse_alarms(0, true);
+  c.restart(2);
+  c.run_for(10s);
+  CHECK(c.durable(0).alarms.size() == 1);
+  c.refuse_alarms(0, false);
+  c.run_for(130s);
+  REQUIRE(c.durable(0).alarms.size() == 2);
+  CHECK_FALSE(c.durable(0).alarms[1].raised);
+  CHECK(c.durable(0).open_alarms.empty());
+  // Raised and cleared while refused: neither row, nothing left open.
+  c.refuse_alarms(0, true);
+  c.crash(2);
+  c.run_for(100s);
+  c.restart(2);
+  c.run_for(10s);
+  c.refuse_alarms(0, false);
+  c.run_for(130s);
+  CHECK(c.durable(0).alarms.size() == 2);
+  CHECK(c.durable(0).open_alarms.empty());
+}
+
 TEST_CASE("an open alarm about a peer taken out of the configuration is cleared at start") {
   Cluster c(config(3, 13));
   c.run_for(5s);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -398,8 +399,9 @@ TEST_CASE("a read-only database is an outage: the work waits and the lane says s
   store::open_database(admin, "clinic-north", 100);
   const auto set_read_only = [&](bool on) {
     pqxx::work tx(admin);
-    tx.exec("ALTER DATABASE " + tx.quote_name(admin.dbname()) +
-            (on ? " SET default_transaction_read_only = on" : " RESET default_transaction_read_only"));
+    tx.exec(
+        "ALTER DATABASE " + tx.quote_name(admin.dbname()) +
+        (on ? " SET default_transaction_read_only = on" : " RESET default_transaction_read_only"));
     tx.commit();
   };
   set_read_only(true);  // a standby, or a server put read-only: SQLSTATE 25006
@@ -423,4 +425,73 @@ TEST_CASE("a read-only database is an outage: the work waits and the lane says s
   std::lock_guard lock(done.mutex);
   CHECK(done.stored == std::set<std::uint64_t>{1});
   CHECK(done.health.back());
+}
+
+TEST_CASE(
+    "a site's trigger that raises refuses its batch alone; refusal after refusal marks the lane") {
+  PgCluster pg;
+  pqxx::connection admin(pg.dsn());
+  store::open_database(admin, "clinic-north", 100);
+  {
+    pqxx::work tx(admin);
+    tx.exec(R"sql(
+      CREATE FUNCTION even_refused() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.seq % 2 = 0 THEN RAISE EXCEPTION 'no even seqs here'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER even_refused BEFORE INSERT ON message_queue
+        FOR EACH ROW EXECUTE FUNCTION even_refused())sql");
+    tx.commit();
+  }
+  Completions done;
+  store::PgStore store(options_for(pg), done.callbacks());
+  const auto hq = crypto::SigningKey::generate();
+  for (std::uint64_t seq = 1; seq <= 3; ++seq)
+    store.persist(batch_of({event_of("hq", seq, hq)}, true, seq));
+  REQUIRE(done.wait_for(3, 30s));
+  {
+    std::lock_guard lock(done.mutex);
+    CHECK(done.stored == std::set<std::uint64_t>{1, 3});  // P0001: refused, not an outage
+    CHECK(done.failed == std::set<std::uint64_t>{2});
+    CHECK(std::ranges::count(done.health, false) == 0);
+  }
+  for (std::uint64_t seq = 4; seq <= 8; seq += 2) {
+    store.persist(batch_of({event_of("hq", seq, hq)}, true, seq));
+    REQUIRE(done.wait_for(seq / 2 + 2, 30s));  // one at a time: refusals in a row
+  }
+  {
+    std::lock_guard lock(done.mutex);
+    CHECK(done.health.back() == false);  // nothing taken lately: the lane says so
+  }
+  store.persist(batch_of({event_of("hq", 9, hq)}, true, 9));
+  REQUIRE(done.wait_for(7, 30s));
+  store.stop();
+  std::lock_guard lock(done.mutex);
+  CHECK(done.stored.contains(9));
+  CHECK(done.health.back() == true);
+}
+
+TEST_CASE("a site's statement_timeout does not cancel relayd's slow writes") {
+  PgCluster pg;
+  pqxx::connection admin(pg.dsn());
+  store::open_database(admin, "clinic-north", 100);
+  {
+    pqxx::work tx(admin);
+    tx.exec("ALTER DATABASE " + tx.quote_name(admin.dbname()) + " SET statement_timeout = '100ms'");
+    tx.exec(R"sql(
+      CREATE FUNCTION slowly() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
+      CREATE TRIGGER slowly BEFORE INSERT ON message_queue
+        FOR EACH STATEMENT EXECUTE FUNCTION slowly())sql");
+    tx.commit();
+  }
+  Completions done;
+  store::PgStore store(options_for(pg), done.callbacks());
+  store.persist(batch_of({event_of("hq", 1, crypto::SigningKey::generate())}, true, 1));
+  REQUIRE(done.wait_for(1, 30s));
+  store.stop();
+  std::lock_guard lock(done.mutex);
+  CHECK(done.stored == std::set<std::uint64_t>{1});
+  CHECK(std::ranges::count(done.health, false) == 0);
 }
