@@ -198,7 +198,6 @@ class Node {
   void ack_held(Time now, Peer& from, const v1::OriginSummary& summary);
 
   // lifecycle.cc: settled history, learning own numbering, what is delivered
-  void retry_alarms(Time now);
   void settle_from(Peer& from, const v1::OriginSummary& summary);
   void learn_from(Time now, Peer& from, const v1::OriginSummary& summary);
   void learn_round(Time now);
@@ -215,6 +214,7 @@ class Node {
   void confirmed(Time now, Peer& peer);
   void judge_store(Time now, Peer& peer);
   void alarm_store(Peer& peer);
+  void retry_alarms(Time now);
   void returned(Time now, Peer& peer);
   void supervise(Time now, Peer& peer);
   bool suspect(Time now, const Peer& peer) const;
