@@ -15,8 +15,9 @@ namespace relay {
 /// leaves the old value or the new one, never a torn mix.
 class StateDir {
  public:
-  /// Creates the folder (mode 0700) if missing; one that exists keeps its mode. Throws std::runtime_error
-  /// naming the folder if it cannot be created or written.
+  /// Creates the folder (mode 0700) if missing; one that exists keeps its
+  /// mode. Throws std::runtime_error naming the folder if it cannot be
+  /// created or written.
   explicit StateDir(std::filesystem::path dir);
   ~StateDir();
   StateDir(const StateDir&) = delete;

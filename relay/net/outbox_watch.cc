@@ -8,8 +8,8 @@
 #include <asio/experimental/as_tuple.hpp>
 
 #include "common/log.h"
-#include "relay/store/notify.h"
 #include "relay/store/durability.h"
+#include "relay/store/notify.h"
 #include "relay/store/pg_store.h"
 
 namespace relay::net {

@@ -250,8 +250,8 @@ std::optional<EventId> raise_through_relayd(const Config& config, const SendOpti
                  "in the outbox instead, which needs the database%s\n",
                  why.c_str(),
                  reached ? " (relayd got the request and may send it too: the alarm may then "
-                             "arrive twice, under two ids)"
-                           : "");
+                           "arrive twice, under two ids)"
+                         : "");
     return std::nullopt;
   }
   if (!answer->value("ok", false)) {

@@ -9,8 +9,8 @@
 #include <csignal>
 #include <filesystem>
 #include <future>
-#include <set>
 #include <iostream>
+#include <set>
 #include <thread>
 #include <tuple>
 

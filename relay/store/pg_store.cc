@@ -439,7 +439,7 @@ class PgStore::Lane {
     // A commit whose outcome is unknown (the connection broke) is retried:
     // every write is idempotent, so repeating one that did commit is harmless.
     tx.commit();
-    refused_in_a_row_ = 0;
+    refused_lately_.clear();
     for (const auto& batch : batches) callbacks_.stored({batch.ticket, commit_ms, delivered > 0});
   }
 
@@ -497,8 +497,9 @@ class PgStore::Lane {
   // A refused batch must not block its lane: a group is retried one batch
   // at a time, and a single refused batch is reported failed (neither
   // stored nor acked: its senders retry, the core retries its alarms, and
-  // it is logged each time). Refusal after refusal with no write between
-  // reads as a database that takes nothing: the lane says so.
+  // it is logged each time). Different batches refused one after another
+  // with no write between read as a database that takes nothing: the lane
+  // says so. (One batch its sender keeps resending does not.)
   void poisoned(std::vector<Job>& jobs, const pqxx::sql_error& e, bool& healthy) {
     if (jobs.size() > 1) {
       spdlog::warn("database ({} lane): {} batches refused together ({}); trying them one by one",
@@ -512,10 +513,12 @@ class PgStore::Lane {
       return;
     }
     if (auto* batch = std::get_if<mesh::StoreBatch>(&jobs.front())) {
+      const std::string what = contents(*batch);
       spdlog::error("database ({} lane): refused a batch; not stored, not acked:{}: {}", name_,
-                    contents(*batch), one_line(e.what()));
-      constexpr int kRefusalsInARow = 3;
-      if (++refused_in_a_row_ >= kRefusalsInARow && healthy) {
+                    what, one_line(e.what()));
+      constexpr std::size_t kRefusalsInARow = 3;
+      if (refused_lately_.size() < kRefusalsInARow) refused_lately_.insert(what);
+      if (refused_lately_.size() >= kRefusalsInARow && healthy) {
         const std::string why = "every write refused lately: " + one_line(e.what());
         callbacks_.health(name_, false, why);
         healthy = false;
@@ -587,7 +590,7 @@ class PgStore::Lane {
   std::deque<Job> queue_;
   std::size_t rows_ = 0;
   std::size_t isolate_ = 0;   // batches still to take one at a time
-  int refused_in_a_row_ = 0;  // single batches, since the last write
+  std::set<std::string> refused_lately_;  // what single batches held, since the last write
   bool stopping_ = false;
   std::thread thread_;  // last: starts once the members above exist
 };

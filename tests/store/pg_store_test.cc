@@ -456,16 +456,25 @@ TEST_CASE(
     CHECK(done.failed == std::set<std::uint64_t>{2});
     CHECK(std::ranges::count(done.health, false) == 0);
   }
-  for (std::uint64_t seq = 4; seq <= 8; seq += 2) {
-    store.persist(batch_of({event_of("hq", seq, hq)}, true, seq));
-    REQUIRE(done.wait_for(seq / 2 + 2, 30s));  // one at a time: refusals in a row
+  // One at a time, so that they are refusals in a row.
+  std::uint64_t ticket = 10;
+  const auto refuse = [&](std::uint64_t seq) {
+    store.persist(batch_of({event_of("hq", seq, hq)}, true, ticket++));
+    REQUIRE(done.wait_for(ticket - 7, 30s));
+  };
+  for (int resend = 0; resend < 3; ++resend) refuse(2);
+  {
+    std::lock_guard lock(done.mutex);
+    CHECK(std::ranges::count(done.health, false) == 0);  // one event resent: not the lane
   }
+  refuse(4);
+  refuse(6);
   {
     std::lock_guard lock(done.mutex);
     CHECK(done.health.back() == false);  // nothing taken lately: the lane says so
   }
   store.persist(batch_of({event_of("hq", 9, hq)}, true, 9));
-  REQUIRE(done.wait_for(7, 30s));
+  REQUIRE(done.wait_for(ticket - 6, 30s));
   store.stop();
   std::lock_guard lock(done.mutex);
   CHECK(done.stored.contains(9));
