@@ -69,6 +69,9 @@ void Node::learn_from(Time now, Peer& from, const v1::OriginSummary& summary) {
     restored_ = true;  // the mesh holds own events this database never had: restored
   }
   mesh_highest_own_ = std::max(mesh_highest_own_, summary.highest());
+  // Every answer counts for the whole life, however late: numbering is sure
+  // of where it stands once each configured peer has answered.
+  learned_from_.insert(from.info.id);
   if (!learning_ && !resolve_at_) return;
   if (summary.watermark() > 0) own_seen_.add(1, summary.watermark());
   std::uint64_t next = summary.watermark() + 1;
@@ -78,15 +81,16 @@ void Node::learn_from(Time now, Peer& from, const v1::OriginSummary& summary) {
   }
   if (next <= summary.highest()) own_seen_.add(next, summary.highest());
   if (!learning_) return;
-  learned_from_.insert(from.info.id);
-  if (learned_from_.size() >= peers_.size()) {
+  if (sure()) {
     learning_ = false;
     resolve_own(now, false);
   }
 }
 
 void Node::learn_round(Time now) {
-  next_learn_ = now + std::chrono::seconds(1);
+  // Quickly at start; then, while a peer has not answered (it is down), now
+  // and then, so that numbering learns where it stands when it returns.
+  next_learn_ = now + (learning_ ? std::chrono::seconds(1) : std::chrono::seconds(5));
   for (auto& peer : peers_) {
     if (!learned_from_.contains(peer.info.id)) send_digest(peer, {self_}, true);
   }
@@ -127,11 +131,14 @@ void Node::resolve_own(Time now, bool all) {
   if (!waiting) own_seen_ = RangeSet{};
 }
 
+bool Node::sure() const {
+  return learned_from_.size() >= peers_.size();
+}
+
 Numbering Node::numbering() const {
   auto own = stored_.find(self_);
   const std::uint64_t held = own == stored_.end() ? 0 : own->second.highest();
-  return {!learning_, std::max({held, own_high_water_, mesh_highest_own_}),
-          state_lost_ && (learning_ || learned_from_.empty())};
+  return {!learning_, std::max({held, own_high_water_, mesh_highest_own_}), !sure()};
 }
 
 void Node::on_pruned(Time now, const std::map<std::string, std::uint64_t>& settled_through) {

@@ -109,10 +109,11 @@ void Node::load(Time now, Snapshot snapshot) {
   for (auto& [origin, seqs] : snapshot.stored) stored_[origin] = std::move(seqs);
   cleared_.insert(snapshot.cleared.begin(), snapshot.cleared.end());
   restored_ = snapshot.restored;
-  state_lost_ = snapshot.state_lost;
   own_high_water_ = snapshot.own_high_water;
-  if (snapshot.learn || snapshot.state_lost || own_high_water_ > stored_[self_].highest()) {
-    // Ask every peer at once what it holds of ours (lifecycle.cc).
+  if (!sure()) {
+    // Ask every peer at once what it holds of ours, after every start: a
+    // restore of this machine cannot be told from an ordinary restart here
+    // (lifecycle.cc).
     learning_ = true;
     learn_until_ = now + tuning_.learn_timeout;
   }
@@ -343,7 +344,7 @@ void Node::on_timer(Time now) {
   if (learning_ && now >= learn_until_) {
     learning_ = false;
     resolve_own(now, false);
-  } else if (learning_ && now >= next_learn_) {
+  } else if (!sure() && store_ready_ && now >= next_learn_) {
     learn_round(now);
   }
   if (resolve_at_ && now >= *resolve_at_) resolve_own(now, true);
@@ -355,7 +356,8 @@ void Node::on_timer(Time now) {
 
 Time Node::next_deadline() const {
   Time next = std::min({next_probe_round_, next_entropy_, next_sweep_});
-  if (learning_) next = std::min({next, learn_until_, next_learn_});
+  if (learning_) next = std::min(next, learn_until_);
+  if (!sure() && store_ready_) next = std::min(next, next_learn_);
   if (resolve_at_) next = std::min(next, *resolve_at_);
   if (!wakeups_.empty()) next = std::min(next, wakeups_.top().first);
   return next;

@@ -201,6 +201,7 @@ class Node {
   void settle_from(Peer& from, const v1::OriginSummary& summary);
   void learn_from(Time now, Peer& from, const v1::OriginSummary& summary);
   void learn_round(Time now);
+  bool sure() const;
   void resolve_own(Time now, bool all);
   StoreBatch::Write decide(const EventPtr& event) const;
   std::int64_t origin_now_ms(const std::string& origin) const;
@@ -301,7 +302,6 @@ class Node {
   std::uint64_t mesh_highest_own_ = 0;
   RangeSet own_seen_;  // own seqs some peer said it holds
   bool restored_ = false;
-  bool state_lost_ = false;
   std::int64_t started_wall_ms_ = 0;
   std::vector<Conflict> conflicts_;
   std::size_t probe_cursor_ = 0;

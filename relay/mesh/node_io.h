@@ -104,11 +104,12 @@ struct Tuning {
   /// delivered (duress excepted); older than late_after, delivered as late.
   Duration max_age = std::chrono::hours(24);
   Duration late_after = std::chrono::seconds(60);
-  /// After a start that must learn what the mesh holds of this node's own
-  /// events, normal numbering waits for every peer's digest, at most this
-  /// long; own seqs nobody claimed are then settled, and those claimed but
-  /// still not pulled back after resolve_after are settled too.
-  Duration learn_timeout = std::chrono::seconds(10);
+  /// After every start this node asks each peer what it holds of its own
+  /// events. Normal numbering waits for every answer at most this long (then
+  /// goes on in a block of its own until all have answered); own seqs nobody
+  /// claimed are then settled, and those claimed but still not pulled back
+  /// after resolve_after are settled too.
+  Duration learn_timeout = std::chrono::seconds(2);
   Duration resolve_after = std::chrono::seconds(60);
 };
 
@@ -131,12 +132,14 @@ struct NodeStats {
 
 /// Where this node's own numbering stands (relay/store/numbering.h acts on it).
 struct Numbering {
-  /// Normal claims may go ahead; before, only duress and emergency are numbered.
+  /// Normal claims may go ahead; before, only duress and emergency are
+  /// numbered (a short wait at start for peers to answer, so that an
+  /// ordinary restart keeps its seqs contiguous).
   bool ready = true;
   /// The highest own seq known to exist anywhere: new events number above it.
   std::uint64_t floor = 0;
-  /// This node lost its state and has not heard what the mesh holds of it:
-  /// new seqs jump to the wall clock (mesh/numbering.h).
+  /// Not every configured peer has said yet what it holds of this node:
+  /// this life numbers in a random block of its own (mesh/numbering.h).
   bool jump = false;
 };
 

@@ -81,13 +81,6 @@ struct Snapshot {
   std::map<std::string, SeqSet> stored;
   /// Events referenced by an all-clear in the log: never delivered here.
   std::vector<EventKey> cleared;
-  /// This node's own numbering must first learn from peers what they hold
-  /// of it: its database is new, rebuilt or restored, or its state
-  /// directory was lost (relay/store/numbering.h).
-  bool learn = false;
-  /// ... because the state directory was lost: nothing says how far this
-  /// node numbered before, until a peer answers.
-  bool state_lost = false;
   /// The highest own seq that may exist anywhere, as far as this node knows
   /// (its state directory's high-water mark): own seqs up to it that the
   /// database lacks are pulled back from peers, or settled if none has them.

@@ -409,10 +409,23 @@ void Daemon::after_input() {
     const mesh::Numbering numbering = node_->numbering();
     numbering_.update(numbering);
     if (numbering.ready && !numbering_ready_) {
-      spdlog::info("numbering: peers answered; own events continue above seq {}", numbering.floor);
+      if (numbering.jump) {
+        spdlog::info(
+            "numbering: not every peer has answered yet; own events above seq {} go on in a "
+            "block of their own until they have",
+            numbering.floor);
+      } else {
+        spdlog::info("numbering: every peer answered; own events continue above seq {}",
+                     numbering.floor);
+      }
       outbox_->wake();  // normal rows waited for this
     }
+    if (!numbering.jump && numbering_unsure_ && numbering_ready_) {
+      spdlog::info("numbering: every peer has now answered; own events continue above seq {}",
+                   numbering.floor);
+    }
     numbering_ready_ = numbering.ready;
+    numbering_unsure_ = numbering.jump;
   }
   for (const auto& c : node_->take_conflicts()) {
     spdlog::error(

@@ -164,6 +164,7 @@ class Daemon final : public mesh::Transport {
   // When a record the database refused is tried again.
   std::optional<mesh::Time> drain_retry_;
   std::chrono::seconds drain_backoff_ = kDrainRetry;
+  bool numbering_unsure_ = true;
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;

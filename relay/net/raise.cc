@@ -113,7 +113,7 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   try {
     // Above everything this node may ever have numbered, whatever the
     // database says or whether it answers at all.
-    e.set_seq(numbering_.allocate(0, 1, true, e.created_unix_ms()));
+    e.set_seq(numbering_.allocate(0, 1));
     payload = wire::sign_event(e, keys_.identity).SerializeAsString();
     record = spool_.append(payload);
   } catch (const std::exception& failed) {

@@ -141,10 +141,11 @@ void Cluster::restart(std::size_t i) {
     origins.push_back(other->id);
     if (other.get() != &slot) peers.push_back({other->id, other->groups, config_.paths});
   }
-  slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable, slot.state);
-  slot.node =
-      std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning, *slot.store,
-                             slot, config_.seed * 1'000'003 + i * 7'919 + slot.incarnation);
+  const std::uint64_t seed = config_.seed * 1'000'003 + i * 7'919 + slot.incarnation;
+  slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable, slot.state,
+                                          seed ^ 0x5eed'e17a'0b10'cc5dULL);
+  slot.node = std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning,
+                                     *slot.store, slot, seed);
   slot.node->set_wall_clock([this, i] { return wall_ms() + slots_[i]->skew_ms; });
   slot.node->start(now_, slot.store->snapshot(origins));
   settle(i);
@@ -168,6 +169,15 @@ void Cluster::forget_receipts(std::size_t origin) {
   for (const auto& e : injected_) {
     if (e.key.origin == id(origin)) receipts_lost_.insert(e.key);
   }
+}
+
+std::pair<DurableState, NodeState> Cluster::snapshot_site(std::size_t i) const {
+  return {slots_[i]->durable, slots_[i]->state};
+}
+
+void Cluster::revert(std::size_t i, std::pair<DurableState, NodeState> snapshot) {
+  restore_database(i, std::move(snapshot.first));
+  slots_[i]->state = snapshot.second;
 }
 
 void Cluster::lose_state(std::size_t i) {

@@ -92,6 +92,10 @@ class Cluster {
   DurableState backup(std::size_t i) const { return durable(i); }
   void restore_database(std::size_t i, DurableState backup);
   void lose_state(std::size_t i);
+  /// A VM snapshot of a whole site: its database and its state directory
+  /// from one moment; revert() rolls both back to it (the node is left down).
+  std::pair<DurableState, NodeState> snapshot_site(std::size_t i) const;
+  void revert(std::size_t i, std::pair<DurableState, NodeState> snapshot);
   /// Node `i`'s database stops committing (its core runs on and answers
   /// probes); with `report`, the node says so in its probe answers.
   /// store_up commits what waited.

@@ -46,9 +46,9 @@ std::vector<EventPtr> SimStore::answer(const LoadRequest& request) const {
 
 EventPtr SimStore::commit_local(v1::Event event, std::int64_t now_ms, const Numbering& numbering) {
   event.set_origin(self_);
-  const bool urgent = event.priority() >= v1::PRIORITY_EMERGENCY;
   const std::uint64_t seq =
-      next_own_seq(durable_.next_seq, state_.high_water, numbering, urgent, now_ms);
+      life_.first(durable_.next_seq, state_.high_water, numbering, entropy_());
+  life_.numbered(seq, numbering);
   event.set_seq(seq);
   durable_.next_seq = seq + 1;
   state_.high_water = std::max(state_.high_water, seq);  // fsynced before the commit
@@ -83,9 +83,7 @@ Snapshot SimStore::snapshot(const std::vector<std::string>& origins) {
   s.open_alarms.assign(durable_.open_alarms.begin(), durable_.open_alarms.end());
   // As relay/store/numbering.cc decides at relayd's start.
   const std::uint64_t db_max = std::max(durable_.seqs[self_].highest(), durable_.next_seq - 1);
-  s.state_lost = state_.lost;
   s.restored = !state_.lost && db_max < state_.high_water;
-  s.learn = state_.lost || s.restored;
   s.own_high_water = state_.lost ? db_max : std::max(state_.high_water, db_max);
   state_ = NodeState{s.own_high_water, false};
   durable_.next_seq = std::max(durable_.next_seq, s.own_high_water + 1);

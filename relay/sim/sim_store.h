@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <random>
+
 #include "relay/mesh/node.h"
+#include "relay/mesh/numbering.h"
 #include "relay/mesh/store.h"
 
 namespace relay::sim {
@@ -62,9 +65,14 @@ struct NodeState {
 /// INSERT ... ON CONFLICT DO NOTHING it stands for.
 class SimStore final : public Store {
  public:
+  /// `seed` stands for the kernel's entropy of this life (one per start).
   SimStore(std::string self, std::vector<std::string> groups, DurableState& durable,
-           NodeState& state)
-      : self_(std::move(self)), groups_(std::move(groups)), durable_(durable), state_(state) {}
+           NodeState& state, std::uint64_t seed)
+      : self_(std::move(self)),
+        groups_(std::move(groups)),
+        durable_(durable),
+        state_(state),
+        entropy_(seed) {}
 
   void persist(StoreBatch batch) override { pending_.push_back(std::move(batch)); }
   void load(LoadRequest request) override { loads_.push_back(std::move(request)); }
@@ -92,6 +100,8 @@ class SimStore final : public Store {
   std::vector<std::string> groups_;
   DurableState& durable_;
   NodeState& state_;
+  LifeNumbering life_;
+  std::mt19937_64 entropy_;
   std::vector<StoreBatch> pending_;
   std::vector<LoadRequest> loads_;
 };

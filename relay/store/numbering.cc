@@ -1,9 +1,11 @@
 #include "relay/store/numbering.h"
 
+#include <algorithm>
+#include <random>
+
 #include <spdlog/spdlog.h>
 #include <pqxx/transaction>
 
-#include "relay/mesh/numbering.h"
 
 namespace relay::store {
 namespace {
@@ -17,7 +19,8 @@ NumberingState::NumberingState(StateDir& dir) : dir_(dir) {
   state_lost_ = !mark;
   high_water_ = mark.value_or(0);
   start_high_water_ = high_water_;
-  numbering_ = {!state_lost_, high_water_, state_lost_};
+  // Unsure until the core has heard every peer (mesh/numbering.h).
+  numbering_ = {false, high_water_, true};
 }
 
 void NumberingState::on_database(std::uint64_t db_highest) {
@@ -26,8 +29,8 @@ void NumberingState::on_database(std::uint64_t db_highest) {
   if (state_lost_) {
     spdlog::warn(
         "numbering: no high-water mark in {} (a new node, or its state directory was lost): "
-        "asking peers what they hold of this node before numbering normal events; a duress "
-        "goes out at once",
+        "asking peers what they hold of this node; until all have answered, new events are "
+        "numbered in a block of their own, a duress at once",
         (dir_.path() / kFile).string());
   } else if (rewound_) {
     spdlog::warn(
@@ -46,8 +49,6 @@ void NumberingState::on_database(std::uint64_t db_highest) {
 
 void NumberingState::describe(mesh::Snapshot& snapshot) const {
   std::lock_guard lock(mutex_);
-  snapshot.learn = state_lost_ || rewound_;
-  snapshot.state_lost = state_lost_;
   snapshot.restored = rewound_;
   snapshot.own_high_water = start_high_water_;
 }
@@ -62,13 +63,22 @@ bool NumberingState::ready() const {
   return numbering_.ready;
 }
 
-std::uint64_t NumberingState::allocate(std::uint64_t db_next, std::uint64_t count, bool urgent,
-                                       std::int64_t wall_unix_ms) {
+std::uint64_t NumberingState::allocate(std::uint64_t db_next, std::uint64_t count) {
   std::lock_guard lock(mutex_);
-  const std::uint64_t first =
-      mesh::next_own_seq(db_next, high_water_, numbering_, urgent, wall_unix_ms);
+  // Fresh entropy from the kernel: nothing a restore brings back decides it.
+  std::random_device entropy;
+  const std::uint64_t random = (std::uint64_t{entropy()} << 32) | entropy();
+  const std::uint64_t first = life_.first(db_next, high_water_, numbering_, random);
   const std::uint64_t last = first + count - 1;
   dir_.write_counter(kFile, last);
+  if (first > std::max({db_next, high_water_ + 1, numbering_.floor + 1})) {
+    spdlog::warn(
+        "numbering: not every peer has said yet what it holds of this node (a restored or "
+        "reverted machine cannot be told from a restart), so new events are numbered in a "
+        "block of their own from seq {}; the seqs skipped are settled",
+        first);
+  }
+  life_.numbered(last, numbering_);
   high_water_ = last;
   return first;
 }

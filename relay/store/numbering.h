@@ -8,6 +8,7 @@
 
 #include "common/state_dir.h"
 #include "relay/mesh/node.h"
+#include "relay/mesh/numbering.h"
 
 namespace relay::store {
 
@@ -21,9 +22,11 @@ namespace relay::store {
 /// - the database behind it: rebuilt or restored. Numbering continues above
 ///   the mark, and the core pulls back from peers what the database lost,
 ///   and settles the seqs nobody holds (docs/wire.md, "Numbering").
-/// - no mark at all (a new node, or a rebuilt server): the core first
-///   learns from peers what they hold of this node; until then only urgent
-///   events are numbered, above the wall clock in ms (mesh/numbering.h).
+/// - no mark at all (a new node, or a rebuilt server): said in the log.
+/// None of this can tell a VM snapshot revert (the mark and the database
+/// rolled back together) from an ordinary restart, so after every start,
+/// until every peer has said what it holds of this node, new events are
+/// numbered in a random block of their own (mesh/numbering.h).
 /// Works before the database answers: the spool numbers duress alarms from
 /// the mark alone. Shared by the claim thread, the network thread (the
 /// spool, and what the core learned) and the thread that opens the database.
@@ -48,8 +51,7 @@ class NumberingState {
   /// returns: two callers never get the same seq, and a seq handed out is
   /// never handed out again, whatever becomes of the database. Throws
   /// std::runtime_error naming the file if the mark cannot be written.
-  std::uint64_t allocate(std::uint64_t db_next, std::uint64_t count, bool urgent,
-                         std::int64_t wall_unix_ms);
+  std::uint64_t allocate(std::uint64_t db_next, std::uint64_t count);
 
  private:
   StateDir& dir_;
@@ -59,6 +61,7 @@ class NumberingState {
   mutable std::mutex mutex_;
   std::uint64_t high_water_ = 0;
   mesh::Numbering numbering_;
+  mesh::LifeNumbering life_;
 };
 
 /// The highest own seq the database knows of: logged, pruned, settled or

@@ -346,7 +346,7 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
     // Durable outside the database before the claim commits: whatever
     // happens to the database, these seqs are never numbered again.
     std::uint64_t next =
-        numbering ? numbering->allocate(db_next, static_cast<std::uint64_t>(n), urgent_only, now_ms)
+        numbering ? numbering->allocate(db_next, static_cast<std::uint64_t>(n))
                   : db_next;
     const std::uint64_t last = next + static_cast<std::uint64_t>(n) - 1;
     tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,

@@ -39,7 +39,8 @@ case "$scenario" in
       -c 'CREATE DATABASE "clinic-north"' >/dev/null
     mesh_start clinic-north
     duress_everywhere clinic-north hq clinic-south clinic-north
-    [ "${duress_id##*:}" = 4 ] || fail "the duress after the rebuild is $duress_id, expected seq 4"
+    # Seq 4 if every peer had answered already, else in a block of its own.
+    [ "${duress_id##*:}" -ge 4 ] || fail "the duress after the rebuild is $duress_id, expected above seq 3"
     wait_for hq "SELECT count(*) FROM message_queue WHERE data->>'id' = '$duress_id'" 1
     wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'id' = '$duress_id'" 1
     # Its own earlier events come back into its log from the peers.
@@ -48,7 +49,7 @@ case "$scenario" in
     wait_for clinic-north "SELECT count(*) FROM message_queue WHERE origin = 'hq' AND (data->>'redelivered')::boolean" 1
     grep -q "the database was rebuilt or restored" "$mesh_dir/clinic-north/relayd.log" ||
       fail "clinic-north did not say its database was rebuilt"
-    echo "rebuild: the duress after the rebuild took seq 4 and reached every node"
+    echo "rebuild: the duress after the rebuild took seq ${duress_id##*:} and reached every node"
     ;;
 
   restore)
@@ -65,13 +66,13 @@ case "$scenario" in
     pg_restore -h "$mesh_pg" -U postgres -d clinic-south "$mesh_dir/backup.dump"
     mesh_start clinic-south
     duress_everywhere clinic-south hq clinic-north clinic-south
-    [ "${duress_id##*:}" = 9 ] || fail "the duress after the restore is $duress_id, expected seq 9"
+    [ "${duress_id##*:}" -ge 9 ] || fail "the duress after the restore is $duress_id, expected above seq 8"
     # Nothing the peers had is lost, and the restored log has it all again.
     for node in hq clinic-north clinic-south; do
       wait_for "$node" "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-south'" 9
       wait_for "$node" "SELECT count(DISTINCT data->>'id') = count(*) FROM message_queue" t
     done
-    echo "restore: numbering continued at 9; the peers kept all 8 earlier events and the restored log has them back"
+    echo "restore: numbering continued at ${duress_id##*:}; the peers kept all 8 earlier events and the restored log has them back"
     ;;
 
   late-join)

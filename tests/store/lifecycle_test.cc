@@ -117,13 +117,23 @@ TEST_CASE("numbering: a rebuilt or restored database never reuses a seq") {
   CHECK_FALSE(numbering.state_lost());
   mesh::Snapshot snapshot;
   numbering.describe(snapshot);
-  CHECK(snapshot.learn);
   CHECK(snapshot.restored);
   CHECK(snapshot.own_high_water == 5);
+  // Before the peers answer: in a block of this life's own, above the mark.
   exec(conn, "INSERT INTO outbox (kind, title) VALUES ('duress', 'at once')");
   const auto duress = store::claim_outbox(conn, config, key, 64, true, &numbering);
   REQUIRE(duress.events.size() == 1);
-  CHECK(duress.events[0]->key.seq == 6);
+  const std::uint64_t jumped = duress.events[0]->key.seq;
+  CHECK(jumped > 6);
+  CHECK(state.read_counter("seq") == jumped);
+  exec(conn, "INSERT INTO outbox (kind, title) VALUES ('duress', 'in the same block')");
+  CHECK(store::claim_outbox(conn, config, key, 64, true, &numbering).events.at(0)->key.seq ==
+        jumped + 1);
+  // Every peer answered: numbering continues above what they hold.
+  numbering.update({true, jumped + 10, false});
+  exec(conn, "INSERT INTO outbox (title) VALUES ('sure')");
+  CHECK(store::claim_outbox(conn, config, key, 64, false, &numbering).events.at(0)->key.seq ==
+        jumped + 11);
 }
 
 TEST_CASE("settled history and receipt outcomes survive a restart") {
