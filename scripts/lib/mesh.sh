@@ -114,7 +114,7 @@ mesh_ready() {
   local node
   for node in "$@"; do
     for _ in $(seq 1 100); do
-      grep -q "numbering: peers answered" "$mesh_dir/$node/relayd.log" && break
+      grep -q "numbering: every peer" "$mesh_dir/$node/relayd.log" && break
       sleep 0.1
     done
   done

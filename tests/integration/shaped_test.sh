@@ -29,7 +29,7 @@ shaped_setup 256kbit
 shaped_start hq
 shaped_start clinic-north
 for _ in $(seq 1 100); do
-  grep -q "numbering: peers answered" "$mesh_dir/hq/relayd.log" && break
+  grep -q "numbering: every peer" "$mesh_dir/hq/relayd.log" && break
   sleep 0.1
 done
 
