@@ -132,9 +132,10 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
     if (known == stored_.end() || parsed.seq() == 0) continue;  // not an origin of this mesh
     const EventKey key{parsed.origin(), parsed.seq()};
     if (key.origin == self_) mesh_highest_own_ = std::max(mesh_highest_own_, key.seq);
-    if (known->second.contains(key.seq)) {
+    if (known->second.held(key.seq)) {
       // Already held here: ack it once its content is known to be the
-      // same, and pass it on if asked.
+      // same, and pass it on if asked. (A seq settled without ever being
+      // stored here is not: a settled claim only stops pulls.)
       ++stats_.duplicates;
       EventPtr event = make_event(body.events(i), parsed);
       if (known->second.servable(key.seq)) {
@@ -226,7 +227,7 @@ void Node::flush_acks(Peer& peer) {
     used += origin.size() + 16;
     auto* a = d.mutable_acks()->add_origins();
     a->set_origin(origin);
-    a->set_through(stored_[origin].watermark());
+    a->set_through(stored_[origin].held_watermark());
     return a;
   };
   for (auto& [origin, seqs] : peer.acks_owed) {

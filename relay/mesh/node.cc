@@ -263,7 +263,8 @@ void Node::on_stored(Time now, const StoreDone& done) {
     }
   }
   for (const auto& settle : batch.settled) {
-    // Durable now: counted as held, and acked as such from here on.
+    // Durable now: not pulled any more (a settled seq is not held: one that
+    // arrives is still stored).
     SeqSet& seqs = stored_[settle.origin];
     if (!seqs.contains(settle.range.first) || !seqs.contains(settle.range.last)) {
       stats_.settled += settle.range.last - settle.range.first + 1;

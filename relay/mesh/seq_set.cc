@@ -41,6 +41,13 @@ std::vector<SeqRange> minus(const std::vector<SeqRange>& a, const std::vector<Se
   return out;
 }
 
+std::vector<SeqRange> held_ranges(std::uint64_t watermark, const RangeSet& above) {
+  std::vector<SeqRange> held;
+  if (watermark > 0) held.push_back({1, watermark});
+  for (const auto& [f, l] : above.ranges()) held.push_back({f, l});
+  return held;
+}
+
 /// What a peer's summary says it holds; with `servable_only`, without what it settled.
 std::vector<SeqRange> summary_ranges(const v1::OriginSummary& s, bool servable_only) {
   std::vector<SeqRange> held;
@@ -105,7 +112,20 @@ void RangeSet::erase_through(std::uint64_t through) {
   }
 }
 
+bool RangeSet::erase(std::uint64_t seq) {
+  auto it = ranges_.upper_bound(seq);
+  if (it == ranges_.begin()) return false;
+  --it;
+  const auto [f, l] = *it;
+  if (seq > l) return false;
+  ranges_.erase(it);
+  if (f < seq) ranges_.emplace(f, seq - 1);
+  if (seq < l) ranges_.emplace(seq + 1, l);
+  return true;
+}
+
 bool SeqSet::add(std::uint64_t seq) {
+  if (void_.erase(seq)) return true;  // settled without it, now stored here
   if (seq == 0 || contains(seq)) return false;
   if (seq == watermark_ + 1) {
     watermark_ = seq;
@@ -143,19 +163,28 @@ void SeqSet::settle_through(std::uint64_t through) {
   if (through <= settled_through_) return;
   settled_through_ = through;
   add_range(1, through);
-  void_.erase_through(through);
 }
 
 void SeqSet::settle_range(std::uint64_t first, std::uint64_t last) {
   first = std::max(first, settled_through_ + 1);
   if (first > last) return;
+  // What was stored here stays held; the rest is void. At the bound the
+  // range is left unsettled (pulled for in vain) rather than settled
+  // without a record of what was never stored.
+  const auto unheld = minus({{first, last}}, held_ranges(watermark_, above_), SIZE_MAX);
+  if (void_.size() + unheld.size() > kMaxVoidRanges) return;
+  for (const auto& r : unheld) void_.add(r.first, r.last);
   if (first == settled_through_ + 1) {
     settle_through(last);  // continues the settled prefix
-    return;
+  } else {
+    add_range(first, last);
   }
-  if (void_.size() >= kMaxVoidRanges) return;
-  void_.add(first, last);
-  add_range(first, last);
+}
+
+void SeqSet::mark_void(std::uint64_t first, std::uint64_t last) {
+  for (const auto& r : minus({{first, last}}, held_ranges(watermark_, above_), SIZE_MAX)) {
+    if (void_.size() < kMaxVoidRanges) void_.add(r.first, r.last);
+  }
 }
 
 bool SeqSet::servable(std::uint64_t seq) const {
@@ -164,16 +193,10 @@ bool SeqSet::servable(std::uint64_t seq) const {
 
 namespace {
 
-std::vector<SeqRange> held_ranges(std::uint64_t watermark, const RangeSet& above) {
-  std::vector<SeqRange> held;
-  if (watermark > 0) held.push_back({1, watermark});
-  for (const auto& [f, l] : above.ranges()) held.push_back({f, l});
-  return held;
-}
-
-std::vector<SeqRange> unservable_ranges(std::uint64_t settled_through, const RangeSet& voids) {
+std::vector<SeqRange> unservable_ranges(std::uint64_t settled_through, RangeSet voids) {
+  // Void ranges may lie inside the settled prefix: merged, sorted, disjoint.
+  if (settled_through > 0) voids.add(1, settled_through);
   std::vector<SeqRange> out;
-  if (settled_through > 0) out.push_back({1, settled_through});
   for (const auto& [f, l] : voids.ranges()) out.push_back({f, l});
   return out;
 }
@@ -212,24 +235,30 @@ std::vector<SeqRange> SeqSet::holes(std::size_t limit) const {
 }
 
 void SeqSet::summarize(v1::OriginSummary& out, std::size_t hole_limit) const {
-  out.set_watermark(watermark_);
-  std::uint64_t highest = this->highest();
-  auto ranges = holes(hole_limit + 1);
-  if (ranges.size() > hole_limit) {
-    // Claim nothing beyond the first hole left out.
-    highest = ranges.back().first - 1;
-    ranges.pop_back();
+  // What is held: void seqs are shown as missing, so that a node that still
+  // has one of those events pushes it here.
+  auto held = held_ranges(watermark_, above_);
+  if (!void_.empty()) held = minus(held, unservable_ranges(0, void_), SIZE_MAX);
+  std::size_t i = 0;
+  std::uint64_t watermark = 0;
+  if (!held.empty() && held.front().first == 1) watermark = held[i++].last;
+  out.set_watermark(watermark);
+  std::uint64_t highest = held.empty() ? 0 : held.back().last;
+  out.clear_holes();
+  for (std::uint64_t next = watermark + 1; i < held.size(); next = held[i++].last + 1) {
+    if (static_cast<std::size_t>(out.holes_size()) == hole_limit) {
+      highest = next - 1;  // claim nothing beyond the first hole left out
+      break;
+    }
+    auto* h = out.add_holes();
+    h->set_first(next);
+    h->set_last(held[i].first - 1);
   }
   out.set_highest(highest);
-  out.clear_holes();
-  for (const auto& r : ranges) {
-    auto* h = out.add_holes();
-    h->set_first(r.first);
-    h->set_last(r.last);
-  }
   out.set_settled_through(settled_through_);
   out.clear_settled();
   for (const auto& [f, l] : void_.ranges()) {
+    if (l <= settled_through_) continue;  // said by the prefix
     if (out.settled_size() == kSummaryVoidRanges) break;
     auto* v = out.add_settled();
     v->set_first(f);

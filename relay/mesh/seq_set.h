@@ -23,6 +23,8 @@ class RangeSet {
   bool contains(std::uint64_t seq) const;
   /// Removes everything up to and including `through`.
   void erase_through(std::uint64_t through);
+  /// Removes one seq, splitting its range; returns whether it was there.
+  bool erase(std::uint64_t seq);
   bool empty() const { return ranges_.empty(); }
   /// The lowest range; the set must not be empty.
   SeqRange front() const { return {ranges_.begin()->first, ranges_.begin()->second}; }
@@ -37,19 +39,29 @@ class RangeSet {
 /// The seqs of one origin that a node holds: everything up to the
 /// watermark, plus ranges above it (what arrived out of order). Some held
 /// seqs are *settled*: counted as held, so that nobody asks for them, but
-/// never offered or served, because no event stands behind them. They are
-/// everything up to `settled_through()` (pruned by retention, or below the
-/// origin's first seq) and a few `void_ranges()` an origin skipped after its
-/// database was rebuilt or restored.
+/// never offered or served, because no event stands behind them here. They
+/// are everything up to `settled_through()` (pruned here by retention) and
+/// the `void_ranges()`: seqs settled without ever being stored here (pruned
+/// elsewhere before this node got them, or skipped by their origin). A void
+/// seq only stops pulls: it is not held (held() is false, summaries show it
+/// as missing, so a node that still has the event pushes it), and an event
+/// that arrives for it is stored as new (docs/wire.md, "Settled history").
 class SeqSet {
  public:
-  /// Adds a seq; returns false if it was already there.
+  /// Adds a seq (stored here); returns false if it was held already.
   bool add(std::uint64_t seq);
   /// Adds every seq in [first, last]; cheap whatever the size of the range.
   void add_range(std::uint64_t first, std::uint64_t last);
+  /// Held or settled: nothing to pull.
   bool contains(std::uint64_t seq) const;
-  /// Every seq in [1, watermark] is held.
+  /// Stored here (and maybe pruned since): a duplicate if it comes again.
+  bool held(std::uint64_t seq) const { return contains(seq) && !void_.contains(seq); }
+  /// Every seq in [1, watermark] is held or settled.
   std::uint64_t watermark() const { return watermark_; }
+  /// Every seq in [1, held_watermark] is held: what a cumulative ack may say.
+  std::uint64_t held_watermark() const {
+    return void_.empty() ? watermark_ : std::min(watermark_, void_.front().first - 1);
+  }
   /// The highest seq held (0 if none).
   std::uint64_t highest() const { return above_.empty() ? watermark_ : above_.highest(); }
   /// Number of ranges held above the watermark.
@@ -57,12 +69,15 @@ class SeqSet {
   /// The ranges held above the watermark, first -> last.
   const std::map<std::uint64_t, std::uint64_t>& above_ranges_map() const { return above_.ranges(); }
 
-  /// Settles every seq up to `through`: held from now on, never served.
+  /// Settles every seq up to `through`, pruned here: never served.
   void settle_through(std::uint64_t through);
-  /// Settles [first, last], seqs not held here (pruned elsewhere, or skipped
-  /// by their origin): held from now on, never served. A range that
-  /// continues the settled prefix extends it.
+  /// Settles [first, last], seqs not stored here (pruned elsewhere, or
+  /// skipped by their origin): never pulled or served; what of it was not
+  /// held is void. A range that continues the settled prefix extends it.
   void settle_range(std::uint64_t first, std::uint64_t last);
+  /// [first, last] is void (settled, never stored here), as the store
+  /// remembers it across a restart.
+  void mark_void(std::uint64_t first, std::uint64_t last);
   std::uint64_t settled_through() const { return settled_through_; }
   const RangeSet& void_ranges() const { return void_; }
   /// True if `seq` is held and an event stands behind it.
@@ -72,7 +87,8 @@ class SeqSet {
   /// holds `limit`; costs what it appends, however wide the range.
   void collect(std::uint64_t first, std::uint64_t last, std::size_t limit,
                std::vector<std::uint64_t>& out) const;
-  /// Missing seqs in [1, highest()], as ranges, at most `limit` of them.
+  /// Seqs in [1, highest()] neither held nor settled, as ranges, at most
+  /// `limit` of them.
   std::vector<SeqRange> holes(std::size_t limit) const;
   /// Servable seqs held here and not in `other` (a peer's summary), lowest
   /// first, at most `limit` of them.
@@ -82,9 +98,9 @@ class SeqSet {
   /// at most `limit`.
   std::vector<SeqRange> lacking(const relaymesh::v1::OriginSummary& other, std::size_t limit) const;
 
-  /// This set as a summary for a digest: watermark, highest, the first
-  /// `hole_limit` holes (what lies beyond them is left for a later round),
-  /// what is settled.
+  /// This set as a summary for a digest: what is held (watermark, highest,
+  /// the first `hole_limit` holes, void seqs among them; what lies beyond is
+  /// left for a later round), and what is settled.
   void summarize(relaymesh::v1::OriginSummary& out, std::size_t hole_limit) const;
 
  private:

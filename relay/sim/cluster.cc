@@ -320,10 +320,10 @@ void Cluster::check_acks(std::size_t from, const v1::Datagram& body) {
   for (const auto& a : body.acks().origins()) {
     auto it = durable.seqs.find(a.origin());
     const bool through_ok =
-        a.through() == 0 || (it != durable.seqs.end() && it->second.watermark() >= a.through());
+        a.through() == 0 ||
+        (it != durable.seqs.end() && it->second.held_watermark() >= a.through());
     bool seqs_ok = true;
-    for (auto seq : a.seqs())
-      seqs_ok = seqs_ok && it != durable.seqs.end() && it->second.contains(seq);
+    for (auto seq : a.seqs()) seqs_ok = seqs_ok && it != durable.seqs.end() && it->second.held(seq);
     if (!through_ok || !seqs_ok) {
       violations_.push_back(id(from) + " acked events of " + a.origin() + " through " +
                             std::to_string(a.through()) + " before they were durable");

@@ -7,8 +7,9 @@ namespace relay::sim {
 void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
   for (const auto& write : batch.events) {
     const EventKey& key = write.event->key;
-    // ON CONFLICT DO NOTHING, and nothing at all for a settled seq.
-    if (durable_.seqs[key.origin].contains(key.seq)) continue;
+    // ON CONFLICT DO NOTHING, and nothing at all for a seq stored before
+    // (a seq settled without ever being stored here is new).
+    if (durable_.seqs[key.origin].held(key.seq)) continue;
     if (!durable_.log.emplace(key, write.event).second) continue;
     durable_.seqs[key.origin].add(key.seq);
     if (write.delivers()) {

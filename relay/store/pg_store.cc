@@ -34,19 +34,26 @@ std::size_t rows_of(const Job& job) {
 
 // One statement: log rows that are new, their message_queue rows where this
 // node is a target and delivers them, and the receipts owed for every event
-// it is a target of, with what it did. Dedupe rests on the log's primary key
-// and on the settled prefix: an event already logged or settled inserts
-// nothing anywhere.
+// it is a target of, with what it did. Dedupe rests on the log's primary key,
+// on the pruned prefix and on relay_late: an event stored here before
+// inserts nothing anywhere. A seq settled without ever being stored here
+// (relay_settled) is new: stored, and remembered in relay_late.
 constexpr const char* kInsertEvents = R"sql(
 WITH ins AS (
   INSERT INTO relay_event_log (origin, seq, priority, kind, signed)
   SELECT o, s, p, k, decode(h, 'hex')
   FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[]) AS t(o, s, p, k, h)
   -- Pruned from the log is still held: never deliver it a second time.
-  WHERE NOT EXISTS (SELECT 1 FROM relay_watermarks w WHERE w.origin = t.o AND t.s <= w.pruned_through)
-    AND NOT EXISTS (SELECT 1 FROM relay_settled r WHERE r.origin = t.o AND t.s BETWEEN r.first AND r.last)
+  WHERE (NOT EXISTS (SELECT 1 FROM relay_watermarks w WHERE w.origin = t.o AND t.s <= w.pruned_through)
+         OR EXISTS (SELECT 1 FROM relay_settled r WHERE r.origin = t.o AND t.s BETWEEN r.first AND r.last))
+    AND NOT EXISTS (SELECT 1 FROM relay_late l WHERE l.origin = t.o AND l.seq = t.s)
   ON CONFLICT DO NOTHING
   RETURNING origin, seq),
+late AS (
+  INSERT INTO relay_late (origin, seq)
+  SELECT origin, seq FROM ins
+  WHERE EXISTS (SELECT 1 FROM relay_settled r WHERE r.origin = ins.origin AND ins.seq BETWEEN r.first AND r.last)
+  ON CONFLICT DO NOTHING),
 mq AS (
   INSERT INTO message_queue (type, data, origin, seq, priority)
   SELECT d.type, d.data::jsonb, d.origin, d.seq, d.priority
@@ -76,18 +83,17 @@ GROUP BY o, f
 ON CONFLICT (origin, first) DO UPDATE SET last = greatest(relay_settled.last, excluded.last)
 )sql";
 
+// The ranges stay in relay_settled once folded: they say what was never
+// stored here (kInsertEvents).
 constexpr const char* kFoldSettled = R"sql(
 WITH next AS (
   SELECT s.origin, max(s.last) AS last FROM relay_settled s
   LEFT JOIN relay_watermarks w USING (origin)
   WHERE s.first <= coalesce(w.pruned_through, 0) + 1 AND s.last > coalesce(w.pruned_through, 0)
-  GROUP BY s.origin),
-up AS (
-  INSERT INTO relay_watermarks (origin, pruned_through) SELECT origin, last FROM next
-  ON CONFLICT (origin) DO UPDATE
-  SET pruned_through = greatest(relay_watermarks.pruned_through, excluded.pruned_through)
-  RETURNING origin, pruned_through)
-DELETE FROM relay_settled s USING up WHERE s.origin = up.origin AND s.last <= up.pruned_through
+  GROUP BY s.origin)
+INSERT INTO relay_watermarks (origin, pruned_through) SELECT origin, last FROM next
+ON CONFLICT (origin) DO UPDATE SET pruned_through = excluded.pruned_through
+WHERE relay_watermarks.pruned_through < excluded.pruned_through
 RETURNING 1
 )sql";
 
@@ -272,13 +278,23 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
     snapshot.stored[row[0].as<std::string>()].add_range(row[1].as<std::uint64_t>(),
                                                         row[2].as<std::uint64_t>());
   }
-  // Settled seqs count as held but are never served: no row stands behind them.
+  // Settled seqs are never pulled or served: no row stands behind them.
+  // Those never stored here are void (before the prefix covers them, so
+  // that what the log holds is told apart), except the ones that came late.
+  const auto settled = tx.exec("SELECT origin, first, last FROM relay_settled ORDER BY 1, 2");
+  for (const auto& row : settled) {
+    snapshot.stored[row[0].as<std::string>()].mark_void(row[1].as<std::uint64_t>(),
+                                                        row[2].as<std::uint64_t>());
+  }
   for (const auto& row : tx.exec("SELECT origin, pruned_through FROM relay_watermarks")) {
     snapshot.stored[row[0].as<std::string>()].settle_through(row[1].as<std::uint64_t>());
   }
-  for (const auto& row : tx.exec("SELECT origin, first, last FROM relay_settled ORDER BY 1, 2")) {
+  for (const auto& row : settled) {
     snapshot.stored[row[0].as<std::string>()].settle_range(row[1].as<std::uint64_t>(),
                                                            row[2].as<std::uint64_t>());
+  }
+  for (const auto& row : tx.exec("SELECT origin, seq FROM relay_late")) {
+    snapshot.stored[row[0].as<std::string>()].add(row[1].as<std::uint64_t>());
   }
   for (const auto& event : parse_signed(tx.exec("SELECT signed FROM relay_event_log WHERE kind = " +
                                                 std::to_string(v1::KIND_ALL_CLEAR)))) {
@@ -309,15 +325,20 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
 // younger than the retention, or an own event some peer may still lack.
 constexpr const char* kPrune = R"sql(
 WITH held AS (
-  SELECT l.origin, l.seq, l.stored_at, l.replicated, coalesce(w.pruned_through, 0) AS pruned,
-         l.seq - row_number() OVER (PARTITION BY l.origin ORDER BY l.seq) AS grp
-  FROM relay_event_log l LEFT JOIN relay_watermarks w USING (origin)),
+  SELECT l.origin, l.seq, l.stored_at, l.replicated,
+         l.seq - coalesce(w.pruned_through, 0)
+               - row_number() OVER (PARTITION BY l.origin ORDER BY l.seq) AS grp
+  FROM relay_event_log l LEFT JOIN relay_watermarks w USING (origin)
+  -- Rows below the prefix (events that came after their seq was settled,
+  -- remembered in relay_late) are not part of the run, which starts right
+  -- above it.
+  WHERE l.seq > coalesce(w.pruned_through, 0)),
 cut AS (
   SELECT origin,
          coalesce(min(seq) FILTER (WHERE stored_at > now() - $1::interval
                                    OR (origin = $2 AND NOT replicated)) - 1,
                   max(seq)) AS through
-  FROM held WHERE grp = pruned GROUP BY origin),
+  FROM held WHERE grp = 0 GROUP BY origin),
 del AS (
   DELETE FROM relay_event_log l USING cut WHERE l.origin = cut.origin AND l.seq <= cut.through
   RETURNING 1),

@@ -344,3 +344,30 @@ TEST_CASE("state lost, database restored, the newest holder offline: a later dur
   CHECK_FALSE(c.node(2)->numbering().jump);
   CHECK(c.durable(0).delivered.at(duress) == 1);
 }
+
+TEST_CASE("a third site's claim that history is settled never keeps an event from a target") {
+  Cluster c(config(3, 33));
+  c.run_for(2s);
+  c.crash(2);
+  c.run_for(120s);  // down at hq and clinic-1: nothing is pushed to it
+  // Not urgent: hq leaves its catch-up to anti-entropy (an urgent one goes
+  // to a returning peer first, through clinic-1 if need be).
+  const auto missed = c.inject(0);
+  c.run_for(2s);
+  c.prune(1, 0);  // clinic-1 prunes hq's event at once: settled there
+  const auto later = c.inject(0);
+  c.run_for(1s);
+  // clinic-2 returns while hq is cut off: it hears only clinic-1, pulls the
+  // later event from it and is told that the missed one is settled history.
+  c.isolate(0);
+  c.restart(2);
+  c.run_for(5s);
+  REQUIRE(c.durable(2).log.contains(later));
+  REQUIRE(c.durable(2).seqs.at("hq").contains(missed.seq));  // settled: no more pulls
+  CHECK_FALSE(c.durable(2).seqs.at("hq").held(missed.seq));
+  c.heal(0);
+  expect_converged(c, 60s);
+  // hq still holds it, sees clinic-2 lack it, and sends it: stored, delivered.
+  CHECK(c.durable(2).log.contains(missed));
+  CHECK(c.durable(2).delivered.at(missed) == 1);
+}

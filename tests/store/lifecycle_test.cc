@@ -157,23 +157,38 @@ TEST_CASE("settled history and receipt outcomes survive a restart") {
   CHECK(count(conn, "SELECT count(*) FROM message_queue WHERE (data->>'late')::boolean") == 1);
   CHECK(count(conn, "SELECT count(*) FROM relay_receipts_owed WHERE outcome = 3") == 1);
   CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'hq'") == 100);
-  // A settled seq that arrives later is stored nowhere and delivered nowhere.
-  {
+  // A settled seq never stored here that arrives later is new: a settled
+  // claim only stops pulls. Stored once, delivered once, also below the
+  // prefix and after its log row is pruned.
+  for (std::uint64_t seq : {250, 50, 250, 50}) {
     pqxx::work tx(conn);
-    store::write_batch(tx, "clinic-north", {batch_of({event_of("hq", 250, hq)}, true)});
+    store::write_batch(tx, "clinic-north", {batch_of({event_of("hq", seq, hq)}, true)});
     tx.commit();
   }
-  CHECK(count(conn, "SELECT count(*) FROM relay_event_log WHERE seq = 250") == 0);
+  CHECK(count(conn, "SELECT count(*) FROM relay_event_log WHERE seq IN (50, 250)") == 2);
+  CHECK(count(conn, "SELECT count(*) FROM message_queue WHERE seq IN (50, 250)") == 2);
+  exec(conn, "DELETE FROM relay_event_log WHERE seq = 50");  // pruned meanwhile
+  {
+    pqxx::work tx(conn);
+    store::write_batch(tx, "clinic-north", {batch_of({event_of("hq", 50, hq)}, true)});
+    tx.commit();
+  }
+  CHECK(count(conn, "SELECT count(*) FROM message_queue WHERE seq = 50") == 1);
   const mesh::Snapshot s = store::open_database(conn, "clinic-north", 100);
   const auto& seqs = s.stored.at("hq");
   CHECK(seqs.settled_through() == 100);
   CHECK(seqs.watermark() == 102);
   CHECK(seqs.servable(101));
-  CHECK(seqs.contains(250));
-  CHECK_FALSE(seqs.servable(250));
+  CHECK(seqs.contains(260));     // settled: not pulled
+  CHECK_FALSE(seqs.held(260));   // never stored here: new if it comes
+  CHECK_FALSE(seqs.held(10));    // the same below the prefix
+  CHECK(seqs.held(250));         // came late: a duplicate from now on
+  CHECK(seqs.held(50));
+  CHECK_FALSE(seqs.servable(260));
   CHECK_FALSE(seqs.contains(150));
+  CHECK(seqs.held_watermark() == 0);  // acks never cover what was never stored
   CHECK(s.stored.at("clinic-south").void_ranges().size() == 1);
-  REQUIRE(s.receipts_owed.size() == 2);
+  REQUIRE(s.receipts_owed.size() == 4);  // the two that came late too
   CHECK(s.receipts_owed[0].outcome != v1::OUTCOME_DELIVERED);
 }
 
@@ -212,8 +227,13 @@ TEST_CASE("retention moves the settled prefix across settled ranges and reports 
   const auto pruned = store::prune_log(conn, "clinic-north", std::chrono::hours(24 * 30));
   CHECK(pruned.rows == 2);
   CHECK(pruned.settled_through.at("hq") == 10);  // 1..2 pruned, 3..10 folded in
-  CHECK(count(conn, "SELECT count(*) FROM relay_settled") == 0);
+  // Still known as never stored here, once the prefix has passed it.
+  CHECK(count(conn, "SELECT count(*) FROM relay_settled") == 1);
   CHECK(count(conn, "SELECT count(*) FROM relay_event_log") == 1);
+  const mesh::Snapshot s = store::open_database(conn, "clinic-north", 100);
+  CHECK(s.stored.at("hq").held(2));
+  CHECK_FALSE(s.stored.at("hq").held(5));
+  CHECK(s.stored.at("hq").held(11));
 }
 
 TEST_CASE("an all-clear travels at the priority of what it clears, and targets are resolved") {
