@@ -24,7 +24,12 @@ std::string delete_if_all_done(std::int64_t queue_id) {
 
 constexpr const char* kIngest = R"sql(
 INSERT INTO runner_rows (grp, queue_id, priority)
-SELECT $1, q.id, q.priority FROM message_queue q
+SELECT $1, q.id,
+       -- A duress row is retried for ever whatever priority it was given:
+       -- the kind is what relayd put in data (4 is kDuressPriority).
+       CASE WHEN jsonb_typeof(q.data) = 'object' AND q.data->>'kind' = 'duress'
+            THEN greatest(q.priority, 4) ELSE q.priority END
+FROM message_queue q
 WHERE q.type = ANY ($2::text[])
   AND NOT EXISTS (SELECT 1 FROM runner_rows r WHERE r.grp = $1 AND r.queue_id = q.id)
 ORDER BY q.id

@@ -105,6 +105,9 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
   e.set_origin(config.node.id);
   e.set_kind(kind_of(row[1].as<std::string>()));
   e.set_priority(static_cast<v1::Priority>(row[2].as<int>()));
+  // The rank already says so (migration 011); this keeps it true for any
+  // path that builds an event from a row.
+  if (e.kind() == v1::KIND_DURESS) e.set_priority(v1::PRIORITY_DURESS);
   for (const auto& t : split(row[3].as<std::string>())) e.add_targets(t);
   e.set_title(row[4].as<std::string>());
   e.set_body(row[5].as<std::string>());
