@@ -13,6 +13,7 @@
 #include "relay/store/rows.h"
 #include "relay/wire/bundle.h"
 #include "relay/wire/datagram.h"
+#include "relay/wire/signing.h"
 
 namespace relay::store {
 namespace {
@@ -48,7 +49,7 @@ SELECT id, CASE
   WHEN cardinality(refs) > 0 AND array_ndims(refs) <> 1 THEN 'refs is not a one-dimensional array'
   WHEN array_position(targets, NULL) IS NOT NULL OR array_position(refs, NULL) IS NOT NULL
     THEN 'targets or refs holds a NULL'
-  WHEN type LIKE 'relay.%' THEN 'type "' || left(type, 64) || '" is reserved to the relay'
+  WHEN translate(left(type, 6), 'RELAY', 'relay') = 'relay.' THEN 'type "' || left(type, 64) || '" is reserved to the relay'
   WHEN kind <> 'duress' AND expires_at <= now() THEN 'expired before it was sent'
   END
 FROM outbox WHERE rank >= $2 ORDER BY rank DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -217,7 +218,7 @@ std::string check_event(const v1::Event& event, const Config& config) {
   if (event.kind() == v1::KIND_ALL_CLEAR && event.references_size() == 0) {
     return "an all-clear must reference the event it clears";
   }
-  if (event.type().starts_with("relay.")) {
+  if (wire::reserved_type(event.type())) {
     return "type \"" + event.type() + "\" is reserved to the relay";
   }
   v1::Event sized = event;

@@ -17,6 +17,19 @@ bool has_nul(const std::string& s) {
 
 }  // namespace
 
+bool reserved_type(std::string_view type) {
+  constexpr std::string_view kPrefix = "relay.";
+  if (type.size() < kPrefix.size()) return false;
+  for (std::size_t i = 0; i < kPrefix.size(); ++i) {
+    // ASCII folding only: "relay." is ASCII, and a locale's rules must not
+    // decide what a peer refuses.
+    const char c = type[i];
+    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (lower != kPrefix[i]) return false;
+  }
+  return true;
+}
+
 bool well_formed(const v1::Event& e) {
   // What every store must be able to take: a signed event that PostgreSQL
   // would refuse (a NUL in text, a seq beyond bigint, an unknown priority)
@@ -37,7 +50,7 @@ bool well_formed(const v1::Event& e) {
   // relay.* types are the relay's own; PostgreSQL's jsonb refuses a \u0000
   // escape, so data holding one could not reach any message_queue (an
   // escaped backslash before "u0000" is refused too: rare, and harmless).
-  if (e.type().starts_with("relay.") || e.data().find("\\u0000") != std::string::npos) {
+  if (reserved_type(e.type()) || e.data().find("\\u0000") != std::string::npos) {
     return false;
   }
   return !has_nul(e.origin()) && !has_nul(e.title()) && !has_nul(e.body()) &&

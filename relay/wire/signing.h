@@ -14,6 +14,11 @@ namespace v1 = relaymesh::v1;
 /// a bigint, a known kind and priority, targets present, no NUL in text.
 bool well_formed(const v1::Event& event);
 
+/// True for a type reserved to the relay's own rows: "relay." in any case.
+/// Consumers match types in their own ways (ILIKE, lower()), so
+/// "RELAY.supervision" must not pass for a supervision alarm either.
+bool reserved_type(std::string_view type);
+
 /// The message an origin signs for an event: a domain tag, then the bytes.
 /// The tag keeps an event signature from being valid for anything else.
 std::string event_signing_message(std::string_view event_bytes);
