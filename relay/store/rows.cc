@@ -2,10 +2,55 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
 
 namespace relay::store {
 
 namespace pb = google::protobuf;
+
+namespace {
+
+// A SAX walk that only says yes or no: strict RFC 8259 (nlohmann's lexer,
+// which also refuses bad UTF-8 and lone surrogates), and nothing that
+// PostgreSQL's jsonb could still refuse: a number beyond numeric's range
+// (a long exponent), nesting deeper than its parser is sure to take, or a
+// \u0000 escape. Numbers are seen as their text, never as a double.
+class JsonbSafe : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t& text) override {
+    const auto e = text.find_first_of("eE");
+    // numeric holds up to 131072 digits before the point and 16383 after:
+    // an exponent of four digits or fewer, whatever its sign, fits.
+    return e == string_t::npos || text.size() - e - 1 <= 5;
+  }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return false; }
+  bool start_object(std::size_t) override { return ++depth_ <= kMaxDepth; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return --depth_, true; }
+  bool start_array(std::size_t) override { return ++depth_ <= kMaxDepth; }
+  bool end_array() override { return --depth_, true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  static constexpr int kMaxDepth = 100;
+  int depth_ = 0;
+};
+
+/// True if `text` can go into message_queue.data as it is.
+bool jsonb_safe(const std::string& text) {
+  if (text.find("\\u0000") != std::string::npos) return false;
+  JsonbSafe sax;
+  return nlohmann::json::sax_parse(text, &sax, nlohmann::json::input_format_t::json, true);
+}
+
+}  // namespace
 
 std::string text_array(const std::vector<std::string>& values) {
   std::string out = "{";
@@ -110,15 +155,22 @@ std::string queue_json(const v1::Event& event, Arrival arrival) {
   auto* refs = f["references"].mutable_list_value();
   for (const auto& r : event.references())
     *refs->add_values() = text(r.origin() + ":" + std::to_string(r.seq()));
-  pb::Value data;
-  // The origin checked its data as jsonb; a peer that sends something else
+  // The event's data goes in as the text its origin's jsonb gave, not
+  // through protobuf's Value (a double): a 30-digit number arrives digit for
+  // digit. The origin checked it as jsonb; a peer that sends something else
   // still gets its alert delivered, with the data left out.
-  if (event.data().empty() || !pb::util::JsonStringToMessage(event.data(), &data).ok()) {
-    data.set_null_value(pb::NULL_VALUE);
-  }
-  f["data"] = data;
+  const bool verbatim = !event.data().empty() && jsonb_safe(event.data());
+  if (!verbatim) f["data"].set_null_value(pb::NULL_VALUE);
   std::string out;
-  if (!pb::util::MessageToJsonString(object, &out).ok()) out = "{}";
+  if (!pb::util::MessageToJsonString(object, &out).ok() || out.empty() || out.back() != '}') {
+    return "{}";
+  }
+  if (verbatim) {
+    out.pop_back();
+    out += ",\"data\":";
+    out += event.data();
+    out += '}';
+  }
   return out;
 }
 
