@@ -10,9 +10,11 @@ namespace relay {
 
 /// The node's state directory ([node] state_dir): small files that must
 /// survive what the database does not (a rebuild, a restore from backup).
-/// Each value is one file, replaced atomically: written to a temporary file,
-/// fsynced, renamed over the old one, and the directory fsynced, so a crash
-/// leaves the old value or the new one, never a torn mix.
+/// Each counter is one file, created once (written to a temporary file,
+/// fsynced, renamed, the directory fsynced) and from then on rewritten in
+/// place, in the older of its two checksummed slots: a write needs no free
+/// space (a seq is numbered on a full disk), and a crash leaves the old value
+/// or the new one, never a torn mix.
 class StateDir {
  public:
   /// Creates the folder (mode 0700) if missing; one that exists keeps its
@@ -38,7 +40,8 @@ class StateDir {
   /// that exists but does not hold a checksummed counter throws (naming it):
   /// silently starting again from zero is what this folder exists to prevent.
   std::optional<std::uint64_t> read_counter(std::string_view name) const;
-  /// Stores `value` under `name` durably before returning. Throws
+  /// Stores `value` under `name` durably (pwrite and fdatasync) before
+  /// returning; only the first write of a counter allocates its file. Throws
   /// std::runtime_error naming the file on any failure.
   void write_counter(std::string_view name, std::uint64_t value) const;
 
@@ -50,6 +53,9 @@ class StateDir {
   void sync() const;
 
  private:
+  /// The first write of a counter: both slots, in a new file.
+  void create_counter(std::string_view name, std::uint64_t value) const;
+
   std::filesystem::path dir_;
   int lock_fd_ = -1;
 };

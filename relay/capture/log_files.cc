@@ -46,6 +46,9 @@ void LogWriter::open() {
 }
 
 void LogWriter::append(std::string_view line) {
+  // A write refused (the disk full) leaves the stream failed for good:
+  // opened again, the lines come back once there is space.
+  if (!file_) open();
   if (lines_ >= kKeptLines) {
     std::error_code ignored;
     file_.close();

@@ -283,6 +283,7 @@ status::ProcessInfo process_info(const Config& config, const std::string& config
   p.config_path = std::filesystem::absolute(config_file, ignored).string();
   p.pid = ::getpid();
   p.started_unix_ms = net::unix_ms_now();
+  p.state_dir = std::filesystem::absolute(config.node.state_dir, ignored).string();
   return p;
 }
 

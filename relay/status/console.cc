@@ -1,8 +1,31 @@
 #include "relay/status/console.h"
 
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "relay/capture/log_files.h"
 
 namespace relay::status {
+namespace {
+
+StateDisk state_disk(const std::string& dir) {
+  StateDisk disk;
+  if (dir.empty()) return disk;
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) {
+    disk.error = std::strerror(errno);
+    return disk;
+  }
+  disk.known = true;
+  // f_bavail, not f_bfree: what an unprivileged relayd may still use.
+  disk.free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  disk.size_bytes = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
+  return disk;
+}
+
+}  // namespace
 
 Console::Console(ProcessInfo process, net::Health& health, const DatabaseWatch& database,
                  capture::CaptureState capture)
@@ -36,6 +59,7 @@ Snapshot Console::snapshot(bool with_logs) const {
   }
   s.health = health_.parts();
   s.database = database_.state();
+  s.state_disk = state_disk(process_.state_dir);
   s.logs.captured = capture_.active;
   s.logs.why_not = capture_.why_not;
   s.logs.dir = capture_.dir.string();

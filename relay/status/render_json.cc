@@ -174,7 +174,15 @@ std::string status_json(const Snapshot& s) {
   process["started_unix_ms"] = s.process.started_unix_ms;
   process["uptime_seconds"] = (s.now_unix_ms - s.process.started_unix_ms) / 1000;
   process["now_unix_ms"] = s.now_unix_ms;
+  process["state_dir"] = s.process.state_dir;
   out["process"] = process;
+
+  Json disk;
+  disk["path"] = s.process.state_dir;
+  disk["free_bytes"] = s.state_disk.free_bytes;
+  disk["size_bytes"] = s.state_disk.size_bytes;
+  disk["full"] = !state_dir_problem(s).empty();
+  out["state_dir"] = disk;
 
   Json db;
   db["state"] = database_word(s.database.state);

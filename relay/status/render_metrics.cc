@@ -61,6 +61,12 @@ std::string metrics_text(const Snapshot& s) {
   m.family("relay_output_captured", "gauge",
            "1 while stdout and stderr are captured for the status page.")
       .sample(s.logs.captured ? 1 : 0);
+  m.family("relay_state_dir_full", "gauge",
+           "1 while the state directory's file system is full (or cannot be checked).")
+      .sample(state_dir_problem(s).empty() ? 0 : 1, "path", s.process.state_dir);
+  m.family("relay_state_dir_free_bytes", "gauge",
+           "Free space in the state directory's file system.")
+      .sample(static_cast<std::int64_t>(s.state_disk.free_bytes), "path", s.process.state_dir);
   m.family("relay_own_job_up", "gauge",
            "Each part of this node's own job: 1 ok or not yet exercised, 0 failing.");
   for (const auto& part : s.health)

@@ -19,6 +19,15 @@ struct ProcessInfo {
   std::string config_path;
   std::int64_t pid = 0;
   std::int64_t started_unix_ms = 0;
+  std::string state_dir;  // [node] state_dir
+};
+
+/// The file system of the state directory, as statvfs says at the snapshot.
+struct StateDisk {
+  bool known = false;
+  std::string error;  // why statvfs failed
+  std::uint64_t free_bytes = 0;
+  std::uint64_t size_bytes = 0;
 };
 
 /// The local database as the periodic check last found it.
@@ -56,6 +65,7 @@ struct Snapshot {
   std::string daemon_missing;  // why daemon is nullopt
   std::vector<net::ComponentHealth> health;
   DatabaseState database;
+  StateDisk state_disk;
   LogTail logs;  // filled for the page and /api/logs only
 };
 

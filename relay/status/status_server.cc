@@ -46,10 +46,14 @@ net::HttpResponse route(const net::HttpRequest& request, const Console& console,
   }
   const std::string& path = request.path;
   if (path == "/healthz") {
-    const auto problems = health_problems(console.snapshot(false));
+    const auto s = console.snapshot(false);
+    const auto problems = health_problems(s);
+    const auto disk = state_dir_problem(s);
     r.status = problems.empty() ? 200 : 503;
-    if (problems.empty()) r.body = "ok\n";
+    if (problems.empty()) r.body = disk.empty() ? "ok\n" : "ok, DEGRADED\n";
     for (const auto& p : problems) r.body += p + "\n";
+    // Not a 503: a full state directory does not stop this node's job.
+    if (!disk.empty()) r.body += "DEGRADED: " + disk + "\n";
     return r;
   }
   if (path == "/") {

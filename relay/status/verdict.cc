@@ -30,6 +30,19 @@ std::string database_problem(const Snapshot& s) {
 
 }  // namespace
 
+std::string state_dir_problem(const Snapshot& s) {
+  const auto& disk = s.state_disk;
+  if (s.process.state_dir.empty()) return "";
+  if (!disk.known) {
+    return fmt::format("state directory {} cannot be checked: {}", s.process.state_dir, disk.error);
+  }
+  if (disk.free_bytes >= kStateDirFullBytes) return "";
+  return fmt::format(
+      "state directory {} is full ({} KiB free of {} KiB): seqs and the spool need no new "
+      "space and alarms still go out, but the captured log stops; free some space",
+      s.process.state_dir, disk.free_bytes / 1024, disk.size_bytes / 1024);
+}
+
 const char* level_name(Verdict::Level level) {
   switch (level) {
     case Verdict::Level::ok:
@@ -175,6 +188,7 @@ Verdict judge(const Snapshot& s) {
             "back-pressure: normal and bulk outbox rows wait (too many own events undelivered)");
     }
   }
+  if (auto why = state_dir_problem(s); !why.empty()) raise(v, L::degraded, std::move(why));
   if (!s.logs.captured && !s.logs.why_not.empty()) {
     raise(v, L::degraded, "output capture off: " + s.logs.why_not);
   }

@@ -33,6 +33,16 @@ Verdict judge(const Snapshot& s);
 /// Empty when it can. Peers' trouble is not here: it is in the verdict.
 std::vector<std::string> health_problems(const Snapshot& s);
 
+/// Free space below which the state directory counts as full. Counters and
+/// the spool need no new space, so alarms still go out; the captured log and
+/// anything else that grows there stop.
+inline constexpr std::uint64_t kStateDirFullBytes = 1 << 20;
+
+/// "state directory PATH is full (...)" while it is, or cannot be checked;
+/// empty otherwise. DEGRADED, and a warning line on /healthz (which stays
+/// 200: the node still does its own job).
+std::string state_dir_problem(const Snapshot& s);
+
 /// "12 s", "3 min", "2 h 5 min": an age for people.
 std::string age_text(std::int64_t ms);
 

@@ -32,7 +32,7 @@ mesh::PeerStatus peer(std::string id, bool heard, bool suspect = false, bool dow
 status::Snapshot healthy() {
   status::Snapshot s;
   s.now_unix_ms = kNow;
-  s.process = {"hq", "0.1.0", "/etc/relaymesh/relayd.toml", 42, kNow - 60'000};
+  s.process = {"hq", "0.1.0", "/etc/relaymesh/relayd.toml", 42, kNow - 60'000, ""};
   net::DaemonStatus d;
   d.node = "hq";
   d.taken_at = std::chrono::steady_clock::now();
@@ -169,10 +169,10 @@ TEST_CASE("JSON: keys in a fixed order, integers as integers") {
   const auto status = nlohmann::ordered_json::parse(status::status_json(s));
   std::vector<std::string> keys;
   for (const auto& [k, v] : status.items()) keys.push_back(k);
-  CHECK(keys == std::vector<std::string>{"node", "verdict", "healthy", "process", "database",
-                                         "own_job", "core", "spool", "outbox", "message_queue",
-                                         "runner_alarms", "as_of_unix_ms", "peers", "counters",
-                                         "rejected"});
+  CHECK(keys == std::vector<std::string>{"node", "verdict", "healthy", "process", "state_dir",
+                                         "database", "own_job", "core", "spool", "outbox",
+                                         "message_queue", "runner_alarms", "as_of_unix_ms", "peers",
+                                         "counters", "rejected"});
   CHECK(status["verdict"]["level"] == "ALARM");
   CHECK(status["process"]["pid"].is_number_integer());
   CHECK(status["peers"][0]["queued"].is_number_integer());
@@ -189,6 +189,25 @@ TEST_CASE("JSON: keys in a fixed order, integers as integers") {
   CHECK(alarms["open_duress"][0]["receipts"][0]["delivered_unix_ms"].is_number_integer());
   const auto logs = nlohmann::ordered_json::parse(status::logs_json(s));
   CHECK(logs["stderr"][1] == "libpq: a <library> line");
+}
+
+TEST_CASE("the verdict: a full state directory is DEGRADED naming it, not a /healthz failure") {
+  auto s = healthy();
+  s.process.state_dir = "/var/lib/relaymesh/hq";
+  s.state_disk = {true, "", 1 << 30, 1ull << 34};
+  CHECK(status::judge(s).level == Verdict::Level::ok);
+  s.state_disk.free_bytes = 4096;
+  const auto v = status::judge(s);
+  CHECK(v.level == Verdict::Level::degraded);
+  REQUIRE(v.reasons.size() == 1);
+  CHECK(has(v.reasons[0], "state directory /var/lib/relaymesh/hq is full (4 KiB free"));
+  CHECK(status::health_problems(s).empty());  // duress still goes out: /healthz stays 200
+  CHECK(has(status::metrics_text(s), "relay_state_dir_full{path=\"/var/lib/relaymesh/hq\"} 1"));
+  const auto json = nlohmann::ordered_json::parse(status::status_json(s));
+  CHECK(json["state_dir"]["full"] == true);
+  CHECK(json["state_dir"]["free_bytes"] == 4096);
+  s.state_disk = {false, "Permission denied", 0, 0};
+  CHECK(has(status::judge(s).reasons[0], "cannot be checked: Permission denied"));
 }
 
 TEST_CASE("metrics: never-heard peers are not up; backlog, rejected rows, build info") {
@@ -231,8 +250,8 @@ TEST_CASE("routes: a token when configured; /healthz 503 with reasons before the
   Config config;
   config.store.dsn = "host=/nonexistent dbname=none";
   status::DatabaseWatch database(config, health);  // never started: never reached
-  status::Console console({"hq", "0.1.0", "relayd.toml", 1, net::unix_ms_now()}, health, database,
-                          {});
+  status::Console console({"hq", "0.1.0", "relayd.toml", 1, net::unix_ms_now(), ""}, health,
+                          database, {});
   net::HttpRequest get;
   get.method = "GET";
   get.path = "/healthz";
