@@ -198,6 +198,12 @@ void Node::store_event(const EventPtr& event, const std::string& ack_to,
 
 void Node::handle_acks(Time now, Peer& from, const v1::Acks& acks) {
   for (const auto& a : acks.origins()) {
+    // Everything below `through` is stored there: what retention may prune
+    // (its digests say more, across the seqs a jump skipped).
+    if (a.origin() == self_ && a.through() > from.own_held) {
+      from.own_held = a.through();
+      from.own_held_moved = true;
+    }
     std::vector<EventKey> done;
     for (auto it = from.in_flight.lower_bound({a.origin(), 1});
          it != from.in_flight.end() && it->first.origin == a.origin() &&

@@ -64,7 +64,14 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     auto mine = stored_.find(summary.origin());
     if (mine == stored_.end()) continue;
     settle_from(from, summary);
-    if (summary.origin() == self_) learn_from(now, from, summary);
+    if (summary.origin() == self_) {
+      learn_from(now, from, summary);
+      const std::uint64_t held = mine->second.covered_through(summary);
+      if (held > from.own_held) {
+        from.own_held = held;
+        from.own_held_moved = true;
+      }
+    }
     ack_held(now, from, summary);
 
     // Offer the urgent events it lacks first, then the rest lowest first.

@@ -153,6 +153,10 @@ void Node::confirmed(Time now, Peer& peer) {
 void Node::sweep(Time now) {
   next_sweep_ = now + std::chrono::seconds(1);
   for (auto& peer : peers_) {
+    if (peer.own_held_moved) {
+      batch_.peer_held.emplace_back(peer.info.id, peer.own_held);
+      peer.own_held_moved = false;
+    }
     const Duration silent = now - peer.last_confirmed;
     // In a large mesh each peer is probed less often; give it as many
     // chances to answer before it counts as down.

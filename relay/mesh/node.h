@@ -132,6 +132,10 @@ class Node {
     std::optional<v1::Health> health;
     Time last_ack{};
     bool degraded = false;
+    // Every own seq up to this one is stored there (or was never issued),
+    // as its digests say; written for retention once a second when it moved.
+    std::uint64_t own_held = 0;
+    bool own_held_moved = false;
     // Own duress and emergency events it missed while down: first on its return.
     std::set<EventKey> owed_urgent;
     // Receipts owed to this peer as an origin: seq -> (delivered at, outcome).

@@ -299,6 +299,14 @@ std::vector<std::uint64_t> SeqSet::missing_from(const v1::OriginSummary& other,
   return out;
 }
 
+std::uint64_t SeqSet::covered_through(const v1::OriginSummary& other) const {
+  RangeSet covered;
+  for (const auto& r : summary_ranges(other, false)) covered.add(r.first, r.last);
+  for (const auto& r : unservable_ranges(settled_through_, void_)) covered.add(r.first, r.last);
+  if (covered.empty() || covered.front().first != 1) return 0;
+  return covered.front().last;
+}
+
 std::vector<SeqRange> SeqSet::lacking(const v1::OriginSummary& other, std::size_t limit) const {
   return minus(summary_ranges(other, true), held_ranges(watermark_, above_), limit);
 }

@@ -94,6 +94,10 @@ class SeqSet {
   /// first, at most `limit` of them.
   std::vector<std::uint64_t> missing_from(const relaymesh::v1::OriginSummary& other,
                                           std::size_t limit) const;
+  /// For an origin's own set: the highest seq S such that every seq in
+  /// [1, S] is held by the node of `other` (a peer's summary of this
+  /// origin) or settled here (pruned, or never issued).
+  std::uint64_t covered_through(const relaymesh::v1::OriginSummary& other) const;
   /// Seqs the peer of `other` holds and can serve, not held here, as ranges,
   /// at most `limit`.
   std::vector<SeqRange> lacking(const relaymesh::v1::OriginSummary& other, std::size_t limit) const;

@@ -38,6 +38,10 @@ struct StoreBatch {
   std::vector<Receipt> receipts_confirmed;
   /// At an origin: own events that every peer now holds; no resend at restart.
   std::vector<EventKey> replicated;
+  /// Per peer, how far it has stored this node's own events: every own seq
+  /// up to this one is held there or was never issued (relay_peer_held).
+  /// Retention prunes an own event only once every configured peer has it.
+  std::vector<std::pair<std::string, std::uint64_t>> peer_held;
   /// Supervision alarms and clears, as message_queue rows of type relay.supervision.
   std::vector<Alarm> alarms;
   /// Seqs settled per origin, none of them held here (pruned elsewhere, or
@@ -51,7 +55,7 @@ struct StoreBatch {
 
   bool empty() const {
     return events.empty() && receipts.empty() && receipts_confirmed.empty() && replicated.empty() &&
-           alarms.empty() && settled.empty();
+           peer_held.empty() && alarms.empty() && settled.empty();
   }
 };
 

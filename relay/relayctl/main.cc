@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
   prune_cmd->add_option("--older-than", older_than,
                         "prune what was stored longer ago than this, e.g. 0s (default: [store] "
                         "retention)");
+  bool force = false;
+  prune_cmd->add_flag("--force", force,
+                      "prune own events too that a peer has not stored (else they are kept, "
+                      "named, and the exit code is 1)");
 
   std::string out;
   bool mesh = false;
@@ -200,7 +204,7 @@ int main(int argc, char** argv) {
       if (!age)
         throw ctl::UsageError("--older-than " + older_than +
                               ": expected a duration such as 0s or 30d");
-      return ctl::prune(config, *age, json);
+      return ctl::prune(config, *age, force, json);
     }
   } catch (const ConfigError& e) {
     if (json) {

@@ -166,20 +166,45 @@ int events(const Config& config, int limit, const std::string& kind, const std::
   return kOk;
 }
 
-int prune(const Config& config, std::chrono::milliseconds older_than, bool json) {
+int prune(const Config& config, std::chrono::milliseconds older_than, bool force, bool json) {
   auto conn = connect(config);
-  const auto pruned = store::prune_log(
-      *conn, config.node.id, std::chrono::duration_cast<std::chrono::seconds>(older_than));
+  store::PruneRules rules = store::prune_rules(config);
+  rules.retention = std::chrono::duration_cast<std::chrono::seconds>(older_than);
+  rules.force = force;
+  const auto pruned = store::prune_log(*conn, config.node.id, rules);
+  // Own events a peer has not stored are refused (kept), naming them.
+  const std::string self = config.node.id;
+  auto range = [&](const store::Kept& k) {
+    return self + ":" + std::to_string(k.first) + ".." + self + ":" + std::to_string(k.last);
+  };
   if (json) {
     Json settled = Json::object();
     for (const auto& [origin, through] : pruned.settled_through) settled[origin] = through;
-    print_json({{"ok", true}, {"rows", pruned.rows}, {"settled_through", settled}});
-    return kOk;
+    Json kept = Json::array();
+    for (const auto& k : pruned.kept) {
+      kept.push_back({{"peer", k.peer}, {"first", self + ":" + std::to_string(k.first)},
+                      {"last", self + ":" + std::to_string(k.last)}, {"count", k.count}});
+    }
+    print_json({{"ok", pruned.kept.empty()},
+                {"rows", pruned.rows},
+                {"settled_through", settled},
+                {"kept", kept}});
+    return pruned.kept.empty() ? kOk : kFailure;
   }
   std::printf("pruned %zu log rows\n", pruned.rows);
   for (const auto& [origin, through] : pruned.settled_through)
     std::printf("  %-24s settled through seq %llu\n", origin.c_str(),
                 static_cast<unsigned long long>(through));
+  for (const auto& k : pruned.kept) {
+    std::fprintf(stderr, "kept %zu own events (%s): %s has not stored them\n", k.count,
+                 range(k).c_str(), k.peer.c_str());
+  }
+  if (!pruned.kept.empty()) {
+    std::fprintf(stderr,
+                 "refused to prune own events a peer lacks (they are still sent to it when it "
+                 "returns); the rest is pruned. --force prunes them anyway.\n");
+    return kFailure;
+  }
   return kOk;
 }
 

@@ -64,8 +64,10 @@ int receipts(const Config& config, const std::string& event, bool json);
 int tail(const Config& config, bool json);
 /// Prunes the log now, as retention does hourly, with `older_than` instead
 /// of [store] retention (0s prunes whatever every peer holds: for tests and
-/// for making room; dedupe outlives it). relayd learns of it at once.
-int prune(const Config& config, std::chrono::milliseconds older_than, bool json);
+/// for making room; dedupe outlives it). relayd learns of it at once. Own
+/// events a configured peer has not stored are kept and named (exit 1)
+/// unless `force`.
+int prune(const Config& config, std::chrono::milliseconds older_than, bool force, bool json);
 /// "cannot reach the database (DSN): why", on one line (libpq's messages
 /// end in a newline).
 std::string unreachable(const Config& config, const std::exception& e);

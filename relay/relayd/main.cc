@@ -127,7 +127,7 @@ class Retention {
   Retention(const Config& config, std::function<void(store::Pruned)> done)
       : dsn_(config.store.dsn),
         self_(config.node.id),
-        retention_(std::chrono::duration_cast<std::chrono::seconds>(config.store.retention)),
+        rules_(store::prune_rules(config)),
         done_(std::move(done)),
         thread_([this] { run(); }) {}
   ~Retention() {
@@ -162,8 +162,12 @@ class Retention {
         store::make_commits_durable(conn);
         store::Pruned pruned;
         if (prune) {
-          pruned = store::prune_log(conn, self_, retention_);
+          pruned = store::prune_log(conn, self_, rules_);
           if (pruned.rows > 0) spdlog::info("retention: pruned {} log rows", pruned.rows);
+          for (const auto& k : pruned.kept) {
+            spdlog::info("retention: kept {} own events ({}:{}..{}) that {} has not stored yet",
+                         k.count, self_, k.first, k.last, k.peer);
+          }
         } else {
           pqxx::read_transaction tx(conn);
           pruned.settled_through = store::settled_prefixes(tx);
@@ -178,7 +182,7 @@ class Retention {
 
   std::string dsn_;
   std::string self_;
-  std::chrono::seconds retention_;
+  store::PruneRules rules_;
   std::function<void(store::Pruned)> done_;
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -217,9 +217,13 @@ void Cluster::skew_clock(std::size_t i, Duration skew) {
   slots_[i]->skew_ms = std::chrono::duration_cast<milliseconds>(skew).count();
 }
 
-void Cluster::prune(std::size_t i, std::uint64_t keep) {
+void Cluster::prune(std::size_t i, std::uint64_t keep, bool force) {
   Slot& slot = *slots_[i];
-  const auto pruned = slot.store->prune(keep);
+  std::vector<std::string> peers;
+  for (const auto& other : slots_) {
+    if (other.get() != &slot) peers.push_back(other->id);
+  }
+  const auto pruned = slot.store->prune(keep, peers, force);
   if (slot.node) slot.node->on_pruned(now_, pruned);
   settle(i);
 }

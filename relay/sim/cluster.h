@@ -109,8 +109,9 @@ class Cluster {
   /// Node `i`'s wall clock runs `skew` off the true one (a bad RTC).
   void skew_clock(std::size_t i, Duration skew);
   /// Retention at node `i`: prunes every origin's log up to `keep` seqs
-  /// below its watermark (own events once replicated).
-  void prune(std::size_t i, std::uint64_t keep);
+  /// below its watermark (own events once every peer holds them, unless
+  /// `force`).
+  void prune(std::size_t i, std::uint64_t keep, bool force = false);
 
   /// Drops every datagram from `from` to `to` until unblock.
   void block(std::size_t from, std::size_t to);

@@ -25,6 +25,8 @@ void SimStore::apply(const StoreBatch& batch, std::int64_t now_ms) {
   for (const auto& r : batch.receipts) durable_.receipts.emplace(std::pair(r.event, r.target), r);
   for (const auto& r : batch.receipts_confirmed) durable_.receipts_owed.erase(r.event);
   for (const auto& key : batch.replicated) durable_.replicated.insert(key);
+  for (const auto& [peer, through] : batch.peer_held)
+    durable_.peer_held[peer] = std::max(durable_.peer_held[peer], through);
   for (const auto& alarm : batch.alarms) {
     const std::pair key(alarm.peer, alarm.reason);
     const bool changed =
@@ -91,20 +93,15 @@ Snapshot SimStore::snapshot(const std::vector<std::string>& origins) {
   return s;
 }
 
-std::map<std::string, std::uint64_t> SimStore::prune(std::uint64_t keep) {
+std::map<std::string, std::uint64_t> SimStore::prune(std::uint64_t keep,
+                                                     const std::vector<std::string>& peers,
+                                                     bool force) {
   std::map<std::string, std::uint64_t> pruned;
   for (auto& [origin, seqs] : durable_.seqs) {
     std::uint64_t through = seqs.watermark() > keep ? seqs.watermark() - keep : 0;
-    if (origin == self_) {
-      // Own events only once every peer holds them, as prune_log does.
-      for (auto it = durable_.log.lower_bound({self_, 1});
-           it != durable_.log.end() && it->first.origin == self_ && it->first.seq <= through;
-           ++it) {
-        if (!durable_.replicated.contains(it->first)) {
-          through = it->first.seq - 1;
-          break;
-        }
-      }
+    if (origin == self_ && !force) {
+      // Own events only once every configured peer holds them, as prune_log.
+      for (const auto& peer : peers) through = std::min(through, durable_.peer_held[peer]);
     }
     if (through <= seqs.settled_through()) continue;
     std::erase_if(durable_.log, [&](const auto& entry) {

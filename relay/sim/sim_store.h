@@ -45,6 +45,8 @@ struct DurableState {
   std::vector<AlarmRow> alarms;
   /// Alarms open now (peer, reason), as relay_alarms holds them.
   std::set<std::pair<std::string, std::string>> open_alarms;
+  /// Per peer, own seqs it holds all up to (relay_peer_held).
+  std::map<std::string, std::uint64_t> peer_held;
   /// Next seq this node assigns to its own events.
   std::uint64_t next_seq = 1;
   /// Settled ranges written, repeats included.
@@ -92,8 +94,10 @@ class SimStore final : public Store {
   /// with the state's high-water mark to notice a rebuild or restore.
   Snapshot snapshot(const std::vector<std::string>& origins);
   /// Retention: drops every origin's log rows up to `keep` below its
-  /// watermark and settles them; returns what the core should settle.
-  std::map<std::string, std::uint64_t> prune(std::uint64_t keep);
+  /// watermark and settles them, own events only once every one of `peers`
+  /// holds them (unless `force`); returns what the core should settle.
+  std::map<std::string, std::uint64_t> prune(std::uint64_t keep,
+                                             const std::vector<std::string>& peers, bool force);
 
  private:
   std::string self_;

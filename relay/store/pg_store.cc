@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -111,6 +112,8 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority, o_seq, o_outcome;
   std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, a_reason, a_note, s_origin;
   std::vector<std::int64_t> r_seq, r_ms, r_outcome, c_seq, replicated, a_ms, s_first, s_last;
+  std::vector<std::string> h_peer;
+  std::vector<std::int64_t> h_through;
   std::set<mesh::EventKey> seen;
   for (const auto& batch : batches) {
     for (const auto& write : batch.events) {
@@ -149,6 +152,10 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
     }
     for (const auto& key : batch.replicated)
       replicated.push_back(static_cast<std::int64_t>(key.seq));
+    for (const auto& [peer, through] : batch.peer_held) {
+      h_peer.push_back(peer);
+      h_through.push_back(static_cast<std::int64_t>(through));
+    }
     for (const auto& alarm : batch.alarms) {
       a_peer.push_back(alarm.peer);
       a_state.push_back(alarm.raised ? "raised" : "cleared");
@@ -193,6 +200,14 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
         "UPDATE relay_event_log SET replicated = true WHERE origin = $1 AND seq = "
         "ANY($2::bigint[])",
         self, int_array(replicated));
+  }
+  if (!h_peer.empty()) {
+    tx.exec_params(
+        "INSERT INTO relay_peer_held (peer, own_through) "
+        "SELECT p, max(t) FROM unnest($1::text[], $2::bigint[]) AS h(p, t) GROUP BY p "
+        "ON CONFLICT (peer) DO UPDATE "
+        "SET own_through = greatest(relay_peer_held.own_through, excluded.own_through)",
+        text_array(h_peer), int_array(h_through));
   }
   for (std::size_t i = 0; i < a_peer.size(); ++i) {
     // The alarm's state changes with its row, in this transaction: a raise
@@ -322,10 +337,12 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
 
 // Prunes, per origin, the run of log rows that continues the pruned prefix
 // (so a hole is never claimed as held), up to the first row that must stay:
-// younger than the retention, or an own event some peer may still lack.
+// younger than the retention, or an own event above $3 (what every
+// configured peer holds) that is not forced ($4), not past max_age ($5) or
+// a duress ($6).
 constexpr const char* kPrune = R"sql(
 WITH held AS (
-  SELECT l.origin, l.seq, l.stored_at, l.replicated,
+  SELECT l.origin, l.seq, l.stored_at, l.kind,
          l.seq - coalesce(w.pruned_through, 0)
                - row_number() OVER (PARTITION BY l.origin ORDER BY l.seq) AS grp
   FROM relay_event_log l LEFT JOIN relay_watermarks w USING (origin)
@@ -336,7 +353,8 @@ WITH held AS (
 cut AS (
   SELECT origin,
          coalesce(min(seq) FILTER (WHERE stored_at > now() - $1::interval
-                                   OR (origin = $2 AND NOT replicated)) - 1,
+                                   OR (origin = $2 AND seq > $3 AND NOT $4
+                                       AND (kind = $6 OR stored_at > now() - $5::interval))) - 1,
                   max(seq)) AS through
   FROM held WHERE grp = 0 GROUP BY origin),
 del AS (
@@ -350,15 +368,51 @@ wm AS (
 SELECT count(*) FROM del
 )sql";
 
-Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
-                 std::chrono::seconds retention) {
+PruneRules prune_rules(const Config& config) {
+  PruneRules rules;
+  rules.retention = std::chrono::duration_cast<std::chrono::seconds>(config.store.retention);
+  rules.max_age = std::chrono::duration_cast<std::chrono::seconds>(config.delivery.max_age);
+  for (const auto& peer : config.peers) rules.peers.push_back(peer.id);
+  return rules;
+}
+
+// Per configured peer, the own events old enough to prune that it lacks.
+constexpr const char* kLacking = R"sql(
+SELECT p.peer, min(l.seq), max(l.seq), count(*)
+FROM unnest($1::text[]) AS p(peer) LEFT JOIN relay_peer_held h USING (peer)
+JOIN relay_event_log l ON l.origin = $2 AND l.seq > coalesce(h.own_through, 0)
+WHERE l.stored_at <= now() - $3::interval AND (l.kind = $5 OR l.stored_at > now() - $4::interval)
+GROUP BY p.peer ORDER BY p.peer
+)sql";
+
+Pruned prune_log(pqxx::connection_base& conn, const std::string& self, const PruneRules& rules) {
   pqxx::work tx(conn, "prune");
-  const std::string interval = std::to_string(retention.count()) + " seconds";
+  auto seconds = [](std::chrono::seconds s) { return std::to_string(s.count()) + " seconds"; };
+  const std::string interval = seconds(rules.retention);
+  const int duress = v1::KIND_DURESS;
   Pruned pruned;
+  // Every own seq up to this one is stored at every configured peer.
+  const auto everywhere =
+      rules.peers.empty()
+          ? std::numeric_limits<std::int64_t>::max()
+          : tx.exec_params1("SELECT coalesce(min(coalesce(h.own_through, 0)), 0) "
+                            "FROM unnest($1::text[]) AS p(peer) LEFT JOIN relay_peer_held h "
+                            "USING (peer)",
+                            text_array(rules.peers))[0]
+                .as<std::int64_t>();
+  if (!rules.force) {
+    for (const auto& row : tx.exec_params(kLacking, text_array(rules.peers), self, interval,
+                                          seconds(rules.max_age), duress)) {
+      pruned.kept.push_back({row[0].as<std::string>(), row[1].as<std::uint64_t>(),
+                             row[2].as<std::uint64_t>(), row[3].as<std::size_t>()});
+    }
+  }
   // Settled ranges next to the prefix first, so that the run to prune
   // continues past them; and again after, for the ones the pruning reached.
   fold_settled(tx);
-  pruned.rows = tx.exec_params1(kPrune, interval, self)[0].as<std::size_t>();
+  pruned.rows = tx.exec_params1(kPrune, interval, self, everywhere, rules.force,
+                                seconds(rules.max_age), duress)[0]
+                    .as<std::size_t>();
   fold_settled(tx);
   tx.exec_params("DELETE FROM relay_receipts WHERE delivered_at < now() - $1::interval", interval);
   pruned.settled_through = settled_prefixes(tx);

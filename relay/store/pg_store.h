@@ -10,6 +10,7 @@
 
 #include <pqxx/connection>
 
+#include "common/config.h"
 #include "relay/mesh/store.h"
 
 namespace relay::store {
@@ -85,20 +86,45 @@ std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const s
 mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
                              std::size_t max_unreplicated);
 
-/// What retention did: rows removed, and every origin's settled prefix
-/// after it (for Node::on_pruned, which advertises it in digests).
+/// What retention may prune.
+struct PruneRules {
+  /// Log rows stored longer ago than this.
+  std::chrono::seconds retention{};
+  /// The configured peers: an own event stays until every one has stored
+  /// it (relay_peer_held), a peer down or never heard from included...
+  std::vector<std::string> peers;
+  /// ... unless it is older than [delivery] max_age (it would be withheld
+  /// there as too old anyway; never a duress) ...
+  std::chrono::seconds max_age{};
+  /// ... or the operator forces it (relayctl prune --force).
+  bool force = false;
+};
+
+/// The rules of `config`: its retention, peers and max_age, not forced.
+PruneRules prune_rules(const Config& config);
+
+/// Own events a peer lacks, which retention kept: seqs first..last.
+struct Kept {
+  std::string peer;
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  std::size_t count = 0;
+};
+
+/// What retention did: rows removed, every origin's settled prefix after it
+/// (for Node::on_pruned, which advertises it in digests), and what it kept
+/// because a peer lacks it.
 struct Pruned {
   std::size_t rows = 0;
   std::map<std::string, std::uint64_t> settled_through;
+  std::vector<Kept> kept;
 };
 
-/// Retention: removes log rows stored longer ago than `retention`, except
-/// own events not yet known to be held by every peer, and advances the
+/// Retention: removes log rows as `rules` allow, and advances the
 /// per-origin settled prefix so that dedupe outlives the rows. Receipts
 /// older than the retention go too; message_queue is the consumers' and is
 /// never touched.
-Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
-                 std::chrono::seconds retention);
+Pruned prune_log(pqxx::connection_base& conn, const std::string& self, const PruneRules& rules);
 
 /// Every origin's settled prefix, as retention leaves it.
 std::map<std::string, std::uint64_t> settled_prefixes(pqxx::transaction_base& tx);

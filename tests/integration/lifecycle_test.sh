@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Lifecycle faults of a site, with real relayd processes and PostgreSQL:
-#   lifecycle_test.sh rebuild|restore|revert|lost-state|late-join|slow-settle|poison|history
+#   lifecycle_test.sh rebuild|restore|revert|lost-state|prune-down|late-join|slow-settle|poison|history
 set -euo pipefail
-scenario=${1:?usage: lifecycle_test.sh rebuild|restore|revert|lost-state|late-join|slow-settle|poison|history}
+scenario=${1:?usage: lifecycle_test.sh rebuild|restore|revert|lost-state|prune-down|late-join|slow-settle|poison|history}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -31,6 +31,13 @@ restore_db() {
   psql -h "$(mesh_host "$1")" -U postgres -q -c "DROP DATABASE \"$1\" WITH (FORCE)" \
     -c "CREATE DATABASE \"$1\"" >/dev/null
   pg_restore -h "$(mesh_host "$1")" -U postgres -d "$1" "$2"
+}
+
+# prune_now NODE: relayctl prune --older-than 0s, retried until every peer
+# has said (in its digests, within a few seconds) that it holds what it got.
+prune_now() {
+  for _ in $(seq 1 150); do ctl "$1" prune --older-than 0s >/dev/null 2>&1 && return 0; sleep 0.1; done
+  ctl "$1" prune --older-than 0s >&2 || fail "$1 still refuses to prune: a peer lacks its events"
 }
 
 # None of the nodes logged a CONFLICT (a seq numbered twice).
@@ -114,6 +121,34 @@ case "$scenario" in
     echo "lost-state: with the newest holder offline, duress $duress_id and every earlier event arrived once"
     ;;
 
+  prune-down)
+    # Pruning at hq and clinic-north while clinic-south is down once removed
+    # hq's event that clinic-south never got (a down peer left the set that
+    # pruning trusted), and clinic-north's settled claim hid it too.
+    export MESH_SEPARATE_PG=1
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    mesh_kill clinic-south TERM
+    id=$(ctl hq send --title "while clinic-south is down") || fail "send failed"
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'id' = '$id'" 1
+    if out=$(ctl hq prune --older-than 0s 2>&1); then
+      fail "hq pruned its own event that clinic-south lacks: $out"
+    fi
+    grep -q "${id}.*clinic-south has not stored them" <<<"$out" ||
+      fail "hq's refusal does not name the event and clinic-south: $out"
+    ctl clinic-north prune --older-than 0s >/dev/null || fail "clinic-north could not prune hq's events"
+    [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'")" = 0 ] ||
+      fail "clinic-north kept hq's events"
+    [ "$(mesh_sql hq "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'")" -gt 0 ] ||
+      fail "hq pruned its own events"
+    mesh_start clinic-south
+    wait_for clinic-south "SELECT count(*) FROM message_queue WHERE data->>'id' = '$id'" 1
+    # Once clinic-south's digests say it holds it, hq prunes it too.
+    prune_now hq
+    echo "prune-down: hq kept $id while clinic-south was down and named it; clinic-south got it on its return"
+    ;;
+
   rebuild)
     mesh_init hq clinic-north clinic-south
     for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
@@ -171,7 +206,7 @@ case "$scenario" in
     mesh_sql hq "INSERT INTO outbox (title, priority) SELECT 'old ' || g, 'bulk' FROM generate_series(1, 3000) g; NOTIFY outbox" >/dev/null
     wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'" 3000 60
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE NOT replicated" 0 60
-    for node in hq clinic-north; do ctl "$node" prune --older-than 0s >/dev/null; done
+    for node in hq clinic-north; do prune_now "$node"; done
     [ "$(mesh_sql hq "SELECT count(*) FROM relay_event_log")" = 0 ] || fail "hq did not prune"
     mesh_sql hq "INSERT INTO outbox (title, priority) SELECT 'kept ' || g, 'bulk' FROM generate_series(1, 1054) g; NOTIFY outbox" >/dev/null
     wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'" 1054 60
@@ -199,7 +234,7 @@ case "$scenario" in
     start_without clinic-south hq clinic-north
     mesh_sql hq "INSERT INTO outbox (title, priority) SELECT 'old ' || g, 'bulk' FROM generate_series(1, 300) g; NOTIFY outbox" >/dev/null
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE replicated" 300 60
-    for node in hq clinic-north; do ctl "$node" prune --older-than 0s >/dev/null; done
+    for node in hq clinic-north; do prune_now "$node"; done
     ctl hq send --title "kept" --wait=30s >/dev/null 2>&1 || fail "send not confirmed"
     ctl clinic-south migrate >/dev/null
     mesh_sql clinic-south "CREATE TABLE settle_writes (at timestamptz DEFAULT now());

@@ -224,7 +224,9 @@ TEST_CASE("retention moves the settled prefix across settled ranges and reports 
     tx.exec("UPDATE relay_event_log SET stored_at = now() - interval '40 days' WHERE seq <= 2");
     tx.commit();
   }
-  const auto pruned = store::prune_log(conn, "clinic-north", std::chrono::hours(24 * 30));
+  store::PruneRules rules;
+  rules.retention = std::chrono::hours(24 * 30);
+  const auto pruned = store::prune_log(conn, "clinic-north", rules);
   CHECK(pruned.rows == 2);
   CHECK(pruned.settled_through.at("hq") == 10);  // 1..2 pruned, 3..10 folded in
   // Still known as never stored here, once the prefix has passed it.

@@ -326,24 +326,32 @@ TEST_CASE("retention prunes old rows and a pruned event is never delivered again
   const auto me = crypto::SigningKey::generate();
   {
     pqxx::work tx(conn);
-    // hq 1, 2, 3, 5 (4 is missing) and own events 1, 2 (2 not yet replicated).
+    // hq 1, 2, 3, 5 (4 is missing) and own events 1, 2 (2 not yet stored at
+    // clinic-south; hq has both).
     store::write_batch(
         tx, "clinic-north",
         {batch_of({event_of("hq", 1, hq), event_of("hq", 2, hq), event_of("hq", 3, hq),
                    event_of("hq", 5, hq)},
                   true),
          batch_of({event_of("clinic-north", 1, me), event_of("clinic-north", 2, me)}, false)});
-    mesh::StoreBatch replicated;
-    replicated.replicated = {{"clinic-north", 1}};
-    store::write_batch(tx, "clinic-north", {replicated});
+    mesh::StoreBatch held;
+    held.peer_held = {{"hq", 2}, {"clinic-south", 1}};
+    store::write_batch(tx, "clinic-north", {held});
     tx.exec(
         "UPDATE relay_event_log SET stored_at = now() - interval '40 days' WHERE seq <> 3 OR "
         "origin <> 'hq'");
     tx.commit();
   }
   // hq:3 is young, so hq stops at 2; 5 lies beyond the hole at 4 anyway.
-  // Own 2 is not replicated, so clinic-north stops at 1.
-  CHECK(store::prune_log(conn, "clinic-north", std::chrono::hours(24 * 30)).rows == 3);
+  // clinic-south lacks own 2, so clinic-north stops at 1, and says so.
+  store::PruneRules rules{std::chrono::hours(24 * 30), {"hq", "clinic-south"},
+                          std::chrono::hours(24 * 60)};
+  const auto pruned = store::prune_log(conn, "clinic-north", rules);
+  CHECK(pruned.rows == 3);
+  REQUIRE(pruned.kept.size() == 1);
+  CHECK(pruned.kept[0].peer == "clinic-south");
+  CHECK(pruned.kept[0].first == 2);
+  CHECK(pruned.kept[0].count == 1);
   CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'hq'") == 2);
   CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'clinic-north'") ==
         1);
@@ -362,6 +370,12 @@ TEST_CASE("retention prunes old rows and a pruned event is never delivered again
   tx.commit();
   CHECK(count(conn, "SELECT count(*) FROM message_queue") == 0);
   CHECK(count(conn, "SELECT count(*) FROM relay_event_log WHERE origin = 'hq' AND seq = 1") == 0);
+
+  // Past max_age a peer's lack no longer keeps it; nor does --force.
+  rules.max_age = std::chrono::hours(24);
+  CHECK(store::prune_log(conn, "clinic-north", rules).kept.empty());
+  CHECK(count(conn, "SELECT pruned_through FROM relay_watermarks WHERE origin = 'clinic-north'") ==
+        2);
 }
 
 TEST_CASE("a batch the database refuses does not block the others in its lane") {

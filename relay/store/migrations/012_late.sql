@@ -1,5 +1,5 @@
--- relaymesh schema 12: a settled claim only stops pulls (docs/wire.md,
--- "Settled history").
+-- relaymesh schema 12: settling and pruning speak only for what they know
+-- (docs/wire.md, "Settled history"; OPERATOR.md, retention).
 --
 -- relay_settled now keeps every range settled here without ever being
 -- stored here (pruned elsewhere before this node got it, or skipped by its
@@ -11,4 +11,13 @@ CREATE TABLE relay_late (
   origin text   NOT NULL,
   seq    bigint NOT NULL,
   PRIMARY KEY (origin, seq)
+);
+
+-- How far each peer has stored this node's own events: every own seq up to
+-- own_through is held there or was never issued (its digests say so).
+-- Retention prunes an own event only once every configured peer has it; a
+-- peer down, degraded or never heard from counts as lacking it.
+CREATE TABLE relay_peer_held (
+  peer        text   PRIMARY KEY,
+  own_through bigint NOT NULL DEFAULT 0
 );
