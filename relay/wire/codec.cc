@@ -134,9 +134,13 @@ std::optional<std::string> Codec::hello_for(const std::string& peer_id, Peer& pe
   hello.set_wall_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.wall_now().time_since_epoch())
           .count());
+  const std::uint32_t key_id = key_id_for(peer);
+  // seal_as numbers the datagram counter_ + 1 (one thread owns the codec).
+  const auto sig =
+      identity_.sign(crypto::as_bytes(hello_signing_message(peer_id, key_id, counter_ + 1, hello)));
+  hello.set_signature(sig.data(), sig.size());
   v1::Datagram d;
   *d.mutable_hello() = std::move(hello);
-  const std::uint32_t key_id = key_id_for(peer);
   return seal_as(Kind::hello, key_id, hello_key(key_id), 0, d.SerializeAsString());
 }
 
@@ -277,6 +281,22 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
     if (verified_credentials_.size() >= kVerifiedCredentials) verified_credentials_.clear();
     verified_credentials_.insert(c.signature());
   }
+  // The hello itself, signed for this datagram: its view (drift) and the
+  // key id in its header are the sender's word, not a mesh-key holder's.
+  // A counter at or below the last accepted one of this session is a
+  // replay, refused before the Ed25519 check; only a verified hello moves
+  // the mark, so a forged high counter cannot lock the real hellos out.
+  if (header.boot_id == peer.hello_boot_id && header.counter <= peer.hello_counter) {
+    return Reject::replay;
+  }
+  ++signature_checks_;
+  if (!peer.keys.verify_now(crypto::as_bytes(hello_signing_message(
+                                self_, header.key_id, header.counter, out.body.hello())),
+                            crypto::as_bytes(out.body.hello().signature()))) {
+    return Reject::bad_credential;
+  }
+  peer.hello_boot_id = header.boot_id;
+  peer.hello_counter = header.counter;
   crypto::PublicKeyBytes ephemeral;
   std::copy(c.ephemeral().begin(), c.ephemeral().end(), ephemeral.begin());
   const auto agreement = local_.ephemeral.agree(ephemeral);

@@ -169,6 +169,9 @@ class Codec {
     std::uint32_t missing_key = 0;  // a key id it sealed with that we lack
     bool unlisted_key = false;      // its hellos are signed by a key it is not listed with
     std::vector<std::string> drift;
+    // The session and counter of its last verified hello: older ones are replays.
+    std::uint64_t hello_boot_id = 0;
+    std::uint64_t hello_counter = 0;
   };
 
   Reject open_checked(crypto::ByteView datagram, Opened& out);

@@ -44,6 +44,43 @@ std::string credential_signing_message(const v1::Credential& c) {
   return m;
 }
 
+namespace {
+
+void put_text(std::string& out, const std::string& text) {
+  put_be(out, text.size());
+  out += text;
+}
+
+void put_member(std::string& out, const v1::Member& m) {
+  put_text(out, m.id());
+  put_be(out, static_cast<std::uint64_t>(m.groups_size()));
+  for (const auto& g : m.groups()) put_text(out, g);
+  put_be(out, static_cast<std::uint64_t>(m.keys_size()));
+  for (const auto& k : m.keys()) put_text(out, k);
+}
+
+}  // namespace
+
+std::string hello_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                  std::uint64_t counter, const v1::Hello& hello) {
+  std::string m = "relaymesh v2 hello";
+  m.push_back('\0');
+  put_session(m, hello.credential());
+  put_text(m, hello.credential().signature());
+  put_text(m, receiver);
+  put_be(m, key_id);
+  put_be(m, counter);
+  put_be(m, hello.known_boot_id());
+  put_be(m, static_cast<std::uint64_t>(hello.wall_unix_ms()));
+  put_text(m, hello.view_digest());
+  m.push_back(hello.has_view() ? '\1' : '\0');
+  if (hello.has_view()) {
+    put_member(m, hello.view().self());
+    put_member(m, hello.view().peer());
+  }
+  return m;
+}
+
 LocalSession new_local_session(const std::string& self, const crypto::SigningKey& identity,
                                std::uint64_t boot) {
   LocalSession s{boot, 0, crypto::EphemeralKey::generate(), {}};

@@ -58,6 +58,14 @@ LocalSession new_local_session(const std::string& self, const crypto::SigningKey
 /// fixed byte layout.
 std::string credential_signing_message(const v1::Credential& credential);
 
+/// What a hello's signature covers: a domain tag, the sender's session
+/// (its credential's signature), the receiver, the header's ring key id and
+/// counter, and every field of the hello but the signature, view included,
+/// in a fixed byte layout. The counter makes each signature good for one
+/// datagram: a replayed hello is refused before any Ed25519 check.
+std::string hello_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                  std::uint64_t counter, const v1::Hello& hello);
+
 /// The key that seals a session's hellos: the mesh key alone (there is no
 /// pairwise key yet), new for each boot of each sender.
 crypto::Key derive_hello_key(const crypto::Key& ring_key, const std::string& sender,

@@ -505,3 +505,82 @@ TEST_CASE("receipts speak for their target, receipt acks for their origin") {
   CHECK(north->open(bytes(MeshFixture::seal(*south, "clinic-north", acks)), opened) ==
         Reject::bad_origin_signature);
 }
+
+namespace {
+
+/// Opens a hello as any mesh-key holder can: its body, readable and re-sealable.
+v1::Datagram open_hello_as_mesh_key_holder(const KeyRing& ring, const std::string& sealed) {
+  const auto header = *wire::parse_header(bytes(sealed));
+  const auto key =
+      wire::derive_hello_key(*ring.find(header.key_id), header.sender, header.boot, header.boot_id);
+  crypto::Nonce nonce{};
+  for (int i = 0; i < 8; ++i)
+    nonce[4 + i] = static_cast<std::uint8_t>(header.counter >> (56 - 8 * i));
+  const std::size_t header_size = wire::kFixedHeader + header.sender.size();
+  std::string plain(sealed.size() - header_size - crypto::kTagSize, '\0');
+  crypto::Aead aead;
+  REQUIRE(aead.open(key, nonce, bytes(sealed).first(header_size),
+                    bytes(sealed).subspan(header_size),
+                    {reinterpret_cast<std::uint8_t*>(plain.data()), plain.size()}));
+  v1::Datagram d;
+  REQUIRE(d.ParseFromString(plain));
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a hello's view and key id are its sender's word: tampered, hidden or replayed, refused") {
+  MeshFixture mesh;
+  mesh.ring.keys[2] = {};
+  crypto::random_bytes(mesh.ring.keys[2]);  // both hold key 2; they seal with key 1
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  auto view_of = [](std::string self, std::string self_group, std::string peer,
+                    std::string peer_group) {
+    v1::PairView v;
+    v.mutable_self()->set_id(std::move(self));
+    v.mutable_self()->add_groups(std::move(self_group));
+    v.mutable_peer()->set_id(std::move(peer));
+    v.mutable_peer()->add_groups(std::move(peer_group));
+    return v;
+  };
+  hq->set_views({{"clinic-north", view_of("hq", "hq", "clinic-north", "clinics")}});
+  north->set_views({{"hq", view_of("clinic-north", "clinics", "hq", "hq")}});
+  const auto sealed = hq->seal("clinic-north", probe(1)).value();
+  REQUIRE(sealed.size() == 1);
+  const auto header = *wire::parse_header(bytes(sealed[0]));
+  REQUIRE(header.kind == wire::Kind::hello);
+  const v1::Datagram body = open_hello_as_mesh_key_holder(mesh.ring, sealed[0]);
+  REQUIRE(body.hello().has_view());
+  auto reseal = [&](const v1::Datagram& d, std::uint32_t key_id, std::uint64_t counter) {
+    KeyRing ring = mesh.ring;
+    ring.current = key_id;
+    return test::raw_seal_hello(ring, "hq", header.boot, header.boot_id, counter,
+                                d.SerializeAsString());
+  };
+  wire::Opened opened;
+  // A faked drift: hq made to say it is a clinic.
+  v1::Datagram faked = body;
+  faked.mutable_hello()->mutable_view()->mutable_self()->set_groups(0, "clinics");
+  CHECK(north->open(bytes(reseal(faked, 1, header.counter)), opened) == Reject::bad_credential);
+  // A hidden one: the view left out.
+  v1::Datagram hidden = body;
+  hidden.mutable_hello()->clear_view();
+  CHECK(north->open(bytes(reseal(hidden, 1, header.counter)), opened) == Reject::bad_credential);
+  // Another key id in the header, or another counter: the signature was for this datagram.
+  CHECK(north->open(bytes(reseal(body, 2, header.counter)), opened) == Reject::bad_credential);
+  CHECK(north->open(bytes(reseal(body, 1, header.counter + 1)), opened) == Reject::bad_credential);
+  CHECK(north->peer_state("hq").key_id == 0);
+  CHECK(north->peer_state("hq").drift.empty());
+  CHECK_FALSE(north->peer_state("hq").session);
+
+  // The real one, as it was sealed: accepted, and hq's real view agrees.
+  REQUIRE(north->open(bytes(sealed[0]), opened) == Reject::none);
+  CHECK(north->peer_state("hq").key_id == 1);
+  CHECK(north->peer_state("hq").drift.empty());
+  // Replayed, it is refused before any Ed25519 check.
+  const auto checks = north->signature_checks();
+  CHECK(north->open(bytes(sealed[0]), opened) == Reject::replay);
+  CHECK(north->signature_checks() == checks);
+}
