@@ -13,6 +13,7 @@
 #include "common/failpoint.h"
 #include "relay/net/daemon.h"
 #include "relay/store/outbox.h"
+#include "relay/store/rows.h"
 
 namespace relay::net {
 namespace {
@@ -70,7 +71,15 @@ v1::Event duress_of(const Json& r, const Config& config) {
   e.set_location(text("location"));
   e.set_sender(text("by"));
   e.set_type(text("type"));
-  if (r.contains("data")) e.set_data(r["data"].dump());
+  // data_text, the JSON as the producer wrote it, keeps its numbers exact
+  // (a parsed "data" holds them as doubles); "data" is for older callers.
+  if (r.contains("data_text")) {
+    if (!r["data_text"].is_string() || !store::jsonb_safe(r["data_text"].get<std::string>()))
+      throw std::invalid_argument("data_text: expected JSON text that PostgreSQL's jsonb takes");
+    e.set_data(r["data_text"].get<std::string>());
+  } else if (r.contains("data")) {
+    e.set_data(r["data"].dump());
+  }
   if (r.contains("exercise"))
     e.set_exercise(r["exercise"].is_boolean() && r["exercise"].get<bool>());
   e.set_created_unix_ms(wall_ms());

@@ -237,6 +237,7 @@ std::optional<EventId> raise_through_relayd(const Config& config, const SendOpti
   if (!o.data.empty()) {
     try {
       request["data"] = Json::parse(o.data);
+      request["data_text"] = o.data;  // exact numbers; "data" for an older relayd
     } catch (const Json::exception&) {
       throw UsageError("--data is not JSON: " + o.data);
     }

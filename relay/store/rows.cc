@@ -43,14 +43,13 @@ class JsonbSafe : public nlohmann::json_sax<nlohmann::json> {
   int depth_ = 0;
 };
 
-/// True if `text` can go into message_queue.data as it is.
+}  // namespace
+
 bool jsonb_safe(const std::string& text) {
   if (text.find("\\u0000") != std::string::npos) return false;
   JsonbSafe sax;
   return nlohmann::json::sax_parse(text, &sax, nlohmann::json::input_format_t::json, true);
 }
-
-}  // namespace
 
 std::string text_array(const std::vector<std::string>& values) {
   std::string out = "{";

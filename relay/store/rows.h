@@ -33,6 +33,11 @@ struct Arrival {
   bool redelivered = false;
 };
 
+/// True if `text` is JSON that PostgreSQL's jsonb takes as it is (strict
+/// JSON, no \u0000, numbers within numeric's range, nesting of at most 100):
+/// event data that may travel and be queued verbatim, its numbers exact.
+bool jsonb_safe(const std::string& text);
+
 /// The message_queue data of an event: a JSON object with id ("origin:seq"),
 /// origin, seq, kind, priority, title, body, location, sender, targets,
 /// created and expires (Unix ms), references, exercise, late, redelivered,

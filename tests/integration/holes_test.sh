@@ -82,6 +82,12 @@ case "$scenario" in
       \"i\": -9007199254740993, \"s\": \"text\", \"a\": [1e40, 2.50]}'::jsonb")
     [ "$got" = "$want" ] || fail "data arrived as $got, sent as $want"
     echo "exact-data: $got arrived digit for digit"
+    # The same through relayd's control socket (relayctl duress, the spool path).
+    ctl clinic-north duress --target hq --location "Ward 5" \
+      --data '{"badge": 123456789012345678901234567890}' >/dev/null || fail "relayctl duress failed"
+    wait_for hq "SELECT data->'data'->>'badge' FROM message_queue WHERE data->>'location' = 'Ward 5'" \
+      123456789012345678901234567890 10
+    echo "exact-data: and through relayctl duress"
     ;;
 
   full-disk)
