@@ -162,7 +162,7 @@ void Node::check_duplicate(Peer& from, const EventPtr& incoming) {
   auto cached = cache_.find(key);
   if (cached != cache_.end()) {
     if (cached->second->signed_event.event() != incoming->signed_event.event()) {
-      note_conflict(key, from.info.id);  // never acked away
+      note_conflict(key, from.info.id, cached->second, incoming);  // never acked away
       return;
     }
     from.acks_owed[key.origin].push_back(key.seq);

@@ -192,9 +192,44 @@ void Node::note_urgent(const Event& event) {
   if (seqs.size() > kMaxUrgent) seqs.pop_back();
 }
 
-void Node::note_conflict(const EventKey& key, const std::string& from) {
+void Node::note_conflict(const EventKey& key, const std::string& from, const EventPtr& held,
+                         const EventPtr& incoming) {
   ++stats_.conflicts;
-  if (conflicts_.size() < kMaxConflicts) conflicts_.push_back({key, from});
+  if (conflicts_.size() < kMaxConflicts) conflicts_.push_back({key, from, held, incoming});
+  // Tell the origin, in a message it can verify: the event held here, under
+  // its own signature. Only a real conflict makes it one there too, and the
+  // origin heals (Node::replace_own).
+  if (key.origin == self_) return;
+  if (Peer* origin = find_peer(key.origin)) push(*origin, held);
+}
+
+void Node::replace_own(Time now, const EventPtr& mesh_version) {
+  now_ = now;
+  // The mesh holds its own event under this seq: that one is served and
+  // acked from now on, and ours stops going out under it.
+  const EventKey& key = mesh_version->key;
+  cache_.erase(key);
+  cache(mesh_version);
+  for (auto& peer : peers_) {
+    if (auto f = peer.in_flight.find(key); f != peer.in_flight.end()) {
+      peer.retry_at.erase({f->second.due, key});
+      peer.in_flight.erase(f);
+    }
+    if (auto q = peer.queued_events.find(key); q != peer.queued_events.end()) {
+      peer.queue.erase({static_cast<int>(q->second->priority), key});
+      peer.queued_events.erase(q);
+    }
+    peer.owed_urgent.erase(key);
+  }
+  unreplicated_.erase(key);
+  ++stats_.healed;
+  // Proof that this node's numbering was rewound: unsure again, and asking
+  // every peer anew, until all have said what they hold of it.
+  learned_from_.clear();
+  learning_ = true;
+  learn_until_ = now + tuning_.learn_timeout;
+  learn_round(now);
+  finish(now);
 }
 
 }  // namespace relay::mesh

@@ -300,7 +300,7 @@ void Node::on_loaded(Time now, std::uint64_t ticket, const std::vector<EventPtr>
                              [&](const EventPtr& e) { return e->key == v.incoming->key; });
     if (from == nullptr || held == events.end()) continue;  // pruned meanwhile: settled anyway
     if ((*held)->signed_event.event() != v.incoming->signed_event.event()) {
-      note_conflict(v.incoming->key, v.from);
+      note_conflict(v.incoming->key, v.from, *held, v.incoming);
       continue;
     }
     from->acks_owed[v.incoming->key.origin].push_back(v.incoming->key.seq);

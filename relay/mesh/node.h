@@ -80,6 +80,11 @@ class Node {
   Numbering numbering() const;
   /// Conflicts found since the last call (at most a few kept).
   std::vector<Conflict> take_conflicts() { return std::exchange(conflicts_, {}); }
+  /// An own seq was numbered twice (a conflict with key.origin == self):
+  /// the store now holds `mesh_version` under it, what the mesh holds (this
+  /// node's own event goes again under a fresh seq, by on_local_event).
+  /// Numbering learns anew where it stands.
+  void replace_own(Time now, const EventPtr& mesh_version);
   std::vector<PeerStatus> peer_status(Time now) const;
   /// What this node has stored, per origin.
   const std::map<std::string, SeqSet>& stored() const { return stored_; }
@@ -210,7 +215,8 @@ class Node {
   StoreBatch::Write decide(const EventPtr& event) const;
   std::int64_t origin_now_ms(const std::string& origin) const;
   void note_urgent(const Event& event);
-  void note_conflict(const EventKey& key, const std::string& from);
+  void note_conflict(const EventKey& key, const std::string& from, const EventPtr& held,
+                     const EventPtr& incoming);
 
   // liveness.cc
   void probe_round(Time now);

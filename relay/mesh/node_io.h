@@ -127,6 +127,7 @@ struct NodeStats {
   std::uint64_t alarms_raised = 0;
   std::uint64_t withheld = 0;   // logged here, not delivered (expired, too old, cleared)
   std::uint64_t conflicts = 0;  // an origin's signature on two contents for one seq
+  std::uint64_t healed = 0;     // own seqs numbered twice, the event sent again
   std::uint64_t settled = 0;    // seqs settled on a peer's word or by this node's numbering
 };
 
@@ -148,6 +149,8 @@ struct Numbering {
 struct Conflict {
   EventKey key;
   std::string from;  // the peer that sent the second content
+  EventPtr held;      // what this node holds under the key
+  EventPtr incoming;  // what `from` sent under it, with the origin's signature
 };
 
 /// A peer as the status page shows it.

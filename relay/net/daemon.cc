@@ -186,6 +186,9 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
                                           [this](store::ClaimResult result) {
                                             if (stopped_) return;
                                             incidents_.claimed(result.events, config_);
+                                            for (const auto& replaced : result.replaced) {
+                                              node_->replace_own(now(), replaced);
+                                            }
                                             for (auto& event : result.events) {
                                               node_->on_local_event(now(), std::move(event));
                                             }
@@ -428,11 +431,26 @@ void Daemon::after_input() {
     numbering_unsure_ = numbering.jump;
   }
   for (const auto& c : node_->take_conflicts()) {
+    // Once per event: the sender retries it until the origin has healed.
+    constexpr std::size_t kConflictsRemembered = 4096;
+    if (conflicts_seen_.size() >= kConflictsRemembered) conflicts_seen_.clear();
+    if (!conflicts_seen_.insert(c.key).second) continue;
+    if (c.key.origin != config_.node.id) {
+      spdlog::error(
+          "CONFLICT: {} sent event {}:{} with different content than the one held here, under "
+          "the origin's signature: {} numbered a seq twice (restored from a snapshot, cloned) or "
+          "its identity key is in other hands; not acknowledged, and the event held here sent to "
+          "{} so that it sends its own again under a fresh seq",
+          c.from, c.key.origin, c.key.seq, c.key.origin, c.key.origin);
+      continue;
+    }
     spdlog::error(
-        "CONFLICT: {} sent event {}:{} with different content than the one held here, under the "
-        "origin's signature: {} reused a seq (its state directory and database were lost?) or its "
-        "identity key is in other hands; not acknowledged (OPERATOR.md, \"Rebuilding a site\")",
-        c.from, c.key.origin, c.key.seq, c.key.origin);
+        "CONFLICT: {} holds this node's seq {} with other content, under this node's own "
+        "signature: numbering was rewound (a VM snapshot, a restore, a clone). Numbering jumps "
+        "above everything the mesh holds, and the event numbered {} here goes again under a "
+        "fresh seq | incident=seq_healed seq={}",
+        c.from, c.key.seq, c.key.seq, c.key.seq);
+    outbox_->heal(c.held, c.incoming);
   }
   const bool pause = !node_->accepting_local();
   if (pause != paused_) {

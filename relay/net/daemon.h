@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/config.h"
@@ -165,6 +166,8 @@ class Daemon final : public mesh::Transport {
   std::optional<mesh::Time> drain_retry_;
   std::chrono::seconds drain_backoff_ = kDrainRetry;
   bool numbering_unsure_ = true;
+  // Conflicts logged (and, of own events, healed) already.
+  std::set<mesh::EventKey> conflicts_seen_;
   bool numbering_ready_ = false;
   wire::Opened opened_;
   bool database_up_ = true;

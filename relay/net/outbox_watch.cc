@@ -80,6 +80,15 @@ void OutboxWatch::set_key(crypto::SigningKey key) {
   key_ = std::move(key);
 }
 
+void OutboxWatch::heal(mesh::EventPtr own, mesh::EventPtr mesh_version) {
+  {
+    std::lock_guard lock(mutex_);
+    heals_.emplace_back(std::move(own), std::move(mesh_version));
+    requested_ = true;
+  }
+  cv_.notify_one();
+}
+
 void OutboxWatch::set_paused(bool paused) {
   paused_ = paused;
   if (!paused) wake();
@@ -210,13 +219,26 @@ void OutboxWatch::worker() {
         tx.commit();
         resync = false;
       }
-      // Back-pressure, or numbering still learning from peers: urgent rows only.
-      const bool urgent_only =
-          paused_ || (options_.numbering != nullptr && !options_.numbering->ready());
       const crypto::SigningKey key = [&] {
         std::lock_guard lock(mutex_);
         return key_;
       }();
+      // A seq numbered twice first: the event it took from the mesh goes again.
+      while (options_.numbering != nullptr) {
+        std::pair<mesh::EventPtr, mesh::EventPtr> heal;
+        {
+          std::lock_guard lock(mutex_);
+          if (heals_.empty()) break;
+          heal = heals_.front();
+        }
+        hand_over(store::heal_conflict(*conn, config_, key, *options_.numbering, heal.first,
+                                       heal.second));
+        std::lock_guard lock(mutex_);
+        heals_.erase(heals_.begin());
+      }
+      // Back-pressure, or numbering still learning from peers: urgent rows only.
+      const bool urgent_only =
+          paused_ || (options_.numbering != nullptr && !options_.numbering->ready());
       auto result =
           store::claim_outbox(*conn, config_, key, options_.batch, urgent_only, options_.numbering);
       backoff = std::chrono::milliseconds(100);

@@ -65,6 +65,10 @@ class OutboxWatch {
   void wake();
   /// A new identity key to sign claims with (SIGHUP after a rotation).
   void set_key(crypto::SigningKey key);
+  /// An own seq was numbered twice: the mesh holds `mesh_version` under it.
+  /// Has the store take that one and number `own` afresh (store::
+  /// heal_conflict), before the next claim; the result comes to `claimed`.
+  void heal(mesh::EventPtr own, mesh::EventPtr mesh_version);
   /// Back-pressure: while paused only duress and emergency rows are claimed
   /// (a flood never holds an alarm back); resuming claims the rest at once.
   void set_paused(bool paused);
@@ -105,6 +109,7 @@ class OutboxWatch {
   std::mutex mutex_;
   std::condition_variable cv_;
   bool requested_ = false;
+  std::vector<std::pair<mesh::EventPtr, mesh::EventPtr>> heals_;  // own, the mesh's
   bool quit_ = false;
   std::thread thread_;
 };

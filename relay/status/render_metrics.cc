@@ -118,6 +118,9 @@ std::string metrics_text(const Snapshot& s) {
   m.family("relay_conflicts_total", "counter",
            "Events whose content differs from what is held under the same id (a seq reused).")
       .sample(d.stats.conflicts);
+  m.family("relay_seqs_healed_total", "counter",
+           "Own seqs found numbered twice; the event was sent again under a fresh seq.")
+      .sample(d.stats.healed);
   m.family("relay_seqs_settled_total", "counter",
            "Seqs settled here: pruned elsewhere before they arrived, or skipped by their origin.")
       .sample(d.stats.settled);

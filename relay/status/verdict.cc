@@ -170,8 +170,13 @@ Verdict judge(const Snapshot& s) {
     if (s.daemon->stats.conflicts > 0) {
       raise(v, L::alarm,
             fmt::format("{} events arrived with content that differs from what is held under "
-                        "their id: an origin reused a seq (see the CONFLICT lines in the log)",
-                        s.daemon->stats.conflicts));
+                        "their id: an origin numbered a seq twice (see the CONFLICT lines in the "
+                        "log); the origin sends its own again under a fresh seq{}",
+                        s.daemon->stats.conflicts,
+                        s.daemon->stats.healed > 0
+                            ? fmt::format(" ({} of this node's were sent again)",
+                                          s.daemon->stats.healed)
+                            : ""));
     }
     if (!s.daemon->numbering.ready) {
       raise(v, L::degraded,

@@ -58,6 +58,12 @@ void NumberingState::update(const mesh::Numbering& numbering) {
   numbering_ = numbering;
 }
 
+void NumberingState::rewound() {
+  std::lock_guard lock(mutex_);
+  numbering_.jump = true;
+  life_ = mesh::LifeNumbering{};
+}
+
 bool NumberingState::ready() const {
   std::lock_guard lock(mutex_);
   return numbering_.ready;

@@ -44,6 +44,9 @@ class NumberingState {
 
   /// What the core learned from the mesh (network thread).
   void update(const mesh::Numbering& numbering);
+  /// Proof arrived that a seq of this node was numbered twice: whatever
+  /// this life believed, the next seq jumps to a block of its own.
+  void rewound();
   /// Normal claims may go ahead (else only duress and emergency).
   bool ready() const;
   /// Numbers `count` new own events given the database's next seq (0 when

@@ -335,37 +335,7 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
 
   if (!events.empty()) {
     raise_all_clears(tx, events);
-    // The row lock on this node's sequence orders concurrent claimers; an
-    // aborted claim rolls its increment back, so seqs have no gaps, unless
-    // the numbering must jump (relay/store/numbering.h).
-    const auto n = static_cast<std::int64_t>(events.size());
-    tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING",
-                   config.node.id);
-    const auto db_next =
-        tx.exec_params1("SELECT next_seq FROM relay_node WHERE origin = $1 FOR UPDATE",
-                        config.node.id)[0]
-            .as<std::uint64_t>();
-    const auto now_ms =
-        tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
-    // Durable outside the database before the claim commits: whatever
-    // happens to the database, these seqs are never numbered again.
-    std::uint64_t next =
-        numbering ? numbering->allocate(db_next, static_cast<std::uint64_t>(n))
-                  : db_next;
-    const std::uint64_t last = next + static_cast<std::uint64_t>(n) - 1;
-    tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,
-                   last + 1);
-    for (auto& e : events) e.set_seq(next++);
-    const auto signed_events = sign(events, key);
-    mesh::StoreBatch batch;
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      auto event = mesh::make_event(signed_events[i], events[i]);
-      const bool here = mesh::targets_node(*event, config.node.id, config.node.groups);
-      if (here) batch.receipts.push_back({event->key, config.node.id, now_ms});
-      batch.events.push_back({event, here});
-      result.events.push_back(std::move(event));
-    }
-    result.delivered = write_batch(tx, config.node.id, {batch}) > 0;
+    result.delivered = number_and_log(tx, config, key, numbering, events, true, result.events);
     std::vector<std::int64_t> seqs;
     for (const auto& e : result.events) seqs.push_back(static_cast<std::int64_t>(e->key.seq));
     const auto logged = tx.exec_params(
@@ -387,6 +357,72 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
 }
 
 }  // namespace
+
+bool number_and_log(pqxx::transaction_base& tx, const Config& config,
+                    const crypto::SigningKey& key, NumberingState* numbering,
+                    std::vector<v1::Event>& events, bool deliver_here,
+                    std::vector<mesh::EventPtr>& out) {
+  // The row lock on this node's sequence orders concurrent claimers; an
+  // aborted claim rolls its increment back, so seqs have no gaps, unless
+  // the numbering must jump (relay/store/numbering.h).
+  const auto n = static_cast<std::uint64_t>(events.size());
+  tx.exec_params("INSERT INTO relay_node (origin) VALUES ($1) ON CONFLICT DO NOTHING",
+                 config.node.id);
+  const auto db_next =
+      tx.exec_params1("SELECT next_seq FROM relay_node WHERE origin = $1 FOR UPDATE",
+                      config.node.id)[0]
+          .as<std::uint64_t>();
+  const auto now_ms =
+      tx.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<std::int64_t>();
+  // Durable outside the database before the claim commits: whatever
+  // happens to the database, these seqs are never numbered again.
+  std::uint64_t next = numbering ? numbering->allocate(db_next, n) : db_next;
+  tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,
+                 next + n);
+  for (auto& e : events) e.set_seq(next++);
+  const auto signed_events = sign(events, key);
+  mesh::StoreBatch batch;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    auto event = mesh::make_event(signed_events[i], events[i]);
+    const bool here =
+        deliver_here && mesh::targets_node(*event, config.node.id, config.node.groups);
+    if (here) batch.receipts.push_back({event->key, config.node.id, now_ms});
+    batch.events.push_back({event, here});
+    out.push_back(std::move(event));
+  }
+  return write_batch(tx, config.node.id, {batch}) > 0;
+}
+
+ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,
+                          const crypto::SigningKey& key, NumberingState& numbering,
+                          const mesh::EventPtr& own, const mesh::EventPtr& mesh_version) {
+  pqxx::work tx(conn, "heal");
+  ClaimResult result;
+  // The mesh holds its version under this seq: so does this log from now on,
+  // served and acked as that one, and delivered here where this node is a
+  // target (an alarm of the life the rewind erased), flagged as possibly
+  // delivered before.
+  tx.exec_params("DELETE FROM relay_event_log WHERE origin = $1 AND seq = $2", config.node.id,
+                 static_cast<std::int64_t>(own->key.seq));
+  mesh::StoreBatch mesh_batch;
+  const bool here = mesh::targets_node(*mesh_version, config.node.id, config.node.groups);
+  mesh_batch.events.push_back({mesh_version, here});
+  mesh_batch.events.back().redelivered = true;
+  result.delivered = write_batch(tx, config.node.id, {mesh_batch}) > 0;
+  // Ours goes out again under a fresh seq, above everything the mesh holds
+  // (already delivered here once: not again).
+  numbering.rewound();
+  v1::Event event;
+  if (!event.ParseFromString(own->signed_event.event())) {
+    throw std::runtime_error("heal: own event " + config.node.id + ":" +
+                             std::to_string(own->key.seq) + " does not parse");
+  }
+  std::vector<v1::Event> events{event};
+  number_and_log(tx, config, key, &numbering, events, false, result.events);
+  tx.commit();
+  result.replaced.push_back(mesh_version);
+  return result;
+}
 
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
                          const crypto::SigningKey& key, std::size_t limit, bool urgent_only,

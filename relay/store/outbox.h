@@ -23,6 +23,9 @@ struct ClaimResult {
   bool full = false;
   /// Some were delivered into this node's own message_queue.
   bool delivered = false;
+  /// Own events the mesh holds under a seq this node numbered twice: they
+  /// replaced this node's own there (heal_conflict; Node::replace_own).
+  std::vector<mesh::EventPtr> replaced;
 };
 
 /// Why `event` (origin and seq not yet set) cannot be sent from this node:
@@ -47,6 +50,22 @@ void resolve_targets(relaymesh::v1::Event& event, const Config& config);
 /// the others are claimed all the same. `urgent_only` claims only duress and
 /// emergency rows: what the relay still takes under back-pressure, or while
 /// its numbering is still learning from peers.
+/// Numbers `events` (NumberingState, else the database's sequence), signs
+/// and logs them in `tx`, delivered here too where this node is a target and
+/// `deliver_here`; appends them to `out`; true if any was delivered here.
+bool number_and_log(pqxx::transaction_base& tx, const Config& config,
+                    const crypto::SigningKey& key, NumberingState* numbering,
+                    std::vector<relaymesh::v1::Event>& events, bool deliver_here,
+                    std::vector<mesh::EventPtr>& out);
+
+/// An own seq was numbered twice (docs/wire.md, "Numbering"): the mesh holds
+/// `mesh_version` under own->key. The log takes it under that seq, and
+/// `own` is numbered afresh (numbering jumps), signed and logged: the
+/// result's one event, to send; `replaced` holds `mesh_version`.
+ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,
+                          const crypto::SigningKey& key, NumberingState& numbering,
+                          const mesh::EventPtr& own, const mesh::EventPtr& mesh_version);
+
 ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
                          const crypto::SigningKey& key, std::size_t limit, bool urgent_only = false,
                          NumberingState* numbering = nullptr);

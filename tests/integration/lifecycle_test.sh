@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Lifecycle faults of a site, with real relayd processes and PostgreSQL:
-#   lifecycle_test.sh rebuild|restore|revert|lost-state|prune-down|late-join|slow-settle|poison|history
+#   lifecycle_test.sh rebuild|restore|revert|lost-state|conflict|prune-down|late-join|slow-settle|poison|history
 set -euo pipefail
-scenario=${1:?usage: lifecycle_test.sh rebuild|restore|revert|lost-state|prune-down|late-join|slow-settle|poison|history}
+scenario=${1:?usage: lifecycle_test.sh rebuild|restore|revert|lost-state|conflict|prune-down|late-join|slow-settle|poison|history}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -119,6 +119,43 @@ case "$scenario" in
     grep -q "numbered in a block of their own from seq" "$mesh_dir/clinic-north/relayd.log" ||
       fail "clinic-north, unsure with hq offline, did not number in a block of its own"
     echo "lost-state: with the newest holder offline, duress $duress_id and every earlier event arrived once"
+    ;;
+
+  conflict)
+    # A seq numbered twice, forced by hand: clinic-north's own log gets, under
+    # a seq the mesh holds with other content, a duress signed with its real
+    # key (what a rewound origin would sign), not yet sent. Once the mesh
+    # refused it for ever: the duress never arrived, and nobody was told.
+    export MESH_SEPARATE_PG=1
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    id=$(ctl clinic-north send --title "what the mesh holds" --wait=30s 2>/dev/null) ||
+      fail "send not confirmed"
+    seq=${id##*:}
+    mesh_kill clinic-north TERM
+    hex=$("$mesh_build/tests/integration/reuse_seq" "$mesh_dir/clinic-north/node.key" clinic-north "$seq" "Numbered twice")
+    mesh_sql clinic-north "UPDATE relay_event_log SET signed = decode('$hex', 'hex'), kind = 2, priority = 4,
+                           replicated = false WHERE origin = 'clinic-north' AND seq = $seq" >/dev/null
+    start=$(now_ms)
+    mesh_start clinic-north
+    for node in hq clinic-south; do
+      wait_for "$node" "SELECT count(*) FROM message_queue WHERE origin = 'clinic-north' AND data->>'title' = 'Numbered twice'" 1 30
+    done
+    echo "conflict: the duress numbered twice reached hq and clinic-south under a fresh seq $(($(now_ms) - start)) ms after clinic-north started"
+    # Under the seq, everyone holds what the mesh held, clinic-north included
+    # (delivered there again, flagged: its consumers may have had it).
+    for node in hq clinic-south; do
+      wait_for "$node" "SELECT count(*) FROM message_queue WHERE origin = 'clinic-north' AND data->>'title' = 'what the mesh holds'" 1 30
+    done
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'title' = 'what the mesh holds' AND (data->>'redelivered')::boolean" 1
+    wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = $seq AND kind = 2" 0
+    [ "$(grep -c "incident=seq_healed" "$mesh_dir/clinic-north/relayd.log")" = 1 ] ||
+      fail "clinic-north did not log the healing once"
+    grep -q "CONFLICT: clinic-north sent event $id" "$mesh_dir/hq/relayd.log" || fail "hq did not log the conflict"
+    [ "$(grep -c "CONFLICT" "$mesh_dir/hq/relayd.log")" = 1 ] || fail "hq logged the conflict more than once"
+    status_page clinic-north /metrics | grep -q '^relay_seqs_healed_total 1$' ||
+      fail "clinic-north's metrics do not count the healed seq"
     ;;
 
   prune-down)
