@@ -71,6 +71,30 @@ TEST_CASE("rows are taken duress first, then oldest first, each by one runner of
                  "message_queue WHERE type = 'email')") == 0);
 }
 
+TEST_CASE("a duress row is taken as a duress whatever its priority column says") {
+  Db db;
+  const auto n = db.insert("notification");
+  std::int64_t d = 0;
+  {
+    pqxx::work tx(db.conn);
+    d = tx.exec1(
+              "INSERT INTO message_queue (type, data, priority, origin, seq) VALUES "
+              "('alarm', '{\"kind\": \"duress\"}', 1, 'hq', 9) RETURNING id")[0]
+            .as<std::int64_t>();
+    tx.exec("INSERT INTO message_queue (type, data, priority) VALUES ('alarm', '[1]', 1)");
+    tx.commit();
+  }
+  const Consumer alarms{"popup", {"notification", "alarm"}, "popup-1"};
+  register_group(db.conn, alarms);
+  CHECK(ingest(db.conn, alarms) == 3);
+  // First, and at duress priority: the retry policy never dead-letters it.
+  const auto rows = claim(db.conn, alarms, 1, 30s);
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].queue_id == d);
+  CHECK(rows[0].priority == kDuressPriority);
+  CHECK(db.count("SELECT priority FROM runner_rows WHERE queue_id = " + std::to_string(n)) == 2);
+}
+
 TEST_CASE("a lease that runs out makes the row available again, with the attempt counted") {
   Db db;
   register_group(db.conn, popup);
