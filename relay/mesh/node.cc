@@ -25,7 +25,10 @@ bool targets_node(const Event& event, const std::string& id,
 EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed) {
   auto event = std::make_shared<Event>();
   event->key = {parsed.origin(), parsed.seq()};
-  event->priority = parsed.priority();
+  // A duress is a duress whatever priority its origin gave it: queued,
+  // paced and stored as one everywhere.
+  event->priority =
+      parsed.kind() == v1::KIND_DURESS ? v1::PRIORITY_DURESS : parsed.priority();
   event->kind = parsed.kind();
   event->targets.assign(parsed.targets().begin(), parsed.targets().end());
   event->resolved.assign(parsed.resolved().begin(), parsed.resolved().end());

@@ -8,9 +8,10 @@ namespace v1 = relaymesh::v1;
 
 namespace {
 
-// Void ranges an origin may declare are few (one per rewind); a bound keeps
-// a buggy origin from growing every node's memory.
-constexpr std::size_t kMaxVoidRanges = 256;
+// Void ranges are few (one per jump of an origin's numbering, one per
+// history pruned before this node got it), kept for the node's life; a
+// bound keeps a buggy origin from growing every node's memory.
+constexpr std::size_t kMaxVoidRanges = 4096;
 // Void ranges named in one summary.
 constexpr int kSummaryVoidRanges = 8;
 

@@ -454,8 +454,15 @@ std::optional<std::string> Cluster::check() const {
     for (const auto& slot : slots_) {
       const DurableState& d = slot->durable;
       auto seqs = d.seqs.find(e.key.origin);
-      const bool held = seqs != d.seqs.end() && seqs->second.contains(e.key.seq);
-      if (!held) return "event " + name(e.key) + " is not stored at " + slot->id;
+      // Stored here, or settled here while no node can serve it any more
+      // (pruned everywhere): a settled claim is no excuse while one can.
+      const bool held = seqs != d.seqs.end() && seqs->second.held(e.key.seq);
+      const bool settled = seqs != d.seqs.end() && seqs->second.contains(e.key.seq);
+      const bool servable = std::any_of(slots_.begin(), slots_.end(), [&](const auto& s) {
+        return s->durable.log.contains(e.key);
+      });
+      if (!held && !(settled && !servable))
+        return "event " + name(e.key) + " is not stored at " + slot->id;
       const bool logged = d.log.contains(e.key);
       const bool target = targets_node(e.targets, slot->id, slot->groups);
       auto outcome = d.outcomes.find(e.key);
