@@ -224,8 +224,14 @@ int receipts(const Config& config, const std::string& text, bool json) {
   const auto& event = rows.front().event;
   const auto delivered = store::receipts_of(tx, id.origin, id.seq);
   const auto targets = resolve_targets(config, {event.targets().begin(), event.targets().end()});
+  // Past max_age an unconfirmed target will not deliver it any more (a
+  // duress excepted), and retention no longer keeps it for that target.
+  const auto age = std::chrono::system_clock::now().time_since_epoch() -
+                   std::chrono::milliseconds(event.created_unix_ms());
+  const bool too_old = event.kind() != relaymesh::v1::KIND_DURESS && age > config.delivery.max_age;
   if (json) {
-    print_json({{"ok", true}, {"id", id.text()}, {"receipts", receipts_json(targets, delivered)}});
+    print_json(
+        {{"ok", true}, {"id", id.text()}, {"receipts", receipts_json(targets, delivered, too_old)}});
     return kOk;
   }
   std::printf("%s  %s\n", id.text().c_str(), event.title().c_str());
@@ -234,7 +240,7 @@ int receipts(const Config& config, const std::string& text, bool json) {
     std::printf(
         "  %-24s %s\n", t.c_str(),
         it == delivered.end()
-            ? "pending"
+            ? (too_old ? "expired, unseen (older than max_age, never confirmed)" : "pending")
             : (store::outcome_text(it->second.outcome) + " " + local_time(it->second.at)).c_str());
   }
   return kOk;

@@ -75,10 +75,11 @@ std::string unreachable(const Config& config, const std::exception& e);
 /// Asks relayd to reload through its control socket and reports its answer.
 int reload(const std::string& file, bool json);
 
-/// Per target: pending, or answered with when and what it did (delivered,
-/// late, or withheld and why).
+/// Per target: pending (expired_unseen once the event is `too_old`: past
+/// max_age, not a duress), or answered with when and what it did
+/// (delivered, late, or withheld and why).
 Json receipts_json(const std::vector<std::string>& targets,
-                   const std::map<std::string, store::TargetReceipt>& done);
+                   const std::map<std::string, store::TargetReceipt>& done, bool too_old);
 
 /// Sends one request to relayd's control socket and returns its answer;
 /// nullopt (with why) when relayd does not answer within `timeout`;

@@ -143,14 +143,14 @@ bool wait_for_receipts(pqxx::connection& conn, const EventId& id,
 }  // namespace
 
 Json receipts_json(const std::vector<std::string>& targets,
-                   const std::map<std::string, store::TargetReceipt>& done) {
+                   const std::map<std::string, store::TargetReceipt>& done, bool too_old) {
   Json list = Json::array();
   for (const auto& t : targets) {
     auto it = done.find(t);
     const bool answered = it != done.end();
     list.push_back(
         {{"target", t},
-         {"state", !answered                ? "pending"
+         {"state", !answered ? (too_old ? "expired_unseen" : "pending")
                    : it->second.outcome > 1 ? "withheld"
                                             : "delivered"},
          {"outcome", answered ? Json(store::outcome_text(it->second.outcome)) : Json(nullptr)},
@@ -328,7 +328,7 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
     doc["seq"] = id.seq;
     doc.update(extra);
     doc["targets"] = nodes;
-    if (conn) doc["receipts"] = receipts_json(nodes, delivered(*conn, id));
+    if (conn) doc["receipts"] = receipts_json(nodes, delivered(*conn, id), false);
     if (o.wait && !confirmed) doc["drift"] = drift;
     print_json(doc);
   }

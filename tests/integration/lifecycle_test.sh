@@ -326,6 +326,11 @@ case "$scenario" in
     mesh_sql hq "NOTIFY outbox" >/dev/null
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE outbox_id = $old_id" 1
     old=hq:$(mesh_sql hq "SELECT seq FROM relay_event_log WHERE outbox_id = $old_id")
+    # Past max_age, a target that never confirmed it will not deliver it.
+    ctl hq receipts "$old" | grep "clinic-south" | grep -q "expired, unseen" ||
+      fail "the receipt of $old does not say clinic-south never saw it: $(ctl hq receipts "$old")"
+    ctl hq --json receipts "$old" | grep -q '"state":"expired_unseen"' ||
+      fail "the JSON receipt of $old does not say expired_unseen"
     sleep 3
     mesh_start clinic-south
     wait_for hq "SELECT count(*) FROM relay_receipts WHERE target = 'clinic-south'" 2 30
