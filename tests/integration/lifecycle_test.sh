@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Lifecycle faults of a site, with real relayd processes and PostgreSQL:
-#   lifecycle_test.sh rebuild|restore|revert|lost-state|conflict|prune-down|late-join|slow-settle|poison|history
+#   lifecycle_test.sh rebuild|restore|revert|lost-state|conflict|prune-down|third-site|late-join|slow-settle|poison|history
 set -euo pipefail
-scenario=${1:?usage: lifecycle_test.sh rebuild|restore|revert|lost-state|conflict|prune-down|late-join|slow-settle|poison|history}
+scenario=${1:?usage: lifecycle_test.sh rebuild|restore|revert|lost-state|conflict|prune-down|third-site|late-join|slow-settle|poison|history}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -184,6 +184,37 @@ case "$scenario" in
     # Once clinic-south's digests say it holds it, hq prunes it too.
     prune_now hq
     echo "prune-down: hq kept $id while clinic-south was down and named it; clinic-south got it on its return"
+    ;;
+
+  third-site)
+    # clinic-north, a third site, says hq's events are settled history (it
+    # pruned them) to clinic-south, which holds a later hq event but missed
+    # one. Once clinic-south then acked that one as history when hq sent it,
+    # without storing it: the alert never reached it, and nobody was told.
+    export MESH_SEPARATE_PG=1
+    mesh_init hq clinic-north clinic-south
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    mesh_kill clinic-south TERM
+    missed=$(ctl hq send --title "missed by clinic-south") || fail "send failed"
+    later=$(ctl hq send --title "later") || fail "send failed"
+    wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq' AND seq = ${later##*:}" 1
+    # clinic-south holds the later one (as if it had come before it went down).
+    read -r prio kind hex < <(mesh_sql clinic-north "SELECT priority, kind, encode(signed, 'hex')
+                                                      FROM relay_event_log WHERE origin = 'hq' AND seq = ${later##*:}")
+    mesh_sql clinic-south "INSERT INTO relay_event_log (origin, seq, priority, kind, signed)
+                           VALUES ('hq', ${later##*:}, $prio, $kind, decode('$hex', 'hex'))" >/dev/null
+    prune_now clinic-north  # hq's events are settled history there now
+    mesh_kill hq TERM
+    mesh_start clinic-south
+    # clinic-north's digests tell clinic-south that hq's seqs are settled.
+    wait_for clinic-south "SELECT count(*) FROM relay_settled WHERE origin = 'hq' AND ${missed##*:} BETWEEN first AND last" 1
+    [ "$(mesh_sql clinic-south "SELECT count(*) FROM relay_event_log WHERE origin = 'hq' AND seq = ${missed##*:}")" = 0 ] ||
+      fail "clinic-south got the missed event before hq returned (the test proves nothing)"
+    mesh_start hq  # it sends what clinic-south never acknowledged
+    wait_for clinic-south "SELECT count(*) FROM message_queue WHERE data->>'id' = '$missed'" 1 30
+    wait_for hq "SELECT count(*) FROM relay_receipts WHERE seq = ${missed##*:} AND target = 'clinic-south'" 1 30
+    echo "third-site: clinic-north's claim that $missed was history stopped nothing: clinic-south stored and delivered it"
     ;;
 
   rebuild)
