@@ -66,8 +66,9 @@ void Node::handle_digest(Time now, Peer& from, const v1::Digest& digest) {
     settle_from(from, summary);
     if (summary.origin() == self_) {
       learn_from(now, from, summary);
+      // What it holds now, as it says: lower too after a restore there.
       const std::uint64_t held = mine->second.covered_through(summary);
-      if (held > from.own_held) {
+      if (held != from.own_held) {
         from.own_held = held;
         from.own_held_moved = true;
       }

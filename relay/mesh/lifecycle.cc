@@ -38,6 +38,9 @@ void Node::settle_from(Peer& /*from*/, const v1::OriginSummary& summary) {
   const std::string& origin = summary.origin();
   if (origin == self_) return;  // an origin settles its own seqs itself
   const SeqSet& mine = stored_[origin];
+  // At the bound of void ranges nothing is settled (in memory or in the
+  // database): pulled for in vain rather than held without a record.
+  if (mine.void_full()) return;
   // Quick path: nothing settled beyond what this node already holds.
   std::uint64_t claimed = summary.settled_through();
   for (const auto& v : summary.settled()) claimed = std::max(claimed, v.last());
@@ -119,7 +122,7 @@ void Node::resolve_own(Time now, bool all) {
       }
       if (seen && !all) {
         waiting = true;
-      } else {
+      } else if (!own.void_full()) {
         batch_.settled.push_back({self_, {seq, end}});
       }
       if (end == UINT64_MAX) break;

@@ -8,12 +8,13 @@ namespace v1 = relaymesh::v1;
 
 namespace {
 
-// Void ranges are few (one per jump of an origin's numbering, one per
-// history pruned before this node got it), kept for the node's life; a
-// bound keeps a buggy origin from growing every node's memory.
-constexpr std::size_t kMaxVoidRanges = 4096;
 // Void ranges named in one summary.
 constexpr int kSummaryVoidRanges = 8;
+// Void ranges shown as missing in a summary, the most recent: what a node
+// that still has such an event pushes. Older ones count as held there, so
+// that the jumps of an origin's numbering over the years never crowd its
+// newest events out of the summary's bounded list of holes.
+constexpr std::size_t kWantedVoidRanges = 4;
 
 /// True if a range ending at `last` touches or overlaps one starting at `first`.
 bool touches(std::uint64_t last, std::uint64_t first) {
@@ -173,7 +174,7 @@ void SeqSet::settle_range(std::uint64_t first, std::uint64_t last) {
   // range is left unsettled (pulled for in vain) rather than settled
   // without a record of what was never stored.
   const auto unheld = minus({{first, last}}, held_ranges(watermark_, above_), SIZE_MAX);
-  if (void_.size() + unheld.size() > kMaxVoidRanges) return;
+  if (void_.size() + unheld.size() > SeqSet::kMaxVoid) return;
   for (const auto& r : unheld) void_.add(r.first, r.last);
   if (first == settled_through_ + 1) {
     settle_through(last);  // continues the settled prefix
@@ -184,7 +185,7 @@ void SeqSet::settle_range(std::uint64_t first, std::uint64_t last) {
 
 void SeqSet::mark_void(std::uint64_t first, std::uint64_t last) {
   for (const auto& r : minus({{first, last}}, held_ranges(watermark_, above_), SIZE_MAX)) {
-    if (void_.size() < kMaxVoidRanges) void_.add(r.first, r.last);
+    if (void_.size() < SeqSet::kMaxVoid) void_.add(r.first, r.last);
   }
 }
 
@@ -239,7 +240,14 @@ void SeqSet::summarize(v1::OriginSummary& out, std::size_t hole_limit) const {
   // What is held: void seqs are shown as missing, so that a node that still
   // has one of those events pushes it here.
   auto held = held_ranges(watermark_, above_);
-  if (!void_.empty()) held = minus(held, unservable_ranges(0, void_), SIZE_MAX);
+  const std::size_t wanted_voids = std::min(kWantedVoidRanges, void_.size());
+  if (!void_.empty()) {
+    RangeSet wanted;
+    auto v = void_.ranges().rbegin();
+    for (std::size_t n = 0; n < kWantedVoidRanges && v != void_.ranges().rend(); ++n, ++v)
+      wanted.add(v->first, v->second);
+    held = minus(held, unservable_ranges(0, wanted), SIZE_MAX);
+  }
   std::size_t i = 0;
   std::uint64_t watermark = 0;
   if (!held.empty() && held.front().first == 1) watermark = held[i++].last;
@@ -247,7 +255,7 @@ void SeqSet::summarize(v1::OriginSummary& out, std::size_t hole_limit) const {
   std::uint64_t highest = held.empty() ? 0 : held.back().last;
   out.clear_holes();
   for (std::uint64_t next = watermark + 1; i < held.size(); next = held[i++].last + 1) {
-    if (static_cast<std::size_t>(out.holes_size()) == hole_limit) {
+    if (static_cast<std::size_t>(out.holes_size()) == hole_limit + wanted_voids) {
       highest = next - 1;  // claim nothing beyond the first hole left out
       break;
     }

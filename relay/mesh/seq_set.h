@@ -48,6 +48,12 @@ class RangeSet {
 /// that arrives for it is stored as new (docs/wire.md, "Settled history").
 class SeqSet {
  public:
+  /// Void ranges kept at most. They are few (one per jump of an origin's
+  /// numbering, one per history pruned before this node got it) and kept
+  /// for the node's life; the bound keeps a buggy origin from growing every
+  /// node's memory. At the bound nothing more is settled (it is pulled for
+  /// in vain instead).
+  static constexpr std::size_t kMaxVoid = 4096;
   /// Adds a seq (stored here); returns false if it was held already.
   bool add(std::uint64_t seq);
   /// Adds every seq in [first, last]; cheap whatever the size of the range.
@@ -80,6 +86,8 @@ class SeqSet {
   void mark_void(std::uint64_t first, std::uint64_t last);
   std::uint64_t settled_through() const { return settled_through_; }
   const RangeSet& void_ranges() const { return void_; }
+  /// No more void ranges fit: settle nothing more.
+  bool void_full() const { return void_.size() >= kMaxVoid; }
   /// True if `seq` is held and an event stands behind it.
   bool servable(std::uint64_t seq) const;
 

@@ -181,7 +181,7 @@ void OutboxWatch::worker() {
   bool resync = false;
   auto hand_over = [&](store::ClaimResult result) {
     for (const auto& e : result.events) handed = std::max(handed.value_or(0), e->key.seq);
-    if (!result.events.empty() || result.rejected > 0) {
+    if (!result.events.empty() || result.rejected > 0 || !result.replaced.empty()) {
       asio::post(io_, [this, r = std::move(result)]() mutable { claimed(std::move(r)); });
     }
   };
@@ -231,8 +231,16 @@ void OutboxWatch::worker() {
           if (heals_.empty()) break;
           heal = heals_.front();
         }
-        hand_over(store::heal_conflict(*conn, config_, key, *options_.numbering, heal.first,
-                                       heal.second));
+        try {
+          hand_over(store::heal_conflict(*conn, config_, key, *options_.numbering, heal.first,
+                                         heal.second));
+        } catch (const pqxx::broken_connection&) {
+          throw;  // tried again once the database answers
+        } catch (const std::exception& e) {
+          // Never ahead of the outbox for ever: the conflict stays an alarm.
+          spdlog::error("heal of own seq {}: {}; the conflict stays (CONFLICT alarm)",
+                        heal.first->key.seq, one_line(e.what()));
+        }
         std::lock_guard lock(mutex_);
         heals_.erase(heals_.begin());
       }

@@ -398,12 +398,19 @@ ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,
                           const mesh::EventPtr& own, const mesh::EventPtr& mesh_version) {
   pqxx::work tx(conn, "heal");
   ClaimResult result;
+  const auto seq = static_cast<std::int64_t>(own->key.seq);
+  if (tx.exec_params("INSERT INTO relay_healed (seq) VALUES ($1) ON CONFLICT DO NOTHING "
+                     "RETURNING 1",
+                     seq)
+          .empty()) {
+    return result;  // healed before: once only
+  }
   // The mesh holds its version under this seq: so does this log from now on,
   // served and acked as that one, and delivered here where this node is a
   // target (an alarm of the life the rewind erased), flagged as possibly
   // delivered before.
   tx.exec_params("DELETE FROM relay_event_log WHERE origin = $1 AND seq = $2", config.node.id,
-                 static_cast<std::int64_t>(own->key.seq));
+                 seq);
   mesh::StoreBatch mesh_batch;
   const bool here = mesh::targets_node(*mesh_version, config.node.id, config.node.groups);
   mesh_batch.events.push_back({mesh_version, here});
@@ -417,8 +424,24 @@ ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,
     throw std::runtime_error("heal: own event " + config.node.id + ":" +
                              std::to_string(own->key.seq) + " does not parse");
   }
-  std::vector<v1::Event> events{event};
-  number_and_log(tx, config, key, &numbering, events, false, result.events);
+  // To every target but this node, where it was delivered already. A
+  // receipt under the seq cannot tell which content a target delivered, and
+  // an alarm twice is better than none: the copy names the seq it had
+  // (references), so that consumers can tell.
+  const std::vector<std::string> targets(event.targets().begin(), event.targets().end());
+  event.clear_resolved();
+  for (const auto& p : config.peers) {
+    if (mesh::targets_node(targets, p.id, p.groups)) event.add_resolved(p.id);
+  }
+  auto* ref = event.add_references();
+  ref->set_origin(config.node.id);
+  ref->set_seq(own->key.seq);
+  if (event.resolved_size() > 0) {
+    std::vector<v1::Event> events{event};
+    number_and_log(tx, config, key, &numbering, events, false, result.events);
+    tx.exec_params("UPDATE relay_healed SET reissued_as = $2 WHERE seq = $1", seq,
+                   static_cast<std::int64_t>(result.events.front()->key.seq));
+  }
   tx.commit();
   result.replaced.push_back(mesh_version);
   return result;

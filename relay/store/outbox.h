@@ -59,9 +59,11 @@ bool number_and_log(pqxx::transaction_base& tx, const Config& config,
                     std::vector<mesh::EventPtr>& out);
 
 /// An own seq was numbered twice (docs/wire.md, "Numbering"): the mesh holds
-/// `mesh_version` under own->key. The log takes it under that seq, and
-/// `own` is numbered afresh (numbering jumps), signed and logged: the
-/// result's one event, to send; `replaced` holds `mesh_version`.
+/// `mesh_version` under own->key. Once per seq (relay_healed; an empty
+/// result after): the log takes it under that seq, and `own` is numbered
+/// afresh (numbering jumps), for every target but this node, referencing
+/// the seq it had, signed and logged: the result's event, to send (none if
+/// this node is its only target); `replaced` holds `mesh_version`.
 ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,
                           const crypto::SigningKey& key, NumberingState& numbering,
                           const mesh::EventPtr& own, const mesh::EventPtr& mesh_version);

@@ -84,6 +84,16 @@ GROUP BY o, f
 ON CONFLICT (origin, first) DO UPDATE SET last = greatest(relay_settled.last, excluded.last)
 )sql";
 
+// A settled range may cover an event stored meanwhile (the digest that
+// settled it was read before that event was written): it stays a duplicate.
+constexpr const char* kLateInSettled = R"sql(
+INSERT INTO relay_late (origin, seq)
+SELECT l.origin, l.seq
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS s(o, f, t)
+JOIN relay_event_log l ON l.origin = s.o AND l.seq BETWEEN s.f AND s.t
+ON CONFLICT DO NOTHING
+)sql";
+
 // The ranges stay in relay_settled once folded: they say what was never
 // stored here (kInsertEvents).
 constexpr const char* kFoldSettled = R"sql(
@@ -204,9 +214,9 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   if (!h_peer.empty()) {
     tx.exec_params(
         "INSERT INTO relay_peer_held (peer, own_through) "
-        "SELECT p, max(t) FROM unnest($1::text[], $2::bigint[]) AS h(p, t) GROUP BY p "
-        "ON CONFLICT (peer) DO UPDATE "
-        "SET own_through = greatest(relay_peer_held.own_through, excluded.own_through)",
+        "SELECT DISTINCT ON (p) p, t FROM unnest($1::text[], $2::bigint[]) "
+        "WITH ORDINALITY AS h(p, t, n) ORDER BY p, n DESC "
+        "ON CONFLICT (peer) DO UPDATE SET own_through = excluded.own_through",
         text_array(h_peer), int_array(h_through));
   }
   for (std::size_t i = 0; i < a_peer.size(); ++i) {
@@ -231,6 +241,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   }
   if (!s_origin.empty()) {
     tx.exec_params(kInsertSettled, text_array(s_origin), int_array(s_first), int_array(s_last));
+    tx.exec_params(kLateInSettled, text_array(s_origin), int_array(s_first), int_array(s_last));
     fold_settled(tx);
   }
   // One NOTIFY per transaction wakes consumers; it is delivered at commit.
@@ -339,10 +350,10 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
 // (so a hole is never claimed as held), up to the first row that must stay:
 // younger than the retention, or an own event above $3 (what every
 // configured peer holds) that is not forced ($4), not past max_age ($5) or
-// a duress ($6).
+// of duress priority ($6).
 constexpr const char* kPrune = R"sql(
 WITH held AS (
-  SELECT l.origin, l.seq, l.stored_at, l.kind,
+  SELECT l.origin, l.seq, l.stored_at, l.priority,
          l.seq - coalesce(w.pruned_through, 0)
                - row_number() OVER (PARTITION BY l.origin ORDER BY l.seq) AS grp
   FROM relay_event_log l LEFT JOIN relay_watermarks w USING (origin)
@@ -354,7 +365,7 @@ cut AS (
   SELECT origin,
          coalesce(min(seq) FILTER (WHERE stored_at > now() - $1::interval
                                    OR (origin = $2 AND seq > $3 AND NOT $4
-                                       AND (kind = $6 OR stored_at > now() - $5::interval))) - 1,
+                                       AND (priority = $6 OR stored_at > now() - $5::interval))) - 1,
                   max(seq)) AS through
   FROM held WHERE grp = 0 GROUP BY origin),
 del AS (
@@ -381,7 +392,7 @@ constexpr const char* kLacking = R"sql(
 SELECT p.peer, min(l.seq), max(l.seq), count(*)
 FROM unnest($1::text[]) AS p(peer) LEFT JOIN relay_peer_held h USING (peer)
 JOIN relay_event_log l ON l.origin = $2 AND l.seq > coalesce(h.own_through, 0)
-WHERE l.stored_at <= now() - $3::interval AND (l.kind = $5 OR l.stored_at > now() - $4::interval)
+WHERE l.stored_at <= now() - $3::interval AND (l.priority = $5 OR l.stored_at > now() - $4::interval)
 GROUP BY p.peer ORDER BY p.peer
 )sql";
 
@@ -389,7 +400,9 @@ Pruned prune_log(pqxx::connection_base& conn, const std::string& self, const Pru
   pqxx::work tx(conn, "prune");
   auto seconds = [](std::chrono::seconds s) { return std::to_string(s.count()) + " seconds"; };
   const std::string interval = seconds(rules.retention);
-  const int duress = v1::KIND_DURESS;
+  // A duress, and an all-clear of one (it travels at its priority), stays
+  // until every peer has it, however old.
+  const int duress = v1::PRIORITY_DURESS;
   Pruned pruned;
   // Every own seq up to this one is stored at every configured peer.
   const auto everywhere =

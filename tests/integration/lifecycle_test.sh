@@ -143,6 +143,8 @@ case "$scenario" in
       wait_for "$node" "SELECT count(*) FROM message_queue WHERE origin = 'clinic-north' AND data->>'title' = 'Numbered twice'" 1 30
     done
     echo "conflict: the duress numbered twice reached hq and clinic-south under a fresh seq $(($(now_ms) - start)) ms after clinic-north started"
+    # The copy names the id it had, so that a consumer can tell.
+    wait_for hq "SELECT count(*) FROM message_queue WHERE data->>'title' = 'Numbered twice' AND data->'references' ? '$id'" 1
     # Under the seq, everyone holds what the mesh held, clinic-north included
     # (delivered there again, flagged: its consumers may have had it).
     for node in hq clinic-south; do

@@ -171,3 +171,25 @@ TEST_CASE("a range set merges, counts what is new, and erases a prefix") {
   CHECK_FALSE(r.contains(100));
   CHECK(r.contains(UINT64_MAX));
 }
+
+TEST_CASE("years of jumps never crowd an origin's newest events out of its summary") {
+  // 20 lives of an origin, each numbered in a block of its own after a jump
+  // that its origin settled: 20 void ranges, all below what is held now.
+  SeqSet s;
+  std::uint64_t seq = 0;
+  for (int life = 0; life < 20; ++life) {
+    const std::uint64_t block = seq + 1000;
+    s.settle_range(seq + 1, block - 1);
+    for (std::uint64_t i = 0; i < 10; ++i) s.add(block + i);
+    seq = block + 9;
+  }
+  REQUIRE(s.void_ranges().size() == 20);
+  const auto summary = summary_of(s);
+  CHECK(summary.highest() == seq);  // the newest are claimed
+  CHECK(summary.holes_size() == 4);  // only the most recent void ranges are wanted
+  CHECK_FALSE(relay::mesh::summary_contains(summary, seq - 10));  // the last jump's gap
+  CHECK(relay::mesh::summary_contains(summary, 500));             // an old one counts as held
+  CHECK(s.held_watermark() == 0);
+  CHECK(s.held(seq));
+  CHECK_FALSE(s.held(500));
+}

@@ -21,3 +21,12 @@ CREATE TABLE relay_peer_held (
   peer        text   PRIMARY KEY,
   own_through bigint NOT NULL DEFAULT 0
 );
+
+-- Own seqs found numbered twice and healed (docs/wire.md, "Numbering"):
+-- each is healed once, whatever comes back later (a restart, a peer still
+-- holding this node's version of it).
+CREATE TABLE relay_healed (
+  seq         bigint      PRIMARY KEY,
+  healed_at   timestamptz NOT NULL DEFAULT now(),
+  reissued_as bigint
+);
