@@ -180,8 +180,8 @@ Verdict judge(const Snapshot& s) {
     }
     if (!s.daemon->numbering.ready) {
       raise(v, L::degraded,
-            "numbering: asking peers what they hold of this node (a new node, or its database "
-            "or state directory was rebuilt); only duress and emergency alerts go out until then");
+            "numbering: asking peers what they hold of this node, as after every start (up to "
+            "2 s); only duress and emergency alerts go out until then");
     }
     if (!s.daemon->reload_refused.empty()) {
       raise(v, L::degraded,
