@@ -128,7 +128,9 @@ int main(int argc, char** argv) {
       "refused them; for systemctl reload)");
   std::string older_than;
   auto* prune_cmd = app.add_subcommand(
-      "prune", "prune the event log now, as retention does hourly (dedupe outlives it)");
+      "prune",
+      "prune the event log now, as retention does hourly (dedupe outlives it); own events a "
+      "peer has not stored are kept and named, exit 1, unless --force");
   prune_cmd->add_option("--older-than", older_than,
                         "prune what was stored longer ago than this, e.g. 0s (default: [store] "
                         "retention)");

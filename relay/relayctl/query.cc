@@ -185,10 +185,13 @@ int prune(const Config& config, std::chrono::milliseconds older_than, bool force
       kept.push_back({{"peer", k.peer}, {"first", self + ":" + std::to_string(k.first)},
                       {"last", self + ":" + std::to_string(k.last)}, {"count", k.count}});
     }
-    print_json({{"ok", pruned.kept.empty()},
+    Json doc = {{"ok", pruned.kept.empty()},
+                {"exit_code", pruned.kept.empty() ? kOk : kFailure},
                 {"rows", pruned.rows},
                 {"settled_through", settled},
-                {"kept", kept}});
+                {"kept", kept}};
+    if (!pruned.kept.empty()) doc["error"] = "own events a peer lacks were kept (--force prunes them)";
+    print_json(doc);
     return pruned.kept.empty() ? kOk : kFailure;
   }
   std::printf("pruned %zu log rows\n", pruned.rows);

@@ -176,6 +176,9 @@ case "$scenario" in
     fi
     grep -q "${id}.*clinic-south has not stored them" <<<"$out" ||
       fail "hq's refusal does not name the event and clinic-south: $out"
+    json=$(ctl hq --json prune --older-than 0s) && fail "prune --json exited 0: $json"
+    python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["ok"] is False and d["exit_code"] == 1 and any(k["peer"] == "clinic-south" for k in d["kept"]), d' "$json" ||
+      fail "prune --json does not say what it kept: $json"
     ctl clinic-north prune --older-than 0s >/dev/null || fail "clinic-north could not prune hq's events"
     [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'")" = 0 ] ||
       fail "clinic-north kept hq's events"
