@@ -117,10 +117,20 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
   in_read.reset();
   out_write.reset();
   // The row is small (relayd caps events near 1 KB) and fits the pipe
-  // buffer at once; a handler that exits without reading it gets EPIPE,
-  // which is ignored (SIGPIPE is ignored by relay-runner's main).
+  // buffer at once. A handler that exits without reading it (a program that
+  // does not exist) makes the write fail with EPIPE and raise SIGPIPE: held
+  // off for this thread and taken back here, so that it never kills the
+  // process, whatever the program's main does with SIGPIPE.
   ::fcntl(in_write.fd, F_SETFL, O_NONBLOCK);
+  sigset_t pipe_signal, before;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &before);
   (void)!::write(in_write.fd, row.data.data(), row.data.size());
+  const timespec now{0, 0};
+  while (::sigtimedwait(&pipe_signal, nullptr, &now) > 0) {
+  }
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   in_write.reset();
   ::fcntl(out_read.fd, F_SETFL, O_NONBLOCK);
 

@@ -174,9 +174,13 @@ int check_config(const std::string& file, bool offline, bool json) {
     std::printf("            %-32s %-24s groups: %s\n", peer.id.c_str(),
                 peer.address.to_string().c_str(), join(peer.groups, "none").c_str());
   }
-  std::printf("  store     %s, polling every %lld ms, keeping the log %lld days\n",
+  // Retention is an hour at least; said as the configuration says it.
+  const auto hours = std::chrono::duration_cast<std::chrono::hours>(config.store.retention).count();
+  const std::string kept =
+      hours % 24 == 0 ? std::to_string(hours / 24) + "d" : std::to_string(hours) + "h";
+  std::printf("  store     %s, polling every %lld ms, keeping the log %s\n",
               config.store.dsn.c_str(), static_cast<long long>(config.store.poll_interval.count()),
-              static_cast<long long>(config.store.retention.count() / 86'400'000));
+              kept.c_str());
   std::printf("  kick      listening on %s; waking consumers at: %s\n",
               config.kick.listen.to_string().c_str(), join(kick_addresses, "none").c_str());
   std::printf("  duress    default targets: %s\n", join(config.duress.targets, "none").c_str());

@@ -177,6 +177,11 @@ assert peers["clinic-north"]["state"] == "alive", peers["clinic-north"]' || fail
     mesh_init hq
     out=$(ctl hq check-config) || fail "check-config of a good configuration: $out"
     grep -q "reachable" <<<"$out" || fail "check-config did not reach the database: $out"
+    grep -q "keeping the log 30d" <<<"$out" || fail "check-config does not say the default retention: $out"
+    sed -i '/^\[store\]$/a retention = "1h"' "$mesh_dir/hq/relayd.toml"
+    out=$(ctl hq check-config --offline) || fail "check-config of retention = 1h: $out"
+    grep -q "keeping the log 1h" <<<"$out" || fail "check-config says a retention of 1h as: $out"
+    sed -i '/^retention = "1h"$/d' "$mesh_dir/hq/relayd.toml"
     hold_udp $((mesh_port[hq] + 1))
     if out=$(ctl hq check-config 2>&1); then fail "check-config missed a taken port"; fi
     grep -q "\[kick\] listen (UDP).*Address already in use" <<<"$out" || fail "the taken port is not named: $out"
