@@ -16,7 +16,7 @@ constexpr const char* kExitCodes =
     "Exit codes:\n"
     "  0  success\n"
     "  1  anything else (the database unreachable, the relay rejected the alert, ...)\n"
-    "  2  usage or configuration error (nothing was sent)\n"
+    "  2  usage or configuration error (a sending verb sent nothing)\n"
     "  3  --wait: the event was sent, but not every target confirmed in time\n"
     "  4  queued, not yet sent: relayd did not claim the outbox row in time\n"
     "With --json, stdout carries exactly one JSON document in every case, errors included\n"
@@ -217,8 +217,13 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n";
     return ctl::kUsage;
   } catch (const ctl::UsageError& e) {
-    if (json) print_failure(ctl::kUsage, e.what(), {{"state", "nothing sent"}});
-    std::cerr << "relayctl: " << e.what() << " (nothing was sent)\n";
+    // Only a verb that sends has something to say about what was sent.
+    const bool sending = send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed();
+    if (json) {
+      print_failure(ctl::kUsage, e.what(),
+                    sending ? ctl::Json{{"state", "nothing sent"}} : ctl::Json::object());
+    }
+    std::cerr << "relayctl: " << e.what() << (sending ? " (nothing was sent)" : "") << "\n";
     return ctl::kUsage;
   } catch (const ctl::Failure& e) {
     if (json) print_failure(e.code, e.what(), e.state);

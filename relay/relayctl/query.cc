@@ -2,6 +2,7 @@
 #include <httplib.h>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <thread>
@@ -144,6 +145,19 @@ int status(const Config& config, bool json) {
 
 int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
            bool json) {
+  // A filter that can match nothing is a mistake, said as send says one.
+  const bool known_origin =
+      origin.empty() || origin == config.node.id ||
+      std::any_of(config.peers.begin(), config.peers.end(),
+                  [&](const auto& p) { return p.id == origin; });
+  if (!known_origin) {
+    throw UsageError("--origin " + origin + ": not this node nor a configured peer");
+  }
+  if (!kind.empty() && kind != "notification" && kind != "duress" && kind != "all-clear" &&
+      kind != "test" && kind != "supervision") {
+    throw UsageError("--kind " + kind +
+                     ": expected notification, duress, all-clear, test or supervision");
+  }
   auto conn = connect(config);
   pqxx::read_transaction tx(*conn);
   // Kind is inside the signed bytes; filter it here, over a bounded scan.

@@ -191,6 +191,16 @@ assert peers["clinic-north"]["state"] == "alive", peers["clinic-north"]' || fail
     mesh_start hq
     out=$(ctl hq check-config) || fail "check-config refused the ports of its own running relayd: $out"
     grep -q "held by this node's running relayd" <<<"$out" || fail "$out"
+    # A filter that can match nothing is a usage error, as in send.
+    for filter in "--origin nowhere" "--kind bogus"; do
+      # shellcheck disable=SC2086
+      out=$(ctl hq events $filter 2>&1) && fail "events $filter exited 0: $out"
+      # shellcheck disable=SC2086
+      ctl hq events $filter >/dev/null 2>&1 || [ $? = 2 ] || fail "events $filter: exit not 2"
+      grep -q -- "${filter% *}" <<<"$out" || fail "events $filter does not name the option: $out"
+      grep -q "nothing was sent" <<<"$out" && fail "a read-only verb says nothing was sent: $out"
+    done
+    ctl hq events --origin hq --kind duress >/dev/null || fail "events with good filters failed"
     cp "$mesh_dir/hq/relayd.toml" "$mesh_dir/hq/good.toml"
     sed -i "s|^dsn = .*|dsn = \"host=$mesh_dir/nowhere user=postgres dbname=hq\"|" "$mesh_dir/hq/relayd.toml"
     if out=$(ctl hq check-config 2>&1); then fail "check-config accepted an unreachable database"; fi
