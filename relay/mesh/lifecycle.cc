@@ -211,8 +211,11 @@ void Node::replace_own(Time now, const EventPtr& mesh_version) {
   // The mesh holds its own event under this seq: that one is served and
   // acked from now on, and ours stops going out under it.
   const EventKey& key = mesh_version->key;
-  cache_.erase(key);
-  cache(mesh_version);
+  if (auto cached = cache_.find(key); cached != cache_.end()) {
+    cached->second = mesh_version;
+  } else {
+    cache(mesh_version);
+  }
   for (auto& peer : peers_) {
     if (auto f = peer.in_flight.find(key); f != peer.in_flight.end()) {
       peer.retry_at.erase({f->second.due, key});

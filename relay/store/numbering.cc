@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <pqxx/transaction>
-
 
 namespace relay::store {
 namespace {
@@ -60,7 +60,9 @@ void NumberingState::update(const mesh::Numbering& numbering) {
 
 void NumberingState::rewound() {
   std::lock_guard lock(mutex_);
-  numbering_.jump = true;
+  // The next seq jumps, even if the core's view (update) still says sure
+  // until it has taken the healing in.
+  jump_next_ = true;
   life_ = mesh::LifeNumbering{};
 }
 
@@ -71,20 +73,26 @@ bool NumberingState::ready() const {
 
 std::uint64_t NumberingState::allocate(std::uint64_t db_next, std::uint64_t count) {
   std::lock_guard lock(mutex_);
-  // Fresh entropy from the kernel: nothing a restore brings back decides it.
-  std::random_device entropy;
-  const std::uint64_t random = (std::uint64_t{entropy()} << 32) | entropy();
-  const std::uint64_t first = life_.first(db_next, high_water_, numbering_, random);
+  mesh::Numbering numbering = numbering_;
+  numbering.jump = numbering.jump || std::exchange(jump_next_, false);
+  // Fresh entropy from the kernel, drawn only when unsure: nothing a
+  // restore brings back decides it, and a sure claim costs no system call.
+  std::uint64_t random = 0;
+  if (numbering.jump) {
+    std::random_device entropy;
+    random = (std::uint64_t{entropy()} << 32) | entropy();
+  }
+  const std::uint64_t first = life_.first(db_next, high_water_, numbering, random);
   const std::uint64_t last = first + count - 1;
   dir_.write_counter(kFile, last);
-  if (first > std::max({db_next, high_water_ + 1, numbering_.floor + 1})) {
+  if (first > std::max({db_next, high_water_ + 1, numbering.floor + 1})) {
     spdlog::warn(
         "numbering: not every peer has said yet what it holds of this node (a restored or "
         "reverted machine cannot be told from a restart), so new events are numbered in a "
         "block of their own from seq {}; the seqs skipped are settled",
         first);
   }
-  life_.numbered(last, numbering_);
+  life_.numbered(last, numbering);
   high_water_ = last;
   return first;
 }

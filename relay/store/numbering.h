@@ -65,6 +65,7 @@ class NumberingState {
   std::uint64_t high_water_ = 0;
   mesh::Numbering numbering_;
   mesh::LifeNumbering life_;
+  bool jump_next_ = false;  // rewound(): the next allocation jumps
 };
 
 /// The highest own seq the database knows of: logged, pruned, settled or
