@@ -110,7 +110,7 @@ case "$scenario" in
     eventually page_has clinic-north / "$state.*full" || fail "the page does not say $state is full"
     code=$(curl -s -o "$mesh_dir/healthz" -w '%{http_code}' "http://127.0.0.1:$((mesh_port[clinic-north] + 2))/healthz")
     grep -q "$state.*full" "$mesh_dir/healthz" || fail "/healthz ($code) does not name $state: $(cat "$mesh_dir/healthz")"
-    page_has clinic-north /metrics "^relay_state_dir_full{path=\"$state\"} 1\$" ||
+    eventually page_has clinic-north /metrics "^relay_state_dir_full{path=\"$state\"} 1\$" ||
       fail "no metric relay_state_dir_full 1: $(status_page clinic-north /metrics | grep state_dir)"
     kill -0 "${mesh_pid[clinic-north]}" || fail "relayd died on a full disk"
     # Space again: the verdict clears.

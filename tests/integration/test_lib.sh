@@ -33,8 +33,10 @@ status_json() {
   status_page "$1" /api/status |
     python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))'
 }
-status_has() { status_json "$1" | grep -q -- "$2"; }
-page_has() { status_page "$1" "$2" | grep -q -- "$3"; }
+# The page is read whole before grep looks at it: grep -q leaves at the first
+# match, and under pipefail the writer's broken pipe would fail the check.
+status_has() { local out; out=$(status_json "$1") && grep -q -- "$2" <<<"$out"; }
+page_has() { local out; out=$(status_page "$1" "$2") && grep -q -- "$3" <<<"$out"; }
 # status_page NODE PATH: GET of the status server.
 status_page() { curl -s "http://127.0.0.1:$((mesh_port[$1] + 2))$2"; }
 
