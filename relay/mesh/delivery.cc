@@ -78,7 +78,8 @@ Duration Node::rto(const Peer& peer, const Event& event, int attempts) {
   const double backoff = std::ldexp(1.0, std::clamp(doublings, 0, 16));
   const double jitter = std::uniform_real_distribution<>(0.8, 1.2)(rng_);
   const auto d = std::chrono::duration_cast<Duration>(base * backoff * jitter);
-  return std::min<Duration>(d, tuning_.rto_cap);
+  return std::min<Duration>(
+      d, event.priority == v1::PRIORITY_DURESS ? tuning_.rto_cap_duress : tuning_.rto_cap);
 }
 
 void Node::acked(Time now, Peer& peer, const EventKey& key) {
@@ -149,11 +150,12 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
       ++stats_.duplicates;
       pending->second.ack_to.push_back(from.info.id);
       for (const auto& id : forward_to) pending->second.forward_to.push_back(id);
-    } else if (storing_.size() < tuning_.max_queue) {
+    } else if (storing_.size() < tuning_.max_queue || parsed.priority() >= v1::PRIORITY_DURESS) {
       store_event(make_event(body.events(i), parsed), from.info.id, forward_to);
     }
     // else the store is behind: take nothing more and ack nothing; the
-    // sender's retries bring it again (back-pressure, not loss).
+    // sender's retries bring it again (back-pressure, not loss). A duress
+    // is taken all the same: it must not wait for a retry behind a flood.
   }
 }
 

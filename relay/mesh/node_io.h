@@ -56,10 +56,13 @@ struct Tuning {
   /// long, and sends no report of its store, is degraded (its database is
   /// down, its disk full): back-pressure stops waiting for it.
   Duration degraded_after = std::chrono::seconds(20);
-  /// Retransmission timeout bounds: a duress event retries sooner.
+  /// Retransmission timeout bounds: a duress event retries sooner, and
+  /// backs off to once a second at most, so that one lost on a path that
+  /// carries a flood (or came back) never waits out a long backoff.
   Duration rto_floor = milliseconds(200);
   Duration rto_floor_duress = milliseconds(50);
   Duration rto_cap = std::chrono::seconds(10);
+  Duration rto_cap_duress = std::chrono::seconds(1);
   /// Events in flight (sent, unacked) per peer; the rest wait in priority order.
   /// Duress is never held back by it. `window` bounds a peer sent to
   /// unpaced (it sends no feedback); a paced peer's pacer keeps the queue

@@ -85,7 +85,10 @@ void Pacer::refill(Time now) {
 void Pacer::expire(Time now) {
   // Outstanding datagrams the peer never reported within the timeout are
   // lost (or the peer is gone): forget them, so that the window opens, at
-  // half the rate.
+  // half the rate. What the path carries is unknown from here on, so once
+  // feedback flows again the rate is found as at a first start, doubling
+  // per round trip: cruising up from the floor by a quarter every eight
+  // rounds took minutes after a 30 s cut (tests/sim/pacing_test.cc).
   if (sent_.empty()) return;
   const Duration timeout = std::max(tuning_.feedback_timeout, 4 * min_rtt());
   const Time since = std::max(last_feedback_, sent_.front().at);
@@ -94,8 +97,11 @@ void Pacer::expire(Time now) {
   in_flight_ = 0;
   rate_ = std::max(tuning_.min_rate, Rate::from_bytes_per_second(rate_.bytes_per_second() / 2));
   delivered_.fill(rate_);
-  if (mode_ == Mode::startup) mode_ = Mode::cruise;
-  gain_ = 1.0;
+  mode_ = Mode::startup;
+  gain_ = kStartupGain;
+  startup_best_ = Rate{};
+  startup_flat_ = 0;
+  congested_rounds_ = 0;
   last_feedback_ = now;
 }
 

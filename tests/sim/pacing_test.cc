@@ -239,3 +239,33 @@ TEST_CASE("dual paths: one of two blackholed costs a duress nothing") {
   CHECK(peer.paths_up[1]);
   CHECK(peer.best_path == 1);
 }
+
+TEST_CASE("a peer back from 30 s down is paced at the path's rate within seconds") {
+  // hq's events to a dead clinic get no feedback: its pacer backs off to the
+  // floor. When the clinic is back (restarted, or its path healed) the rate
+  // must be found again as at a first start, in round trips, not in the
+  // minutes that cruising up from the floor by a quarter every eight
+  // rounds took (the flood that collapsed to 181 events/s).
+  const Rate rate = Rate::from_kbit_per_second(10'000);
+  for (bool restarted : {true, false}) {
+    CAPTURE(restarted);
+    Cluster c(config(2, 37, shaped(rate, 20ms)));
+    c.run_for(3s);
+    for (int i = 0; i < 200; ++i) c.inject(0, v1::PRIORITY_BULK, {"clinic-1"});
+    c.run_for(5ms);
+    if (restarted) c.crash(1); else c.isolate(1);
+    for (int i = 0; i < 200; ++i) c.inject(0, v1::PRIORITY_BULK, {"clinic-1"});
+    c.run_for(30s);
+    if (restarted) c.restart(1); else c.heal(1);
+    c.run_for(2s);
+    const Time back = c.now();
+    std::vector<EventKey> after;
+    for (int i = 0; i < 2000; ++i) after.push_back(c.inject(0, v1::PRIORITY_BULK, {"clinic-1"}));
+    expect_converged(c, 300s);
+    Time done = back;
+    for (const auto& key : after) done = std::max(done, *c.stored_at(key, 1));
+    // 2,000 events of about 300 bytes: 0.5 s at 10 Mbit/s.
+    MESSAGE("2,000 bulk events after the return took ", ms(done - back) / 1000, " s");
+    CHECK(done - back < 5s);
+  }
+}
