@@ -27,6 +27,8 @@ struct StoreBatch {
     v1::Outcome outcome = v1::OUTCOME_DELIVERED;
     /// This node may have delivered it before its database was restored.
     bool redelivered = false;
+    /// The outbox row an own event was claimed from (0: none), logged with it.
+    std::int64_t outbox_id = 0;
     bool delivers() const {
       return target && (outcome == v1::OUTCOME_DELIVERED || outcome == v1::OUTCOME_DELIVERED_LATE);
     }

@@ -335,22 +335,8 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
 
   if (!events.empty()) {
     raise_all_clears(tx, events);
-    result.delivered = number_and_log(tx, config, key, numbering, events, true, result.events);
-    std::vector<std::int64_t> seqs;
-    for (const auto& e : result.events) seqs.push_back(static_cast<std::int64_t>(e->key.seq));
-    const auto logged = tx.exec_params(
-        "UPDATE relay_event_log l SET outbox_id = u.id "
-        "FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE l.origin = $3 AND l.seq = "
-        "u.seq RETURNING 1",
-        int_array(outbox_ids), int_array(seqs), config.node.id);
-    if (logged.size() != events.size()) {
-      // A seq already in the log (or settled): never send an event that
-      // is not in the log; the rows stay in the outbox.
-      throw std::runtime_error("claim: " + std::to_string(events.size() - logged.size()) + " of " +
-                               std::to_string(events.size()) + " new events were not logged (seq " +
-                               std::to_string(seqs.front()) +
-                               " already taken?); the outbox rows stay");
-    }
+    result.delivered =
+        number_and_log(tx, config, key, numbering, events, true, result.events, outbox_ids);
   }
   tx.commit();
   return result;
@@ -361,7 +347,7 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
 bool number_and_log(pqxx::transaction_base& tx, const Config& config,
                     const crypto::SigningKey& key, NumberingState* numbering,
                     std::vector<v1::Event>& events, bool deliver_here,
-                    std::vector<mesh::EventPtr>& out) {
+                    std::vector<mesh::EventPtr>& out, const std::vector<std::int64_t>& outbox_ids) {
   // The row lock on this node's sequence orders concurrent claimers; an
   // aborted claim rolls its increment back, so seqs have no gaps, unless
   // the numbering must jump (relay/store/numbering.h).
@@ -379,6 +365,7 @@ bool number_and_log(pqxx::transaction_base& tx, const Config& config,
   std::uint64_t next = numbering ? numbering->allocate(db_next, n) : db_next;
   tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,
                  next + n);
+  const std::uint64_t first = next;
   for (auto& e : events) e.set_seq(next++);
   const auto signed_events = sign(events, key);
   mesh::StoreBatch batch;
@@ -388,9 +375,20 @@ bool number_and_log(pqxx::transaction_base& tx, const Config& config,
         deliver_here && mesh::targets_node(*event, config.node.id, config.node.groups);
     if (here) batch.receipts.push_back({event->key, config.node.id, now_ms});
     batch.events.push_back({event, here});
+    if (i < outbox_ids.size()) batch.events.back().outbox_id = outbox_ids[i];
     out.push_back(std::move(event));
   }
-  return write_batch(tx, config.node.id, {batch}) > 0;
+  std::size_t logged = 0;
+  const bool delivered = write_batch(tx, config.node.id, {batch}, &logged) > 0;
+  if (logged != events.size()) {
+    // A seq already in the log (or settled): never send an event that is
+    // not in the log; the transaction rolls back, and claimed rows stay in
+    // the outbox.
+    throw std::runtime_error(std::to_string(events.size() - logged) + " of " +
+                             std::to_string(events.size()) + " new events were not logged (seq " +
+                             std::to_string(first) + " already taken?); the outbox rows stay");
+  }
+  return delivered;
 }
 
 ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,

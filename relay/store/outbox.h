@@ -51,12 +51,16 @@ void resolve_targets(relaymesh::v1::Event& event, const Config& config);
 /// emergency rows: what the relay still takes under back-pressure, or while
 /// its numbering is still learning from peers.
 /// Numbers `events` (NumberingState, else the database's sequence), signs
-/// and logs them in `tx`, delivered here too where this node is a target and
+/// and logs them in `tx` (each with its outbox row id, if `outbox_ids` is
+/// given), delivered here too where this node is a target and
 /// `deliver_here`; appends them to `out`; true if any was delivered here.
+/// Throws if a seq was in the log already: an event is never sent that is
+/// not in the log.
 bool number_and_log(pqxx::transaction_base& tx, const Config& config,
                     const crypto::SigningKey& key, NumberingState* numbering,
                     std::vector<relaymesh::v1::Event>& events, bool deliver_here,
-                    std::vector<mesh::EventPtr>& out);
+                    std::vector<mesh::EventPtr>& out,
+                    const std::vector<std::int64_t>& outbox_ids = {});
 
 /// An own seq was numbered twice (docs/wire.md, "Numbering"): the mesh holds
 /// `mesh_version` under own->key. Once per seq (relay_healed; an empty

@@ -41,9 +41,10 @@ std::size_t rows_of(const Job& job) {
 // (relay_settled) is new: stored, and remembered in relay_late.
 constexpr const char* kInsertEvents = R"sql(
 WITH ins AS (
-  INSERT INTO relay_event_log (origin, seq, priority, kind, signed)
-  SELECT o, s, p, k, decode(h, 'hex')
-  FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[]) AS t(o, s, p, k, h)
+  INSERT INTO relay_event_log (origin, seq, priority, kind, signed, outbox_id)
+  SELECT o, s, p, k, decode(h, 'hex'), nullif(b, 0)
+  FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::smallint[], $5::text[], $14::bigint[])
+       AS t(o, s, p, k, h, b)
   -- Pruned from the log is still held: never deliver it a second time.
   WHERE (NOT EXISTS (SELECT 1 FROM relay_watermarks w WHERE w.origin = t.o AND t.s <= w.pruned_through)
          OR EXISTS (SELECT 1 FROM relay_settled r WHERE r.origin = t.o AND t.s BETWEEN r.first AND r.last))
@@ -69,7 +70,7 @@ owed AS (
   FROM unnest($11::text[], $12::bigint[], $13::smallint[]) AS o(origin, seq, outcome)
   JOIN ins USING (origin, seq)
   ON CONFLICT DO NOTHING)
-SELECT count(*) FROM mq
+SELECT (SELECT count(*) FROM mq), (SELECT count(*) FROM ins)
 )sql";
 
 // Settled ranges, then every range that continues its origin's settled
@@ -117,9 +118,9 @@ void fold_settled(pqxx::transaction_base& tx) {
 }  // namespace
 
 std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
-                        const std::vector<mesh::StoreBatch>& batches) {
+                        const std::vector<mesh::StoreBatch>& batches, std::size_t* logged) {
   std::vector<std::string> origins, hex, q_type, q_data, q_origin, o_origin;
-  std::vector<std::int64_t> seqs, priorities, kinds, q_seq, q_priority, o_seq, o_outcome;
+  std::vector<std::int64_t> seqs, priorities, kinds, outbox_ids, q_seq, q_priority, o_seq, o_outcome;
   std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, a_reason, a_note, s_origin;
   std::vector<std::int64_t> r_seq, r_ms, r_outcome, c_seq, replicated, a_ms, s_first, s_last;
   std::vector<std::string> h_peer;
@@ -135,6 +136,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
       seqs.push_back(static_cast<std::int64_t>(e.key.seq));
       priorities.push_back(e.priority);
       kinds.push_back(parsed.kind());
+      outbox_ids.push_back(write.outbox_id);
       hex.push_back(to_hex(e.signed_event.SerializeAsString()));
       if (write.target && e.key.origin != self) {
         o_origin.push_back(e.key.origin);
@@ -181,13 +183,16 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   }
 
   std::size_t delivered = 0;
+  if (logged != nullptr) *logged = 0;
   if (!origins.empty()) {
-    delivered =
+    const auto counts =
         tx.exec_params1(kInsertEvents, text_array(origins), int_array(seqs), int_array(priorities),
                         int_array(kinds), text_array(hex), text_array(q_type), text_array(q_data),
                         text_array(q_origin), int_array(q_seq), int_array(q_priority),
-                        text_array(o_origin), int_array(o_seq), int_array(o_outcome))[0]
-            .as<std::size_t>();
+                        text_array(o_origin), int_array(o_seq), int_array(o_outcome),
+                        int_array(outbox_ids));
+    delivered = counts[0].as<std::size_t>();
+    if (logged != nullptr) *logged = counts[1].as<std::size_t>();
   }
   if (!r_origin.empty()) {
     tx.exec_params(

@@ -66,9 +66,11 @@ class PgStore final : public mesh::Store {
 };
 
 /// Writes one merged batch in the given transaction; returns the number of
-/// message_queue rows inserted. Exposed for tests and the benchmark.
+/// message_queue rows inserted, and sets `logged` (if given) to the number of
+/// events new to the log. Exposed for tests and the benchmark.
 std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
-                        const std::vector<mesh::StoreBatch>& batches);
+                        const std::vector<mesh::StoreBatch>& batches,
+                        std::size_t* logged = nullptr);
 
 /// Reads the events with these keys from the log.
 std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
