@@ -93,9 +93,12 @@ void Node::acked(Time now, Peer& peer, const EventKey& key) {
     return;
   }
   peer.last_ack = now;
+  // Urgent events are stored on a lane of their own, ahead of the rest.
+  if (it->second.event->priority < v1::PRIORITY_EMERGENCY)
+    peer.acked_sent = std::max(peer.acked_sent, it->second.sent);
   // Karn: only a datagram sent once gives an unambiguous sample.
   if (it->second.attempts == 1) peer.rtt.sample(now - it->second.sent);
-  peer.retry_at.erase({it->second.due, key});
+  peer.retry_at.erase({it->second.event->priority, it->second.due, key});
   peer.in_flight.erase(it);
   if (key.origin == self_) {
     if (auto u = unreplicated_.find(key); u != unreplicated_.end()) {

@@ -218,7 +218,7 @@ void Node::replace_own(Time now, const EventPtr& mesh_version) {
   }
   for (auto& peer : peers_) {
     if (auto f = peer.in_flight.find(key); f != peer.in_flight.end()) {
-      peer.retry_at.erase({f->second.due, key});
+      peer.retry_at.erase({f->second.event->priority, f->second.due, key});
       peer.in_flight.erase(f);
     }
     if (auto q = peer.queued_events.find(key); q != peer.queued_events.end()) {

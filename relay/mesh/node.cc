@@ -490,6 +490,33 @@ void Node::commit_batch() {
     committing_[alarms.ticket] = alarms;
     store_.persist(std::move(alarms));
   }
+  // Duress and emergency events commit apart too, on the urgent lane: no
+  // bulk rides along ahead of them, and no bulk is acked there ahead of
+  // bulk that came before it and waits on the other lane (which would have
+  // the sender presume that lost: presumed_lost()).
+  if (batch_.priority >= v1::PRIORITY_EMERGENCY) {
+    StoreBatch urgent;
+    std::vector<StoreBatch::Write> rest;
+    for (auto& write : batch_.events) {
+      if (write.event->priority >= v1::PRIORITY_EMERGENCY) {
+        urgent.priority = std::max(urgent.priority, write.event->priority);
+        urgent.events.push_back(std::move(write));
+      } else {
+        rest.push_back(std::move(write));
+      }
+    }
+    batch_.events = std::move(rest);
+    batch_.priority = v1::PRIORITY_BULK;
+    for (const auto& write : batch_.events)
+      batch_.priority = std::max(batch_.priority, write.event->priority);
+    urgent.ticket = next_ticket_++;
+    committing_[urgent.ticket] = urgent;
+    store_.persist(std::move(urgent));
+    if (batch_.empty()) {
+      batch_ = StoreBatch{};
+      return;
+    }
+  }
   batch_.ticket = next_ticket_++;
   if (!batch_receipt_via_.empty()) receipt_via_[batch_.ticket] = std::move(batch_receipt_via_);
   batch_receipt_via_.clear();

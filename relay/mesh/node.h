@@ -97,6 +97,20 @@ class Node {
     int attempts = 0;
     Time first_sent{};
   };
+  // A retry timer of an event in flight. Ordered most urgent first, then
+  // soonest: transmit finds the most urgent due retry without looking at
+  // the others (a flood's thousands of due retries once cost every call a
+  // sort of all of them, and the network thread fell behind for minutes).
+  struct Due {
+    int priority;
+    Time at;
+    EventKey key;
+    bool operator<(const Due& o) const {
+      if (priority != o.priority) return priority > o.priority;
+      if (at != o.at) return at < o.at;
+      return key < o.key;
+    }
+  };
   struct Queued {
     int priority;
     EventKey key;
@@ -119,11 +133,16 @@ class Node {
     std::size_t best_path = 0;
     bool urgent_acks = false;  // acks owed include a duress: on every live path
     std::map<EventKey, Flight> in_flight;
-    std::set<std::pair<Time, EventKey>> retry_at;
+    std::set<Due> retry_at;
     std::set<Queued> queue;
     std::map<EventKey, EventPtr> queued_events;
     std::map<std::string, std::vector<std::uint64_t>> acks_owed;
     Time last_confirmed{};
+    // The latest send of anything below emergency it acked (urgent events
+    // are stored on a lane of their own): what was sent before and is
+    // still unacked is presumed lost (its retry goes at its timer), what was
+    // sent after may still wait in its store (presumed_lost()).
+    Time acked_sent{};
     Time next_probe{};
     std::optional<std::pair<std::uint64_t, Time>> probe;  // nonce, sent
     bool probe_answered = false;
@@ -188,6 +207,14 @@ class Node {
   void transmit(Time now, Peer& peer);
   void send_duress(Time now, Peer& peer, const std::vector<EventPtr>& events, bool first);
   EventPtr retry(Time now, Peer& peer, const EventKey& key);
+  /// Puts `event` in flight to `peer` now, with its retry timer.
+  void start_flight(Time now, Peer& peer, const EventPtr& event);
+  /// Moves the retry timer of `flight` (of `key`) to `at`.
+  void set_due(Peer& peer, const EventKey& key, Flight& flight, Time at);
+  /// The most urgent retry due at `now` (the soonest among equals), if any.
+  static const Due* first_due(const Peer& peer, Time now);
+  /// Whether `flight`, whose timer ran out, goes again (pacing.cc).
+  bool presumed_lost(Time now, const Peer& peer, const Flight& flight) const;
   void handle_feedback(Time now, Peer& from, const v1::Feedback& feedback);
   void flush_feedback(Time now, Peer& peer);
   PathSet live_paths(Time now, const Peer& peer) const;

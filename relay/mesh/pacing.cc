@@ -19,12 +19,9 @@ EventPtr Node::retry(Time now, Peer& peer, const EventKey& key) {
   auto it = peer.in_flight.find(key);
   if (it == peer.in_flight.end()) return nullptr;
   Flight& flight = it->second;
-  peer.retry_at.erase({flight.due, key});
   ++flight.attempts;
   flight.sent = now;
-  flight.due = now + rto(peer, *flight.event, flight.attempts);
-  peer.retry_at.emplace(flight.due, key);
-  wake(peer, flight.due);
+  set_due(peer, key, flight, now + rto(peer, *flight.event, flight.attempts));
   ++stats_.retransmissions;
   // Path diversity: the direct path keeps failing, so ask another live
   // peer to deliver it too. Its own retries then cover this hop.
@@ -37,25 +34,53 @@ EventPtr Node::retry(Time now, Peer& peer, const EventKey& key) {
   return flight.event;
 }
 
-void Node::transmit(Time now, Peer& peer) {
-  // Retries due, most urgent first (older first within a priority).
-  std::vector<EventKey> due;
-  for (auto it = peer.retry_at.begin(); it != peer.retry_at.end() && it->first <= now; ++it) {
-    due.push_back(it->second);
-  }
-  auto priority_of = [&](const EventKey& key) {
-    auto it = peer.in_flight.find(key);
-    return it == peer.in_flight.end() ? -1 : static_cast<int>(it->second.event->priority);
-  };
-  std::stable_sort(due.begin(), due.end(), [&](const EventKey& a, const EventKey& b) {
-    return priority_of(a) > priority_of(b);
-  });
+void Node::start_flight(Time now, Peer& peer, const EventPtr& event) {
+  auto [it, added] = peer.in_flight.emplace(event->key, Flight{event, now, {}, 1, now});
+  if (added) set_due(peer, event->key, it->second, now + rto(peer, *event, 1));
+}
 
-  // A duress never waits for the pacer, the window or anything queued.
+void Node::set_due(Peer& peer, const EventKey& key, Flight& flight, Time at) {
+  const int priority = flight.event->priority;
+  peer.retry_at.erase({priority, flight.due, key});
+  flight.due = at;
+  peer.retry_at.insert({priority, at, key});
+  wake(peer, at);
+}
+
+bool Node::presumed_lost(Time now, const Peer& peer, const Flight& flight) const {
+  // Acks come once an event is durable, so a peer whose database is the
+  // bottleneck of a flood acks late, in the order events came. Its timer
+  // ran out, but while that peer acks events sent after this one, it was
+  // lost; while it acks only earlier ones, it is most likely still waiting
+  // in its store, and another copy would only add to the queue (a flood
+  // once went four times over, and the receiving node's CPU went to
+  // deduplicating it). With no ack for a timeout, the path or the peer may
+  // be gone: it goes again, backing off (rto()). Duress and emergency
+  // events are stored on a lane of their own, never behind a flood: they
+  // always go.
+  if (flight.event->priority >= v1::PRIORITY_EMERGENCY) return true;
+  if (flight.sent < peer.acked_sent) return true;
+  return now - peer.last_ack >= peer.rtt.rto(tuning_.rto_floor, tuning_.rto_cap);
+}
+
+const Node::Due* Node::first_due(const Peer& peer, Time now) {
+  // The soonest of each priority, most urgent first: at most one look per
+  // priority, however many retries are due.
+  auto it = peer.retry_at.begin();
+  while (it != peer.retry_at.end()) {
+    if (it->at <= now) return &*it;
+    it = peer.retry_at.lower_bound({it->priority - 1, Time::min(), EventKey{}});
+  }
+  return nullptr;
+}
+
+void Node::transmit(Time now, Peer& peer) {
+  // A duress never waits for the pacer, the window or anything queued:
+  // its retries due, then the new ones.
   std::vector<EventPtr> duress_retries;
-  std::size_t next_due = 0;
-  for (; next_due < due.size() && priority_of(due[next_due]) >= v1::PRIORITY_DURESS; ++next_due) {
-    if (EventPtr e = retry(now, peer, due[next_due])) duress_retries.push_back(e);
+  for (const Due* due = first_due(peer, now); due != nullptr && due->priority >= v1::PRIORITY_DURESS;
+       due = first_due(peer, now)) {
+    duress_retries.push_back(retry(now, peer, EventKey{due->key}));
   }
   if (!duress_retries.empty()) send_duress(now, peer, duress_retries, false);
   std::vector<EventPtr> duress_new;
@@ -63,10 +88,7 @@ void Node::transmit(Time now, Peer& peer) {
     const Queued next = *peer.queue.begin();
     peer.queue.erase(peer.queue.begin());
     EventPtr event = peer.queued_events.extract(next.key).mapped();
-    Flight flight{event, now, now + rto(peer, *event, 1), 1, now};
-    peer.retry_at.emplace(flight.due, next.key);
-    wake(peer, flight.due);
-    peer.in_flight.emplace(next.key, std::move(flight));
+    start_flight(now, peer, event);
     duress_new.push_back(std::move(event));
   }
   if (!duress_new.empty()) send_duress(now, peer, duress_new, true);
@@ -75,14 +97,14 @@ void Node::transmit(Time now, Peer& peer) {
   // queued events merged by priority, a retry first among equals.
   const std::size_t budget = tuning_.max_body - kEventsFraming;
   const std::size_t window = peer.pacer.paced() ? tuning_.paced_window : tuning_.window;
+  // The next event to go: a retry due (true), a queued one (false), none.
   auto next_is_retry = [&]() -> std::optional<bool> {
-    while (next_due < due.size() && !peer.in_flight.contains(due[next_due])) ++next_due;
-    const bool has_retry = next_due < due.size();
+    const Due* due = first_due(peer, now);
     const bool has_new = !peer.queue.empty() && peer.in_flight.size() < window;
-    if (!has_retry && !has_new) return std::nullopt;
+    if (due == nullptr && !has_new) return std::nullopt;
     if (!has_new) return true;
-    if (!has_retry) return false;
-    return priority_of(due[next_due]) >= peer.queue.begin()->priority;
+    if (due == nullptr) return false;
+    return due->priority >= peer.queue.begin()->priority;
   };
   while (next_is_retry() && peer.pacer.ready(now)) {
     v1::Datagram d;
@@ -90,19 +112,21 @@ void Node::transmit(Time now, Peer& peer) {
     while (auto retry_first = next_is_retry()) {
       EventPtr event;
       if (*retry_first) {
-        auto it = peer.in_flight.find(due[next_due]);
-        if (used + it->second.event->wire_size + kPerEventFraming > budget && used > 0) break;
-        event = retry(now, peer, due[next_due++]);
+        const EventKey key = first_due(peer, now)->key;
+        Flight& flight = peer.in_flight.at(key);
+        if (!presumed_lost(now, peer, flight)) {
+          set_due(peer, key, flight, now + rto(peer, *flight.event, flight.attempts));
+          continue;
+        }
+        if (used + flight.event->wire_size + kPerEventFraming > budget && used > 0) break;
+        event = retry(now, peer, key);
       } else {
         const Queued next = *peer.queue.begin();
         const EventPtr& queued = peer.queued_events.at(next.key);
         if (used + queued->wire_size + kPerEventFraming > budget && used > 0) break;
         peer.queue.erase(peer.queue.begin());
         event = peer.queued_events.extract(next.key).mapped();
-        Flight flight{event, now, now + rto(peer, *event, 1), 1, now};
-        peer.retry_at.emplace(flight.due, next.key);
-        wake(peer, flight.due);
-        peer.in_flight.emplace(next.key, std::move(flight));
+        start_flight(now, peer, event);
       }
       *d.mutable_events()->add_events() = event->signed_event;
       used += event->wire_size + kPerEventFraming;
@@ -145,9 +169,7 @@ void Node::hurry_urgent(Time now, Peer& peer) {
 void Node::resend_soon(Time now, Peer& peer, const EventKey& key) {
   auto it = peer.in_flight.find(key);
   if (it == peer.in_flight.end() || it->second.due <= now) return;
-  peer.retry_at.erase({it->second.due, key});
-  it->second.due = now;
-  peer.retry_at.emplace(now, key);
+  set_due(peer, key, it->second, now);
   dirty_.insert(index_of(peer));
 }
 

@@ -1,6 +1,7 @@
 #include "relay/sim/cluster.h"
 
 #include <algorithm>
+#include <array>
 
 namespace relay::sim {
 namespace {
@@ -28,6 +29,9 @@ struct Cluster::Slot final : Transport {
   bool store_down = false;
   bool refuse_alarms = false;    // batches with alarm changes are refused
   std::vector<StoreBatch> held;  // batches waiting for the database
+  // With a store rate: when the last batch of each lane commits (urgent,
+  // bulk: relay/store/pg_store.h).
+  std::array<Time, 2> store_busy_until{};
 
   std::uint64_t send(const std::string& peer, const v1::Datagram& body, PathSet paths) override {
     return cluster->route(index, peer, body, paths);
@@ -357,7 +361,21 @@ void Cluster::settle(std::size_t i) {
   std::vector<StoreBatch> committing;
   if (!slot.store_down) committing = std::exchange(slot.held, {});
   for (auto& batch : committing) {
-    schedule(now_ + config_.commit_latency, [this, i, incarnation, batch = std::move(batch)] {
+    // With a store rate, the batches of a lane commit one after another,
+    // each taking its events' time at that rate (a database that keeps up
+    // with only so much), duress and emergency on a lane of their own as
+    // PgStore does: else each after commit_latency, side by side.
+    Time commit_at = now_ + config_.commit_latency;
+    if (config_.store_events_per_second > 0) {
+      const bool urgent = batch.priority >= v1::PRIORITY_EMERGENCY || !batch.alarms.empty();
+      Time& busy = slot.store_busy_until[urgent ? 0 : 1];
+      const double seconds =
+          static_cast<double>(batch.events.size()) / config_.store_events_per_second;
+      commit_at = std::max(commit_at, busy + std::chrono::duration_cast<Duration>(
+                                                 std::chrono::duration<double>(seconds)));
+      busy = commit_at;
+    }
+    schedule(commit_at, [this, i, incarnation, batch = std::move(batch)] {
       Slot& s = *slots_[i];
       if (s.incarnation != incarnation || !s.node) return;  // crashed before COMMIT
       if (s.refuse_alarms && !batch.alarms.empty()) {

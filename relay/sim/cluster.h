@@ -39,6 +39,9 @@ struct SimConfig {
   Tuning tuning;
   Duration commit_latency = milliseconds(2);
   Duration load_latency = milliseconds(1);
+  /// Events a node's database stores per second (0: no limit): batches then
+  /// commit one after another, as a receiving node's PostgreSQL does.
+  double store_events_per_second = 0;
 };
 
 /// One event injected at an origin, with when it became durable there.
