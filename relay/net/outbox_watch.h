@@ -25,8 +25,10 @@ struct OutboxOptions {
   Endpoint kick;
   /// The fallback poll, jittered by up to a quarter either way.
   std::chrono::milliseconds poll_interval{1000};
-  /// Rows per claim; a full claim is followed by another at once.
-  std::size_t batch = 256;
+  /// Rows per claim; a full claim is followed by another at once. A duress
+  /// inserted during a flood waits for the claim under way: 64 rows take
+  /// about 12 ms here, 256 about 45 ms (docs/benchmarks.md).
+  std::size_t batch = 64;
   /// LISTEN on channel "outbox" (tests turn it off to prove the poll alone).
   bool listen = true;
   /// Where own numbering stands; claims number above its high-water mark
