@@ -134,7 +134,12 @@ void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
 }
 
 void Node::confirmed(Time now, Peer& peer) {
-  if (suspect(now, peer) && !peer.down) hurry_urgent(now, peer);
+  if (suspect(now, peer)) {
+    // Back from a silence: its pacer backed off to probing a dead path,
+    // and what the path carries now is learned afresh, from the start.
+    peer.pacer.reset(now);
+    if (!peer.down) hurry_urgent(now, peer);
+  }
   peer.last_confirmed = now;
   // Learning own numbering: a peer just heard from for the first time is
   // asked at once, not at the next learning round.

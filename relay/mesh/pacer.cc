@@ -47,7 +47,7 @@ void Pacer::reset(Time now) {
 }
 
 bool Pacer::paced() const {
-  return tuning_.enabled && !legacy_;
+  return tuning_.enabled;
 }
 
 Rate Pacer::delivery_rate() const {
@@ -95,8 +95,12 @@ void Pacer::expire(Time now) {
   if (now - since < timeout) return;
   sent_.clear();
   in_flight_ = 0;
-  rate_ = std::max(tuning_.min_rate, Rate::from_bytes_per_second(rate_.bytes_per_second() / 2));
-  delivered_.fill(rate_);
+  // Again with no feedback since the last timeout: the path is cut or the
+  // peer gone, and what goes is a probe; backed off below the floor.
+  const Rate floor = silent_ ? tuning_.silent_rate : tuning_.min_rate;
+  silent_ = true;
+  rate_ = std::max(floor, Rate::from_bytes_per_second(rate_.bytes_per_second() / 2));
+  delivered_.fill(std::max(rate_, tuning_.min_rate));
   mode_ = Mode::startup;
   gain_ = kStartupGain;
   startup_best_ = Rate{};
@@ -129,12 +133,7 @@ void Pacer::on_sent(Time now, std::uint64_t counter, std::size_t bytes, Kind kin
   tokens_ =
       std::max(tokens_ - static_cast<double>(bytes), -rate_.bytes_in(std::chrono::seconds(1)));
   if (kind == Kind::control || counter == 0 || counter <= last_counter_) return;
-  if (sent_count_++ == 0) first_sent_ = now;
   last_counter_ = counter;
-  if (!feedback_seen_ && sent_count_ >= tuning_.legacy_after &&
-      now - first_sent_ >= tuning_.legacy_grace) {
-    legacy_ = true;
-  }
   expire(now);
   if (!paced()) return;
   if (kind == Kind::paced || kind == Kind::paced_last) round_paced_ = true;
@@ -150,12 +149,16 @@ void Pacer::on_feedback(Time now, const v1::Feedback& feedback) {
     if (feedback_seen_ && feedback.received() + 16 > received_ / 2 && feedback.received() > 16)
       return;
     feedback_seen_ = true;
-    legacy_ = false;
     received_ = feedback.received();
     bytes_ = feedback.bytes();
     start_round(now);
   }
   last_feedback_ = now;
+  if (silent_) {
+    // Feedback again after a silence: not below the floor any more.
+    silent_ = false;
+    rate_ = std::max(rate_, tuning_.min_rate);
+  }
   // Everything up to the largest counter it reports is resolved: arrived,
   // or lost on the way.
   std::uint64_t resolved = 0;

@@ -53,10 +53,11 @@ struct PacerTuning {
   /// Datagrams outstanding with no feedback for this long (at least four
   /// round trips) count as lost, and the rate halves.
   Duration feedback_timeout = milliseconds(1000);
-  /// A peer that has never sent feedback after this many datagrams and
-  /// `legacy_grace` (a build before pacing) is sent to unpaced.
-  std::uint64_t legacy_after = 64;
-  Duration legacy_grace = std::chrono::seconds(5);
+  /// While no feedback comes back at all (the path is cut, the peer gone),
+  /// each timeout keeps halving the rate below `min_rate` down to this:
+  /// one datagram every 8 s probes a dead path, and a path that is back
+  /// starts afresh (reset()) once the peer answers a probe.
+  Rate silent_rate = Rate::from_bytes_per_second(150);
 };
 
 /// Per-peer pacing and congestion control, rate-based in BBR's manner with
@@ -97,8 +98,7 @@ class Pacer {
   /// Forgets what it learned (another path, the peer restarted).
   void reset(Time now);
 
-  /// False while the peer sends no feedback (a build before pacing, or
-  /// nothing reaches it): then ready() is always true.
+  /// False when pacing is turned off: then ready() is always true.
   bool paced() const;
   Rate rate() const { return rate_; }
   /// The highest rate the path delivered over the last rounds.
@@ -140,10 +140,8 @@ class Pacer {
   std::deque<Sent> sent_;
   std::size_t in_flight_ = 0;
   std::uint64_t last_counter_ = 0;
-  std::uint64_t sent_count_ = 0;
-  Time first_sent_{};
   bool feedback_seen_ = false;
-  bool legacy_ = false;  // no feedback ever: sent to unpaced
+  bool silent_ = false;  // timed out with no feedback since: below min_rate
   Time last_feedback_{};
   // Cumulative figures from the peer's last feedback, and datagrams of ours
   // resolved (covered by its `largest`) so far.

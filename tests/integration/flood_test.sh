@@ -13,8 +13,10 @@ scenario=${1:?usage: flood_test.sh flood|cut}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
+# A table of this run's own: tests run side by side.
+table=relaymesh_flood_$$
 finish() {
-  nft delete table inet relaymesh_flood_test 2>/dev/null || true
+  [ "$scenario" != cut ] || nft delete table inet "$table" 2>/dev/null || true
   mesh_cleanup
 }
 trap finish EXIT
@@ -36,7 +38,7 @@ if [ "$scenario" = cut ]; then
   bulk 100 before
   wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'title' = 'before'" 100
   nft -f - <<EOF
-table inet relaymesh_flood_test {
+table inet $table {
   chain input {
     type filter hook input priority 0;
     udp dport $port drop
@@ -46,7 +48,7 @@ table inet relaymesh_flood_test {
 EOF
   bulk 100 during
   sleep 20
-  nft delete table inet relaymesh_flood_test
+  nft delete table inet "$table"
   wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'title' = 'during'" 100 30
 fi
 

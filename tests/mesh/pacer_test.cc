@@ -131,21 +131,33 @@ TEST_CASE("no feedback: the window closes, the timeout halves the rate and reope
   CHECK(pacer.rate().bytes_per_second() <= before.bytes_per_second() / 2 + 1);
 }
 
-TEST_CASE("a peer that never sends feedback is sent to unpaced after a grace") {
-  Pacer pacer;
+TEST_CASE("a peer that sends no feedback at all is probed ever more slowly, then found afresh") {
+  // A cut path: every timeout halves the rate, past the floor that holds
+  // while feedback flows, down to one datagram every 8 s. (All builds that
+  // can open a session send feedback: there is no unpaced peer any more.)
+  PacerTuning tuning;
+  Pacer pacer(tuning);
   Time now{};
-  for (std::uint64_t c = 1; c <= 100; ++c) {
-    pacer.on_sent(now, c, 1200, Pacer::Kind::paced);
-    now += 100ms;
+  std::uint64_t counter = 0;
+  int sent = 0;
+  for (int i = 0; i < 60'000; ++i) {  // 60 s in steps of 1 ms
+    while (pacer.ready(now)) {
+      pacer.on_sent(now, ++counter, 1200, Pacer::Kind::paced);
+      ++sent;
+    }
+    now += 1ms;
   }
-  CHECK_FALSE(pacer.paced());
-  CHECK(pacer.ready(now));
-  v1::Feedback f;
-  f.set_largest(100);
-  f.set_received(100);
-  f.set_bytes(120'000);
-  pacer.on_feedback(now, f);
   CHECK(pacer.paced());
+  CHECK(pacer.rate() == tuning.silent_rate);
+  MESSAGE(sent, " datagrams in 60 s into a cut path");
+  CHECK(sent < 400);
+  // Feedback again: the rate is back at the floor at once, and grows.
+  v1::Feedback f;
+  f.set_largest(counter);
+  f.set_received(1);
+  f.set_bytes(1200);
+  pacer.on_feedback(now, f);
+  CHECK(pacer.rate() >= tuning.min_rate);
 }
 
 TEST_CASE("feedback is owed after a few datagrams or a short delay") {

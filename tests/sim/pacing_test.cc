@@ -306,3 +306,37 @@ TEST_CASE("a receiver whose database stores 5,000 events/s: a 20,000 flood is no
   CHECK(drained - start < 8s);
   CHECK(duress_latency < 500ms);
 }
+
+TEST_CASE("a cut peer is probed with backoff, not flooded") {
+  // Both of clinic-1's paths blackholed for 45 s with bulk queued and a
+  // duress outstanding: hq keeps trying (the duress must get through the
+  // moment a path is back), but at a backed-off pace, not hundreds of
+  // datagrams a second (25,700 in 45 s once, on two dead paths).
+  SimConfig sc = config(3, 39, LinkFaults{});
+  sc.paths = 2;
+  Cluster c(sc);
+  c.run_for(3s);
+  for (std::size_t path : {0, 1}) {
+    c.block_path(0, 1, path);
+    c.block_path(1, 0, path);
+  }
+  for (int i = 0; i < 2000; ++i) c.inject(0, v1::PRIORITY_BULK, {"clinic-1"});
+  const auto duress = c.inject(0, v1::PRIORITY_DURESS, {"clinic-1"});
+  c.block(2, 1);  // no way around either
+  c.block(1, 2);
+  const auto before = c.stats().dropped;
+  c.run_for(45s);
+  const auto into_the_cut = c.stats().dropped - before;
+  MESSAGE("datagrams dropped on the cut paths in 45 s: ", into_the_cut);
+  CHECK(into_the_cut < 1000);
+  for (std::size_t path : {0, 1}) {
+    c.unblock_path(0, 1, path);
+    c.unblock_path(1, 0, path);
+  }
+  c.unblock(2, 1);
+  c.unblock(1, 2);
+  const Time healed = c.now();
+  expect_converged(c, 120s);
+  MESSAGE("the duress arrived ", ms(*c.stored_at(duress, 1) - healed), " ms after the heal");
+  CHECK(*c.stored_at(duress, 1) - healed < 3s);
+}
