@@ -134,12 +134,12 @@ void Node::handle_probe_ack(Time now, Peer& from, const v1::ProbeAck& ack) {
 }
 
 void Node::confirmed(Time now, Peer& peer) {
-  if (suspect(now, peer)) {
-    // Back from a silence: its pacer backed off to probing a dead path,
-    // and what the path carries now is learned afresh, from the start.
-    peer.pacer.reset(now);
-    if (!peer.down) hurry_urgent(now, peer);
-  }
+  // Back from a silence in which nothing it was sent came back: its pacer
+  // backed off to probing a dead path, and what the path carries now is
+  // learned afresh, from the start. (A peer only slow to answer behind a
+  // full link still sends feedback, and keeps its pacer.)
+  if (peer.pacer.silent()) peer.pacer.reset(now);
+  if (suspect(now, peer) && !peer.down) hurry_urgent(now, peer);
   peer.last_confirmed = now;
   // Learning own numbering: a peer just heard from for the first time is
   // asked at once, not at the next learning round.

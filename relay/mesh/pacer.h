@@ -103,12 +103,15 @@ class Pacer {
   Rate rate() const { return rate_; }
   /// The highest rate the path delivered over the last rounds.
   Rate delivery_rate() const;
-  /// The smallest round trip seen lately (zero before any feedback).
+  /// The smallest round trip seen (zero before any feedback); a queue that
+  /// stays above the target for 16 rounds is taken for a longer path.
   Duration min_rtt() const { return has_min_rtt_ ? min_rtt_ : Duration{}; }
   /// Queueing delay at the bottleneck in the last round.
   Duration queue_delay() const { return queue_delay_; }
   /// Bytes sent and not yet covered by feedback.
   std::size_t in_flight() const { return in_flight_; }
+  /// Timed out with no feedback since: probing what may be a dead path.
+  bool silent() const { return silent_; }
 
  private:
   struct Sent {
@@ -162,7 +165,6 @@ class Pacer {
   // Estimates.
   bool has_min_rtt_ = false;
   Duration min_rtt_{};
-  Time min_rtt_at_{};
   Duration queue_delay_{};
   std::array<Rate, kRounds> delivered_{};
   std::size_t delivered_next_ = 0;
