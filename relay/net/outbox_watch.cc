@@ -37,6 +37,10 @@ OutboxWatch::~OutboxWatch() {
 void OutboxWatch::start() {
   const asio::ip::udp::endpoint at(asio::ip::make_address(options_.kick.host), options_.kick.port);
   kick_socket_.open(at.protocol());
+  // Kicks are hints, but a burst of them should not overflow the kernel's
+  // default buffer (208 KiB lost kicks from 300 senders at 100/s each,
+  // scripts/bench-seed); the kernel caps it at net.core.rmem_max.
+  kick_socket_.set_option(asio::socket_base::receive_buffer_size(1 << 20));
   try {
     kick_socket_.bind(at);
   } catch (const std::system_error& e) {
