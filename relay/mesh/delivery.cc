@@ -94,8 +94,13 @@ void Node::acked(Time now, Peer& peer, const EventKey& key) {
   }
   peer.last_ack = now;
   // Urgent events are stored on a lane of their own, ahead of the rest.
-  if (it->second.event->priority < v1::PRIORITY_EMERGENCY)
-    peer.acked_sent = std::max(peer.acked_sent, it->second.sent);
+  // The ack of a retried event may be the first copy's: only its first
+  // send is surely behind what the peer has stored.
+  if (it->second.event->priority < v1::PRIORITY_EMERGENCY) {
+    const Flight& f = it->second;
+    peer.acked_sent = std::max(peer.acked_sent, f.attempts == 1 ? f.sent : f.first_sent);
+    peer.last_bulk_ack = now;
+  }
   // Karn: only a datagram sent once gives an unambiguous sample.
   if (it->second.attempts == 1) peer.rtt.sample(now - it->second.sent);
   peer.retry_at.erase({it->second.event->priority, it->second.due, key});
@@ -153,12 +158,13 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
       ++stats_.duplicates;
       pending->second.ack_to.push_back(from.info.id);
       for (const auto& id : forward_to) pending->second.forward_to.push_back(id);
-    } else if (storing_.size() < tuning_.max_queue || parsed.priority() >= v1::PRIORITY_DURESS) {
+    } else if (storing_.size() < tuning_.max_queue || parsed.priority() >= v1::PRIORITY_EMERGENCY) {
       store_event(make_event(body.events(i), parsed), from.info.id, forward_to);
     }
     // else the store is behind: take nothing more and ack nothing; the
-    // sender's retries bring it again (back-pressure, not loss). A duress
-    // is taken all the same: it must not wait for a retry behind a flood.
+    // sender's retries bring it again (back-pressure, not loss). Duress and
+    // emergency events are taken all the same (the store's urgent lane):
+    // they must not wait for a retry behind a flood.
   }
 }
 

@@ -96,6 +96,7 @@ class Node {
     Time due{};
     int attempts = 0;
     Time first_sent{};
+    bool hurried = false;  // the peer said it lacks it: goes at once (resend_soon)
   };
   // A retry timer of an event in flight. Ordered most urgent first, then
   // soonest: transmit finds the most urgent due retry without looking at
@@ -143,6 +144,7 @@ class Node {
     // still unacked is presumed lost (its retry goes at its timer), what was
     // sent after may still wait in its store (presumed_lost()).
     Time acked_sent{};
+    Time last_bulk_ack{};  // the last ack of an event below emergency
     Time next_probe{};
     std::optional<std::pair<std::uint64_t, Time>> probe;  // nonce, sent
     bool probe_answered = false;

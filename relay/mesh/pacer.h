@@ -110,8 +110,9 @@ class Pacer {
   Duration queue_delay() const { return queue_delay_; }
   /// Bytes sent and not yet covered by feedback.
   std::size_t in_flight() const { return in_flight_; }
-  /// Timed out with no feedback since: probing what may be a dead path.
-  bool silent() const { return silent_; }
+  /// Timed out twice with no feedback since, and paced below the floor:
+  /// probing what may be a dead path (one stall of the peer is not that).
+  bool silent() const { return silent_ && rate_ < tuning_.min_rate; }
 
  private:
   struct Sent {

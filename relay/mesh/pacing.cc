@@ -21,6 +21,7 @@ EventPtr Node::retry(Time now, Peer& peer, const EventKey& key) {
   Flight& flight = it->second;
   ++flight.attempts;
   flight.sent = now;
+  flight.hurried = false;
   set_due(peer, key, flight, now + rto(peer, *flight.event, flight.attempts));
   ++stats_.retransmissions;
   // Path diversity: the direct path keeps failing, so ask another live
@@ -58,9 +59,10 @@ bool Node::presumed_lost(Time now, const Peer& peer, const Flight& flight) const
   // be gone: it goes again, backing off (rto()). Duress and emergency
   // events are stored on a lane of their own, never behind a flood: they
   // always go.
-  if (flight.event->priority >= v1::PRIORITY_EMERGENCY) return true;
+  // A peer that said it lacks the event (resend_soon) gets it too.
+  if (flight.event->priority >= v1::PRIORITY_EMERGENCY || flight.hurried) return true;
   if (flight.sent < peer.acked_sent) return true;
-  return now - peer.last_ack >= peer.rtt.rto(tuning_.rto_floor, tuning_.rto_cap);
+  return now - peer.last_bulk_ack >= peer.rtt.rto(tuning_.rto_floor, tuning_.rto_cap);
 }
 
 const Node::Due* Node::first_due(const Peer& peer, Time now) {
@@ -169,6 +171,7 @@ void Node::hurry_urgent(Time now, Peer& peer) {
 void Node::resend_soon(Time now, Peer& peer, const EventKey& key) {
   auto it = peer.in_flight.find(key);
   if (it == peer.in_flight.end() || it->second.due <= now) return;
+  it->second.hurried = true;
   set_due(peer, key, it->second, now);
   dirty_.insert(index_of(peer));
 }

@@ -371,8 +371,9 @@ void Cluster::settle(std::size_t i) {
       Time& busy = slot.store_busy_until[urgent ? 0 : 1];
       const double seconds =
           static_cast<double>(batch.events.size()) / config_.store_events_per_second;
-      commit_at = std::max(commit_at, busy + std::chrono::duration_cast<Duration>(
-                                                 std::chrono::duration<double>(seconds)));
+      commit_at = std::max(commit_at, std::max(busy, now_) +
+                                          std::chrono::duration_cast<Duration>(
+                                              std::chrono::duration<double>(seconds)));
       busy = commit_at;
     }
     schedule(commit_at, [this, i, incarnation, batch = std::move(batch)] {
