@@ -159,8 +159,11 @@ void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Confi
     own_duress_.insert(event->key);
     own_duress_order_.push_back(event->key);
     if (own_duress_order_.size() > kOwnDuressKept) {
-      own_duress_.erase(own_duress_order_.front());
+      const mesh::EventKey gone = own_duress_order_.front();
+      own_duress_.erase(gone);
       own_duress_order_.pop_front();
+      confirmed_logged_.erase(confirmed_logged_.lower_bound({gone, ""}),
+                              confirmed_logged_.lower_bound({{gone.origin, gone.seq + 1}, ""}));
     }
   }
 }
@@ -168,8 +171,8 @@ void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Confi
 void IncidentLog::persisting(const mesh::StoreBatch& batch) {
   Pending pending;
   for (const auto& w : batch.events) {
-    if (w.delivers() && w.event->priority == v1::PRIORITY_DURESS)
-      pending.delivered.push_back(w.event->key);
+    // A duress, not whatever travels at its priority (its all-clear).
+    if (w.delivers() && w.event->kind == v1::KIND_DURESS) pending.delivered.push_back(w.event->key);
   }
   for (const auto& r : batch.receipts) {
     if (own_duress_.contains(r.event)) pending.confirmed.emplace_back(r.event, r.target);
@@ -188,6 +191,7 @@ void IncidentLog::stored(const mesh::StoreDone& done) {
                    {{"incident", "duress_delivered"}, {"event_id", id_of(key)}});
     }
     for (const auto& [key, target] : it->second.confirmed) {
+      if (!confirmed_logged_.emplace(key, target).second) continue;
       log_incident(spdlog::level::info,
                    fmt::format("duress {} confirmed by {}", id_of(key), target),
                    {{"incident", "duress_confirmed"}, {"event_id", id_of(key)}, {"peer", target}});

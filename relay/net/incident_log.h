@@ -50,6 +50,10 @@ class IncidentLog {
   // Own duress events, to name their receipts; bounded, oldest forgotten.
   std::set<mesh::EventKey> own_duress_;
   std::deque<mesh::EventKey> own_duress_order_;
+  // Which targets' confirmations of them were logged: a target sends its
+  // receipt again until the receipt ack reaches it, and each copy is
+  // recorded again (once, 125 lines for one duress).
+  std::set<std::pair<mesh::EventKey, std::string>> confirmed_logged_;
 };
 
 /// Hands every batch to the store, showing it to the incident log first.

@@ -100,3 +100,20 @@ awk -v n="$total" -v a="$start" -v b="$end" -v d="$n" -v p="$p50" -v w="$worst" 
   printf "%d bulk events in %.1f s (%.0f/s); %d duress raised during the flood: p50 %d ms, worst %d ms\n",
          n, b - a, n / (b - a), d, p, w }'
 [ "$worst" -lt 2000 ] || fail "a duress raised during the flood took $worst ms (the bar is 2,000 ms)"
+
+# The incident log says each thing once: every duress confirmed by
+# clinic-north once at hq (a target sends its receipt again until the
+# receipt ack reaches it; each copy was logged, 178 lines for 20 duress in
+# one flood), and an all-clear is not a duress delivered at clinic-north.
+first=$(mesh_sql clinic-north "SELECT origin || ':' || seq FROM message_queue
+                               WHERE data->>'title' = 'loaded duress' ORDER BY seq LIMIT 1")
+ctl hq all-clear "$first" >/dev/null || fail "relayctl all-clear $first failed"
+wait_for clinic-north "SELECT count(*) FROM message_queue WHERE type = 'all-clear'" 1 10
+sleep 2
+confirmed=$(grep -c "incident=duress_confirmed" "$mesh_dir/hq/relayd.log" || true)
+distinct=$(grep -o "incident=duress_confirmed event_id=[^ ]*" "$mesh_dir/hq/relayd.log" | sort -u | wc -l)
+[ "$confirmed" = 20 ] && [ "$distinct" = 20 ] ||
+  fail "hq logged $confirmed duress confirmations ($distinct distinct) for 20 duress"
+delivered=$(grep -c "incident=duress_delivered" "$mesh_dir/clinic-north/relayd.log" || true)
+[ "$delivered" = 20 ] || fail "clinic-north logged $delivered duress delivered for 20 duress and one all-clear"
+echo "the incident log: 20 confirmations at hq, 20 duress delivered at clinic-north (the all-clear not among them)"
