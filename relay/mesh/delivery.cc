@@ -158,13 +158,16 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
       ++stats_.duplicates;
       pending->second.ack_to.push_back(from.info.id);
       for (const auto& id : forward_to) pending->second.forward_to.push_back(id);
-    } else if (storing_.size() < tuning_.max_queue || parsed.priority() >= v1::PRIORITY_EMERGENCY) {
+    } else if (storing_.size() < tuning_.max_queue ||
+               (parsed.priority() >= v1::PRIORITY_EMERGENCY &&
+                storing_.size() < 2 * tuning_.max_queue)) {
       store_event(make_event(body.events(i), parsed), from.info.id, forward_to);
     }
     // else the store is behind: take nothing more and ack nothing; the
     // sender's retries bring it again (back-pressure, not loss). Duress and
     // emergency events are taken all the same (the store's urgent lane):
-    // they must not wait for a retry behind a flood.
+    // they must not wait for a retry behind a flood; up to a bound, so that
+    // a site flooding urgent events cannot exhaust this one's memory.
   }
 }
 

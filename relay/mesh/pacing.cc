@@ -170,8 +170,9 @@ void Node::hurry_urgent(Time now, Peer& peer) {
 
 void Node::resend_soon(Time now, Peer& peer, const EventKey& key) {
   auto it = peer.in_flight.find(key);
-  if (it == peer.in_flight.end() || it->second.due <= now) return;
-  it->second.hurried = true;
+  if (it == peer.in_flight.end()) return;
+  it->second.hurried = true;  // even if its timer already ran out: not pushed back
+  if (it->second.due <= now) return;
   set_due(peer, key, it->second, now);
   dirty_.insert(index_of(peer));
 }
