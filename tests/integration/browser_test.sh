@@ -85,7 +85,7 @@ fi
 # One incident line each, with the fields journald keeps.
 for line in "clinic-north incident=duress_sent event_id=$id" "clinic-north incident=duress_confirmed event_id=$id peer=hq" \
             "hq incident=duress_delivered event_id=$id" "hq incident=peer_alive peer=clinic-north"; do
-  grep -q "${line#* }" "$mesh_dir/${line%% *}/relayd.log" || fail "no incident line \"${line#* }\" at ${line%% *}"
+  wait_log "${line%% *}" "${line#* }"
 done
 ctl clinic-north all-clear "$id" --wait 20s >/dev/null 2>&1 || fail "all-clear not confirmed"
 state_ok "duress open"

@@ -157,7 +157,7 @@ sys.exit(0 if any(p["part"].startswith("store lane") and p["state"] == "failing"
     eventually status_has clinic-south "hq's configuration does not list this node's current identity key" ||
       fail "clinic-south does not show that hq lacks its key"
     for node in "${mesh_nodes[@]}"; do
-      grep -q "CONFIGURATION DRIFT" "$mesh_dir/$node/relayd.log" || fail "$node did not log the drift"
+      wait_log "$node" "CONFIGURATION DRIFT"
       eventually page_has "$node" /metrics '^relay_peer_config_drift{peer="[a-z-]*"} 1$' ||
         fail "$node's metrics do not show the drift"
       eventually status_has "$node" '"verdict":{"level":"DEGRADED"' || fail "$node's verdict is not DEGRADED"

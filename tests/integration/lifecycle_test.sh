@@ -119,8 +119,7 @@ case "$scenario" in
     wait_for hq "SELECT count(DISTINCT seq) FROM message_queue WHERE origin = 'clinic-north'" 8 30
     wait_for clinic-south "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north'" 8 30
     no_seq_twice
-    grep -q "numbered in a block of their own from seq" "$mesh_dir/clinic-north/relayd.log" ||
-      fail "clinic-north, unsure with hq offline, did not number in a block of its own"
+    wait_log clinic-north "numbered in a block of their own from seq"
     echo "lost-state: with the newest holder offline, duress $duress_id and every earlier event arrived once"
     ;;
 
@@ -152,9 +151,10 @@ case "$scenario" in
     done
     wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'title' = 'what the mesh holds' AND (data->>'redelivered')::boolean" 1
     wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = $seq AND kind = 2" 0
+    wait_log clinic-north "incident=seq_healed"
     [ "$(grep -c "incident=seq_healed" "$mesh_dir/clinic-north/relayd.log")" = 1 ] ||
       fail "clinic-north did not log the healing once"
-    grep -q "CONFLICT: clinic-north sent event $id" "$mesh_dir/hq/relayd.log" || fail "hq did not log the conflict"
+    wait_log hq "CONFLICT: clinic-north sent event $id"
     [ "$(grep -c "CONFLICT" "$mesh_dir/hq/relayd.log")" = 1 ] || fail "hq logged the conflict more than once"
     healed_counted() { status_page clinic-north /metrics | grep -q '^relay_seqs_healed_total 1$'; }
     eventually healed_counted || fail "clinic-north's metrics do not count the healed seq"
@@ -237,8 +237,7 @@ case "$scenario" in
     wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north'" 4
     # hq's duress is delivered again there, flagged: its consumers may have had it.
     wait_for clinic-north "SELECT count(*) FROM message_queue WHERE origin = 'hq' AND (data->>'redelivered')::boolean" 1
-    grep -q "the database was rebuilt or restored" "$mesh_dir/clinic-north/relayd.log" ||
-      fail "clinic-north did not say its database was rebuilt"
+    wait_log clinic-north "the database was rebuilt or restored"
     echo "rebuild: the duress after the rebuild took seq ${duress_id##*:} and reached every node"
     ;;
 

@@ -154,7 +154,7 @@ case "$scenario" in
     sleep 1
     for node in hq clinic-north; do
       kill -0 "${mesh_pid[$node]}" || fail "relayd $node exited on SIGHUP"
-      grep -q "restarting in place" "$mesh_dir/$node/relayd.log" || fail "$node did not take the new peer list"
+      wait_log "$node" "restarting in place"
     done
     ctl hq send --title "After clinic-south joined" --wait=30s >/dev/null 2>&1 ||
       fail "after the reload, not every target confirmed"
@@ -175,8 +175,7 @@ case "$scenario" in
       sleep 0.5
     done
     for node in "${mesh_nodes[@]}"; do
-      grep -q "key ring with 2 keys, sending with key id 2" "$mesh_dir/$node/relayd.log" ||
-        fail "$node did not switch to key 2"
+      wait_log "$node" "key ring with 2 keys, sending with key id 2"
     done
     ctl hq send --title "After the key rotation" --wait=30s >/dev/null 2>&1 ||
       fail "after the key rotation, not every target confirmed"

@@ -75,7 +75,7 @@ case "$scenario" in
       fail "relayctl did not say relayd did not answer: $(cat "$mesh_dir/duress.err")"
     grep -q "relayd got the request and may send it too" "$mesh_dir/duress.err" ||
       fail "relayctl did not say the duress may arrive twice: $(cat "$mesh_dir/duress.err")"
-    grep -q "failpoint spool-appended" "$mesh_dir/clinic-north/relayd.log" || fail "the failpoint did not fire"
+    wait_log clinic-north "failpoint spool-appended"
     mesh_start_page clinic-north
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND kind = 2" 1 10
     seq=$(mesh_sql hq "SELECT seq FROM relay_event_log WHERE origin = 'clinic-north' AND kind = 2")
@@ -95,11 +95,7 @@ case "$scenario" in
     MESH_WRAP="env RELAY_FAILPOINT=spool-drained" mesh_start_page clinic-north
     mesh_pg_resume clinic-north
     # The drain commits, and relayd dies before it frees the spool slot.
-    for _ in $(seq 1 100); do
-      grep -q "failpoint spool-drained" "$mesh_dir/clinic-north/relayd.log" && break
-      sleep 0.1
-    done
-    grep -q "failpoint spool-drained" "$mesh_dir/clinic-north/relayd.log" || fail "the failpoint did not fire"
+    wait_log clinic-north "failpoint spool-drained"
     wait "${mesh_pid[clinic-north]}" 2>/dev/null || true
     unset "mesh_pid[clinic-north]"
     mesh_start clinic-north
@@ -122,8 +118,7 @@ with open(sys.argv[1], "r+b") as f:
     f.write(b"RMS1" + b"\x00\x00\x01\x00" + b"\x00" * 7 + b"\x02" + b"\xaa" * 200)
 PY
     mesh_start_page clinic-north
-    grep -q "torn or damaged slots dropped" "$mesh_dir/clinic-north/relayd.log" ||
-      fail "relayd did not report the torn record"
+    wait_log clinic-north "torn or damaged slots dropped"
     mesh_pg_resume clinic-north
     exactly_once clinic-north "$id"
     echo "torn: the torn record was dropped, the one before it kept and drained once"
@@ -145,7 +140,7 @@ PY
     ctl clinic-north --json duress --location "one too many" > "$mesh_dir/full.json" 2>/dev/null || rc=$?
     [ "$rc" = 1 ] || fail "a duress into a full spool exited $rc, expected 1"
     grep -q "spool is full" "$mesh_dir/full.json" || fail "no clear refusal: $(cat "$mesh_dir/full.json")"
-    grep -q "duress refused: the spool .* is full" "$mesh_dir/clinic-north/relayd.log" || fail "no log line"
+    wait_log clinic-north "duress refused: the spool .* is full"
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north'" 256 30
     mesh_pg_resume clinic-north
     wait_for clinic-north "SELECT count(*) FROM message_queue WHERE type = 'duress'" 256 30
