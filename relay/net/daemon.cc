@@ -137,8 +137,9 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
       options,
       store::StoreCallbacks{[this](const mesh::StoreDone& done) {
                               asio::post(io_, [this, done] {
-                                if (stopped_ || drained(done)) return;
+                                if (stopped_) return;
                                 incidents_.stored(done);
+                                if (drained(done)) return;
                                 node_->on_stored(now(), done);
                                 if (done.delivered) consumer_kicks_.kick();
                                 after_input();
@@ -185,7 +186,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
   outbox_ = std::make_unique<OutboxWatch>(io_, outbox, config_, keys_.identity,
                                           [this](store::ClaimResult result) {
                                             if (stopped_) return;
-                                            incidents_.claimed(result.events, config_);
+                                            incidents_.claimed(result.events, config_, true);
                                             for (const auto& replaced : result.replaced) {
                                               node_->replace_own(now(), replaced);
                                             }

@@ -134,7 +134,8 @@ void IncidentLog::observe_peers(mesh::Time now, const std::vector<mesh::PeerStat
   }
 }
 
-void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Config& config) {
+void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Config& config,
+                          bool in_message_queue) {
   const std::string& self = config.node.id;
   for (const auto& event : events) {
     if (event->priority != v1::PRIORITY_DURESS) continue;
@@ -151,7 +152,7 @@ void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Confi
                   {"event_id", id},
                   {"targets", targets},
                   {"location", e.location()}});
-    if (mesh::targets_node(event->targets, self, config.node.groups)) {
+    if (in_message_queue && mesh::targets_node(event->targets, self, config.node.groups)) {
       log_incident(spdlog::level::warn,
                    fmt::format("duress {} delivered into message_queue here", id),
                    {{"incident", "duress_delivered"}, {"event_id", id}, {"peer", self}});

@@ -24,8 +24,11 @@ class IncidentLog {
   bool peers_due(mesh::Time now) const { return now >= next_peers_; }
   /// Compares with the last observation; logs each change.
   void observe_peers(mesh::Time now, const std::vector<mesh::PeerStatus>& peers);
-  /// Own events just claimed from the outbox: a line per duress.
-  void claimed(const std::vector<mesh::EventPtr>& events, const Config& config);
+  /// Own events just claimed: a line per duress. IN_MESSAGE_QUEUE says the
+  /// claim also delivered it here (the outbox's claim does; the spool's
+  /// append does not, its drain does, seen through persisting()).
+  void claimed(const std::vector<mesh::EventPtr>& events, const Config& config,
+               bool in_message_queue);
   /// A batch the core hands the store: what it will make true once committed.
   void persisting(const mesh::StoreBatch& batch);
   /// The batch committed (or was refused): logs what it made true.

@@ -137,7 +137,8 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   }
   failpoint("spool-appended");
   auto event = parse_record(payload);
-  incidents_.claimed({event}, config_);
+  // Not in message_queue yet: the drain's commit logs its delivery here.
+  incidents_.claimed({event}, config_, false);
   spdlog::info("duress {}:{} accepted through the control socket (pid {}, uid {}) and spooled",
                e.origin(), e.seq(), caller.pid, caller.uid);
   report_health();  // peers see the spool in their next probe answer
@@ -187,7 +188,7 @@ void Daemon::drain_spool() {
     batch.events.push_back({event, here});
     if (here) batch.receipts.push_back({event->key, config_.node.id, wall_ms()});
     draining_[batch.ticket] = record;
-    store_->persist(std::move(batch));
+    tap_->persist(std::move(batch));  // the incident log sees the delivery
   }
 }
 

@@ -51,6 +51,9 @@ case "$scenario" in
     stored_everywhere "$id" 10 hq
     echo "$id stored at hq $(($(now_ms) - start)) ms after the button, clinic-north's database still down"
     [ "$(spool_depth clinic-north)" = 1 ] || fail "the spool does not hold the alarm"
+    wait_log clinic-north "incident=duress_sent event_id=$id"
+    ! grep -q "duress $id delivered into message_queue" "$mesh_dir/clinic-north/relayd.log" ||
+      fail "clinic-north logged $id delivered into its message_queue with its database down"
     code=$(curl -s -o "$mesh_dir/healthz" -w '%{http_code}' "http://127.0.0.1:$((mesh_port[clinic-north] + 2))/healthz")
     [ "$code" = 503 ] && grep -q "spool: 1 duress alarms" "$mesh_dir/healthz" ||
       fail "/healthz does not show the spool: $code $(cat "$mesh_dir/healthz")"
@@ -59,6 +62,9 @@ case "$scenario" in
     exactly_once hq "$id"
     for _ in $(seq 1 50); do [ "$(spool_depth clinic-north)" = 0 ] && break; sleep 0.1; done
     [ "$(spool_depth clinic-north)" = 0 ] || fail "the spool did not drain"
+    wait_log clinic-north "duress $id delivered into message_queue here"
+    [ "$(grep -c "duress $id delivered into message_queue" "$mesh_dir/clinic-north/relayd.log")" = 1 ] ||
+      fail "clinic-north logged the delivery of $id more than once"
     echo "database-down: sent at once, drained into clinic-north's log and message_queue exactly once"
     ;;
 
