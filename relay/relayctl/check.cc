@@ -1,15 +1,20 @@
 // relayctl check-config: the file and its key files, then (unless
 // --offline) what relayd will meet at start: the database (reachable, its
 // schema, its durability settings) and the ports it will bind.
+#include <fcntl.h>
 #include <grp.h>
 #include <httplib.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pqxx/pqxx>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "common/bind_check.h"
 #include "common/keys.h"
@@ -74,6 +79,97 @@ Check database_check(const Config& config) {
   return c;
 }
 
+std::string user_name(uid_t uid) {
+  const passwd* pw = ::getpwuid(uid);
+  return pw ? pw->pw_name : std::to_string(uid);
+}
+
+std::string group_name(gid_t gid) {
+  const group* gr = ::getgrgid(gid);
+  return gr ? gr->gr_name : std::to_string(gid);
+}
+
+/// The user relayd runs as: whoever runs this check (the unit's
+/// ExecStartPre runs as its User=). Run as root, the owner of the identity
+/// key: relayd refuses a key that others may read, so only its owner (and
+/// root) can run relayd on this configuration.
+struct ServiceUser {
+  uid_t uid = 0;
+  std::vector<gid_t> groups;
+};
+
+ServiceUser service_user(const Config& config) {
+  ServiceUser user{::geteuid(), {}};
+  struct stat st {};
+  if (user.uid == 0 && ::stat(config.node.identity_key.c_str(), &st) == 0) user.uid = st.st_uid;
+  if (const passwd* pw = ::getpwuid(user.uid)) {
+    int n = 64;
+    user.groups.resize(static_cast<std::size_t>(n));
+    if (::getgrouplist(pw->pw_name, pw->pw_gid, user.groups.data(), &n) < 0) {
+      user.groups.resize(static_cast<std::size_t>(n));
+      ::getgrouplist(pw->pw_name, pw->pw_gid, user.groups.data(), &n);
+    }
+    user.groups.resize(static_cast<std::size_t>(n));
+  }
+  return user;
+}
+
+/// Whether USER may read and write PATH (search it too, a folder). For the
+/// user running this, the kernel's answer; for another, the mode bits.
+bool allows(const ServiceUser& user, const std::filesystem::path& path, const struct stat& st) {
+  const int need = S_ISDIR(st.st_mode) ? (W_OK | X_OK) : (R_OK | W_OK);
+  if (user.uid == ::geteuid()) return ::faccessat(AT_FDCWD, path.c_str(), need, AT_EACCESS) == 0;
+  if (user.uid == 0) return true;
+  const bool in_group =
+      std::find(user.groups.begin(), user.groups.end(), st.st_gid) != user.groups.end();
+  const unsigned bits = st.st_uid == user.uid ? (st.st_mode >> 6) & 7u
+                        : in_group            ? (st.st_mode >> 3) & 7u
+                                              : st.st_mode & 7u;
+  return (bits & static_cast<unsigned>(need)) == static_cast<unsigned>(need);
+}
+
+/// relayd exits 2 on a state directory it cannot write, and systemd would
+/// start it again and again: found here, naming the owner. relayd creates
+/// the folder if it is missing, so then the nearest existing parent counts.
+Check state_dir_check(const Config& config) {
+  namespace fs = std::filesystem;
+  const ServiceUser user = service_user(config);
+  const std::string who = user_name(user.uid);
+  const fs::path dir = config.node.state_dir;
+  std::error_code ec;
+  fs::path existing = fs::absolute(dir, ec);
+  while (!fs::exists(existing, ec) && existing.has_relative_path()) existing = existing.parent_path();
+  std::vector<fs::path> paths{existing};
+  if (existing == fs::absolute(dir, ec)) {
+    // Files relayd keeps there (lock, counters, spool, log) must be its too.
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec),
+         end;
+         !ec && it != end && paths.size() < 10000; it.increment(ec)) {
+      paths.push_back(it->path());
+    }
+  }
+  for (const auto& path : paths) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;  // a socket is made anew
+    if (allows(user, path, st)) continue;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777u);
+    const std::string owner = user_name(st.st_uid) + ":" + group_name(st.st_gid);
+    const bool missing = existing != fs::absolute(dir, ec);
+    return {"[node] state_dir", false,
+            (missing ? "relayd cannot create " + dir.string() + ": " : std::string()) +
+                path.string() + " belongs to " + owner + " (mode " + mode +
+                "), and relayd, running as " + who + ", cannot write it (it would exit 2): " +
+                (missing ? "install -d -o " + who + " -m 0700 " : "chown -R " + who + ": ") +
+                dir.string()};
+  }
+  return {"[node] state_dir", true,
+          (existing == fs::absolute(dir, ec) ? dir.string() + " is writable by "
+                                             : "relayd can create " + dir.string() + " as ") +
+              who};
+}
+
 /// True if this configuration's own relayd answers on its status page (it
 /// holds the ports then, which is fine).
 bool own_relayd_running(const Config& config) {
@@ -123,6 +219,7 @@ int check_config(const std::string& file, bool offline, bool json) {
                       known ? "\"" + config.control.group + "\" exists"
                             : "no such group \"" + config.control.group + "\" on this machine"});
   }
+  checks.push_back(state_dir_check(config));
   if (!offline) {
     checks.push_back(database_check(config));
     for (auto& c : port_checks(config)) checks.push_back(std::move(c));

@@ -1,5 +1,7 @@
 #include "relay/store/migrate.h"
 
+#include <pqxx/except>
+#include <pqxx/nontransaction>
 #include <pqxx/transaction>
 
 #include <charconv>
@@ -21,11 +23,14 @@ int version_of(std::string_view name) {
   return version;
 }
 
-}  // namespace
+// PostgreSQL's own words without libpq's "ERROR:  " and the lines after.
+std::string first_line(std::string text) {
+  text = text.substr(0, text.find('\n'));
+  if (text.rfind("ERROR:", 0) == 0) text = text.substr(text.find_first_not_of(' ', 6));
+  return text;
+}
 
-int latest_version() { return version_of(migrations().back().name); }
-
-std::vector<std::string> migrate(pqxx::connection_base& conn) {
+std::vector<std::string> apply(pqxx::connection_base& conn) {
   pqxx::work tx(conn, "migrate");
   tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLock);
   tx.exec(
@@ -46,6 +51,50 @@ std::vector<std::string> migrate(pqxx::connection_base& conn) {
   }
   tx.commit();
   return applied;
+}
+
+}  // namespace
+
+int latest_version() { return version_of(migrations().back().name); }
+
+std::vector<std::string> migrate(pqxx::connection_base& conn) {
+  try {
+    return apply(conn);
+  } catch (const pqxx::sql_error&) {
+    rethrow_explained(conn);
+  }
+}
+
+void rethrow_explained(pqxx::connection_base& conn) {
+  try {
+    throw;
+  } catch (const pqxx::insufficient_privilege& e) {
+    // The role that owns the tables: the migrations table's owner, or before
+    // the first migration the database's owner, who would create them.
+    std::string owner, user;
+    try {
+      pqxx::nontransaction tx(conn);
+      const auto row = tx.exec1(
+          "SELECT coalesce((SELECT tableowner FROM pg_tables WHERE schemaname = current_schema()"
+          " AND tablename = 'relay_schema_migrations'), pg_get_userbyid(datdba)), current_user"
+          " FROM pg_database WHERE datname = current_database()");
+      owner = row[0].as<std::string>();
+      user = row[1].as<std::string>();
+    } catch (const std::exception&) {
+      throw e;  // the connection is gone: the original error is all there is
+    }
+    throw pqxx::insufficient_privilege(
+        "database role \"" + user + "\" may not do this (" + first_line(e.what()) +
+            "): relaymesh's tables belong to the role \"" + owner +
+            "\"; run it as that role (e.g. runuser -u " + owner + " -- relayctl ...)",
+        e.query(), e.sqlstate().c_str());
+  } catch (const pqxx::undefined_table& e) {
+    throw pqxx::undefined_table(
+        "relaymesh's tables are not in this database yet (" + first_line(e.what()) +
+            "): relayd creates them at its first start, or run relayctl migrate as the role "
+            "that is to own them",
+        e.query(), e.sqlstate().c_str());
+  }
 }
 
 }  // namespace relay::store

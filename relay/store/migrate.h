@@ -26,4 +26,11 @@ int latest_version();
 /// migration once. Returns the names it applied (empty: already current).
 std::vector<std::string> migrate(pqxx::connection_base& conn);
 
+/// Call from a catch block: rethrows the current exception. A refusal
+/// (SQLSTATE 42501, a role without the right; 42P01, no such table) comes
+/// back as the same pqxx type with a sentence naming the role that owns
+/// relaymesh's tables and what to do, so that `relayctl migrate` or `prune`
+/// run under the wrong account says so instead of printing raw SQL errors.
+[[noreturn]] void rethrow_explained(pqxx::connection_base& conn);
+
 }  // namespace relay::store

@@ -401,7 +401,8 @@ WHERE l.stored_at <= now() - $3::interval AND (l.priority = $5 OR l.stored_at > 
 GROUP BY p.peer ORDER BY p.peer
 )sql";
 
-Pruned prune_log(pqxx::connection_base& conn, const std::string& self, const PruneRules& rules) {
+Pruned prune_log(pqxx::connection_base& conn, const std::string& self,
+                 const PruneRules& rules) try {
   pqxx::work tx(conn, "prune");
   auto seconds = [](std::chrono::seconds s) { return std::to_string(s.count()) + " seconds"; };
   const std::string interval = seconds(rules.retention);
@@ -438,6 +439,8 @@ Pruned prune_log(pqxx::connection_base& conn, const std::string& self, const Pru
   tx.exec("NOTIFY relay_retention");
   tx.commit();
   return pruned;
+} catch (const pqxx::sql_error&) {
+  rethrow_explained(conn);  // a role that may not prune is told which one may
 }
 
 std::map<std::string, std::uint64_t> settled_prefixes(pqxx::transaction_base& tx) {
