@@ -264,21 +264,44 @@ int receipts(const Config& config, const std::string& text, bool json) {
 }
 
 int tail(const Config& config, bool json) {
+  // Follows the log by the transaction that stored each row (stored_xact,
+  // migration 013), not by stored_at: stored_at is when its transaction
+  // began, so a bulk batch that began before an urgent one and committed
+  // after it carries the earlier time, and a cursor on time skips it. A
+  // transaction id below the snapshot's xmin belongs to a transaction that
+  // has ended: its rows are all visible by now or never will be. Each poll
+  // reads the rows of the transactions in [done, xmin), those that ended
+  // since the last poll, page by page (one transaction may store thousands),
+  // and moves `done` to xmin. A transaction still open holds xmin back:
+  // tail waits for it (later, never skipped). What was already visible when
+  // tail started is not new, and is left out.
   auto conn = connect(config);
-  std::int64_t since = 0;
+  std::string done, started;
   {
     pqxx::read_transaction tx(*conn);
-    since = tx.exec1("SELECT (extract(epoch from now()) * 1000000)::bigint")[0].as<std::int64_t>();
+    const auto row = tx.exec1(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_current_snapshot()::text");
+    done = row[0].as<std::string>();
+    started = row[1].as<std::string>();
   }
+  constexpr int kPage = 1000;
   std::fprintf(stderr, "following new events at %s (Ctrl-C to stop)\n", config.node.id.c_str());
   while (true) {
-    {
-      pqxx::read_transaction tx(*conn);
-      const auto rows =
-          tx.exec_params(std::string("SELECT ") + kEventColumns +
-                             " FROM relay_event_log WHERE stored_at > to_timestamp($1 / 1000000.0) "
-                             "ORDER BY stored_at, origin, seq LIMIT 1000",
-                         since);
+    pqxx::read_transaction tx(*conn);
+    const std::string ended =
+        tx.exec1("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0].as<std::string>();
+    // The last row printed, as (stored_xact, origin, seq): the next page starts after it.
+    std::string after_xact = done, after_origin;
+    std::int64_t after_seq = 0;
+    while (true) {
+      const auto rows = tx.exec_params(
+          std::string("SELECT ") + kEventColumns +
+              ", stored_xact::text, origin, seq FROM relay_event_log "
+              "WHERE stored_xact >= $1::xid8 AND stored_xact < $2::xid8 "
+              "AND (stored_xact, origin, seq) > ($3::xid8, $4, $5) "
+              "AND NOT pg_visible_in_snapshot(stored_xact, $6::pg_snapshot) "
+              "ORDER BY stored_xact, origin, seq LIMIT $7",
+          done, ended, after_xact, after_origin, after_seq, started, kPage);
       for (const auto& e : parse_rows(rows)) {
         // A stream: one JSON document per line (JSON Lines), as events come.
         if (json) {
@@ -286,9 +309,17 @@ int tail(const Config& config, bool json) {
         } else {
           print_event(e);
         }
-        since = std::max(since, e.stored_us);
       }
+      if (!rows.empty()) {
+        const auto last = rows[rows.size() - 1];
+        after_xact = last[2].as<std::string>();
+        after_origin = last[3].as<std::string>();
+        after_seq = last[4].as<std::int64_t>();
+      }
+      if (rows.size() < static_cast<std::size_t>(kPage)) break;
     }
+    tx.commit();
+    done = ended;
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
