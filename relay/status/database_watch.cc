@@ -1,5 +1,7 @@
 #include "relay/status/database_watch.h"
 
+#include <libpq-fe.h>
+
 #include <pqxx/connection>
 #include <pqxx/except>
 #include <pqxx/transaction>
@@ -17,11 +19,40 @@ std::string with_timeout(const std::string& dsn) {
   return dsn + " connect_timeout=5";
 }
 
+/// Where the DSN points (either form libpq takes), with libpq's default
+/// port when it names none: the reader's next step is to look there.
+void where(const std::string& dsn, DatabaseState& state) {
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), nullptr);
+  if (options == nullptr) return;
+  for (auto* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || *o->val == '\0') continue;
+    if (std::string_view(o->keyword) == "host") state.host = o->val;
+    if (std::string_view(o->keyword) == "port") state.port = o->val;
+  }
+  PQconninfoFree(options);
+}
+
+/// The failure in plain words; the library's own words go in the detail.
+/// libpqxx says "Could not obtain client encoding: not connected." for a
+/// server that is not there, which tells an operator nothing.
+std::string plain(const std::exception& e) {
+  const std::string what = e.what();
+  if (what.find("authentication failed") != std::string::npos ||
+      what.find("does not exist") != std::string::npos ||
+      what.find("pg_hba.conf") != std::string::npos) {
+    return "the server refuses relayd's connection ([store] dsn)";
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) return "database unreachable";
+  if (what.find("statement timeout") != std::string::npos) return "does not answer within 5 s";
+  return "check failed";
+}
+
 }  // namespace
 
 DatabaseWatch::DatabaseWatch(Config config, net::Health& health, std::chrono::milliseconds interval)
     : config_(std::move(config)), health_(health), interval_(interval) {
   state_.down_since_unix_ms = net::unix_ms_now();
+  where(config_.store.dsn, state_);
 }
 
 DatabaseWatch::~DatabaseWatch() {
@@ -57,9 +88,12 @@ void DatabaseWatch::run() {
 }
 
 void DatabaseWatch::check() {
+  // A failing check can take seconds (connect_timeout, a server that
+  // stopped mid-query): the database was seen failing when it began.
+  const auto began = net::unix_ms_now();
   std::optional<store::ConsoleView> view;
   std::vector<runner::Alarm> runner_alarms;
-  std::string error;
+  std::string error, detail;
   try {
     // One connection, kept: a check every few seconds must not cost a
     // backend start each time. A broken one throws and is made anew.
@@ -78,7 +112,8 @@ void DatabaseWatch::check() {
     view.emplace();
     view->database_now_unix_ms = net::unix_ms_now();
   } catch (const std::exception& e) {
-    error = one_line(e.what());
+    error = plain(e);
+    detail = one_line(e.what());
     conn_.reset();
   }
   const auto now = net::unix_ms_now();
@@ -96,6 +131,7 @@ void DatabaseWatch::check() {
     }
     state_.state = DatabaseState::State::up;
     state_.error.clear();
+    state_.detail.clear();
     state_.runner_alarms = std::move(runner_alarms);
     state_.last_ok_unix_ms = now;
     state_.down_since_unix_ms = 0;
@@ -105,18 +141,19 @@ void DatabaseWatch::check() {
   }
   if (was == DatabaseState::State::up) {
     state_.state = DatabaseState::State::down;
-    state_.down_since_unix_ms = now;
+    state_.down_since_unix_ms = began;
     log_incident(spdlog::level::err,
-                 "database unreachable: " + error + "; nothing is acknowledged until it answers",
+                 "database unreachable: " + detail + "; nothing is acknowledged until it answers",
                  {{"incident", "database_down"}, {"reason", error}});
   } else if (was == DatabaseState::State::never_reached && state_.error.empty()) {
     log_incident(spdlog::level::err,
-                 "database unreachable at start: " + error + "; checking every " +
+                 "database unreachable at start: " + detail + "; checking every " +
                      std::to_string(interval_.count()) + " ms",
                  {{"incident", "database_down"}, {"reason", error}});
   }
   state_.error = error;
-  health_.failing(net::Health::kDatabase, error);
+  state_.detail = detail;
+  health_.failing(net::Health::kDatabase, error + ": " + detail);
 }
 
 }  // namespace relay::status

@@ -12,7 +12,9 @@
 namespace relay::status {
 namespace {
 
-std::string esc(std::string_view s) { return escape_html(s); }
+std::string esc(std::string_view s) {
+  return escape_html(s);
+}
 
 std::string clock_time(std::int64_t unix_ms) {
   return unix_ms <= 0 ? "never" : local_time(unix_ms);
@@ -218,7 +220,10 @@ void database_section(std::ostringstream& h, const Snapshot& s) {
   h << "<section id=database data-state=\"" << word << "\"><h2>Local database</h2><table>"
     << "<tr><th>state</th><td>" << word << "</td></tr><tr><th>last successful check</th><td>"
     << ago(s, db.last_ok_unix_ms) << "</td></tr>";
-  if (!db.error.empty()) h << "<tr class=bad><th>error</th><td>" << esc(db.error) << "</td></tr>";
+  if (!db.error.empty()) {
+    h << "<tr class=bad><th>error</th><td>" << esc(db.error)
+      << (db.detail.empty() ? "" : " (library: " + esc(db.detail) + ")") << "</td></tr>";
+  }
   if (db.view) {
     const auto& v = *db.view;
     h << "<tr><th>outbox backlog</th><td>" << v.outbox.backlog << " rows"

@@ -188,6 +188,7 @@ std::string status_json(const Snapshot& s) {
   db["state"] = database_word(s.database.state);
   db["up"] = s.database.state == DatabaseState::State::up;
   db["error"] = s.database.error.empty() ? Json(nullptr) : Json(s.database.error);
+  db["detail"] = s.database.detail.empty() ? Json(nullptr) : Json(s.database.detail);
   db["last_ok_unix_ms"] = optional_ms(s.database.last_ok_unix_ms);
   db["down_since_unix_ms"] = optional_ms(s.database.down_since_unix_ms);
   db["checked_unix_ms"] = optional_ms(s.database.checked_unix_ms);

@@ -34,7 +34,11 @@ struct StateDisk {
 struct DatabaseState {
   enum class State { never_reached, up, down };
   State state = State::never_reached;
-  std::string error;                    // of the last failed check
+  std::string error;   // of the last failed check, in plain words
+  std::string detail;  // the library's own words for it
+  /// Where the DSN points (empty host: libpq's default socket), for the next step.
+  std::string host;
+  std::string port = "5432";
   std::int64_t last_ok_unix_ms = 0;     // last successful check; 0: never
   std::int64_t down_since_unix_ms = 0;  // while down (or never reached: since start)
   std::int64_t checked_unix_ms = 0;     // last attempt

@@ -2,6 +2,8 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include <algorithm>
+
 #include "relay/net/incident_log.h"
 
 namespace relay::status {
@@ -12,20 +14,81 @@ void raise(Verdict& v, Verdict::Level level, std::string reason) {
   v.reasons.push_back(std::move(reason));
 }
 
+/// Parts that only write to the database: while its check fails, their
+/// failure is the same one, said once in the database's reason.
+bool needs_database(std::string_view part) {
+  return part == net::Health::kUrgentLane || part == net::Health::kBulkLane ||
+         part == net::Health::kOutboxClaim || part == net::Health::kOutboxListen;
+}
+
+/// The database's failure and what to do about it: the host to check.
+std::string database_failure(const DatabaseState& db) {
+  if (db.error != "database unreachable") return db.error;
+  return fmt::format("{} at {}port {}: check that PostgreSQL runs there (pg_isready{} -p {})",
+                     db.error, db.host.empty() ? "" : "host " + db.host + " ", db.port,
+                     db.host.empty() ? "" : " -h " + db.host, db.port);
+}
+
 std::string database_problem(const Snapshot& s) {
   const auto& db = s.database;
-  switch (db.state) {
-    case DatabaseState::State::up:
-      return "";
-    case DatabaseState::State::never_reached:
-      return "database: never reached since start" +
-             (db.error.empty() ? std::string(" (first check pending)") : ": " + db.error);
-    case DatabaseState::State::down:
-      return fmt::format("database: down for {} (last ok {} ago): {}",
-                         age_text(s.now_unix_ms - db.down_since_unix_ms),
-                         age_text(s.now_unix_ms - db.last_ok_unix_ms), db.error);
+  if (db.state == DatabaseState::State::up) return "";
+  if (db.state == DatabaseState::State::never_reached && db.error.empty())
+    return "database: never reached since start (first check pending)";
+  std::string out = db.state == DatabaseState::State::never_reached
+                        ? "database: never reached since start: "
+                        : fmt::format("database: down for {} (last ok {} ago): ",
+                                      age_text(s.now_unix_ms - db.down_since_unix_ms),
+                                      age_text(s.now_unix_ms - db.last_ok_unix_ms));
+  out += database_failure(db);
+  std::string waiting;
+  for (const auto& part : s.health) {
+    if (part.state == net::ComponentHealth::State::failing && needs_database(part.name))
+      waiting += (waiting.empty() ? "" : ", ") + part.name;
   }
-  return "";
+  if (!waiting.empty()) out += "; " + waiting + " wait for it";
+  if (!db.detail.empty()) out += " (library: " + db.detail + ")";
+  return out;
+}
+
+/// A part's error in plain words: libpq and libpqxx's text for a lost
+/// connection ("Could not obtain client encoding: not connected.") says
+/// nothing to an operator, so it is the detail of "database unreachable".
+std::string part_error(const std::string& error) {
+  for (const char* lost : {"not connected", "server closed the connection", "could not connect",
+                           "connection to server", "terminating connection", "Lost connection"}) {
+    if (error.find(lost) != std::string::npos)
+      return "database unreachable (library: " + error + ")";
+  }
+  return error;
+}
+
+/// Failing parts, those with the same error said once (two lanes that lost
+/// the same database are one failure); the database's own and, while its
+/// check fails, those waiting for it are said in the database's reason.
+void failing_parts(const Snapshot& s, std::vector<std::string>& out) {
+  struct Failure {
+    std::string error, names;
+    std::int64_t since = 0;
+  };
+  std::vector<Failure> said;
+  for (const auto& part : s.health) {
+    if (part.state != net::ComponentHealth::State::failing) continue;
+    if (part.name == net::Health::kDatabase) continue;
+    if (s.database.state != DatabaseState::State::up && needs_database(part.name)) continue;
+    const auto error = part_error(part.error);
+    auto it =
+        std::find_if(said.begin(), said.end(), [&](const auto& f) { return f.error == error; });
+    if (it == said.end()) {
+      said.push_back({error, part.name, part.failing_since_unix_ms});
+    } else {
+      it->names += ", " + part.name;
+      it->since = std::min(it->since, part.failing_since_unix_ms);
+    }
+  }
+  for (const auto& f : said) {
+    out.push_back(
+        fmt::format("{}: failing for {}: {}", f.names, age_text(s.now_unix_ms - f.since), f.error));
+  }
 }
 
 }  // namespace
@@ -75,13 +138,7 @@ std::vector<std::string> health_problems(const Snapshot& s) {
         s.daemon->spool_depth, age_text(s.daemon->spool_oldest_ms), s.daemon->spool_depth,
         s.daemon->spool_capacity));
   }
-  for (const auto& part : s.health) {
-    if (part.name == net::Health::kDatabase) continue;  // the periodic check says it above
-    if (part.state == net::ComponentHealth::State::failing) {
-      out.push_back(fmt::format("{}: failing for {}: {}", part.name,
-                                age_text(s.now_unix_ms - part.failing_since_unix_ms), part.error));
-    }
-  }
+  failing_parts(s, out);
   return out;
 }
 
@@ -93,24 +150,29 @@ Verdict judge(const Snapshot& s) {
   if (s.database.view) {
     const auto& view = *s.database.view;
     for (const auto& e : view.open_duress) {
-      raise(v, L::alarm,
-            fmt::format("{}duress {} open (no all-clear): \"{}\" at \"{}\" by \"{}\"",
-                        e.exercise ? "[EXERCISE] " : "", e.id, e.title, e.location, e.sender));
+      raise(
+          v, L::alarm,
+          fmt::format("{}duress {} open (no all-clear): \"{}\" at \"{}\" by \"{}\"; once "
+                      "it is handled: relayctl all-clear {}",
+                      e.exercise ? "[EXERCISE] " : "", e.id, e.title, e.location, e.sender, e.id));
     }
     if (const auto& row = view.queue.oldest_duress; row && row->age_ms >= kDuressUntakenAlarmMs) {
       raise(v, L::alarm,
-            fmt::format("duress {} waits in message_queue for {}: no consumer has taken it",
+            fmt::format("duress {} waits in message_queue for {}: no consumer has taken it; "
+                        "check that its relay-runner runs (systemctl status 'relay-runner@*')",
                         row->event_id, age_text(row->age_ms)));
     }
     if (const auto& row = view.queue.oldest; row && row->age_ms >= kRowUntakenDegradedMs) {
       raise(v, L::degraded,
-            fmt::format("message_queue row {} (type {}) untaken for {}", row->id, row->type,
-                        age_text(row->age_ms)));
+            fmt::format("message_queue row {} (type {}) untaken for {}: check that its "
+                        "relay-runner runs (systemctl status 'relay-runner@*')",
+                        row->id, row->type, age_text(row->age_ms)));
     }
     if (view.outbox.oldest_age_ms && *view.outbox.oldest_age_ms >= kOutboxStaleMs) {
       raise(v, L::degraded,
-            fmt::format("{} outbox rows unclaimed, the oldest for {}", view.outbox.backlog,
-                        age_text(*view.outbox.oldest_age_ms)));
+            fmt::format("{} outbox rows unclaimed, the oldest for {}: relayd claims within "
+                        "milliseconds; its log says why not (journalctl -u relayd)",
+                        view.outbox.backlog, age_text(*view.outbox.oldest_age_ms)));
     }
     if (!view.fsync || !view.full_page_writes) {
       raise(v, L::degraded,
@@ -120,25 +182,27 @@ Verdict judge(const Snapshot& s) {
     }
     if (view.outbox.rejected_last_hour > 0) {
       raise(v, L::degraded,
-            fmt::format("{} outbox rows rejected in the last hour (see outbox_rejected)",
+            fmt::format("{} outbox rows rejected in the last hour: each says why in "
+                        "outbox_rejected (SELECT id, reason FROM outbox_rejected ORDER BY id DESC)",
                         view.outbox.rejected_last_hour));
     }
   }
   for (const auto& a : s.database.runner_alarms) {
     raise(v, L::alarm,
           fmt::format("duress {} (message_queue row {}) keeps failing in relay-runner group \"{}\" "
-                      "after {} attempts: {}",
+                      "after {} attempts: {}; its log says more (journalctl -u "
+                      "'relay-runner@*')",
                       a.event_id, a.queue_id, a.group, a.attempts, a.last_error));
   }
   if (s.daemon) {
     for (const auto& p : s.daemon->peers) {
       if (p.alarmed) {
         raise(v, L::alarm,
-              fmt::format("supervision alarm: {} unreachable for {}", p.id,
-                          age_text(silent_ms(*s.daemon, p))));
+              fmt::format("supervision alarm: {} unreachable for {}: check that relayd runs at "
+                          "{} and that UDP reaches it from here (its [[peer]] address)",
+                          p.id, age_text(silent_ms(*s.daemon, p)), p.id));
       } else if (p.store_alarmed) {
-        raise(v, L::alarm,
-              fmt::format("alarm: {} answers, but {}", p.id, net::degraded_reason(p)));
+        raise(v, L::alarm, fmt::format("alarm: {} answers, but {}", p.id, net::degraded_reason(p)));
       } else if (net::peer_state(p) == "degraded") {
         raise(v, L::degraded,
               fmt::format("{} degraded: {}; back-pressure does not wait for it", p.id,
@@ -169,14 +233,14 @@ Verdict judge(const Snapshot& s) {
     }
     if (s.daemon->stats.conflicts > 0) {
       raise(v, L::alarm,
-            fmt::format("{} events arrived with content that differs from what is held under "
-                        "their id: an origin numbered a seq twice (see the CONFLICT lines in the "
-                        "log); the origin sends its own again under a fresh seq{}",
-                        s.daemon->stats.conflicts,
-                        s.daemon->stats.healed > 0
-                            ? fmt::format(" ({} of this node's were sent again)",
-                                          s.daemon->stats.healed)
-                            : ""));
+            fmt::format(
+                "{} events arrived with content that differs from what is held under "
+                "their id: an origin numbered a seq twice (see the CONFLICT lines in the "
+                "log); the origin sends its own again under a fresh seq{}",
+                s.daemon->stats.conflicts,
+                s.daemon->stats.healed > 0
+                    ? fmt::format(" ({} of this node's were sent again)", s.daemon->stats.healed)
+                    : ""));
     }
     if (!s.daemon->numbering.ready) {
       raise(v, L::degraded,
@@ -186,7 +250,7 @@ Verdict judge(const Snapshot& s) {
     if (!s.daemon->reload_refused.empty()) {
       raise(v, L::degraded,
             "the last reload was refused; relayd runs on the configuration it had: " +
-                s.daemon->reload_refused);
+                s.daemon->reload_refused + "; fix it, then relayctl reload");
     }
     if (s.daemon->claims_paused) {
       raise(v, L::degraded,

@@ -30,16 +30,30 @@ case "$scenario" in
     pg_resume
     wait_for "/healthz 200 once the database is back" '[ "$(http hq /healthz)" = 200 ]'
     # Mid-run, with the mesh idle: no event has to be stored, and still.
+    halted=$SECONDS
     pg_halt
     wait_for "/healthz 503 mid-run" \
       'code=$(http hq /healthz); [ "$code" = 503 ] && grep -q "database: down for" "$http_body"'
+    # In plain words, where to look, and the library's words only as detail.
+    grep -q "database unreachable at host $mesh_dir/pg port 5432: check that PostgreSQL runs there" "$http_body" ||
+      fail "/healthz does not say where the database is unreachable: $(cat "$http_body")"
+    ! grep -q "^\(store lane\|outbox\).*: failing for" "$http_body" ||
+      fail "/healthz says the database's failure more than once: $(cat "$http_body")"
+    ! grep -q "^[^(]*not connected" "$http_body" ||
+      fail "/healthz gives the library's words as the reason: $(cat "$http_body")"
     http hq /metrics >/dev/null
     grep -qx "relay_database_up 0" "$http_body" || fail "relay_database_up is not 0 with the database down"
     grep -q "relay_database_last_ok_timestamp_seconds [1-9]" "$http_body" || fail "no last ok time"
     wait_log hq "database unreachable:.*incident=database_down"
+    sleep 4  # down long enough that a figure counted from the wrong moment shows
     pg_resume
+    down_for=$((SECONDS - halted))
     wait_for "/healthz 200 after the restart" '[ "$(http hq /healthz)" = 200 ]'
     wait_log hq "database reachable again after .*incident=database_up"
+    # Counted from the first failing check: the whole halt, give or take a check (2 s).
+    said=$(grep -o "database reachable again after [0-9]* s" "$mesh_dir/hq/relayd.log" | tail -n 1 | grep -o "[0-9]*")
+    [ "$said" -ge $((down_for - 3)) ] && [ "$said" -le $((SECONDS - halted + 1)) ] ||
+      fail "the log says the database was down $said s; it was halted for about $down_for s"
     echo "health: /healthz 503 with reasons at start and mid-run, 200 when the database is back; logged both ways"
     ;;
 

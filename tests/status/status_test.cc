@@ -132,8 +132,53 @@ TEST_CASE("the verdict: this node's own job failing is ALARM and /healthz's reas
     health.failing(net::Health::kUrgentLane, "server closed the connection");
     s.health = health.parts();
     CHECK(has(status::health_problems(s).at(0), "store lane urgent: failing"));
+    CHECK(has(status::health_problems(s).at(0), "database unreachable (library: server closed"));
   }
   CHECK(status::judge(s).level == Verdict::Level::alarm);
+}
+
+TEST_CASE("the verdict: one database failure is said once, in plain words, with the next step") {
+  auto s = healthy();
+  s.database.state = status::DatabaseState::State::down;
+  s.database.error = "database unreachable";
+  s.database.detail = "Could not obtain client encoding: not connected.";
+  s.database.host = "/run/postgresql";
+  s.database.down_since_unix_ms = kNow - 30'000;
+  net::Health health;
+  health.failing(net::Health::kDatabase, "database unreachable");
+  for (auto part : {net::Health::kUrgentLane, net::Health::kBulkLane, net::Health::kOutboxClaim,
+                    net::Health::kOutboxListen})
+    health.failing(part, "Could not obtain client encoding: not connected.");
+  s.health = health.parts();
+  const auto problems = status::health_problems(s);
+  REQUIRE(problems.size() == 1);
+  CHECK(has(problems[0], "database: down for 30 s"));
+  CHECK(problems[0].find("database unreachable at host /run/postgresql port 5432") <
+        problems[0].find("Could not obtain"));
+  CHECK(has(problems[0], "pg_isready -h /run/postgresql -p 5432"));
+  CHECK(has(problems[0], "store lane urgent, store lane bulk, outbox claim, outbox LISTEN wait"));
+  SUBCASE("the same failure of two lanes, with the database's check still passing") {
+    s.database.state = status::DatabaseState::State::up;
+    const auto lanes = status::health_problems(s);
+    REQUIRE(lanes.size() == 1);
+    CHECK(has(lanes[0], "store lane urgent, store lane bulk, outbox claim, outbox LISTEN: failing"));
+  }
+}
+
+TEST_CASE("the database watch: a database that is not there, in plain words") {
+  net::Health health;
+  Config config;
+  config.store.dsn = "host=/nonexistent port=6543 dbname=none connect_timeout=2";
+  status::DatabaseWatch database(config, health, 50ms);
+  database.start();
+  for (int i = 0; i < 100 && database.state().error.empty(); ++i)
+    std::this_thread::sleep_for(20ms);
+  database.stop();
+  const auto state = database.state();
+  CHECK(state.error == "database unreachable");
+  CHECK_FALSE(state.detail.empty());
+  CHECK(state.host == "/nonexistent");
+  CHECK(state.port == "6543");
 }
 
 TEST_CASE("the verdict: an open duress, an untaken duress, a backlog, rejected rows") {
