@@ -215,6 +215,44 @@ assert peers["clinic-north"]["state"] == "alive", peers["clinic-north"]' || fail
         fail "check-config $flag does not name the line: $out"
     done
     echo "check-config: unreachable database, taken port and hostname each named; own relayd's ports fine"
+
+    # A state directory relayd cannot write (it would exit 2, and systemd
+    # start it again): named with its owner, by root for the key's owner (the
+    # unit's User=) and by that user itself, as the unit's ExecStartPre runs.
+    cp "$mesh_dir/hq/good.toml" "$mesh_dir/hq/relayd.toml"
+    chown nobody "$mesh_dir/hq/node.key" "$mesh_dir/hq/mesh.keys"
+    for as in root nobody; do
+      if out=$(runuser -u "$as" -- "$mesh_relayctl" --config "$mesh_dir/hq/relayd.toml" check-config --offline 2>&1); then
+        fail "check-config as $as accepted a state directory nobody cannot write: $out"
+      fi
+      grep -q "$mesh_dir/hq/state belongs to root:root (mode 0[0-7]*), and relayd, running as nobody, cannot write it" <<<"$out" ||
+        fail "check-config as $as does not name the state directory's owner: $out"
+    done
+    chown -R nobody "$mesh_dir/hq/state"
+    for as in root nobody; do
+      out=$(runuser -u "$as" -- "$mesh_relayctl" --config "$mesh_dir/hq/relayd.toml" check-config --offline 2>&1) ||
+        fail "check-config as $as refused a state directory nobody owns: $out"
+      grep -q "state_dir: $mesh_dir/hq/state is writable by nobody" <<<"$out" || fail "$out"
+    done
+    echo "check-config: a state directory the service user cannot write named with its owner: $(grep state_dir <<<"$out")"
+
+    # Migrate and prune by a role that does not own the tables: a sentence
+    # naming the role that does, not PostgreSQL's raw refusal.
+    mesh_sql hq "CREATE ROLE alice LOGIN" >/dev/null
+    sed -i "s|^dsn = .*|dsn = \"host=$(mesh_host hq) user=alice dbname=hq\"|" "$mesh_dir/hq/relayd.toml"
+    chown root "$mesh_dir/hq/node.key" "$mesh_dir/hq/mesh.keys"
+    for verb in migrate "prune --older-than 0s"; do
+      # shellcheck disable=SC2086
+      if out=$(ctl hq $verb 2>&1); then fail "$verb by a role without rights succeeded: $out"; fi
+      grep -q "database role \"alice\" may not do this (permission denied .*): relaymesh's tables belong to the role \"postgres\"; run it as that role" <<<"$out" ||
+        fail "$verb by alice does not name the owner: $out"
+    done
+    mesh_sql hq "DROP DATABASE IF EXISTS bare" >/dev/null
+    mesh_sql hq "CREATE DATABASE bare" >/dev/null
+    sed -i "s|^dsn = .*|dsn = \"host=$(mesh_host hq) user=postgres dbname=bare\"|" "$mesh_dir/hq/relayd.toml"
+    if out=$(ctl hq prune 2>&1); then fail "prune of a database without the tables succeeded: $out"; fi
+    grep -q "relaymesh's tables are not in this database yet" <<<"$out" || fail "prune of a bare database: $out"
+    echo "check-config: migrate and prune as alice name the owner: $(tail -n 1 <<<"$out")"
     ;;
 
   reload)
