@@ -315,7 +315,7 @@ TEST_CASE("the example configs in deploy/ are valid") {
   for (const char* name : {"hq.toml", "clinic.toml"}) {
     CAPTURE(name);
     const Config config = load_config(fs::path(RELAY_SOURCE_DIR) / "deploy" / name);
-    CHECK(config.peers.size() == 2);
+    CHECK(config.peers.size() == 1);  // one mesh of two sites (deploy/OPERATOR.md)
   }
 }
 
