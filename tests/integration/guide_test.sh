@@ -157,6 +157,18 @@ start_unit() {
   user=$(sed -n 's/^User=//p' "$unit")
   pre=$(sed -n 's/^ExecStartPre=//p' "$unit")
   start=$(sed -n 's/^ExecStart=//p' "$unit")
+  if [ "$site" = hq ]; then
+    # relayd once started by hand as root left its state directory root's:
+    # the unit's check refuses it with exit 2 (no restart), naming the owner.
+    at "$site" install -d -m 0700 "/var/lib/relaymesh/$site"
+    local rc=0
+    # shellcheck disable=SC2086
+    at "$site" runuser -u "$user" -- $pre >"$dir/$site/check.out" 2>&1 || rc=$?
+    [ "$rc" = 2 ] || fail "ExecStartPre on a root-owned state directory exited $rc: $(cat "$dir/$site/check.out")"
+    grep -q "/var/lib/relaymesh/$site belongs to root:root (mode 0700), and relayd, running as $user, cannot write it" \
+      "$dir/$site/check.out" || fail "ExecStartPre does not name the owner: $(cat "$dir/$site/check.out")"
+    at "$site" rmdir "/var/lib/relaymesh/$site"
+  fi
   # shellcheck disable=SC2086
   at "$site" runuser -u "$user" -- $pre >"$dir/$site/check.out" 2>&1 ||
     fail "$site: the unit's ExecStartPre failed: $(cat "$dir/$site/check.out")"
@@ -212,7 +224,7 @@ case "$scenario" in
     wait_row clinic-north "SELECT count(*) FROM message_queue WHERE data->>'title' = 'Test of the alert system' AND data->>'origin' = 'hq'"
     wait_row hq "SELECT count(*) FROM message_queue WHERE type = 'duress' AND data->>'origin' = 'clinic-north'"
     wait_row hq "SELECT count(*) FROM message_queue WHERE data->>'origin' = 'clinic-north' AND data->>'title' = 'Installation test from the site software'"
-    echo "two-sites: the guide's blocks ran as written ($((SECONDS - start)) s); hq's send, clinic-north's duress and site_app's insert arrived"
+    echo "two-sites: the guide's blocks ran as written ($((SECONDS - start)) s), the unit's ExecStartPre refused a root-owned state directory (exit 2, owner named); hq's send, clinic-north's duress and site_app's insert arrived"
     ;;
   *)
     echo "unknown scenario $scenario" >&2
