@@ -6,11 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 
+#include <charconv>
 #include <vector>
 
 namespace relay::net {
@@ -20,6 +22,9 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 // A request is one short JSON line; anything longer is refused.
 constexpr std::size_t kMaxRequest = 8192;
 constexpr auto kTimeout = std::chrono::seconds(5);
+// Confirmations kept for the receipts verb: a few thousand (about 100 bytes
+// each), far more than targets confirm while one `relayctl --wait` polls.
+constexpr std::size_t kConfirmationsKept = 8192;
 
 bool in_group(uid_t uid, gid_t primary, gid_t group) {
   if (primary == group) return true;
@@ -136,6 +141,47 @@ asio::awaitable<void> ControlSocket::serve(asio::local::stream_protocol::socket 
   }
   reply.push_back('\n');
   co_await asio::async_write(socket, asio::buffer(reply), use_tuple);
+}
+
+void Confirmations::note(const relaymesh::v1::Receipts& receipts) {
+  if (receipts.origin() != self_) return;  // passed on through this node
+  for (const auto& delivery : receipts.deliveries()) {
+    auto key = std::pair(delivery.seq(), receipts.target());
+    const auto [it, added] = by_seq_target_.try_emplace(
+        key, Confirmed{delivery.delivered_unix_ms(), static_cast<int>(delivery.outcome())});
+    if (!added) continue;
+    order_.push_back(std::move(key));
+    if (order_.size() > kConfirmationsKept) {
+      by_seq_target_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+}
+
+std::optional<std::string> Confirmations::answer(const std::string& request) const {
+  using Json = nlohmann::ordered_json;
+  const Json r = Json::parse(request, nullptr, false);
+  if (!r.is_object() || r.value("verb", "") != "receipts") return std::nullopt;
+  const std::string id = r.value("id", "");
+  const auto colon = id.rfind(':');
+  std::uint64_t seq = 0;
+  const char* end = id.data() + id.size();
+  if (colon == std::string::npos ||
+      std::from_chars(id.data() + colon + 1, end, seq).ptr != end || seq == 0) {
+    return Json{{"ok", false}, {"error", "id: expected \"origin:seq\""}}.dump();
+  }
+  if (id.substr(0, colon) != self_) {
+    return Json{{"ok", false},
+                {"error", "receipts of " + id + " are kept at its origin, " + id.substr(0, colon)}}
+        .dump();
+  }
+  Json confirmed = Json::object();
+  for (auto it = by_seq_target_.lower_bound({seq, ""});
+       it != by_seq_target_.end() && it->first.first == seq; ++it) {
+    confirmed[it->first.second] = {{"delivered_unix_ms", it->second.delivered_unix_ms},
+                                   {"outcome", it->second.outcome}};
+  }
+  return Json{{"ok", true}, {"id", id}, {"confirmed", confirmed}}.dump();
 }
 
 }  // namespace relay::net

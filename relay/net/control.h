@@ -2,11 +2,18 @@
 
 #include <asio.hpp>
 
+#include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include <sys/types.h>
+
+#include "proto/relaymesh.pb.h"
 
 namespace relay::net {
 
@@ -50,6 +57,32 @@ class ControlSocket {
   Handler handler_;
   asio::local::stream_protocol::acceptor acceptor_;
   bool stopped_ = false;
+};
+
+/// What the control socket's "receipts" verb answers: which targets
+/// confirmed this node's own events, as their receipts reached relayd. Kept
+/// in memory, apart from the database, so that `relayctl duress --wait`
+/// follows a duress while the database is down (its receipts are written
+/// only once it answers). Bounded: the oldest confirmations are forgotten
+/// first, and a receipt sent again (until its ack reaches the target) is
+/// kept once, so repeats never push anything out.
+class Confirmations {
+ public:
+  explicit Confirmations(std::string self) : self_(std::move(self)) {}
+  /// A datagram's receipts, authenticated (the target's signature checked).
+  void note(const relaymesh::v1::Receipts& receipts);
+  /// The answer to a request with "verb": "receipts" and "id": "origin:seq",
+  /// one JSON line; nullopt for any other verb.
+  std::optional<std::string> answer(const std::string& request) const;
+
+ private:
+  struct Confirmed {
+    std::int64_t delivered_unix_ms = 0;
+    int outcome = 0;  // relaymesh.v1.Outcome
+  };
+  std::string self_;
+  std::map<std::pair<std::uint64_t, std::string>, Confirmed> by_seq_target_;
+  std::deque<std::pair<std::uint64_t, std::string>> order_;
 };
 
 }  // namespace relay::net

@@ -220,6 +220,10 @@ void Daemon::start() {
   control_ =
       std::make_unique<ControlSocket>(io_, config_.control.socket, config_.control.group,
                                       [this](const std::string& request, const Caller& caller) {
+                                        // "receipts" reads what this thread saw
+                                        // arrive; the other verbs are raise.cc's.
+                                        if (auto answer = confirmations_.answer(request))
+                                          return *answer;
                                         return on_control(request, caller);
                                       });
   control_->start();
@@ -348,6 +352,7 @@ asio::awaitable<void> Daemon::receive() {
     }
     if (opened_.body.has_hello()) log_drift(opened_.sender);
     if (!opened_.for_core) continue;
+    if (opened_.body.has_receipts()) confirmations_.note(opened_.body.receipts());
     const auto header = wire::parse_header(datagram);
     const mesh::Arrival arrival{header ? header->counter : 0, n};
     node_->on_datagram(now(), opened_.sender, opened_.body, opened_.events, arrival);

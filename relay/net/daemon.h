@@ -159,6 +159,7 @@ class Daemon final : public mesh::Transport {
   Reload reload_;
   std::string reload_refused_;
   std::unique_ptr<ControlSocket> control_;
+  Confirmations confirmations_{config_.node.id};  // the control socket's receipts verb
   // Spool records on their way into the log, by the ticket of their write.
   std::map<std::uint64_t, std::uint64_t> draining_;
   std::uint64_t next_drain_ticket_ = kSpoolTickets;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "common/log.h"
 #include "common/toml_section.h"
 #include "relay/mesh/types.h"
 #include "relay/relayctl/relayctl.h"
@@ -102,41 +103,114 @@ std::optional<std::int64_t> await_claim(pqxx::connection& conn, const Config& co
 }
 
 /// Per target: its receipt, absent while pending.
-std::map<std::string, store::TargetReceipt> delivered(pqxx::connection& conn, const EventId& id) {
+using Receipts = std::map<std::string, store::TargetReceipt>;
+
+Receipts delivered(pqxx::connection& conn, const EventId& id) {
   pqxx::read_transaction tx(conn);
   return store::receipts_of(tx, id.origin, id.seq);
 }
 
-/// Follows the receipts until every target confirmed or the deadline; true if all did.
-bool wait_for_receipts(pqxx::connection& conn, const EventId& id,
-                       const std::vector<std::string>& targets, SteadyClock::time_point deadline,
-                       bool json) {
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
-  while (true) {
-    const auto done = delivered(conn, id);
-    std::string waiting;
-    std::string not_delivered;  // answered, but withheld there, and why
-    for (const auto& t : targets) {
-      auto it = done.find(t);
-      if (it == done.end()) {
-        waiting += (waiting.empty() ? "" : ", ") + t;
-      } else if (it->second.outcome > relaymesh::v1::OUTCOME_DELIVERED_LATE) {
-        not_delivered += "; " + t + " " + store::outcome_text(it->second.outcome);
+/// Reads the receipts of one event from the database, and from relayd's
+/// memory (the control socket's "receipts" verb) for what the database
+/// does not say: while it is down receipts reach relayd but are written
+/// only once it answers again.
+class ReceiptReader {
+ public:
+  ReceiptReader(const Config& config, EventId id, std::unique_ptr<pqxx::connection> conn)
+      : config_(config), id_(std::move(id)), conn_(std::move(conn)) {}
+
+  /// The receipts as they stand; nullopt (and why()) when neither answers.
+  std::optional<Receipts> read(const std::vector<std::string>& targets) {
+    std::optional<Receipts> out;
+    if (!conn_ && SteadyClock::now() >= next_connect_) {
+      try {
+        conn_ = std::make_unique<pqxx::connection>(config_.store.dsn);
+      } catch (const std::exception& e) {
+        database_why_ = one_line(e.what());
       }
     }
-    const std::size_t confirmed =
-        targets.size() - std::count_if(targets.begin(), targets.end(),
-                                       [&](const std::string& t) { return !done.contains(t); });
-    if (!json) {
-      std::fprintf(stderr, "%s%zu of %zu targets confirmed%s%s%s%s", tty ? "\r\033[K" : "",
-                   confirmed, targets.size(), not_delivered.c_str(),
-                   waiting.empty() ? "" : "; waiting for ", waiting.c_str(), tty ? "" : "\n");
+    if (conn_) {
+      try {
+        out = delivered(*conn_, id_);
+      } catch (const std::exception& e) {
+        database_why_ = one_line(e.what());
+        conn_.reset();
+      }
+      // A dead server refuses at once; one that hangs is not tried on every poll.
+      if (!conn_) next_connect_ = SteadyClock::now() + std::chrono::seconds(1);
     }
+    if (out && std::all_of(targets.begin(), targets.end(),
+                           [&](const std::string& t) { return out->contains(t); })) {
+      return out;
+    }
+    std::string why;
+    const auto answer = control_request(config_, {{"verb", "receipts"}, {"id", id_.text()}},
+                                        std::chrono::seconds(2), &why);
+    if (!answer || !answer->value("ok", false)) {
+      relayd_why_ = answer ? answer->value("error", "refused") : why;
+      return out;
+    }
+    if (!out) out.emplace();
+    const auto confirmed = answer->find("confirmed");
+    if (confirmed == answer->end() || !confirmed->is_object()) return out;
+    for (const auto& [target, r] : confirmed->items()) {
+      out->try_emplace(target, store::TargetReceipt{r.value("delivered_unix_ms", std::int64_t{0}),
+                                                    r.value("outcome", 0)});
+    }
+    return out;
+  }
+  std::string why() const {
+    return "the database: " + database_why_ + "; relayd: " + relayd_why_;
+  }
+
+ private:
+  const Config& config_;
+  EventId id_;
+  std::unique_ptr<pqxx::connection> conn_;
+  SteadyClock::time_point next_connect_{};
+  std::string database_why_, relayd_why_;
+};
+
+/// Follows the receipts until every target confirmed or the deadline, and
+/// returns the last that were read. On a terminal the progress line is
+/// redrawn; elsewhere (a log, a pipe) a line is printed only when it changes.
+Receipts wait_for_receipts(ReceiptReader& reader, const std::vector<std::string>& targets,
+                           SteadyClock::time_point deadline, bool json) {
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  Receipts done;
+  std::string shown;
+  while (true) {
+    std::string line;
+    std::string waiting;
+    if (auto now = reader.read(targets)) {
+      done = std::move(*now);
+      std::string not_delivered;  // answered, but withheld there, and why
+      for (const auto& t : targets) {
+        auto it = done.find(t);
+        if (it == done.end()) {
+          waiting += (waiting.empty() ? "" : ", ") + t;
+        } else if (it->second.outcome > relaymesh::v1::OUTCOME_DELIVERED_LATE) {
+          not_delivered += "; " + t + " " + store::outcome_text(it->second.outcome);
+        }
+      }
+      const auto confirmed = std::count_if(targets.begin(), targets.end(),
+                                           [&](const std::string& t) { return done.contains(t); });
+      line = std::to_string(confirmed) + " of " + std::to_string(targets.size()) +
+             " targets confirmed" + not_delivered + (waiting.empty() ? "" : "; waiting for ") +
+             waiting;
+    } else {
+      waiting = "?";
+      line = "receipts cannot be read now (" + reader.why() + "); trying again";
+    }
+    if (!json && (tty || line != shown)) {
+      std::fprintf(stderr, "%s%s%s", tty ? "\r\033[K" : "", line.c_str(), tty ? "" : "\n");
+    }
+    shown = line;
     if (waiting.empty() || SteadyClock::now() >= deadline) {
       if (!json && tty) std::fprintf(stderr, "\n");
-      return waiting.empty();
+      return done;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 100 : 500));
+    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 100 : 250));
   }
 }
 
@@ -267,9 +341,9 @@ std::optional<EventId> raise_through_relayd(const Config& config, const SendOpti
   return EventId{answer->value("origin", ""), answer->value("seq", std::int64_t{0})};
 }
 
-/// Per peer, where its configuration and this node's disagree, as relayd's
-/// status says (empty when relayd does not answer).
-Json peer_drift(const Config& config) {
+/// Per peer, as relayd's status says: its state (alive, down, ...) and where
+/// its configuration and this node's disagree. Empty when relayd does not answer.
+Json peer_view(const Config& config) {
   Json out = Json::object();
   httplib::Client client(config.status.listen.host, config.status.listen.port);
   client.set_connection_timeout(std::chrono::seconds(2));
@@ -278,7 +352,8 @@ Json peer_drift(const Config& config) {
   if (!res || res->status != 200) return out;
   try {
     for (const auto& p : Json::parse(res->body).value("peers", Json::array())) {
-      if (p.contains("drift") && !p["drift"].empty()) out[p.value("id", "")] = p["drift"];
+      out[p.value("id", "")] = {{"state", p.value("state", "unknown")},
+                                {"drift", p.value("drift", Json::array())}};
     }
   } catch (const Json::exception&) {
   }
@@ -286,37 +361,38 @@ Json peer_drift(const Config& config) {
 }
 
 /// What a sending verb prints once relayd took its event, and the wait for
-/// receipts with --wait.
+/// receipts with --wait. The event is sent: whatever happens next, it never
+/// says otherwise (exit 3 when not every target confirmed in time).
 int report(const Config& config, const SendOptions& o, const EventId& id,
            std::unique_ptr<pqxx::connection> conn, SteadyClock::time_point start, Json extra) {
   const auto nodes = resolve_targets(config, o.targets);
-  bool confirmed = false;
-  Json drift = Json::object();
+  if (!o.json) std::printf("%s\n", id.text().c_str());
+  std::fflush(stdout);
+  ReceiptReader reader(config, id, std::move(conn));
+  std::optional<Receipts> done;
   if (o.wait) {
-    if (!o.json) std::printf("%s\n", id.text().c_str());
-    std::fflush(stdout);
-    if (!conn) {
-      try {
-        conn = connect(config);
-      } catch (const std::exception& e) {
-        throw Failure(
-            kFailure,
-            id.text() + " was accepted and sent, but its receipts cannot be followed: " + e.what(),
-            {{"state", "accepted"}, {"id", id.text()}});
-      }
+    done = wait_for_receipts(reader, nodes, start + *o.wait, o.json);
+  } else if (o.json) {
+    done = reader.read(nodes);
+  }
+  const bool confirmed =
+      done && std::all_of(nodes.begin(), nodes.end(),
+                          [&](const std::string& t) { return done->contains(t); });
+  // Each target that has not confirmed, with its peer's state: a target
+  // that is down, or disagrees with this node about the two of them, says why.
+  Json pending = Json::array();
+  if (o.wait && !confirmed) {
+    const Json peers = peer_view(config);
+    for (const auto& t : nodes) {
+      if (done && done->contains(t)) continue;
+      const Json none = Json::object();
+      const Json& peer = peers.contains(t) ? peers[t] : none;
+      pending.push_back({{"target", t},
+                         {"peer", t == config.node.id ? "this node"
+                                  : peers.empty()     ? "unknown (relayd's status does not answer)"
+                                                      : peer.value("state", "unknown")},
+                         {"drift", peer.value("drift", Json::array())}});
     }
-    confirmed = wait_for_receipts(*conn, id, nodes, start + *o.wait, o.json);
-    // A target that never confirms may disagree with this node about the
-    // two of them: say so rather than only time out.
-    if (!confirmed) {
-      const auto done = delivered(*conn, id);
-      const Json all = peer_drift(config);
-      for (const auto& [peer, lines] : all.items()) {
-        if (!done.contains(peer)) drift[peer] = lines;
-      }
-    }
-  } else if (!o.json) {
-    std::printf("%s\n", id.text().c_str());
   }
   if (o.json) {
     Json doc;
@@ -328,17 +404,21 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
     doc["seq"] = id.seq;
     doc.update(extra);
     doc["targets"] = nodes;
-    if (conn) doc["receipts"] = receipts_json(nodes, delivered(*conn, id), false);
-    if (o.wait && !confirmed) doc["drift"] = drift;
+    if (done) doc["receipts"] = receipts_json(nodes, *done, false);
+    if (o.wait && !confirmed) doc["pending"] = pending;
     print_json(doc);
   }
   if (o.wait && !confirmed) {
-    std::fprintf(stderr, "timed out: not every target has confirmed %s (relayctl receipts %s)\n",
+    std::fprintf(stderr,
+                 "timed out: %s was sent, but not every target has confirmed it yet (relayctl "
+                 "receipts %s)\n",
                  id.text().c_str(), id.text().c_str());
-    for (const auto& [peer, lines] : drift.items()) {
-      for (const auto& line : lines) {
-        std::fprintf(stderr, "  %s: configuration drift: %s\n", peer.c_str(),
-                     line.get<std::string>().c_str());
+    for (const auto& p : pending) {
+      std::fprintf(stderr, "  %s: pending; peer %s\n", p["target"].get<std::string>().c_str(),
+                   p["peer"].get<std::string>().c_str());
+      for (const auto& line : p["drift"]) {
+        std::fprintf(stderr, "  %s: configuration drift: %s\n",
+                     p["target"].get<std::string>().c_str(), line.get<std::string>().c_str());
       }
     }
     return kWaitTimedOut;
@@ -400,7 +480,7 @@ int send(const Config& config, SendOptions o) {
                       config.node.id + "? relayd sends it when it claims it)",
                   {{"state", "queued"}, {"outbox_id", outbox_id}});
   }
-  Json extra{{"outbox_id", outbox_id}};
+  Json extra{{"path", "outbox"}, {"outbox_id", outbox_id}};
   if (reached_relayd) extra["may_also_be_spooled"] = true;
   return report(config, o, EventId{config.node.id, *seq}, std::move(conn), start,
                 std::move(extra));

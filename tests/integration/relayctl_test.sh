@@ -75,6 +75,39 @@ case "$scenario" in
     echo "tail: a lane that committed after a later one, and 1,500 rows of one transaction, each printed once"
     ;;
 
+  duress-wait)
+    # clinic-north's database is down: the duress goes through relayd (its
+    # spool), and --wait follows hq's receipt through relayd too.
+    MESH_SEPARATE_PG=1 mesh_init hq clinic-north
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    mesh_pg_halt clinic-north
+    rc=0
+    id=$(ctl clinic-north duress --target hq --location "Ward 1" --wait 20s 2>"$mesh_dir/err") || rc=$?
+    ! grep -q "nothing was sent" "$mesh_dir/err" || fail "duress --wait says nothing was sent: $(cat "$mesh_dir/err")"
+    [ "$rc" = 0 ] || fail "duress --wait exit $rc with hq confirming, the database down: $(cat "$mesh_dir/err")"
+    grep -q "1 of 1 targets confirmed" "$mesh_dir/err" || fail "no confirmation shown: $(cat "$mesh_dir/err")"
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = ${id##*:}" 1
+    rc=0
+    out=$(ctl clinic-north --json duress --target hq --location "Ward 2" --wait 20s 2>/dev/null) || rc=$?
+    [ "$rc" = 0 ] || fail "duress --json --wait exit $rc: $out"
+    grep -q '"state":"confirmed"' <<<"$out" && grep -q '"path":"control socket"' <<<"$out" ||
+      fail "duress --json --wait: $out"
+    # hq stopped: sent, not confirmed in time: exit 3, naming hq's state.
+    mesh_kill hq
+    rc=0
+    out=$(ctl clinic-north duress --target hq --location "Ward 3" --wait 3s 2>&1) || rc=$?
+    [ "$rc" = 3 ] || fail "duress --wait exit $rc with hq stopped, expected 3: $out"
+    ! grep -q "nothing was sent" <<<"$out" || fail "duress --wait says nothing was sent: $out"
+    grep -q "was sent, but not every target has confirmed it" <<<"$out" && grep -q "hq: pending; peer" <<<"$out" ||
+      fail "the timeout does not say the duress was sent and what hq's state is: $out"
+    rc=0
+    out=$(ctl clinic-north --json duress --target hq --location "Ward 4" --wait 2s 2>/dev/null) || rc=$?
+    [ "$rc" = 3 ] && grep -q '"exit_code":3' <<<"$out" && grep -q '"state":"sent, not every target confirmed"' <<<"$out" ||
+      fail "duress --json --wait with hq stopped: exit $rc, $out"
+    echo "duress-wait: with the database down, exit 0 once hq confirmed (through relayd), 3 with hq stopped; never 'nothing was sent'"
+    ;;
+
   *)
     echo "usage: relayctl_test.sh tail|duress-wait|status|bad-input|send-wait" >&2
     exit 2
