@@ -490,6 +490,12 @@ DaemonStatus Daemon::status() const {
   s.spool_depth = spool_.depth();
   s.spool_capacity = spool_.capacity();
   s.spool_oldest_ms = spool_oldest_ms();
+  for (const auto& [number, payload] : spool_.records()) {
+    v1::SignedEvent signed_event;
+    v1::Event event;
+    if (signed_event.ParseFromString(payload) && event.ParseFromString(signed_event.event()))
+      s.spooled.push_back(std::move(event));
+  }
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

@@ -57,6 +57,9 @@ struct DaemonStatus {
   std::size_t spool_depth = 0;
   std::size_t spool_capacity = 0;
   std::int64_t spool_oldest_ms = 0;
+  /// The spooled alarms themselves: open duress alarms (who, where) that the
+  /// status page must show while the database that would list them is down.
+  std::vector<v1::Event> spooled;
 };
 
 /// Store tickets from here up are the spool's drains, not the core's.

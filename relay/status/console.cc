@@ -2,10 +2,12 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "relay/capture/log_files.h"
+#include "relay/store/rows.h"
 
 namespace relay::status {
 namespace {
@@ -23,6 +25,33 @@ StateDisk state_disk(const std::string& dir) {
   disk.free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
   disk.size_bytes = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
   return disk;
+}
+
+/// The spool's duress alarms the database's view does not list yet: those
+/// accepted while it was down, or not drained into it yet.
+std::vector<store::ConsoleView::Event> spooled_duress(const Snapshot& s) {
+  std::vector<store::ConsoleView::Event> out;
+  if (!s.daemon) return out;
+  for (const auto& e : s.daemon->spooled) {
+    store::ConsoleView::Event v;
+    v.origin = e.origin();
+    v.seq = e.seq();
+    v.id = v.origin + ":" + std::to_string(v.seq);
+    const auto* view = s.database.view ? &*s.database.view : nullptr;
+    if (view != nullptr && std::any_of(view->open_duress.begin(), view->open_duress.end(),
+                                       [&](const auto& listed) { return listed.id == v.id; }))
+      continue;
+    v.kind = store::kind_name(e.kind());
+    v.priority = store::priority_name(e.priority());
+    v.title = e.title();
+    v.location = e.location();
+    v.sender = e.sender();
+    v.exercise = e.exercise();
+    v.created_unix_ms = e.created_unix_ms();
+    v.targets.assign(e.targets().begin(), e.targets().end());
+    out.insert(out.begin(), std::move(v));  // newest first, as the database lists them
+  }
+  return out;
 }
 
 }  // namespace
@@ -59,6 +88,7 @@ Snapshot Console::snapshot(bool with_logs) const {
   }
   s.health = health_.parts();
   s.database = database_.state();
+  s.spooled_duress = spooled_duress(s);
   s.state_disk = state_disk(process_.state_dir);
   s.logs.captured = capture_.active;
   s.logs.why_not = capture_.why_not;

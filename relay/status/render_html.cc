@@ -73,7 +73,8 @@ constexpr const char* kStyle = R"css(<style>
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f6}
 #verdict{padding:.8em 1.5em;color:#fff}#verdict h1{margin:0;font-size:1.6em}
 #verdict ul{margin:.3em 0 0;padding-left:1.2em}
-.ok{background:#2e7d32}.degraded{background:#e6a700;color:#222!important}.alarm{background:#c62828}
+.ok{background:#2e7d32}.degraded{background:#e6a700;color:#222!important}
+.alarm{background:#b71c1c;color:#fff}.as-of,.as-of td,.as-of th{background:#fff4cc;color:#222}
 section{background:#fff;margin:1em 1.5em;padding:.6em 1em;border-radius:4px;box-shadow:0 1px 2px #0002}
 h2{font-size:1.1em;margin:.2em 0 .5em}table{border-collapse:collapse;width:100%}
 td,th{padding:.25em .8em .25em 0;text-align:left;vertical-align:top}th{font-weight:600;color:#555}
@@ -105,16 +106,35 @@ void receipts_cell(std::ostringstream& h, const Snapshot& s, const store::Consol
   h << "</td>";
 }
 
-void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleView::Event& e) {
+/// A duress accepted through the control socket and not yet in the
+/// database (`spooled`) has no stored time and no receipts recorded yet.
+void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleView::Event& e,
+               bool spooled = false) {
   const bool duress = e.kind == "duress";
   h << "<tr class=\"event" << (duress && e.cleared_by.empty() ? " bad" : "") << "\" data-event=\""
-    << esc(e.id) << "\" data-kind=\"" << esc(e.kind) << "\"><td>" << esc(e.id) << "</td><td>"
-    << (e.exercise ? "[EXERCISE] " : "") << esc(e.kind) << " / " << esc(e.priority) << "</td><td>"
-    << esc(e.title) << "</td><td>" << esc(e.location) << "</td><td>" << esc(e.sender) << "</td><td>"
-    << ago(s, e.stored_unix_ms)
+    << esc(e.id) << "\" data-kind=\"" << esc(e.kind) << "\"" << (spooled ? " data-spooled=yes" : "")
+    << "><td>" << esc(e.id) << "</td><td>" << (e.exercise ? "[EXERCISE] " : "") << esc(e.kind)
+    << " / " << esc(e.priority) << "</td><td>" << esc(e.title) << "</td><td>" << esc(e.location)
+    << "</td><td>" << esc(e.sender) << "</td><td>";
+  if (spooled) {
+    h << "accepted " << ago(s, e.created_unix_ms)
+      << ", <b>in the spool</b>: sent, not yet in the database</td><td>receipts are recorded "
+         "once the database takes it</td></tr>";
+    return;
+  }
+  h << ago(s, e.stored_unix_ms)
     << (e.cleared_by.empty() ? "" : "<br>cleared by " + esc(e.cleared_by)) << "</td>";
   receipts_cell(h, s, e);
   h << "</tr>";
+}
+
+/// Panels read from the database say when, while it does not answer: what
+/// they show is what it held then (a row taken since is still listed).
+void as_of(std::ostringstream& h, const Snapshot& s) {
+  if (!database_stale(s)) return;
+  h << "<p class=as-of>as of " << clock_time(s.database.last_ok_unix_ms) << " ("
+    << age_text(s.now_unix_ms - s.database.last_ok_unix_ms)
+    << " ago), when the database last answered</p>";
 }
 
 constexpr const char* kEventHead =
@@ -123,27 +143,34 @@ constexpr const char* kEventHead =
 
 void alarms_section(std::ostringstream& h, const Snapshot& s) {
   h << "<section id=alarms><h2>Open duress alarms</h2>";
+  as_of(h, s);
   const auto* view = s.database.view ? &*s.database.view : nullptr;
-  if (view == nullptr) {
-    h << "<p class=muted>unknown: the database has not been read</p></section>";
-    return;
-  }
-  if (view->open_duress.empty()) {
-    h << "<p class=muted>none in the last 24 h</p>";
-  } else {
+  const bool listed = !s.spooled_duress.empty() || (view && !view->open_duress.empty());
+  if (listed) {
     h << "<table>" << kEventHead;
-    for (const auto& e : view->open_duress) event_row(h, s, e);
+    for (const auto& e : s.spooled_duress) event_row(h, s, e, true);
+    if (view)
+      for (const auto& e : view->open_duress) event_row(h, s, e);
     h << "</table>";
   }
-  if (const auto& row = view->queue.oldest_duress) {
-    h << "<p id=untaken-duress class=" << (row->age_ms >= kDuressUntakenAlarmMs ? "alarm" : "")
-      << ">duress " << esc(row->event_id) << " waits in message_queue for " << age_text(row->age_ms)
-      << " (row " << row->id << "): no consumer has taken it yet</p>";
+  const auto* untaken = view && view->queue.oldest_duress ? &*view->queue.oldest_duress : nullptr;
+  if (untaken) {
+    h << "<p id=untaken-duress class=" << (untaken->age_ms >= kDuressUntakenAlarmMs ? "alarm" : "")
+      << ">duress " << esc(untaken->event_id) << " waits in message_queue for "
+      << age_text(untaken->age_ms) << " (row " << untaken->id
+      << "): no consumer has taken it yet</p>";
   }
   for (const auto& a : s.database.runner_alarms) {
     h << "<p class=\"runner-alarm alarm\">DURESS NOT HANDLED: duress " << esc(a.event_id)
       << " (row " << a.queue_id << ") keeps failing in relay-runner group " << esc(a.group)
       << " after " << a.attempts << " attempts: " << esc(a.last_error) << "</p>";
+  }
+  // "None" only where nothing follows: never above an alarm of its own.
+  if (!view) {
+    h << "<p class=muted>" << (listed ? "the rest is unknown" : "unknown")
+      << ": the database has not been read</p>";
+  } else if (!listed && !untaken && s.database.runner_alarms.empty()) {
+    h << "<p class=muted>none in the last 24 h</p>";
   }
   h << "</section>";
 }
@@ -176,8 +203,9 @@ void peers_section(std::ostringstream& h, const Snapshot& s) {
   }
   const auto* view = s.database.view ? &*s.database.view : nullptr;
   h << "<table><tr><th>peer</th><th>state</th><th>last heard</th><th>rtt</th><th>queued</th>"
-       "<th>in flight</th><th>receipts pending</th><th>receipts owed to it</th>"
-       "<th>session, key</th></tr>";
+       "<th>in flight</th><th>receipts pending"
+    << (database_stale(s) ? " (as of " + clock_time(s.database.last_ok_unix_ms) + ")" : "")
+    << "</th><th>receipts owed to it</th><th>session, key</th></tr>";
   for (const auto& p : s.daemon->peers) {
     const std::string state = net::peer_state(p);
     const char* cls = p.alarmed ? "bad" : state != "alive" ? "warn" : "";
@@ -201,6 +229,7 @@ void peers_section(std::ostringstream& h, const Snapshot& s) {
 
 void events_section(std::ostringstream& h, const Snapshot& s) {
   h << "<section id=events><h2>Recent events</h2>";
+  as_of(h, s);
   if (!s.database.view || s.database.view->recent.empty()) {
     h << "<p class=muted>"
       << (s.database.view ? "none yet" : "unknown: the database has not been read")
@@ -226,6 +255,10 @@ void database_section(std::ostringstream& h, const Snapshot& s) {
   }
   if (db.view) {
     const auto& v = *db.view;
+    if (database_stale(s)) {
+      h << "<tr class=as-of><th>as of</th><td>" << clock_time(db.last_ok_unix_ms)
+        << ", when the database last answered: the rows below are what it held then</td></tr>";
+    }
     h << "<tr><th>outbox backlog</th><td>" << v.outbox.backlog << " rows"
       << (v.outbox.oldest_age_ms ? ", oldest " + age_text(*v.outbox.oldest_age_ms) : "")
       << "</td></tr><tr" << (v.outbox.rejected_last_hour > 0 ? " class=warn" : "")

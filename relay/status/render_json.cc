@@ -42,7 +42,9 @@ const char* part_word(net::ComponentHealth::State state) {
   return "failing";
 }
 
-Json event_json(const store::ConsoleView::Event& e) {
+/// `spooled`: accepted through the control socket, not yet in the database
+/// (no stored time, no receipts recorded yet).
+Json event_json(const store::ConsoleView::Event& e, bool spooled = false) {
   Json j;
   j["id"] = e.id;
   j["origin"] = e.origin;
@@ -54,10 +56,11 @@ Json event_json(const store::ConsoleView::Event& e) {
   j["sender"] = e.sender;
   j["exercise"] = e.exercise;
   j["created_unix_ms"] = e.created_unix_ms;
-  j["stored_unix_ms"] = e.stored_unix_ms;
+  j["stored_unix_ms"] = spooled ? Json(nullptr) : Json(e.stored_unix_ms);
+  j["spooled"] = spooled;
   j["targets"] = e.targets;
   j["cleared_by"] = e.cleared_by.empty() ? Json(nullptr) : Json(e.cleared_by);
-  if (e.own) {
+  if (e.own && !spooled) {
     Json receipts = Json::array();
     for (const auto& [target, at] : e.receipts) {
       Json r;
@@ -285,10 +288,15 @@ std::string alarms_json(const Snapshot& s) {
   Json out;
   out["node"] = s.process.node;
   Json duress = Json::array();
+  for (const auto& e : s.spooled_duress) duress.push_back(event_json(e, true));
   if (s.database.view) {
     for (const auto& e : s.database.view->open_duress) duress.push_back(event_json(e));
   }
   out["open_duress"] = duress;
+  // What the database listed, as of its last answer (stale while it is down).
+  out["as_of_unix_ms"] =
+      s.database.view ? Json(s.database.view->database_now_unix_ms) : Json(nullptr);
+  out["database_up"] = s.database.state == DatabaseState::State::up;
   out["untaken_duress"] =
       s.database.view ? queue_row_json(s.database.view->queue.oldest_duress) : Json(nullptr);
   Json supervision = Json::array();

@@ -85,13 +85,16 @@ std::string metrics_text(const Snapshot& s) {
     m.family("relay_message_queue_oldest_seconds", "gauge",
              "Age of the oldest message_queue row; 0 if none.")
         .sample(view.queue.oldest ? view.queue.oldest->age_ms / 1000 : 0);
-    m.family("relay_duress_open", "gauge", "Duress alarms of the last 24 h without an all-clear.")
-        .sample(view.open_duress.size());
     m.family("relay_receipts_pending", "gauge",
              "Receipts own events still wait for, per target (last 1,000 events).");
     for (const auto& [target, n] : view.receipts_pending) m.sample(n, "peer", target);
   }
 
+  // Spooled ones count too: open at their origin even with its database down.
+  m.family("relay_duress_open", "gauge",
+           "Duress alarms of the last 24 h without an all-clear, spooled ones included.")
+      .sample(s.spooled_duress.size() +
+              (s.database.view ? s.database.view->open_duress.size() : 0));
   if (s.database.view) {
     m.family("relay_database_durable", "gauge",
              "1 if PostgreSQL runs with fsync and full_page_writes on; 0 if either is off.")

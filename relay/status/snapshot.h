@@ -69,9 +69,18 @@ struct Snapshot {
   std::string daemon_missing;  // why daemon is nullopt
   std::vector<net::ComponentHealth> health;
   DatabaseState database;
+  /// Duress alarms in the spool (accepted, not yet in the database) that the
+  /// database's view does not list: open alarms all the same.
+  std::vector<store::ConsoleView::Event> spooled_duress;
   StateDisk state_disk;
   LogTail logs;  // filled for the page and /api/logs only
 };
+
+/// True while what was read from the database is older than its last
+/// check: panels that show it say "as of" then.
+inline bool database_stale(const Snapshot& s) {
+  return s.database.view && s.database.state != DatabaseState::State::up;
+}
 
 /// Milliseconds since the daemon last heard `peer`, as of its status.
 inline std::int64_t silent_ms(const net::DaemonStatus& d, const mesh::PeerStatus& peer) {

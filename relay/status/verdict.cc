@@ -147,15 +147,17 @@ Verdict judge(const Snapshot& s) {
   using L = Verdict::Level;
   for (auto& why : health_problems(s)) raise(v, L::alarm, std::move(why));
 
+  auto open_duress = [&](const store::ConsoleView::Event& e, const char* where) {
+    raise(v, L::alarm,
+          fmt::format("{}duress {} open (no all-clear{}): \"{}\" at \"{}\" by \"{}\"; once it "
+                      "is handled: relayctl all-clear {}",
+                      e.exercise ? "[EXERCISE] " : "", e.id, where, e.title, e.location, e.sender,
+                      e.id));
+  };
+  for (const auto& e : s.spooled_duress) open_duress(e, "; in the spool, not yet in the database");
   if (s.database.view) {
     const auto& view = *s.database.view;
-    for (const auto& e : view.open_duress) {
-      raise(
-          v, L::alarm,
-          fmt::format("{}duress {} open (no all-clear): \"{}\" at \"{}\" by \"{}\"; once "
-                      "it is handled: relayctl all-clear {}",
-                      e.exercise ? "[EXERCISE] " : "", e.id, e.title, e.location, e.sender, e.id));
-    }
+    for (const auto& e : view.open_duress) open_duress(e, "");
     if (const auto& row = view.queue.oldest_duress; row && row->age_ms >= kDuressUntakenAlarmMs) {
       raise(v, L::alarm,
             fmt::format("duress {} waits in message_queue for {}: no consumer has taken it; "

@@ -161,7 +161,8 @@ TEST_CASE("the verdict: one database failure is said once, in plain words, with 
     s.database.state = status::DatabaseState::State::up;
     const auto lanes = status::health_problems(s);
     REQUIRE(lanes.size() == 1);
-    CHECK(has(lanes[0], "store lane urgent, store lane bulk, outbox claim, outbox LISTEN: failing"));
+    CHECK(
+        has(lanes[0], "store lane urgent, store lane bulk, outbox claim, outbox LISTEN: failing"));
   }
 }
 
@@ -171,8 +172,7 @@ TEST_CASE("the database watch: a database that is not there, in plain words") {
   config.store.dsn = "host=/nonexistent port=6543 dbname=none connect_timeout=2";
   status::DatabaseWatch database(config, health, 50ms);
   database.start();
-  for (int i = 0; i < 100 && database.state().error.empty(); ++i)
-    std::this_thread::sleep_for(20ms);
+  for (int i = 0; i < 100 && database.state().error.empty(); ++i) std::this_thread::sleep_for(20ms);
   database.stop();
   const auto state = database.state();
   CHECK(state.error == "database unreachable");
@@ -318,4 +318,67 @@ TEST_CASE("routes: a token when configured; /healthz 503 with reasons before the
   get.query.clear();
   get.path = "/nowhere";
   CHECK(status::route(get, console, "").status == 404);
+}
+
+TEST_CASE("a spooled duress is an open alarm at its origin with its database down") {
+  net::Health health;
+  Config config;
+  config.store.dsn = "host=/nonexistent dbname=none";
+  status::DatabaseWatch database(config, health);  // never started: never reached
+  status::Console console({"clinic-north", "0.1.0", "relayd.toml", 1, net::unix_ms_now(), ""},
+                          health, database, {});
+  console.set_daemon([] {
+    net::DaemonStatus d;
+    d.node = "clinic-north";
+    d.taken_at = std::chrono::steady_clock::now();
+    relaymesh::v1::Event e;
+    e.set_origin("clinic-north");
+    e.set_seq(41);
+    e.set_kind(relaymesh::v1::KIND_DURESS);
+    e.set_priority(relaymesh::v1::PRIORITY_DURESS);
+    e.set_title("Duress");
+    e.set_location("Psych ward, room 12");
+    e.set_sender("nurse station 3");
+    e.add_targets("hq");
+    d.spooled.push_back(e);
+    d.spool_depth = 1;
+    return std::optional(d);
+  });
+  net::HttpRequest get;
+  get.method = "GET";
+  get.path = "/api/alarms";
+  const auto alarms = nlohmann::json::parse(status::route(get, console, "").body);
+  REQUIRE(alarms["open_duress"].size() == 1);
+  CHECK(alarms["open_duress"][0]["id"] == "clinic-north:41");
+  CHECK(alarms["open_duress"][0]["location"] == "Psych ward, room 12");
+  CHECK(alarms["open_duress"][0]["sender"] == "nurse station 3");
+  CHECK(alarms["open_duress"][0]["spooled"] == true);
+  get.path = "/metrics";
+  CHECK(has(status::route(get, console, "").body, "relay_duress_open 1\n"));
+  get.path = "/";
+  const auto page = status::route(get, console, "").body;
+  CHECK(has(page, "data-event=\"clinic-north:41\" data-kind=\"duress\" data-spooled=yes"));
+  CHECK_FALSE(has(page, "none in the last 24 h"));
+  const auto v = status::judge(console.snapshot(false));
+  CHECK(v.level == Verdict::Level::alarm);
+  CHECK(std::any_of(v.reasons.begin(), v.reasons.end(), [](const auto& r) {
+    return has(r, "duress clinic-north:41 open (no all-clear; in the spool") &&
+           has(r, "by \"nurse station 3\"");
+  }));
+}
+
+TEST_CASE("the page: a panel read from a database that is down says as of when") {
+  auto s = healthy();
+  s.database.state = status::DatabaseState::State::down;
+  s.database.error = "database unreachable";
+  s.database.view->queue.rows = 1;
+  s.database.view->queue.oldest_duress =
+      store::ConsoleView::QueueRow{7, "duress", 5'000, 4, "hq:5"};
+  const auto html = status::status_html(s);
+  CHECK(has(html, "<section id=alarms><h2>Open duress alarms</h2><p class=as-of>as of "));
+  CHECK(has(html, "<section id=events><h2>Recent events</h2><p class=as-of>as of "));
+  CHECK(has(html, "<tr class=as-of><th>as of</th>"));
+  // An untaken duress is listed: the panel does not say "none" above it.
+  CHECK(has(html, "id=untaken-duress"));
+  CHECK_FALSE(has(html, "none in the last 24 h"));
 }
