@@ -131,7 +131,7 @@ Json peers_json(const Snapshot& s) {
     j["paths"] = paths;
     j["pacing_bytes_per_second"] = static_cast<std::int64_t>(p.pacing_rate.bytes_per_second());
     j["queue_delay_ms"] =
-        std::chrono::duration_cast<std::chrono::milliseconds>(p.queue_delay).count();
+        std::chrono::duration_cast<std::chrono::milliseconds>(queue_delay(p)).count();
     std::int64_t pending = 0;
     if (view) {
       if (auto it = view->receipts_pending.find(p.id); it != view->receipts_pending.end())

@@ -163,11 +163,10 @@ std::string metrics_text(const Snapshot& s) {
   for (const auto& p : d.peers) {
     m.sample(static_cast<std::int64_t>(p.pacing_rate.bytes_per_second()), "peer", p.id);
   }
-  m.family("relay_peer_queue_delay_ms", "gauge",
+  m.family("relay_peer_queue_delay_seconds", "gauge",
            "Queueing delay last measured at the bottleneck towards the peer.");
   for (const auto& p : d.peers) {
-    m.sample(std::chrono::duration_cast<std::chrono::milliseconds>(p.queue_delay).count(), "peer",
-             p.id);
+    m.sample(std::chrono::duration<double>(queue_delay(p)).count(), "peer", p.id);
   }
   m.family("relay_peer_heard", "gauge", "1 once the peer has been heard since start.");
   for (const auto& p : d.peers) m.sample(p.heard ? 1 : 0, "peer", p.id);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -80,6 +81,14 @@ struct Snapshot {
 /// check: panels that show it say "as of" then.
 inline bool database_stale(const Snapshot& s) {
   return s.database.view && s.database.state != DatabaseState::State::up;
+}
+
+/// The queueing delay towards `peer`, never below zero. It is this round's
+/// lowest round trip less the base one, both on this node's steady clock;
+/// it read -3 ms once when the base was retaken from a later, longer sample
+/// (fixed in the pacer by e1223b1), and a delay below zero means nothing.
+inline mesh::Duration queue_delay(const mesh::PeerStatus& peer) {
+  return std::max(peer.queue_delay, mesh::Duration::zero());
 }
 
 /// Milliseconds since the daemon last heard `peer`, as of its status.

@@ -68,6 +68,12 @@ case "$scenario" in
       fail "the runner was woken by a kick or NOTIFY; this test is about the poll alone"
     [ "$(done_ids "$mesh_dir/popup.out" | uniq | wc -l)" = 5 ] || fail "not 5 distinct rows handled"
     wait_until 5 queue_empty || fail "handled rows left in message_queue"
+    # What a scraper accepts (the start latency is one summary family).
+    curl -s "http://127.0.0.1:${runner_status[popup]}/metrics" >"$mesh_dir/metrics"
+    grep -q "^# TYPE relay_runner_start_latency_seconds summary$" "$mesh_dir/metrics" ||
+      fail "the start latency is not a summary: $(cat "$mesh_dir/metrics")"
+    promtool check metrics <"$mesh_dir/metrics" ||
+      fail "promtool refuses relay-runner's /metrics: $(promtool check metrics <"$mesh_dir/metrics" 2>&1)"
     echo "poll: with every kick lost and no LISTEN, the poll handled all 5 rows"
     ;;
 
