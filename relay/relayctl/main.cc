@@ -19,6 +19,8 @@ constexpr const char* kExitCodes =
     "  2  usage or configuration error (a sending verb sent nothing)\n"
     "  3  --wait: the event was sent, but not every target confirmed in time\n"
     "  4  queued, not yet sent: relayd did not claim the outbox row in time\n"
+    "  5  status: the verdict is DEGRADED\n"
+    "  6  status: the verdict is ALARM\n"
     "With --json, stdout carries exactly one JSON document in every case, errors included\n"
     "(\"ok\", \"exit_code\", \"error\", and the state left behind, e.g. \"outbox_id\").";
 
@@ -107,7 +109,10 @@ int main(int argc, char** argv) {
       clear_cmd->add_option("--target", targets, "targets (default: those of the event)");
   auto* clear_wait = add_send_options(clear_cmd, send, wait);
 
-  auto* status_cmd = app.add_subcommand("status", "verdict, peers, database, what is pending");
+  auto* status_cmd = app.add_subcommand(
+      "status",
+      "verdict, peers, database, what is pending, from relayd's next database check (at most a "
+      "few seconds); exit 0 OK, 5 DEGRADED, 6 ALARM");
   int limit = 20;
   std::string kind_filter, origin_filter;
   auto* events_cmd = app.add_subcommand("events", "recent events in this node's log");

@@ -96,7 +96,10 @@ int migrate(const Config& config, bool json) {
   return kOk;
 }
 
-int status(const Config& config, bool json) {
+namespace {
+
+/// relayd's /api/status, or a Failure saying why not.
+Json fetch_status(const Config& config) {
   httplib::Client client(config.status.listen.host, config.status.listen.port);
   client.set_connection_timeout(std::chrono::seconds(3));
   client.set_read_timeout(std::chrono::seconds(5));
@@ -109,13 +112,44 @@ int status(const Config& config, bool json) {
                                 "/ (is it running?)");
   }
   Json s = Json::parse(res->body, nullptr, false);
-  if (res->status != 200 || s.is_discarded()) {
+  if (res->status != 200 || s.is_discarded() || !s.contains("verdict")) {
     throw Failure(kFailure, "unreadable status from http://" + config.status.listen.to_string() +
                                 "/api/status (HTTP " + std::to_string(res->status) + ")");
   }
+  return s;
+}
+
+std::int64_t checked_at(const Json& s) {
+  const auto& at = s["database"]["checked_unix_ms"];
+  return at.is_number() ? at.get<std::int64_t>() : 0;
+}
+
+}  // namespace
+
+int status(const Config& config, bool json) {
+  // What the verdict says of the database (open duress alarms, queues) is
+  // what relayd's periodic check last read, up to 2 s before: a duress
+  // confirmed a moment ago could still read OK. So status waits for a check
+  // that ended after its first read (relayd's own clock on both sides; a
+  // check reads for milliseconds), for kFresh at most, and judges by that.
+  constexpr auto kFresh = std::chrono::seconds(4);
+  Json s = fetch_status(config);
+  const std::int64_t asked = s["process"].value("now_unix_ms", std::int64_t{0});
+  const auto deadline = std::chrono::steady_clock::now() + kFresh;
+  while (checked_at(s) <= asked && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    s = fetch_status(config);
+  }
+  const std::string level = s["verdict"].value("level", "");
+  const int code = level == "OK" ? kOk : level == "DEGRADED" ? kDegraded : kAlarm;
   if (json) {
+    s["exit_code"] = code;
     print_json(s);
-    return kOk;
+    return code;
+  }
+  if (checked_at(s) <= asked) {
+    std::printf("(relayd has not checked its database since this request: what the verdict "
+                "says of it may be older)\n");
   }
   std::printf("%s: %s\n", s["node"].get<std::string>().c_str(),
               s["verdict"]["level"].get<std::string>().c_str());
@@ -140,7 +174,7 @@ int status(const Config& config, bool json) {
         p["receipts_pending"].get<long long>(),
         p["alarm"].get<bool>() ? "  SUPERVISION ALARM" : "");
   }
-  return kOk;
+  return code;
 }
 
 int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
@@ -237,7 +271,7 @@ int receipts(const Config& config, const std::string& text, bool json) {
       parse_rows(tx.exec_params(std::string("SELECT ") + kEventColumns +
                                     " FROM relay_event_log WHERE origin = $1 AND seq = $2",
                                 id.origin, id.seq));
-  if (rows.empty()) throw Failure(kFailure, "no event " + id.text() + " in this node's log");
+  if (rows.empty()) throw missing_event(id);
   const auto& event = rows.front().event;
   const auto delivered = store::receipts_of(tx, id.origin, id.seq);
   const auto targets = resolve_targets(config, {event.targets().begin(), event.targets().end()});
@@ -323,6 +357,11 @@ int tail(const Config& config, bool json) {
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
+}
+
+Failure missing_event(const EventId& id) {
+  return Failure(kFailure,
+                 "no event " + id.text() + " in this node's log (relayctl events lists them)");
 }
 
 std::string unreachable(const Config& config, const std::exception& e) {

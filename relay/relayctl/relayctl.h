@@ -20,6 +20,10 @@ inline constexpr int kFailure = 1;
 inline constexpr int kUsage = 2;
 inline constexpr int kWaitTimedOut = 3;
 inline constexpr int kNotClaimed = 4;
+/// `relayctl status`: the verdict is DEGRADED, or ALARM (OK is kOk; no
+/// verdict at all, relayd not answering, is kFailure).
+inline constexpr int kDegraded = 5;
+inline constexpr int kAlarm = 6;
 
 /// How long a send waits for relayd to claim its row when --wait is not given.
 inline constexpr std::chrono::milliseconds kClaimWait{5000};
@@ -55,7 +59,7 @@ int check_config(const std::string& file, bool offline, bool json);
 int migrate(const Config& config, bool json);
 int send(const Config& config, SendOptions options);
 /// The targets and existence check of an all-clear: the event it clears must
-/// be in this node's log; its targets are the default. Throws UsageError.
+/// be in this node's log (else missing_event); its targets are the default.
 std::vector<std::string> all_clear_targets(const Config& config, const EventId& cleared);
 int status(const Config& config, bool json);
 int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
@@ -68,6 +72,8 @@ int tail(const Config& config, bool json);
 /// events a configured peer has not stored are kept and named (exit 1)
 /// unless `force`.
 int prune(const Config& config, std::chrono::milliseconds older_than, bool force, bool json);
+/// An event this node's log lacks: exit 1, in the same words for every verb.
+Failure missing_event(const EventId& id);
 /// "cannot reach the database (DSN): why", on one line (libpq's messages
 /// end in a newline).
 std::string unreachable(const Config& config, const std::exception& e);

@@ -280,10 +280,7 @@ std::vector<std::string> all_clear_targets(const Config& config, const EventId& 
   const auto rows =
       tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND seq = $2",
                      cleared.origin, cleared.seq);
-  if (rows.empty()) {
-    throw UsageError("no event " + cleared.text() +
-                     " in this node's log: nothing to clear (relayctl events lists them)");
-  }
+  if (rows.empty()) throw missing_event(cleared);
   const pqxx::binarystring bytes(rows[0][0]);
   v1::SignedEvent signed_event;
   v1::Event e;

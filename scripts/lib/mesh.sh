@@ -87,7 +87,7 @@ mesh_start_page() {
   ${MESH_WRAP:-} "$mesh_relayd" --config "$mesh_dir/$node/relayd.toml" >> "$mesh_dir/$node/relayd.log" 2>&1 &
   mesh_pid[$node]=$!
   for _ in $(seq 1 100); do
-    ctl "$node" status >/dev/null 2>&1 && return 0
+    mesh_api "$node" /healthz >/dev/null && return 0
     sleep 0.1
   done
   echo "relayd $node did not start:" >&2
@@ -97,15 +97,20 @@ mesh_start_page() {
 
 # mesh_wait_core NODE: waits until relayd's core runs (its database reached).
 mesh_wait_core() {
-  local node=$1
+  local node=$1 out
   for _ in $(seq 1 300); do
-    ctl "$node" --json status 2>/dev/null | grep -q '"core":"running"' && return 0
+    out=$(mesh_api "$node" /api/status) && grep -q '"core": *"running"' <<<"$out" && return 0
     sleep 0.1
   done
   echo "relayd $node: the core did not start:" >&2
   cat "$mesh_dir/$node/relayd.log" >&2
   return 1
 }
+
+# mesh_api NODE PATH: a GET of NODE's status server, whatever its verdict
+# (relayctl status waits for relayd's next database check, and exits by the
+# verdict).
+mesh_api() { curl -s "http://127.0.0.1:$((mesh_port[$1] + 2))$2"; }
 
 # mesh_ready NODE...: waits until each (started for the first time) has
 # heard from its peers what they hold of it, so that normal events are

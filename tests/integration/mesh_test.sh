@@ -128,7 +128,7 @@ case "$scenario" in
     for clinic in clinic-north clinic-south; do
       "$mesh_build/tests/integration/hostile" "$mesh_dir/mesh.keys" "${mesh_port[$clinic]}" "$clinic" hq 20000
     done
-    status=$(ctl clinic-north --json status) || fail "clinic-north stopped answering"
+    status=$(ctl clinic-north --json status) || [ "$?" -ge 5 ] || fail "clinic-north stopped answering"
     echo "$status" | grep -Eq "\"bad_credential\": *[1-9]" || fail "no bad_credential counted: $status"
     [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'hq'")" = 0 ] ||
       fail "a forged event was stored"

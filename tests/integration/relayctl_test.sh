@@ -108,6 +108,101 @@ case "$scenario" in
     echo "duress-wait: with the database down, exit 0 once hq confirmed (through relayd), 3 with hq stopped; never 'nothing was sent'"
     ;;
 
+  status)
+    # The exit code follows the verdict, read after the request: 0 OK,
+    # 5 DEGRADED, 6 ALARM (1: no verdict at all).
+    mesh_init hq clinic-north
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    rc=0
+    out=$(ctl hq status 2>&1) || rc=$?
+    [ "$rc" = 0 ] && grep -q "^hq: OK" <<<"$out" || fail "status of a sound hq: exit $rc, expected 0: $out"
+    # A row the relay rejected: DEGRADED for an hour.
+    mesh_sql hq "INSERT INTO outbox (kind, targets, title) VALUES ('notification', '{nowhere}', 'x')" >/dev/null
+    wait_for hq "SELECT count(*) FROM outbox_rejected" 1
+    rc=0
+    out=$(ctl hq --json status) || rc=$?
+    [ "$rc" = 5 ] && grep -q '"level":"DEGRADED"' <<<"$out" && grep -q '"exit_code":5' <<<"$out" ||
+      fail "status DEGRADED: exit $rc, expected 5: $out"
+    # A duress confirmed this instant is an open alarm in the very next status,
+    # not only after relayd's next database check.
+    ctl clinic-north duress --target hq --location "Ward 5" --wait 10s >/dev/null 2>&1 ||
+      fail "the duress was not confirmed"
+    rc=0
+    out=$(ctl clinic-north status 2>&1) || rc=$?
+    [ "$rc" = 6 ] && grep -q "^clinic-north: ALARM" <<<"$out" && grep -q "duress clinic-north:.* open" <<<"$out" ||
+      fail "status right after a confirmed duress: exit $rc, expected 6 (ALARM): $out"
+    rc=0
+    out=$(ctl hq status 2>&1) || rc=$?
+    [ "$rc" = 6 ] || fail "status at hq right after the duress arrived: exit $rc, expected 6: $out"
+    mesh_kill hq
+    rc=0
+    ctl hq status >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 1 ] || fail "status with relayd stopped: exit $rc, expected 1"
+    "$mesh_relayctl" --help | grep -q "6  status: the verdict is ALARM" || fail "--help does not list status's codes"
+    echo "status: exit 0 OK, 5 DEGRADED, 6 ALARM at once after a duress, 1 with relayd stopped"
+    ;;
+
+  bad-input)
+    # No relayd: what is refused is refused before anything runs.
+    mesh_init hq clinic-north
+    ctl hq migrate >/dev/null
+    : >"$mesh_dir/hq/relayd.log"  # fail() shows it
+    : >"$mesh_dir/clinic-north/relayd.log"
+    for args in "events --origin nowhere" "events --kind bogus"; do
+      rc=0
+      # shellcheck disable=SC2086
+      out=$(ctl hq $args 2>&1) || rc=$?
+      [ "$rc" = 2 ] || fail "$args: exit $rc, expected 2: $out"
+      grep -q -- "--${args#events --}" <<<"$out" || fail "$args does not name the option: $out"
+      ! grep -q "nothing was sent" <<<"$out" || fail "$args, a read-only verb, speaks of sending: $out"
+      rc=0
+      # shellcheck disable=SC2086
+      out=$(ctl hq --json $args 2>/dev/null) || rc=$?
+      [ "$rc" = 2 ] && grep -q '"exit_code":2' <<<"$out" || fail "--json $args: exit $rc: $out"
+    done
+    # A missing event: exit 1 and the same sentence for receipts and all-clear.
+    rc=0
+    receipts=$(ctl hq receipts hq:999 2>&1) || rc=$?
+    [ "$rc" = 1 ] || fail "receipts of a missing event: exit $rc, expected 1: $receipts"
+    rc=0
+    clear=$(ctl hq all-clear hq:999 2>&1) || rc=$?
+    [ "$rc" = 1 ] || fail "all-clear of a missing event: exit $rc, expected 1: $clear"
+    [ "$receipts" = "$clear" ] || fail "receipts and all-clear say a missing event differently: '$receipts' and '$clear'"
+    grep -q "no event hq:999 in this node's log" <<<"$receipts" || fail "receipts: $receipts"
+    ! grep -q "nothing was sent" <<<"$receipts" || fail "receipts, a read-only verb, speaks of sending: $receipts"
+    [ "$(mesh_sql hq "SELECT count(*) FROM outbox")" = 0 ] || fail "the all-clear of nothing left an outbox row"
+    echo "bad-input: events with a bad filter exit 2; a missing event is exit 1 for receipts and all-clear, in one sentence"
+    ;;
+
+  send-wait)
+    mesh_init hq clinic-north
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    mesh_kill clinic-north
+    # Until hq calls it down: the timeout then names that state.
+    for _ in $(seq 1 300); do
+      state=$(status_json hq | python3 -c 'import json, sys
+print([p["state"] for p in json.load(sys.stdin)["peers"] if p["id"] == "clinic-north"][0])')
+      [ "$state" = down ] && break
+      sleep 0.1
+    done
+    [ "$state" = down ] || fail "hq never called the stopped clinic-north down (it says $state)"
+    rc=0
+    ctl hq send --target clinic-north --title "Unanswered" --wait 3s >/dev/null 2>"$mesh_dir/err" || rc=$?
+    [ "$rc" = 3 ] || fail "send --wait to a stopped target: exit $rc, expected 3: $(cat "$mesh_dir/err")"
+    # Not a terminal: a line when something changes, not one per poll.
+    progress=$(grep -c "targets confirmed" "$mesh_dir/err" || true)
+    [ "$progress" = 1 ] || fail "send --wait printed $progress progress lines with nothing changing: $(cat "$mesh_dir/err")"
+    grep -q "^  clinic-north: pending; peer down" "$mesh_dir/err" ||
+      fail "the timeout does not name clinic-north's state: $(cat "$mesh_dir/err")"
+    rc=0
+    out=$(ctl hq --json send --target clinic-north --title "Unanswered 2" --wait 2s 2>/dev/null) || rc=$?
+    [ "$rc" = 3 ] && grep -q '"pending":\[{"target":"clinic-north","peer":"down"' <<<"$out" ||
+      fail "send --json --wait to a stopped target: exit $rc: $out"
+    echo "send-wait: one progress line off a terminal; the timeout names clinic-north as down"
+    ;;
+
   *)
     echo "usage: relayctl_test.sh tail|duress-wait|status|bad-input|send-wait" >&2
     exit 2

@@ -97,7 +97,7 @@ case "$scenario" in
     mesh_sql clinic-north "DELETE FROM message_queue" >/dev/null
     mesh_start clinic-north
     "$mesh_build/tests/integration/replay" "$mesh_dir/capture" "${mesh_port[clinic-north]}" 12
-    status=$(ctl clinic-north --json status)
+    status=$(ctl clinic-north --json status) || [ "$?" -ge 5 ]  # DEGRADED or ALARM: it answered
     state=$(echo "$status" | python3 -c 'import json, sys
 print([p["state"] for p in json.load(sys.stdin)["peers"] if p["id"] == "clinic-south"][0])')
     echo "clinic-north sees clinic-south as: $state"
@@ -183,7 +183,7 @@ retired_keys = [{ key = \"$old\", last_seq = $last }]"
     grep -q "hq seals with key id 2, which this node does not hold" "$mesh_dir/clinic-south/relayd.log" ||
       fail "clinic-south did not name hq's new key"
     # And so do the status page and the metrics.
-    ctl hq --json status | python3 -c 'import json, sys
+    { ctl hq --json status || true; } | python3 -c 'import json, sys
 d = json.load(sys.stdin)
 south = [p for p in d["peers"] if p["id"] == "clinic-south"][0]
 assert south["missing_key_id"] == 1, south
