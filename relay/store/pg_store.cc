@@ -34,8 +34,9 @@ std::size_t rows_of(const Job& job) {
 }
 
 // One statement: log rows that are new, their message_queue rows where this
-// node is a target and delivers them, and the receipts owed for every event
-// it is a target of, with what it did. Dedupe rests on the log's primary key,
+// node is a target and delivers them, the receipts owed for every event
+// it is a target of, with what it did, and for own events (origin $15) the
+// mark that some peer may still lack them (relay_unreplicated). Dedupe rests on the log's primary key,
 // on the pruned prefix and on relay_late: an event stored here before
 // inserts nothing anywhere. A seq settled without ever being stored here
 // (relay_settled) is new: stored, and remembered in relay_late.
@@ -69,6 +70,10 @@ owed AS (
   SELECT o.origin, o.seq, now(), o.outcome
   FROM unnest($11::text[], $12::bigint[], $13::smallint[]) AS o(origin, seq, outcome)
   JOIN ins USING (origin, seq)
+  ON CONFLICT DO NOTHING),
+unreplicated AS (
+  INSERT INTO relay_unreplicated (origin, seq)
+  SELECT origin, seq FROM ins WHERE origin = $15
   ON CONFLICT DO NOTHING)
 SELECT (SELECT count(*) FROM mq), (SELECT count(*) FROM ins)
 )sql";
@@ -190,7 +195,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
                         int_array(kinds), text_array(hex), text_array(q_type), text_array(q_data),
                         text_array(q_origin), int_array(q_seq), int_array(q_priority),
                         text_array(o_origin), int_array(o_seq), int_array(o_outcome),
-                        int_array(outbox_ids));
+                        int_array(outbox_ids), self);
     delivered = counts[0].as<std::size_t>();
     if (logged != nullptr) *logged = counts[1].as<std::size_t>();
   }
@@ -212,9 +217,8 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   }
   if (!replicated.empty()) {
     tx.exec_params(
-        "UPDATE relay_event_log SET replicated = true WHERE origin = $1 AND seq = "
-        "ANY($2::bigint[])",
-        self, int_array(replicated));
+        "DELETE FROM relay_unreplicated WHERE origin = $1 AND seq = ANY($2::bigint[])", self,
+        int_array(replicated));
   }
   if (!h_peer.empty()) {
     tx.exec_params(
@@ -289,8 +293,9 @@ std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
 std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const std::string& self,
                                              std::uint64_t after) {
   return parse_signed(tx.exec_params(
-      "SELECT signed FROM relay_event_log WHERE origin = $1 AND seq > $2 ORDER BY seq", self,
-      after));
+      "SELECT signed FROM relay_event_log WHERE origin = $1 AND seq > $2 "
+      "AND outbox_id IS NOT NULL ORDER BY seq",
+      self, after));
 }
 
 mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& self,
@@ -336,8 +341,9 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
     snapshot.open_alarms.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
   }
   snapshot.unreplicated = parse_signed(
-      tx.exec_params("SELECT signed FROM relay_event_log WHERE origin = $1 AND NOT replicated "
-                     "ORDER BY priority DESC, seq LIMIT $2",
+      tx.exec_params("SELECT l.signed FROM relay_unreplicated u JOIN relay_event_log l "
+                     "USING (origin, seq) WHERE u.origin = $1 "
+                     "ORDER BY l.priority DESC, l.seq LIMIT $2",
                      self, max_unreplicated));
   for (const auto& row :
        tx.exec("SELECT origin, seq, (extract(epoch from delivered_at) * 1000)::bigint, outcome "
@@ -376,6 +382,9 @@ cut AS (
 del AS (
   DELETE FROM relay_event_log l USING cut WHERE l.origin = cut.origin AND l.seq <= cut.through
   RETURNING 1),
+-- A pruned own event is not resent (forced, or past max_age, some peer lacked it).
+unreplicated AS (
+  DELETE FROM relay_unreplicated u USING cut WHERE u.origin = cut.origin AND u.seq <= cut.through),
 wm AS (
   INSERT INTO relay_watermarks (origin, pruned_through)
   SELECT origin, through FROM cut WHERE through > 0

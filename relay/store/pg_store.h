@@ -76,8 +76,10 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
 std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
                                         const std::vector<mesh::EventKey>& keys);
 
-/// This node's own events with a seq above `after`, in order: what a claim
-/// committed although its connection broke before it could say so.
+/// This node's own events claimed from the outbox with a seq above `after`,
+/// in order: what a claim committed although its connection broke before it
+/// could say so. A duress drained from the spool has no outbox row and is
+/// not one of them: relayd sent it when it was spooled.
 std::vector<mesh::EventPtr> own_events_after(pqxx::transaction_base& tx, const std::string& self,
                                              std::uint64_t after);
 

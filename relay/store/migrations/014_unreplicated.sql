@@ -1,0 +1,18 @@
+-- relaymesh schema 14: which own events some peer may still lack, as rows of
+-- a small table of their own instead of a flag on the log row.
+--
+-- The flag made every ack batch rewrite each acked log row (a new tuple and
+-- an entry in every index of the log: it sat in a partial index's predicate,
+-- so the update was never HOT), and put every other origin's row, for which
+-- it meant nothing, into that index. A row here is inserted with its own log
+-- row and deleted once every peer holds the event; relayd resends, at start,
+-- the own events that still have one.
+CREATE TABLE relay_unreplicated (
+  origin text   NOT NULL,
+  seq    bigint NOT NULL,
+  PRIMARY KEY (origin, seq)
+);
+INSERT INTO relay_unreplicated (origin, seq)
+SELECT l.origin, l.seq FROM relay_event_log l JOIN relay_node n USING (origin)
+WHERE NOT l.replicated;
+ALTER TABLE relay_event_log DROP COLUMN replicated;
