@@ -32,8 +32,9 @@ exactly_once() {
     fail "$id is in $node's message_queue more than once"
 }
 
+# From the status page: relayctl status would wait for relayd's next database check.
 spool_depth() {
-  ctl "$1" --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["spool"]["depth"])'
+  status_page "$1" /api/status | python3 -c 'import json, sys; print(json.load(sys.stdin)["spool"]["depth"])'
 }
 
 MESH_SEPARATE_PG=1 mesh_init hq clinic-north
