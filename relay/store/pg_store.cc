@@ -34,12 +34,13 @@ std::size_t rows_of(const Job& job) {
 }
 
 // One statement: log rows that are new, their message_queue rows where this
-// node is a target and delivers them, the receipts owed for every event
-// it is a target of, with what it did, and for own events (origin $15) the
-// mark that some peer may still lack them (relay_unreplicated). Dedupe rests on the log's primary key,
-// on the pruned prefix and on relay_late: an event stored here before
-// inserts nothing anywhere. A seq settled without ever being stored here
-// (relay_settled) is new: stored, and remembered in relay_late.
+// node is a target and delivers them, the receipts owed for every event it
+// is a target of, with what it did, and for own events (origin $15) the mark
+// that some peer may still lack them (relay_unreplicated). Dedupe rests on
+// the log's primary key, on the pruned prefix and on relay_late: an event
+// stored here before inserts nothing anywhere. A seq settled without ever
+// being stored here (relay_settled) is new: stored, and remembered in
+// relay_late.
 constexpr const char* kInsertEvents = R"sql(
 WITH ins AS (
   INSERT INTO relay_event_log (origin, seq, priority, kind, signed, outbox_id)

@@ -7,10 +7,14 @@
 -- it meant nothing, into that index. A row here is inserted with its own log
 -- row and deleted once every peer holds the event; relayd resends, at start,
 -- the own events that still have one.
+--
+-- seq leads the key: every row has the same origin, so an index led by it
+-- gave the planner a plan that reads the whole table to delete one ack
+-- batch when its statistics were missing (a new database in a flood).
 CREATE TABLE relay_unreplicated (
   origin text   NOT NULL,
   seq    bigint NOT NULL,
-  PRIMARY KEY (origin, seq)
+  PRIMARY KEY (seq, origin)
 );
 INSERT INTO relay_unreplicated (origin, seq)
 SELECT l.origin, l.seq FROM relay_event_log l JOIN relay_node n USING (origin)
