@@ -18,6 +18,17 @@ constexpr std::size_t kEventsFraming = 4;
 void Node::push(Peer& peer, const EventPtr& event) {
   const EventKey& key = event->key;
   const bool own = key.origin == self_;
+  if (!takes(peer.info.features, *event)) {
+    // An older build would drop the whole datagram. It waits in the log
+    // until the peer announces the kind (set_peer_features), and nobody
+    // waits for it meanwhile, as for a down peer.
+    if (auto it = unreplicated_.find(key); it != unreplicated_.end()) {
+      it->second.erase(peer.info.id);
+      check_replicated(key);
+    }
+    ++stats_.withheld_for_features;
+    return;
+  }
   if (peer.down) {
     // Its catch-up is anti-entropy's job when it returns; do not hold the
     // origin's back-pressure hostage to a site that is gone. Own urgent
@@ -41,6 +52,22 @@ void Node::push(Peer& peer, const EventPtr& event) {
   peer.queue.insert({static_cast<int>(event->priority), key});
   peer.queued_events.emplace(key, event);
   dirty_.insert(index_of(peer));
+}
+
+void Node::set_peer_features(Time now, const std::string& id, std::uint64_t features) {
+  Peer* peer = find_peer(id);
+  if (peer == nullptr || peer->info.features == features) return;
+  const bool more = (features & ~peer->info.features) != 0;
+  peer->info.features = features;
+  if (!more) return;
+  // What waited for its upgrade: an exchange with it finds it soon.
+  catch_up_ = index_of(*peer);
+  next_entropy_ = std::min(next_entropy_, now);
+}
+
+EventPtr Node::recent_event(const EventKey& key) const {
+  auto it = cache_.find(key);
+  return it == cache_.end() ? nullptr : it->second;
 }
 
 void Node::send_events(Peer& peer, const std::vector<EventPtr>& events,

@@ -88,6 +88,12 @@ class Node {
   std::vector<PeerStatus> peer_status(Time now) const;
   /// What this node has stored, per origin.
   const std::map<std::string, SeqSet>& stored() const { return stored_; }
+  /// A peer's hello announced these relaymesh.v1.Feature bits. Events of a
+  /// kind it does not take wait in the log (never pushed, served or relayed
+  /// to it); once it takes them, an exchange with it soon catches it up.
+  void set_peer_features(Time now, const std::string& peer, std::uint64_t features);
+  /// An event held in memory (recent ones, bounded), or nullptr.
+  EventPtr recent_event(const EventKey& key) const;
 
  private:
   struct Flight {

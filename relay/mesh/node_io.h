@@ -42,6 +42,9 @@ struct PeerInfo {
   std::vector<std::string> groups;
   /// Its addresses, in order of preference (1 to kMaxPaths).
   std::size_t paths = 1;
+  /// The relaymesh.v1.Feature bits it announced (the runtime learns them
+  /// from its hellos: Node::set_peer_features); 0 until then.
+  std::uint64_t features = 0;
 };
 
 /// Tuning of the protocol. Defaults suit a WAN of tens of sites.
@@ -129,6 +132,8 @@ struct NodeStats {
   std::uint64_t receipts_recorded = 0;
   std::uint64_t alarms_raised = 0;
   std::uint64_t withheld = 0;   // logged here, not delivered (expired, too old, cleared)
+  /// Events not sent to a peer whose build does not take their kind (yet).
+  std::uint64_t withheld_for_features = 0;
   std::uint64_t conflicts = 0;  // an origin's signature on two contents for one seq
   std::uint64_t healed = 0;     // own seqs numbered twice, the event sent again
   std::uint64_t settled = 0;    // seqs settled on a peer's word or by this node's numbering

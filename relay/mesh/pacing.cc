@@ -27,7 +27,8 @@ EventPtr Node::retry(Time now, Peer& peer, const EventKey& key) {
   // Path diversity: the direct path keeps failing, so ask another live
   // peer to deliver it too. Its own retries then cover this hop.
   if (flight.attempts % tuning_.relay_after == 0 || suspect(now, peer)) {
-    if (Peer* relay = random_live_peer(now, peer.info.id, "")) {
+    Peer* relay = random_live_peer(now, peer.info.id, "");
+    if (relay != nullptr && takes(relay->info.features, *flight.event)) {
       send_events(*relay, {flight.event}, {peer.info.id});
       ++stats_.relays_requested;
     }
@@ -151,9 +152,14 @@ void Node::send_duress(Time now, Peer& peer, const std::vector<EventPtr>& events
   // the same path again.
   if ((live & (live - 1)) != 0) return;
   if (Peer* relay = random_live_peer(now, peer.info.id, "")) {
-    send_events(*relay, events, {peer.info.id}, {0, false, false});
-    ++stats_.relays_requested;
-    return;
+    std::vector<EventPtr> relayed;
+    for (const auto& e : events)
+      if (takes(relay->info.features, *e)) relayed.push_back(e);
+    if (relayed.size() == events.size()) {
+      send_events(*relay, relayed, {peer.info.id}, {0, false, false});
+      ++stats_.relays_requested;
+      return;
+    }
   }
   send_events(peer, events, {}, {live, false, false});
 }

@@ -50,6 +50,18 @@ bool targets_node(const std::vector<std::string>& targets, const std::string& id
 bool targets_node(const Event& event, const std::string& id,
                   const std::vector<std::string>& groups);
 
+/// The relaymesh.v1.Feature bits a peer must have announced before it is
+/// sent an event of `kind` (an older build refuses an unknown kind, and the
+/// whole datagram with it).
+inline std::uint64_t features_needed(v1::Kind kind) {
+  return kind == v1::KIND_ACK ? v1::FEATURE_RESPONSE_LOOP : 0;
+}
+/// True if a node that announced `features` takes `event`.
+inline bool takes(std::uint64_t features, const Event& event) {
+  const std::uint64_t needed = features_needed(event.kind);
+  return (features & needed) == needed;
+}
+
 /// Builds the core's view of a signed event whose bytes parsed to `parsed`.
 EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed);
 

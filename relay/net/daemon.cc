@@ -350,7 +350,12 @@ asio::awaitable<void> Daemon::receive() {
       rejected(reason, from, datagram);
       continue;
     }
-    if (opened_.body.has_hello()) log_drift(opened_.sender);
+    if (opened_.body.has_hello()) {
+      log_drift(opened_.sender);
+      // What its build takes (v3 kinds): the core sends it only those.
+      node_->set_peer_features(now(), opened_.sender, codec_->peer_state(opened_.sender).features);
+      after_input();
+    }
     if (!opened_.for_core) continue;
     if (opened_.body.has_receipts()) confirmations_.note(opened_.body.receipts());
     const auto header = wire::parse_header(datagram);

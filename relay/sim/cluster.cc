@@ -26,6 +26,7 @@ struct Cluster::Slot final : Transport {
   std::optional<Time> timer_at;
   std::int64_t skew_ms = 0;
   std::uint64_t counter = 0;  // wire counter of its datagrams
+  std::uint64_t features = v1::FEATURE_RESPONSE_LOOP;  // as its hellos would announce
   bool store_down = false;
   bool refuse_alarms = false;    // batches with alarm changes are refused
   std::vector<StoreBatch> held;  // batches waiting for the database
@@ -143,7 +144,8 @@ void Cluster::restart(std::size_t i) {
   std::vector<std::string> origins;
   for (const auto& other : slots_) {
     origins.push_back(other->id);
-    if (other.get() != &slot) peers.push_back({other->id, other->groups, config_.paths});
+    if (other.get() != &slot)
+      peers.push_back({other->id, other->groups, config_.paths, other->features});
   }
   const std::uint64_t seed = config_.seed * 1'000'003 + i * 7'919 + slot.incarnation;
   slot.store = std::make_unique<SimStore>(slot.id, slot.groups, slot.durable, slot.state,
@@ -153,6 +155,14 @@ void Cluster::restart(std::size_t i) {
   slot.node->set_wall_clock([this, i] { return wall_ms() + slots_[i]->skew_ms; });
   slot.node->start(now_, slot.store->snapshot(origins));
   settle(i);
+}
+
+void Cluster::announce_features(std::size_t i, std::uint64_t features) {
+  slots_[i]->features = features;
+  for (auto& other : slots_) {
+    if (other->node && other->index != i) other->node->set_peer_features(now_, id(i), features);
+  }
+  for (std::size_t k = 0; k < slots_.size(); ++k) settle(k);
 }
 
 void Cluster::rebuild_database(std::size_t i) {

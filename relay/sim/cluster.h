@@ -84,6 +84,9 @@ class Cluster {
   /// Commits a new event at `origin` and crashes it before the core sees it.
   EventKey inject_then_crash(std::size_t origin, v1::Priority priority = v1::PRIORITY_NORMAL);
 
+  /// Node `i`'s hellos announce these relaymesh.v1.Feature bits from now
+  /// on (all by default; 0 acts as a build before them).
+  void announce_features(std::size_t i, std::uint64_t features);
   void crash(std::size_t i);
   void restart(std::size_t i);
   bool up(std::size_t i) const;

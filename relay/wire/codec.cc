@@ -136,6 +136,13 @@ std::optional<std::string> Codec::hello_for(const std::string& peer_id, Peer& pe
           .count());
   const std::uint32_t key_id = key_id_for(peer);
   // seal_as numbers the datagram counter_ + 1 (one thread owns the codec).
+  if (features_ != 0) {
+    hello.set_features(features_);
+    const auto v3 = identity_.sign(
+        crypto::as_bytes(hello_features_signing_message(peer_id, key_id, counter_ + 1, hello)));
+    hello.set_features_signature(v3.data(), v3.size());
+  }
+  // Signed the v2 way too: an older peer checks only that one.
   const auto sig =
       identity_.sign(crypto::as_bytes(hello_signing_message(peer_id, key_id, counter_ + 1, hello)));
   hello.set_signature(sig.data(), sig.size());
@@ -290,11 +297,25 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
     return Reject::replay;
   }
   ++signature_checks_;
-  if (!peer.keys.verify_now(crypto::as_bytes(hello_signing_message(
-                                self_, header.key_id, header.counter, out.body.hello())),
-                            crypto::as_bytes(out.body.hello().signature()))) {
+  const v1::Hello& offered = out.body.hello();
+  // With features, the v3 signature covers everything the v2 one does and
+  // the features too; without, the hello is an older node's (features 0).
+  const bool v3 = offered.features() != 0 || !offered.features_signature().empty();
+  const std::string message =
+      v3 ? hello_features_signing_message(self_, header.key_id, header.counter, offered)
+         : hello_signing_message(self_, header.key_id, header.counter, offered);
+  const std::string& signature = v3 ? offered.features_signature() : offered.signature();
+  if (!peer.keys.verify_now(crypto::as_bytes(message), crypto::as_bytes(signature))) {
     return Reject::bad_credential;
   }
+  // A build does not change within a session, so its features only grow
+  // there: a mesh-key holder who strips them from a hello (and its v3
+  // signature with them) cannot take back what an earlier hello announced.
+  if (header.boot_id != peer.features_boot_id) {
+    peer.features_boot_id = header.boot_id;
+    peer.features = 0;
+  }
+  peer.features |= offered.features();
   peer.hello_boot_id = header.boot_id;
   peer.hello_counter = header.counter;
   crypto::PublicKeyBytes ephemeral;
@@ -500,6 +521,7 @@ PeerWireState Codec::peer_state(const std::string& id) const {
   state.missing_key = peer.missing_key;
   state.waiting = peer.waiting.size();
   state.drift = peer.drift;
+  state.features = peer.features;
   if (peer.unlisted_key) {
     state.drift.insert(state.drift.begin(),
                        id + " signs with an identity key this node's configuration does not "

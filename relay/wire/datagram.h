@@ -104,6 +104,9 @@ struct PeerWireState {
   /// Where its configuration and this node's disagree about the two of
   /// them (groups, keys), as it said in its last hello; empty if they agree.
   std::vector<std::string> drift;
+  /// The relaymesh.v1.Feature bits its current session announced (0: none,
+  /// an older build, or no verified hello yet).
+  std::uint64_t features = 0;
 };
 
 /// Seals outgoing and opens incoming datagrams for one node: framing,
@@ -148,6 +151,9 @@ class Codec {
   /// peer session is made again.
   void set_identity(const crypto::SigningKey& identity, IdentityKeys self_keys, std::uint64_t boot);
 
+  /// The relaymesh.v1.Feature bits this node announces in its hellos (all
+  /// this build takes by default; tests announce less to act as an older build).
+  void set_features(std::uint64_t features) { features_ = features; }
   const LocalSession& session() const { return local_; }
   PeerWireState peer_state(const std::string& peer) const;
   std::uint64_t accepted() const { return accepted_; }
@@ -172,6 +178,9 @@ class Codec {
     // The session and counter of its last verified hello: older ones are replays.
     std::uint64_t hello_boot_id = 0;
     std::uint64_t hello_counter = 0;
+    // What the session `features_boot_id` announced in its verified hellos.
+    std::uint64_t features = 0;
+    std::uint64_t features_boot_id = 0;
   };
 
   Reject open_checked(crypto::ByteView datagram, Opened& out);
@@ -198,6 +207,7 @@ class Codec {
   LocalSession local_;
   std::map<std::uint32_t, crypto::Key> hello_keys_;  // of our own session, by key id
   const Clock& clock_;
+  std::uint64_t features_ = v1::FEATURE_RESPONSE_LOOP;
   std::uint64_t counter_ = 0;
   crypto::Aead aead_;
   std::string buffer_;

@@ -1,5 +1,7 @@
 #include "relay/wire/session.h"
 
+#include <string_view>
+
 namespace relay::wire {
 namespace {
 
@@ -61,9 +63,11 @@ void put_member(std::string& out, const v1::Member& m) {
 
 }  // namespace
 
-std::string hello_signing_message(const std::string& receiver, std::uint32_t key_id,
-                                  std::uint64_t counter, const v1::Hello& hello) {
-  std::string m = "relaymesh v2 hello";
+namespace {
+
+std::string hello_message(std::string_view tag, const std::string& receiver, std::uint32_t key_id,
+                          std::uint64_t counter, const v1::Hello& hello) {
+  std::string m(tag);
   m.push_back('\0');
   put_session(m, hello.credential());
   put_text(m, hello.credential().signature());
@@ -78,6 +82,21 @@ std::string hello_signing_message(const std::string& receiver, std::uint32_t key
     put_member(m, hello.view().self());
     put_member(m, hello.view().peer());
   }
+  return m;
+}
+
+}  // namespace
+
+std::string hello_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                  std::uint64_t counter, const v1::Hello& hello) {
+  return hello_message("relaymesh v2 hello", receiver, key_id, counter, hello);
+}
+
+std::string hello_features_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                           std::uint64_t counter, const v1::Hello& hello) {
+  // Its own tag: neither signature is ever valid as the other.
+  std::string m = hello_message("relaymesh v3 hello", receiver, key_id, counter, hello);
+  put_be(m, hello.features());
   return m;
 }
 

@@ -65,6 +65,12 @@ std::string credential_signing_message(const v1::Credential& credential);
 /// datagram: a replayed hello is refused before any Ed25519 check.
 std::string hello_signing_message(const std::string& receiver, std::uint32_t key_id,
                                   std::uint64_t counter, const v1::Hello& hello);
+/// What a hello's `features_signature` covers: the same fields under the
+/// tag "relaymesh v3 hello", then the features. A v3 node checks it when
+/// present, else `signature` (a hello from an older node: features 0).
+/// `signature` stays for older nodes, which do not know the features.
+std::string hello_features_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                           std::uint64_t counter, const v1::Hello& hello);
 
 /// The key that seals a session's hellos: the mesh key alone (there is no
 /// pairwise key yet), new for each boot of each sender.

@@ -36,7 +36,15 @@ bool well_formed(const v1::Event& e) {
   // must not reach a store lane and block it.
   if (e.seq() == 0 || e.seq() > static_cast<std::uint64_t>(INT64_MAX)) return false;
   if (e.priority() < v1::PRIORITY_BULK || e.priority() > v1::PRIORITY_DURESS) return false;
-  if (e.kind() < v1::KIND_NOTIFICATION || e.kind() > v1::KIND_TEST) return false;
+  if (e.kind() == v1::KIND_ACK) {
+    // An answer to one event, saying how: anything else cannot be shown or
+    // counted as a person's acknowledgement anywhere.
+    if (e.references_size() != 1) return false;
+    if (e.ack() != v1::ACK_RESPONDING && e.ack() != v1::ACK_RESOLVED) return false;
+  } else if (e.kind() < v1::KIND_NOTIFICATION || e.kind() > v1::KIND_TEST ||
+             e.ack() != v1::ACK_UNSPECIFIED) {
+    return false;
+  }
   if (e.targets().empty()) return false;
   for (const auto& t : e.targets()) {
     if (t.empty() || has_nul(t)) return false;

@@ -11,7 +11,8 @@ namespace relay::wire {
 namespace v1 = relaymesh::v1;
 
 /// True if every field of the event is in range for every store: seq within
-/// a bigint, a known kind and priority, targets present, no NUL in text.
+/// a bigint, a known kind and priority, targets present, no NUL in text; a
+/// KIND_ACK references exactly one event and says responding or resolved.
 bool well_formed(const v1::Event& event);
 
 /// True for a type reserved to the relay's own rows: "relay." in any case.

@@ -12,23 +12,11 @@
 #include "tests/wire/raw_seal.h"
 
 using namespace relay;
+using relay::test::bytes;
 using relay::test::MeshFixture;
+using relay::test::probe;
 using wire::Reject;
 namespace v1 = relaymesh::v1;
-
-namespace {
-
-crypto::ByteView bytes(const std::string& s) {
-  return crypto::as_bytes(s);
-}
-
-v1::Datagram probe(std::uint64_t nonce) {
-  v1::Datagram d;
-  d.mutable_probe()->set_nonce(nonce);
-  return d;
-}
-
-}  // namespace
 
 TEST_CASE("a sealed datagram opens to the same message, events verified") {
   MeshFixture mesh;
@@ -506,29 +494,6 @@ TEST_CASE("receipts speak for their target, receipt acks for their origin") {
         Reject::bad_origin_signature);
 }
 
-namespace {
-
-/// Opens a hello as any mesh-key holder can: its body, readable and re-sealable.
-v1::Datagram open_hello_as_mesh_key_holder(const KeyRing& ring, const std::string& sealed) {
-  const auto header = *wire::parse_header(bytes(sealed));
-  const auto key =
-      wire::derive_hello_key(*ring.find(header.key_id), header.sender, header.boot, header.boot_id);
-  crypto::Nonce nonce{};
-  for (int i = 0; i < 8; ++i)
-    nonce[4 + i] = static_cast<std::uint8_t>(header.counter >> (56 - 8 * i));
-  const std::size_t header_size = wire::kFixedHeader + header.sender.size();
-  std::string plain(sealed.size() - header_size - crypto::kTagSize, '\0');
-  crypto::Aead aead;
-  REQUIRE(aead.open(key, nonce, bytes(sealed).first(header_size),
-                    bytes(sealed).subspan(header_size),
-                    {reinterpret_cast<std::uint8_t*>(plain.data()), plain.size()}));
-  v1::Datagram d;
-  REQUIRE(d.ParseFromString(plain));
-  return d;
-}
-
-}  // namespace
-
 TEST_CASE(
     "a hello's view and key id are its sender's word: tampered, hidden or replayed, refused") {
   MeshFixture mesh;
@@ -551,7 +516,7 @@ TEST_CASE(
   REQUIRE(sealed.size() == 1);
   const auto header = *wire::parse_header(bytes(sealed[0]));
   REQUIRE(header.kind == wire::Kind::hello);
-  const v1::Datagram body = open_hello_as_mesh_key_holder(mesh.ring, sealed[0]);
+  const v1::Datagram body = test::open_hello_raw(mesh.ring, sealed[0]);
   REQUIRE(body.hello().has_view());
   auto reseal = [&](const v1::Datagram& d, std::uint32_t key_id, std::uint64_t counter) {
     KeyRing ring = mesh.ring;

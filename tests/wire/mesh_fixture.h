@@ -13,6 +13,18 @@ namespace relay::test {
 
 namespace v1 = relaymesh::v1;
 
+/// The bytes of a sealed datagram, as Codec::open takes them.
+inline crypto::ByteView bytes(const std::string& s) {
+  return crypto::as_bytes(s);
+}
+
+/// A direct probe: the smallest body there is.
+inline v1::Datagram probe(std::uint64_t nonce) {
+  v1::Datagram d;
+  d.mutable_probe()->set_nonce(nonce);
+  return d;
+}
+
 /// Three nodes sharing a key ring, each with its own identity key.
 struct MeshFixture {
   ManualClock clock;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -75,6 +76,28 @@ inline std::string raw_seal_hello(const KeyRing& ring, std::string_view sender, 
   aead.seal(key, nonce, {data, header}, crypto::as_bytes(plaintext),
             {data + header, plaintext.size() + crypto::kTagSize});
   return out;
+}
+
+/// Opens a hello as any mesh-key holder can: its body, readable and
+/// re-sealable (raw_seal_hello). Throws if it does not open.
+inline relaymesh::v1::Datagram open_hello_raw(const KeyRing& ring, const std::string& sealed) {
+  const auto bytes = crypto::as_bytes(sealed);
+  const auto header = *wire::parse_header(bytes);
+  const auto key =
+      wire::derive_hello_key(*ring.find(header.key_id), header.sender, header.boot, header.boot_id);
+  crypto::Nonce nonce{};
+  for (int i = 0; i < 8; ++i)
+    nonce[4 + i] = static_cast<std::uint8_t>(header.counter >> (56 - 8 * i));
+  const std::size_t header_size = wire::kFixedHeader + header.sender.size();
+  std::string plain(sealed.size() - header_size - crypto::kTagSize, '\0');
+  crypto::Aead aead;
+  relaymesh::v1::Datagram d;
+  if (!aead.open(key, nonce, bytes.first(header_size), bytes.subspan(header_size),
+                 {reinterpret_cast<std::uint8_t*>(plain.data()), plain.size()}) ||
+      !d.ParseFromString(plain)) {
+    throw std::logic_error("open_hello_raw: not a hello sealed with this ring");
+  }
+  return d;
 }
 
 }  // namespace relay::test

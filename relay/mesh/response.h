@@ -1,0 +1,34 @@
+#pragma once
+
+// What a site says about an event is an event of that site
+// (docs/wire-v3.md): an acknowledgement references the event it answers,
+// travels at its priority, and goes to its origin and the nodes it was for.
+// Pure: every site that makes one computes the same from the same event.
+
+#include <string>
+#include <vector>
+
+#include "relay/mesh/node_io.h"
+
+namespace relay::mesh {
+
+/// Who hears what `self` says about `referenced`: its origin, then the nodes
+/// it was for (those its origin resolved, else its targets as `mesh` reads
+/// them), each once, none but members of `mesh`, and never `self`. `mesh`
+/// lists every node this site knows, itself included.
+std::vector<std::string> response_targets(const v1::Event& referenced, const std::string& self,
+                                          const std::vector<PeerInfo>& mesh);
+
+/// Makes `ack` (its state, by and note already set) the acknowledgement of
+/// `referenced` by `self`: kind, reference, priority, targets and resolved.
+/// Returns why it cannot be one, or "".
+std::string make_ack(v1::Event& ack, const v1::Event& referenced, const std::string& self,
+                     const std::vector<PeerInfo>& mesh);
+
+/// "responding" or "resolved" (as in message_queue rows and the outbox);
+/// "" for anything else.
+std::string ack_state_name(v1::AckState state);
+/// The state a name gives; ACK_UNSPECIFIED for an unknown name.
+v1::AckState ack_state_of(const std::string& name);
+
+}  // namespace relay::mesh

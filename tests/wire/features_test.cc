@@ -1,0 +1,147 @@
+// Wire revision 3, as far as it runs: the features a hello announces, and
+// what makes an acknowledgement well-formed.
+#include <doctest/doctest.h>
+
+#include "relay/wire/datagram.h"
+#include "tests/wire/mesh_fixture.h"
+#include "tests/wire/raw_seal.h"
+
+using namespace relay;
+using relay::test::bytes;
+using relay::test::MeshFixture;
+using relay::test::probe;
+using wire::Reject;
+namespace v1 = relaymesh::v1;
+
+namespace {
+
+/// hq's first hello to clinic-north.
+std::string first_hello(wire::Codec& hq) {
+  const auto sealed = hq.seal("clinic-north", probe(1)).value();
+  REQUIRE(sealed.size() == 1);
+  REQUIRE(wire::parse_header(bytes(sealed[0]))->kind == wire::Kind::hello);
+  return sealed[0];
+}
+
+}  // namespace
+
+TEST_CASE("a hello announces its features under the sender's signature") {
+  MeshFixture mesh;
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  const std::string sealed = first_hello(*hq);
+  const auto header = *wire::parse_header(bytes(sealed));
+  const v1::Datagram body = test::open_hello_raw(mesh.ring, sealed);
+  CHECK(body.hello().features() == v1::FEATURE_RESPONSE_LOOP);
+  CHECK(body.hello().features_signature().size() == 64);
+  auto reseal = [&](const v1::Datagram& d) {
+    return test::raw_seal_hello(mesh.ring, "hq", header.boot, header.boot_id, header.counter,
+                                d.SerializeAsString());
+  };
+  wire::Opened opened;
+  // A mesh-key holder cannot add a feature: the v3 signature covers them.
+  v1::Datagram more = body;
+  more.mutable_hello()->set_features(v1::FEATURE_RESPONSE_LOOP | 2);
+  CHECK(north->open(bytes(reseal(more)), opened) == Reject::bad_credential);
+  // Nor pass the v2 signature off as the v3 one.
+  v1::Datagram swapped = body;
+  swapped.mutable_hello()->set_features_signature(body.hello().signature());
+  CHECK(north->open(bytes(reseal(swapped)), opened) == Reject::bad_credential);
+  CHECK(north->peer_state("hq").features == 0);
+
+  REQUIRE(north->open(bytes(sealed), opened) == Reject::none);
+  CHECK(north->peer_state("hq").features == v1::FEATURE_RESPONSE_LOOP);
+}
+
+TEST_CASE(
+    "an older build's hello (no features) verifies as before, and stripping never lowers them") {
+  MeshFixture mesh;
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  hq->set_features(0);  // as a build before the features
+  const std::string old_hello = first_hello(*hq);
+  const v1::Datagram body = test::open_hello_raw(mesh.ring, old_hello);
+  CHECK(body.hello().features() == 0);
+  CHECK(body.hello().features_signature().empty());
+  // Byte for byte what a v2 build signed: the v2 message alone verifies it.
+  const auto header = *wire::parse_header(bytes(old_hello));
+  CHECK(mesh.identities.at("hq").verify_key().verify(
+      bytes(
+          wire::hello_signing_message("clinic-north", header.key_id, header.counter, body.hello())),
+      bytes(body.hello().signature())));
+  wire::Opened opened;
+  REQUIRE(north->open(bytes(old_hello), opened) == Reject::none);
+  CHECK(north->peer_state("hq").features == 0);
+
+  // A new hello of the same session announces them; a later one stripped
+  // of them (still v2-valid: a mesh-key holder's downgrade) is taken, but
+  // does not take them back.
+  hq->set_features(v1::FEATURE_RESPONSE_LOOP);
+  auto next_hello = [&](std::uint64_t nonce) {
+    mesh.clock.advance(std::chrono::seconds(2));  // hellos go at most once a second
+    const auto out = hq->seal("clinic-north", probe(nonce)).value();
+    REQUIRE(out.size() == 1);
+    return out[0];
+  };
+  REQUIRE(north->open(bytes(next_hello(2)), opened) == Reject::none);
+  CHECK(north->peer_state("hq").features == v1::FEATURE_RESPONSE_LOOP);
+  const std::string third = next_hello(3);
+  const auto third_header = *wire::parse_header(bytes(third));
+  v1::Datagram stripped = test::open_hello_raw(mesh.ring, third);
+  stripped.mutable_hello()->clear_features();
+  stripped.mutable_hello()->clear_features_signature();
+  const auto resealed =
+      test::raw_seal_hello(mesh.ring, "hq", third_header.boot, third_header.boot_id,
+                           third_header.counter, stripped.SerializeAsString());
+  CHECK(north->open(bytes(resealed), opened) == Reject::none);
+  CHECK(north->peer_state("hq").features == v1::FEATURE_RESPONSE_LOOP);
+}
+
+TEST_CASE("an acknowledgement references exactly one event and says how") {
+  MeshFixture mesh;
+  auto north = mesh.codec("clinic-north");
+  auto south = mesh.codec("clinic-south");
+  MeshFixture::connect(*south, *north);
+  wire::Opened opened;
+  auto check = [&](const v1::Event& e) {
+    return north->open(bytes(MeshFixture::seal(*south, "clinic-north", mesh.events_body({e}))),
+                       opened);
+  };
+  auto ack = [&] {
+    v1::Event e = mesh.event("hq", 2);
+    e.set_kind(v1::KIND_ACK);
+    e.set_priority(v1::PRIORITY_DURESS);
+    e.set_ack(v1::ACK_RESPONDING);
+    auto* r = e.add_references();
+    r->set_origin("clinic-north");
+    r->set_seq(5);
+    return e;
+  };
+  CHECK(wire::well_formed(ack()));
+  CHECK(check(ack()) == Reject::none);
+  auto e = ack();
+  e.clear_references();
+  CHECK_FALSE(wire::well_formed(e));
+  CHECK(check(e) == Reject::malformed_body);
+  e = ack();
+  *e.add_references() = e.references(0);
+  CHECK_FALSE(wire::well_formed(e));
+  e = ack();
+  e.set_ack(v1::ACK_UNSPECIFIED);
+  CHECK_FALSE(wire::well_formed(e));
+  CHECK(check(e) == Reject::malformed_body);
+  e = ack();
+  e.set_ack(static_cast<v1::AckState>(9));
+  CHECK_FALSE(wire::well_formed(e));
+  e = ack();
+  e.set_ack(v1::ACK_RESOLVED);
+  CHECK(wire::well_formed(e));
+  // An answer on anything but an acknowledgement means nothing anywhere.
+  e = mesh.event("hq", 3);
+  e.set_ack(v1::ACK_RESOLVED);
+  CHECK_FALSE(wire::well_formed(e));
+  // The internal kinds never travel as events.
+  e = mesh.event("hq", 3);
+  e.set_kind(v1::KIND_RECEIPT);
+  CHECK_FALSE(wire::well_formed(e));
+}
