@@ -137,7 +137,14 @@ asio::awaitable<void> ControlSocket::serve(asio::local::stream_protocol::socket 
     if (outcome.index() != 0 || std::get<0>(std::get<0>(outcome))) {
       co_return;  // timed out, too long, or gone: no answer
     }
-    reply = handler_(line.substr(0, line.find('\n')), caller);
+    try {
+      reply = handler_(line.substr(0, line.find('\n')), caller);
+    } catch (const std::exception& e) {
+      // A field of the wrong type ({"verb": 1}) throws in the JSON library:
+      // the caller gets a refusal, and the socket goes on serving others.
+      reply = nlohmann::json{{"ok", false}, {"error", std::string("bad request: ") + e.what()}}
+                  .dump();
+    }
   }
   reply.push_back('\n');
   co_await asio::async_write(socket, asio::buffer(reply), use_tuple);

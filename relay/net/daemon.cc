@@ -501,6 +501,9 @@ DaemonStatus Daemon::status() const {
     if (signed_event.ParseFromString(payload) && event.ParseFromString(signed_event.event()))
       s.spooled.push_back(std::move(event));
   }
+  for (const auto& d : drained_) {
+    if (unix_ms_now() - d.unix_ms < kDrainedShownMs) s.drained.push_back(d);
+  }
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

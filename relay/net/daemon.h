@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -60,6 +61,14 @@ struct DaemonStatus {
   /// The spooled alarms themselves: open duress alarms (who, where) that the
   /// status page must show while the database that would list them is down.
   std::vector<v1::Event> spooled;
+  /// Alarms drained from the spool in the last half minute, and when: the
+  /// page's view of the database may have been read before that commit,
+  /// and an alarm must not vanish from it meanwhile.
+  struct Drained {
+    v1::Event event;
+    std::int64_t unix_ms = 0;
+  };
+  std::vector<Drained> drained;
 };
 
 /// Store tickets from here up are the spool's drains, not the core's.
@@ -69,6 +78,10 @@ inline constexpr std::uint64_t kSpoolTickets = std::uint64_t{1} << 62;
 /// doubling from the first to the cap while it keeps being refused.
 inline constexpr std::chrono::seconds kDrainRetry{5};
 inline constexpr std::chrono::seconds kDrainRetryCap{300};
+/// Drained alarms status() still hands over, and for how long: far longer
+/// than the page's database check takes, far more than drain at once.
+inline constexpr std::size_t kDrainedKept = 256;
+inline constexpr std::int64_t kDrainedShownMs = 30'000;
 
 /// relayd's runtime: one io_context thread owns the UDP mesh socket, the
 /// wire codec, the protocol core and its timer; the store and the outbox
@@ -171,6 +184,7 @@ class Daemon final : public mesh::Transport {
   std::chrono::seconds drain_backoff_ = kDrainRetry;
   bool numbering_unsure_ = true;
   // Conflicts logged (and, of own events, healed) already.
+  std::deque<DaemonStatus::Drained> drained_;  // the last few, for status()
   std::set<mesh::EventKey> conflicts_seen_;
   bool numbering_ready_ = false;
   wire::Opened opened_;

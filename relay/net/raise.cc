@@ -221,3 +221,12 @@ std::int64_t Daemon::spool_oldest_ms() const {
 }
 
 }  // namespace relay::net
+  if (const auto payload = spool_.records().find(record); payload != spool_.records().end()) {
+    v1::SignedEvent signed_event;
+    DaemonStatus::Drained drained{{}, wall_ms()};
+    if (signed_event.ParseFromString(payload->second) &&
+        drained.event.ParseFromString(signed_event.event())) {
+      drained_.push_back(std::move(drained));
+      if (drained_.size() > kDrainedKept) drained_.pop_front();
+    }
+  }

@@ -1,6 +1,7 @@
 // relayctl: the operator's command line for relaymesh.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -78,6 +79,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   app.footer(kExitCodes);
+  // A database host that drops packets would hold a connect for minutes
+  // (TCP's retries): a button script waits, and someone presses again.
+  ::setenv("PGCONNECT_TIMEOUT", "3", 0);
   app.set_version_flag("--version", "relayctl " RELAY_VERSION);
   std::string config_file = "/etc/relaymesh/relayd.toml";
   bool json = false;

@@ -141,15 +141,20 @@ int status(const Config& config, bool json) {
     s = fetch_status(config);
   }
   const std::string level = s["verdict"].value("level", "");
-  const int code = level == "OK" ? kOk : level == "DEGRADED" ? kDegraded : kAlarm;
+  const int code = level == "OK"         ? kOk
+                   : level == "DEGRADED" ? kDegraded
+                   : level == "ALARM"    ? kAlarm
+                                         : kFailure;  // no verdict we know
   if (json) {
+    s["ok"] = code == kOk;
     s["exit_code"] = code;
     print_json(s);
     return code;
   }
   if (checked_at(s) <= asked) {
-    std::printf("(relayd has not checked its database since this request: what the verdict "
-                "says of it may be older)\n");
+    std::fprintf(stderr,
+                 "relayctl: relayd has not checked its database since this request: what the "
+                 "verdict says of it may be older\n");
   }
   std::printf("%s: %s\n", s["node"].get<std::string>().c_str(),
               s["verdict"]["level"].get<std::string>().c_str());
@@ -301,6 +306,36 @@ int tail(const Config& config, bool json) {
   // Follows the log by the transaction that stored each row (stored_xact,
   // migration 013), not by stored_at: stored_at is when its transaction
   // began, so a bulk batch that began before an urgent one and committed
+namespace {
+
+/// When events committed after transaction XMIN wait for it to end, says
+/// which session holds it (any database of the server counts) and returns
+/// true; false when nothing waits.
+bool say_held_back(pqxx::transaction_base& tx, const std::string& xmin) {
+  const auto waiting =
+      tx.exec_params1("SELECT count(*) FROM relay_event_log WHERE stored_xact >= $1::xid8", xmin)[0]
+          .as<long long>();
+  if (waiting == 0) return false;
+  // The oldest transaction still open: a session's, or a prepared one.
+  const auto holder = tx.exec_params(
+      "SELECT 'session pid ' || pid || ' in database ' || coalesce(datname, '?') || ', ' || "
+      "coalesce(state, '?') || ' since ' || coalesce(xact_start::text, '?') "
+      "FROM pg_stat_activity WHERE backend_xid::text::bigint = $1::xid8::text::bigint % 4294967296 "
+      "UNION ALL SELECT 'prepared transaction ' || quote_literal(gid) || ' in database ' || "
+      "database FROM pg_prepared_xacts "
+      "WHERE transaction::text::bigint = $1::xid8::text::bigint % 4294967296",
+      xmin);
+  std::fprintf(stderr,
+               "relayctl tail: %lld events committed after transaction %s wait for it to end "
+               "(%s): tail shows events in commit order and skips none, so it waits; end that "
+               "transaction (pg_stat_activity, pg_prepared_xacts) and they follow\n",
+               waiting, xmin.c_str(),
+               holder.empty() ? "not found in pg_stat_activity" : holder[0][0].c_str());
+  return true;
+}
+
+}  // namespace
+
   // after it carries the earlier time, and a cursor on time skips it. A
   // transaction id below the snapshot's xmin belongs to a transaction that
   // has ended: its rows are all visible by now or never will be. Each poll
@@ -324,10 +359,20 @@ int tail(const Config& config, bool json) {
     pqxx::read_transaction tx(*conn);
     const std::string ended =
         tx.exec1("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0].as<std::string>();
+  std::string last_ended = done;
+  auto moved = std::chrono::steady_clock::now();
+  bool said = false;
     // The last row printed, as (stored_xact, origin, seq): the next page starts after it.
     std::string after_xact = done, after_origin;
     std::int64_t after_seq = 0;
     while (true) {
+    if (ended != last_ended) {
+      last_ended = ended;
+      moved = std::chrono::steady_clock::now();
+      said = false;
+    } else if (!said && std::chrono::steady_clock::now() - moved > std::chrono::seconds(5)) {
+      said = say_held_back(tx, ended);
+    }
       const auto rows = tx.exec_params(
           std::string("SELECT ") + kEventColumns +
               ", stored_xact::text, origin, seq FROM relay_event_log "

@@ -448,7 +448,19 @@ int send(const Config& config, SendOptions o) {
                      "\": expected duress, emergency, normal or bulk");
   }
 
-  auto conn = connect(config);
+  std::unique_ptr<pqxx::connection> conn;
+  try {
+    conn = connect(config);
+  } catch (const Failure&) {
+    if (!reached_relayd) throw;
+    // relayd read the request and may have spooled it already: not "nothing
+    // was sent", or a nurse presses again for an alarm that is on its way.
+    throw Failure(kWaitTimedOut,
+                  "relayd took the duress but did not answer, and the database does not answer "
+                  "either: it may be in relayd's spool and sent from there; do not press again, "
+                  "check with relayctl status",
+                  {{"state", "may be spooled, unconfirmed"}, {"path", "control socket"}});
+  }
   std::int64_t outbox_id = 0;
   {
     pqxx::work tx(*conn);

@@ -12,6 +12,8 @@
 namespace relay::status {
 namespace {
 
+namespace v1 = relaymesh::v1;
+
 StateDisk state_disk(const std::string& dir) {
   StateDisk disk;
   if (dir.empty()) return disk;
@@ -28,11 +30,18 @@ StateDisk state_disk(const std::string& dir) {
 }
 
 /// The spool's duress alarms the database's view does not list yet: those
-/// accepted while it was down, or not drained into it yet.
+/// accepted while it was down, not drained into it yet, or drained after
+/// the view was read.
 std::vector<store::ConsoleView::Event> spooled_duress(const Snapshot& s) {
   std::vector<store::ConsoleView::Event> out;
   if (!s.daemon) return out;
-  for (const auto& e : s.daemon->spooled) {
+  std::vector<const v1::Event*> events;
+  for (const auto& e : s.daemon->spooled) events.push_back(&e);
+  for (const auto& d : s.daemon->drained) {
+    if (d.unix_ms >= s.database.view_began_unix_ms) events.push_back(&d.event);
+  }
+  for (const auto* event : events) {
+    const v1::Event& e = *event;
     store::ConsoleView::Event v;
     v.origin = e.origin();
     v.seq = e.seq();

@@ -120,6 +120,7 @@ void DatabaseWatch::check() {
   std::lock_guard lock(mutex_);
   const auto was = state_.state;
   state_.checked_unix_ms = now;
+  if (view) state_.view_began_unix_ms = began;
   if (view) {
     if (was == DatabaseState::State::down) {
       log_incident(spdlog::level::info,

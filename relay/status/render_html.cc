@@ -78,7 +78,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f6}
 section{background:#fff;margin:1em 1.5em;padding:.6em 1em;border-radius:4px;box-shadow:0 1px 2px #0002}
 h2{font-size:1.1em;margin:.2em 0 .5em}table{border-collapse:collapse;width:100%}
 td,th{padding:.25em .8em .25em 0;text-align:left;vertical-align:top}th{font-weight:600;color:#555}
-tr.bad td{background:#fde0e0}tr.warn td{background:#fff4cc}.muted{color:#777}
+tr.bad td{background:#fde0e0}tr.warn td{background:#fff4cc}.muted{color:#777}tr.bad .muted{color:#555}
 pre.log{max-height:24em;overflow:auto;background:#111;color:#ddd;padding:.5em;font-size:12px;margin:0}
 .stale{background:#555;color:#fff;padding:.3em 1.5em}nav a{margin-right:1em}
 </style>)css";

@@ -43,8 +43,10 @@ struct DatabaseState {
   std::int64_t last_ok_unix_ms = 0;     // last successful check; 0: never
   std::int64_t down_since_unix_ms = 0;  // while down (or never reached: since start)
   std::int64_t checked_unix_ms = 0;     // last attempt
-  /// What the last successful check read (kept, and shown as stale, while down).
+  /// What the last successful check read (kept, and shown as stale, while down),
+  /// and when that read began: it sees what was committed before then.
   std::optional<store::ConsoleView> view;
+  std::int64_t view_began_unix_ms = 0;
   /// Duress rows that relay-runner groups keep failing to handle (relay/runner).
   std::vector<runner::Alarm> runner_alarms;
 };
@@ -77,10 +79,20 @@ struct Snapshot {
   LogTail logs;  // filled for the page and /api/logs only
 };
 
+/// A check that has not ended for this long hangs (one starts every 2 s and
+/// its statements give up after 5 s): a server or a network that stopped
+/// answering mid-query, which TCP takes minutes to call a failure.
+inline constexpr std::int64_t kCheckOverdueMs = 15'000;
+
+inline bool check_overdue(const Snapshot& s) {
+  return s.database.checked_unix_ms > 0 &&
+         s.now_unix_ms - s.database.checked_unix_ms > kCheckOverdueMs;
+}
+
 /// True while what was read from the database is older than its last
-/// check: panels that show it say "as of" then.
+/// check, or its check hangs: panels that show it say "as of" then.
 inline bool database_stale(const Snapshot& s) {
-  return s.database.view && s.database.state != DatabaseState::State::up;
+  return s.database.view && (s.database.state != DatabaseState::State::up || check_overdue(s));
 }
 
 /// The queueing delay towards `peer`, never below zero. It is this round's

@@ -31,6 +31,14 @@ std::string database_failure(const DatabaseState& db) {
 
 std::string database_problem(const Snapshot& s) {
   const auto& db = s.database;
+  if (db.state == DatabaseState::State::up && check_overdue(s)) {
+    return fmt::format(
+        "database: its check has not answered for {} (a server or network that stopped "
+        "answering mid-query?): what this page shows of it is as of {} ago; check with "
+        "pg_isready{} -p {}",
+        age_text(s.now_unix_ms - db.checked_unix_ms), age_text(s.now_unix_ms - db.last_ok_unix_ms),
+        db.host.empty() ? "" : " -h " + db.host, db.port);
+  }
   if (db.state == DatabaseState::State::up) return "";
   if (db.state == DatabaseState::State::never_reached && db.error.empty())
     return "database: never reached since start (first check pending)";
@@ -147,17 +155,21 @@ Verdict judge(const Snapshot& s) {
   using L = Verdict::Level;
   for (auto& why : health_problems(s)) raise(v, L::alarm, std::move(why));
 
-  auto open_duress = [&](const store::ConsoleView::Event& e, const char* where) {
+  // An all-clear goes through the outbox: for a spooled duress, not before
+  // the database answers again.
+  auto open_duress = [&](const store::ConsoleView::Event& e, bool spooled) {
     raise(v, L::alarm,
           fmt::format("{}duress {} open (no all-clear{}): \"{}\" at \"{}\" by \"{}\"; once it "
-                      "is handled: relayctl all-clear {}",
-                      e.exercise ? "[EXERCISE] " : "", e.id, where, e.title, e.location, e.sender,
+                      "is handled{}: relayctl all-clear {}",
+                      e.exercise ? "[EXERCISE] " : "", e.id,
+                      spooled ? "; in the spool, not yet in the database" : "", e.title,
+                      e.location, e.sender, spooled ? " and the database answers again" : "",
                       e.id));
   };
-  for (const auto& e : s.spooled_duress) open_duress(e, "; in the spool, not yet in the database");
+  for (const auto& e : s.spooled_duress) open_duress(e, true);
   if (s.database.view) {
     const auto& view = *s.database.view;
-    for (const auto& e : view.open_duress) open_duress(e, "");
+    for (const auto& e : view.open_duress) open_duress(e, false);
     if (const auto& row = view.queue.oldest_duress; row && row->age_ms >= kDuressUntakenAlarmMs) {
       raise(v, L::alarm,
             fmt::format("duress {} waits in message_queue for {}: no consumer has taken it; "

@@ -152,6 +152,7 @@ expect_dom "the duress row" "data-event=\"$id\" data-kind=\"duress\""
 expect_dom "the location" 'Psych ward, room 12'
 expect_dom "hq's receipt" 'data-target="hq" data-state="delivered"'
 readable clinic-north
+readable hq  # a clinic's duress at hq: "kept at clinic-north" in the alarm's row
 if [ -n "$screenshot" ]; then
   timeout 90 chromium "${chromium_flags[@]}" --user-data-dir="$(mktemp -d "$mesh_dir/chromium.XXXXXX")" \
     --window-size=1280,1500 --virtual-time-budget=3000 --screenshot="$screenshot" \

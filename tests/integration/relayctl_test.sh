@@ -40,9 +40,9 @@ case "$scenario" in
     mesh_init hq
     ctl hq migrate >/dev/null
     : >"$mesh_dir/hq/relayd.log"  # fail() shows it
-    ctl hq tail >"$mesh_dir/tail.out" 2>/dev/null &
+    ctl hq tail >"$mesh_dir/tail.out" 2>"$mesh_dir/tail.err" &
     tail_pid=$!
-    sleep 1
+    eventually grep -q 'following new events' "$mesh_dir/tail.err" || fail "tail did not start"
     # A bulk lane begins, stores a row and stays open; an urgent one begins
     # later and commits first; then the bulk one commits. Its row's
     # stored_at (its transaction's start) is then older than the urgent one's.
@@ -53,7 +53,10 @@ case "$scenario" in
     printf '%s\nBEGIN;\n%s\n' "$event_sql" "$(log_row bulk 1)" >&3
     sleep 1
     mesh_sql hq "$event_sql $(log_row urgent 1)" >/dev/null
-    sleep 1.5  # tail has polled meanwhile: the urgent row is committed, the bulk one not yet
+    # tail has polled meanwhile: the urgent row is committed, the bulk one not
+    # yet, and tail says which session it waits for.
+    eventually grep -q 'wait for it to end (session pid' "$mesh_dir/tail.err" ||
+      fail "tail did not name the transaction it waits for: $(cat "$mesh_dir/tail.err")"
     printf 'COMMIT;\n' >&3
     exec 3>&-
     wait "$lane_pid"
@@ -93,6 +96,19 @@ case "$scenario" in
     [ "$rc" = 0 ] || fail "duress --json --wait exit $rc: $out"
     grep -q '"state":"confirmed"' <<<"$out" && grep -q '"path":"control socket"' <<<"$out" ||
       fail "duress --json --wait: $out"
+    # Fields of the wrong type on the control socket: refused, and relayd
+    # goes on answering.
+    python3 - "$mesh_dir/clinic-north/state/control.sock" <<'PY' || fail "a request of the wrong type was not refused"
+import json, socket, sys
+for request in ['{"verb": 1}', '{"verb": "receipts", "id": 5}', '{"verb": "duress", "location": ["x"]}']:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall((request + "\n").encode())
+    answer = json.loads(s.makefile().readline())
+    assert answer["ok"] is False, (request, answer)
+PY
+    ctl clinic-north --json duress --target hq --location "Ward 2b" --wait 20s >/dev/null 2>&1 ||
+      fail "relayd stopped answering after requests of the wrong type"
     # hq stopped: sent, not confirmed in time: exit 3, naming hq's state.
     mesh_kill hq
     rc=0
