@@ -118,6 +118,7 @@ ServiceUser service_user(const Config& config) {
 /// user running this, the kernel's answer; for another, the mode bits.
 bool allows(const ServiceUser& user, const std::filesystem::path& path, const struct stat& st) {
   const int need = S_ISDIR(st.st_mode) ? (W_OK | X_OK) : (R_OK | W_OK);
+  errno = 0;  // the caller tells a read-only file system (EROFS) from the rest
   if (user.uid == ::geteuid()) return ::faccessat(AT_FDCWD, path.c_str(), need, AT_EACCESS) == 0;
   if (user.uid == 0) return true;
   const bool in_group =
@@ -153,6 +154,13 @@ Check state_dir_check(const Config& config) {
     if (::lstat(path.c_str(), &st) != 0) continue;
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;  // a socket is made anew
     if (allows(user, path, st)) continue;
+    if (errno == EROFS && user.uid == ::geteuid()) {
+      // Not the owner's doing: a chown would not help.
+      return {"[node] state_dir", false,
+              path.string() + " is on a read-only file system here (under systemd, "
+              "ProtectSystem=strict makes every folder so unless the unit names it in "
+              "ReadWritePaths=): relayd could not write it (it would exit 2)"};
+    }
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777u);
     const std::string owner = user_name(st.st_uid) + ":" + group_name(st.st_gid);

@@ -235,6 +235,14 @@ assert peers["clinic-north"]["state"] == "alive", peers["clinic-north"]' || fail
       grep -q "state_dir: $mesh_dir/hq/state is writable by nobody" <<<"$out" || fail "$out"
     done
     echo "check-config: a state directory the service user cannot write named with its owner: $(grep state_dir <<<"$out")"
+    # Writable by its owner, on a file system mounted read-only (systemd's
+    # ProtectSystem=strict without ReadWritePaths=): a chown would not help.
+    out=$(unshare -m sh -c 'mount --bind -o ro "$1" "$1" && runuser -u nobody -- "$2" --config "$3" check-config --offline' \
+      sh "$mesh_dir/hq/state" "$mesh_relayctl" "$mesh_dir/hq/relayd.toml" 2>&1) &&
+      fail "check-config accepted a state directory on a read-only file system: $out"
+    grep -q "is on a read-only file system here .*ReadWritePaths=" <<<"$out" ||
+      fail "check-config does not say the state directory is read-only: $out"
+    ! grep -q "chown" <<<"$out" || fail "check-config advises a chown for a read-only file system: $out"
 
     # Migrate and prune by a role that does not own the tables: a sentence
     # naming the role that does, not PostgreSQL's raw refusal.
