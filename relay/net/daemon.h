@@ -145,6 +145,12 @@ class Daemon final : public mesh::Transport {
   // raise.cc: the local raise path through the control socket and the spool.
   std::string on_control(const std::string& request, const Caller& caller);
   std::string raise_duress(const std::string& request, const Caller& caller);
+  /// The "ack" verb: a person's acknowledgement of an event relayd holds in
+  /// memory, spooled and sent like a duress (works with the database down).
+  std::string raise_ack(const std::string& request, const Caller& caller);
+  /// Numbers, signs and spools an own event (fsynced), then sends it; the
+  /// control socket's answer.
+  std::string spool_and_send(v1::Event e, const Caller& caller);
   void send_spooled();
   void drain_spool();
   bool drained(const mesh::StoreDone& done);

@@ -9,9 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/failpoint.h"
 #include "relay/net/daemon.h"
+#include "relay/mesh/response.h"
+#include "relay/store/answer.h"
 #include "relay/store/outbox.h"
 #include "relay/store/rows.h"
 
@@ -88,6 +91,50 @@ v1::Event duress_of(const Json& r, const Config& config) {
   return e;
 }
 
+/// The acknowledgement a request describes ({"verb": "ack", "id":
+/// "origin:seq", "state": "responding" or "resolved", "by", "note"}), of
+/// an event this relayd holds in memory; throws std::invalid_argument
+/// saying what is wrong.
+v1::Event ack_of(const Json& r, const Config& config, const mesh::Node& node) {
+  auto text = [&](const char* key) {
+    if (!r.contains(key)) return std::string();
+    if (!r[key].is_string()) throw std::invalid_argument(std::string(key) + ": expected a string");
+    return r[key].get<std::string>();
+  };
+  const std::string id = text("id");
+  const auto colon = id.rfind(':');
+  std::uint64_t seq = 0;
+  const char* end = id.data() + id.size();
+  if (colon == std::string::npos || std::from_chars(id.data() + colon + 1, end, seq).ptr != end ||
+      seq == 0) {
+    throw std::invalid_argument("id: expected \"origin:seq\", the event to acknowledge");
+  }
+  v1::Event e;
+  e.set_origin(config.node.id);
+  e.set_kind(v1::KIND_ACK);
+  const std::string state = r.contains("state") ? text("state") : "responding";
+  e.set_ack(mesh::ack_state_of(state));
+  if (e.ack() == v1::ACK_UNSPECIFIED)
+    throw std::invalid_argument("state \"" + state + "\": expected responding or resolved");
+  e.set_sender(text("by"));
+  if (e.sender().empty()) throw std::invalid_argument("by: who acknowledges, e.g. \"guard 3\"");
+  e.set_body(text("note"));
+  e.set_created_unix_ms(wall_ms());
+  // Only what this relayd holds in memory (recent events): the database,
+  // which holds the rest, may be the reason this path is taken.
+  const auto held = node.recent_event({id.substr(0, colon), seq});
+  v1::Event referenced;
+  if (!held || !referenced.ParseFromString(held->signed_event.event())) {
+    throw std::invalid_argument("event " + id + " is not among the events relayd holds in " +
+                                "memory: " + config.node.id + " has not received it, or not " +
+                                "lately (acknowledge it through the outbox once the database " +
+                                "answers)");
+  }
+  if (auto why = store::answer(config, e, referenced); !why.empty())
+    throw std::invalid_argument(why);
+  return e;
+}
+
 }  // namespace
 
 std::string Daemon::on_control(const std::string& request, const Caller& caller) {
@@ -100,6 +147,7 @@ std::string Daemon::on_control(const std::string& request, const Caller& caller)
   }
   const std::string verb = r.is_object() ? r.value("verb", "") : "";
   if (verb == "duress") return raise_duress(request, caller);
+  if (verb == "ack") return raise_ack(request, caller);
   if (verb == "ping") return Json{{"ok", true}, {"node", config_.node.id}}.dump();
   if (verb == "reload" && reload_) {
     spdlog::info("reload asked through the control socket (pid {}, uid {})", caller.pid,
@@ -107,7 +155,7 @@ std::string Daemon::on_control(const std::string& request, const Caller& caller)
     const auto [ok, message] = reload_();
     return ok ? Json{{"ok", true}, {"message", message}}.dump() : refusal(message);
   }
-  return refusal("verb \"" + verb + "\": expected duress, reload or ping");
+  return refusal("verb \"" + verb + "\": expected duress, ack, reload or ping");
 }
 
 std::string Daemon::raise_duress(const std::string& request, const Caller& caller) {
@@ -117,6 +165,21 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   } catch (const std::exception& bad) {
     return refusal(bad.what());
   }
+  return spool_and_send(std::move(e), caller);
+}
+
+std::string Daemon::raise_ack(const std::string& request, const Caller& caller) {
+  v1::Event e;
+  try {
+    e = ack_of(Json::parse(request), config_, *node_);
+  } catch (const std::exception& bad) {
+    return refusal(bad.what());
+  }
+  return spool_and_send(std::move(e), caller);
+}
+
+std::string Daemon::spool_and_send(v1::Event e, const Caller& caller) {
+  const std::string what = e.kind() == v1::KIND_ACK ? "acknowledgement" : "duress";
   std::string payload;
   std::optional<std::uint64_t> record;
   try {
@@ -126,11 +189,11 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
     payload = wire::sign_event(e, keys_.identity).SerializeAsString();
     record = spool_.append(payload);
   } catch (const std::exception& failed) {
-    spdlog::error("duress refused: {} (nothing was accepted)", failed.what());
+    spdlog::error("{} refused: {} (nothing was accepted)", what, failed.what());
     return refusal(std::string("not accepted: ") + failed.what());
   }
   if (!record) {
-    spdlog::error("duress refused: the spool {} is full ({} alarms wait for the database)",
+    spdlog::error("{} refused: the spool {} is full ({} alarms wait for the database)", what,
                   spool_.file().string(), spool_.depth());
     return refusal("not accepted: the spool is full (" + std::to_string(spool_.depth()) +
                    " alarms wait for the database to come back)");
@@ -139,7 +202,7 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   auto event = parse_record(payload);
   // Not in message_queue yet: the drain's commit logs its delivery here.
   incidents_.claimed({event}, config_, false);
-  spdlog::info("duress {}:{} accepted through the control socket (pid {}, uid {}) and spooled",
+  spdlog::info("{} {}:{} accepted through the control socket (pid {}, uid {}) and spooled", what,
                e.origin(), e.seq(), caller.pid, caller.uid);
   report_health();  // peers see the spool in their next probe answer
   node_->on_local_event(now(), event);
@@ -147,7 +210,8 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   after_input();
   return Json{{"ok", true},           {"id", e.origin() + ":" + std::to_string(e.seq())},
               {"origin", e.origin()}, {"seq", e.seq()},
-              {"state", "accepted"},  {"spool_depth", spool_.depth()}}
+              {"state", "accepted"},  {"spool_depth", spool_.depth()},
+              {"targets", std::vector<std::string>(e.targets().begin(), e.targets().end())}}
       .dump();
 }
 

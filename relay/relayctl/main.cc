@@ -35,6 +35,10 @@ CLI::Option* add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& w
   cmd->add_option("--data", o.data, "JSON handed to the consumers as is");
   cmd->add_option("--expires", o.expires, "lifetime, e.g. 30m or 2h");
   cmd->add_flag("--exercise", o.exercise, "a drill: labelled as such everywhere");
+  cmd->add_option("--until", o.until,
+                  "with --wait: \"acknowledged\" waits for a person's acknowledgement instead "
+                  "(exit 3 when nobody acknowledged it in time)")
+      ->check(CLI::IsMember({"acknowledged"}));
   return cmd
       ->add_option("--wait", wait,
                    "follow receipts until every target confirms; exit 3 if not within the "
@@ -112,6 +116,20 @@ int main(int argc, char** argv) {
   auto* clear_target =
       clear_cmd->add_option("--target", targets, "targets (default: those of the event)");
   auto* clear_wait = add_send_options(clear_cmd, send, wait);
+
+  std::string acked;
+  bool resolved = false;
+  auto* ack_cmd = app.add_subcommand(
+      "ack", "acknowledge an event as a person: to its origin and targets, at its priority");
+  ack_cmd->add_option("EVENT", acked, "the event to acknowledge, as ORIGIN:SEQ")->required();
+  ack_cmd->add_option("--by", send.sender, "who acknowledges, e.g. \"guard 3\"")->required();
+  ack_cmd->add_flag("--resolved", resolved, "it is resolved (default: responding)");
+  ack_cmd->add_option("--note", send.body, "a note for the origin, e.g. \"on my way\"");
+  auto* ack_wait = ack_cmd
+                       ->add_option("--wait", wait,
+                                    "follow receipts until every target confirms; exit 3 if not "
+                                    "within the duration (default 30s)")
+                       ->expected(0, 1);
 
   auto* status_cmd = app.add_subcommand(
       "status",
@@ -204,6 +222,14 @@ int main(int argc, char** argv) {
       const auto original = ctl::all_clear_targets(config, id);
       return sending(clear_target, clear_wait, original);
     }
+    if (ack_cmd->parsed()) {
+      const ctl::EventId id = ctl::parse_event_id(acked);
+      send.kind = "ack";
+      send.refs = {id.text()};
+      send.ack = resolved ? "resolved" : "responding";
+      send.wait = wait_of(ack_wait, wait);
+      return ctl::ack(config, send, id);
+    }
     if (status_cmd->parsed()) return ctl::status(config, json);
     if (events_cmd->parsed()) return ctl::events(config, limit, kind_filter, origin_filter, json);
     if (receipts_cmd->parsed()) return ctl::receipts(config, event_id, json);
@@ -227,7 +253,8 @@ int main(int argc, char** argv) {
     return ctl::kUsage;
   } catch (const ctl::UsageError& e) {
     // Only a verb that sends has something to say about what was sent.
-    const bool sending = send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed();
+    const bool sending =
+        send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed() || ack_cmd->parsed();
     if (json) {
       print_failure(ctl::kUsage, e.what(),
                     sending ? ctl::Json{{"state", "nothing sent"}} : ctl::Json::object());

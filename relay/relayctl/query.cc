@@ -285,12 +285,16 @@ int receipts(const Config& config, const std::string& text, bool json) {
   const auto age = std::chrono::system_clock::now().time_since_epoch() -
                    std::chrono::milliseconds(event.created_unix_ms());
   const bool too_old = event.kind() != relaymesh::v1::KIND_DURESS && age > config.delivery.max_age;
+  const auto acks = store::acks_of(tx, id.origin, id.seq);
   if (json) {
-    print_json(
-        {{"ok", true}, {"id", id.text()}, {"receipts", receipts_json(targets, delivered, too_old)}});
+    print_json({{"ok", true},
+                {"id", id.text()},
+                {"receipts", receipts_json(targets, delivered, too_old)},
+                {"acknowledgements", acks_json(acks, event.created_unix_ms())}});
     return kOk;
   }
   std::printf("%s  %s\n", id.text().c_str(), event.title().c_str());
+  print_acks(acks, event.created_unix_ms());
   for (const auto& t : targets) {
     auto it = delivered.find(t);
     std::printf(

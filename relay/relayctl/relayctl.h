@@ -7,8 +7,11 @@
 #include <string>
 #include <vector>
 
+#include <pqxx/connection>
+
 #include "common/config.h"
 #include "relay/relayctl/output.h"
+#include "relay/store/answer.h"
 #include "relay/store/console.h"
 
 namespace relay::ctl {
@@ -36,6 +39,8 @@ struct SendOptions {
   std::string title, body, location, sender, type, data;
   std::string expires;  // a duration, "" for never
   std::vector<std::string> refs;
+  std::string ack;    // an acknowledgement's state: "responding" or "resolved"
+  std::string until;  // with --wait: "" (every target confirmed) or "acknowledged"
   bool exercise = false;
   std::optional<std::chrono::milliseconds> wait;
   bool json = false;
@@ -61,6 +66,26 @@ int send(const Config& config, SendOptions options);
 /// The targets and existence check of an all-clear: the event it clears must
 /// be in this node's log (else missing_event); its targets are the default.
 std::vector<std::string> all_clear_targets(const Config& config, const EventId& cleared);
+/// A person's acknowledgement of `id` (o.ack, o.sender, o.body): through
+/// the outbox, or with the database down through relayd's control socket;
+/// refused (exit 1, nothing sent) for an event this node does not hold.
+int ack(const Config& config, SendOptions o, const EventId& id);
+/// What a sending verb prints for an event relayd took (and, with
+/// o.wait, its wait), when it was not sent through send().
+int report_sent(const Config& config, const SendOptions& o, const EventId& id, Json extra);
+/// The acknowledgements of `id` in this node's log, oldest first.
+std::vector<store::Acknowledgement> acknowledgements(pqxx::connection& conn, const EventId& id);
+/// As receipts show them: who, where, how, and seconds after the event was raised.
+Json acks_json(const std::vector<store::Acknowledgement>& acks, std::int64_t raised_unix_ms);
+void print_acks(const std::vector<store::Acknowledgement>& acks, std::int64_t raised_unix_ms);
+/// Waits until a person acknowledged `id` (the first one), or nullopt at `deadline`.
+std::optional<store::Acknowledgement> wait_for_ack(const Config& config, const EventId& id,
+                                                   std::chrono::steady_clock::time_point deadline,
+                                                   bool json);
+/// send --wait --until acknowledged, once relayd took `id`: exit 0 when a
+/// person acknowledged it within the wait (from `start`), 3 when nobody did.
+int until_acknowledged(const Config& config, const SendOptions& o, const EventId& id,
+                       std::chrono::steady_clock::time_point start);
 int status(const Config& config, bool json);
 int events(const Config& config, int limit, const std::string& kind, const std::string& origin,
            bool json);

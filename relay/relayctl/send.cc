@@ -29,6 +29,7 @@ v1::Kind kind_of(const std::string& name) {
   if (name == "duress") return v1::KIND_DURESS;
   if (name == "all-clear") return v1::KIND_ALL_CLEAR;
   if (name == "test") return v1::KIND_TEST;
+  if (name == "ack") return v1::KIND_ACK;  // relayctl ack
   throw UsageError("--kind \"" + name + "\": expected notification, duress, all-clear or test");
 }
 
@@ -44,6 +45,7 @@ v1::Event draft(const Config& config, const SendOptions& o) {
   e.set_sender(o.sender);
   e.set_type(o.type);
   e.set_exercise(o.exercise || o.kind == "test");
+  if (o.kind == "ack") e.set_ack(o.ack == "resolved" ? v1::ACK_RESOLVED : v1::ACK_RESPONDING);
   if (!o.data.empty()) {
     if (!Json::accept(o.data)) throw UsageError("--data is not JSON: " + o.data);
     e.set_data(o.data);
@@ -365,6 +367,7 @@ int report(const Config& config, const SendOptions& o, const EventId& id,
   const auto nodes = resolve_targets(config, o.targets);
   if (!o.json) std::printf("%s\n", id.text().c_str());
   std::fflush(stdout);
+  if (o.wait && o.until == "acknowledged") return until_acknowledged(config, o, id, start);
   ReceiptReader reader(config, id, std::move(conn));
   std::optional<Receipts> done;
   if (o.wait) {
@@ -466,11 +469,12 @@ int send(const Config& config, SendOptions o) {
     pqxx::work tx(*conn);
     outbox_id = tx.exec_params1(
                       "INSERT INTO outbox (kind, priority, targets, title, body, location, sender, "
-                      "type, data, expires_at, refs, exercise) VALUES ($1, nullif($2, ''), "
+                      "type, data, expires_at, refs, exercise, ack) VALUES ($1, nullif($2, ''), "
                       "$3::text[], $4, $5, $6, $7, $8, coalesce(nullif($9, ''), '{}')::jsonb, " +
-                          expires + ", $10::text[], $11) RETURNING id",
+                          expires + ", $10::text[], $11, nullif($12, '')) RETURNING id",
                       o.kind, o.priority, store::text_array(o.targets), o.title, o.body, o.location,
-                      o.sender, o.type, o.data, store::text_array(o.refs), event.exercise())[0]
+                      o.sender, o.type, o.data, store::text_array(o.refs), event.exercise(),
+                      o.ack)[0]
                     .as<std::int64_t>();
     tx.exec("NOTIFY outbox");
     tx.commit();
@@ -493,6 +497,10 @@ int send(const Config& config, SendOptions o) {
   if (reached_relayd) extra["may_also_be_spooled"] = true;
   return report(config, o, EventId{config.node.id, *seq}, std::move(conn), start,
                 std::move(extra));
+}
+
+int report_sent(const Config& config, const SendOptions& o, const EventId& id, Json extra) {
+  return report(config, o, id, nullptr, SteadyClock::now(), std::move(extra));
 }
 
 }  // namespace relay::ctl

@@ -126,6 +126,12 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
     << (e.cleared_by.empty() ? "" : "<br>cleared by " + esc(e.cleared_by)) << "</td>";
   receipts_cell(h, s, e);
   h << "</tr>";
+  // A person's answer, under the alarm it answers.
+  for (const auto& a : e.acks) {
+    h << "<tr class=ack data-ack-of=\"" << esc(e.id) << "\"><td></td><td colspan=6>acknowledged by "
+      << esc(a.by) << " at " << esc(a.site) << ", " << (a.created_unix_ms - e.created_unix_ms) / 1000
+      << " s after (" << esc(a.state) << ")</td></tr>";
+  }
 }
 
 /// Panels read from the database say when, while it does not answer: what

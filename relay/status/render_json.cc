@@ -60,6 +60,17 @@ Json event_json(const store::ConsoleView::Event& e, bool spooled = false) {
   j["spooled"] = spooled;
   j["targets"] = e.targets;
   j["cleared_by"] = e.cleared_by.empty() ? Json(nullptr) : Json(e.cleared_by);
+  if (!e.acks.empty()) {
+    Json acks = Json::array();
+    for (const auto& a : e.acks) {
+      acks.push_back({{"by", a.by},
+                      {"site", a.site},
+                      {"state", a.state},
+                      {"created_unix_ms", a.created_unix_ms},
+                      {"seconds_after", (a.created_unix_ms - e.created_unix_ms) / 1000.0}});
+    }
+    j["acknowledgements"] = acks;
+  }
   if (e.own && !spooled) {
     Json receipts = Json::array();
     for (const auto& [target, at] : e.receipts) {

@@ -7,6 +7,7 @@
 
 #include "proto/relaymesh.pb.h"
 #include "relay/mesh/types.h"
+#include "relay/store/answer.h"
 #include "relay/store/rows.h"
 
 namespace relay::store {
@@ -193,6 +194,10 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
   std::erase_if(v.open_duress, [](const ConsoleView::Event& e) { return !e.cleared_by.empty(); });
   add_receipts(tx, config, v.recent);
   add_receipts(tx, config, v.open_duress);
+  for (auto& e : v.open_duress) {
+    for (const auto& a : acks_of(tx, e.origin, static_cast<std::int64_t>(e.seq)))
+      e.acks.push_back({a.by, a.site, a.state, a.created_unix_ms});
+  }
 
   // Receipts owed to this node, per target, over its recent events.
   std::map<std::uint64_t, std::set<std::string>> confirmed;

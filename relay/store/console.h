@@ -57,6 +57,13 @@ struct ConsoleView {
     /// Own events only: per target node, delivered at (Unix ms) or 0 while pending.
     bool own = false;
     std::vector<std::pair<std::string, std::int64_t>> receipts;
+    /// Open duress alarms only: who acknowledged it, where, how and when
+    /// (Unix ms on the acknowledging site's clock), oldest first.
+    struct Ack {
+      std::string by, site, state;
+      std::int64_t created_unix_ms = 0;
+    };
+    std::vector<Ack> acks;
   };
   std::vector<Event> recent;       // newest first
   std::vector<Event> open_duress;  // not cleared, stored within the last 24 h; newest first

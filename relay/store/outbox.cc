@@ -9,6 +9,8 @@
 
 #include "common/log.h"
 
+#include "relay/mesh/response.h"
+#include "relay/store/answer.h"
 #include "relay/store/pg_store.h"
 #include "relay/store/rows.h"
 #include "relay/wire/bundle.h"
@@ -78,7 +80,7 @@ WITH c AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)
 SELECT id, kind, rank, array_to_string(targets, E'\x1f'), title, body, location, sender, type,
        data::text, coalesce((extract(epoch from expires_at) * 1000)::bigint, 0),
        array_to_string(refs, E'\x1f'), exercise, (extract(epoch from date_inserted) * 1000)::bigint,
-       to_jsonb(c)::text
+       to_jsonb(c)::text, coalesce(ack, 'responding')
 FROM c ORDER BY rank DESC, id
 )sql";
 
@@ -98,6 +100,7 @@ v1::Kind kind_of(const std::string& name) {
   if (name == "duress") return v1::KIND_DURESS;
   if (name == "all-clear") return v1::KIND_ALL_CLEAR;
   if (name == "test") return v1::KIND_TEST;
+  if (name == "ack") return v1::KIND_ACK;
   return v1::KIND_NOTIFICATION;
 }
 
@@ -132,6 +135,7 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
   }
   e.set_exercise(row[12].as<bool>());
   e.set_created_unix_ms(row[13].as<std::int64_t>());
+  if (e.kind() == v1::KIND_ACK) e.set_ack(mesh::ack_state_of(row[15].as<std::string>()));
   resolve_targets(e, config);
   return check_event(e, config);
 }
@@ -217,6 +221,9 @@ std::string check_event(const v1::Event& event, const Config& config) {
   }
   if (event.kind() == v1::KIND_ALL_CLEAR && event.references_size() == 0) {
     return "an all-clear must reference the event it clears";
+  }
+  if (event.kind() == v1::KIND_ACK && event.references_size() != 1) {
+    return "an acknowledgement must reference exactly the one event it answers";
   }
   if (wire::reserved_type(event.type())) {
     return "type \"" + event.type() + "\" is reserved to the relay";
@@ -315,7 +322,10 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
   std::vector<std::int64_t> outbox_ids;
   for (const auto& row : rows) {
     v1::Event e;
-    if (auto why = build(row, config, e); !why.empty()) {
+    auto why = build(row, config, e);
+    // Its targets and priority come from the event it answers, as held here.
+    if (why.empty() && e.kind() == v1::KIND_ACK) why = answer_from_log(tx, config, e);
+    if (!why.empty()) {
       fetched.add(row[0].as<std::int64_t>(), std::move(why), row[14].as<std::string>());
       continue;
     }

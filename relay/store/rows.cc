@@ -99,6 +99,8 @@ std::string kind_name(v1::Kind kind) {
       return "receipt";
     case v1::KIND_SUPERVISION:
       return "supervision";
+    case v1::KIND_ACK:
+      return "ack";
     default:
       return "notification";
   }
@@ -118,22 +120,56 @@ std::string priority_name(v1::Priority priority) {
 }
 
 std::string queue_type(const v1::Event& event) {
+  // The relay's own row: an answer to an alert, not an alert (and its
+  // origin cannot choose the type; a relay.* type never travels).
+  if (event.kind() == v1::KIND_ACK) return "relay.ack";
   return event.type().empty() ? kind_name(event.kind()) : event.type();
 }
 
-std::string queue_json(const v1::Event& event, Arrival arrival) {
+namespace {
+
+pb::Value text(const std::string& s) {
+  pb::Value v;
+  v.set_string_value(s);
+  return v;
+}
+
+pb::Value number(double d) {
+  pb::Value v;
+  v.set_number_value(d);
+  return v;
+}
+
+std::string printed(const pb::Struct& object) {
+  std::string out;
+  if (!pb::util::MessageToJsonString(object, &out).ok() || out.empty() || out.back() != '}') {
+    return "{}";
+  }
+  return out;
+}
+
+/// A relay.ack row: who answered which event, from where, and how.
+std::string ack_json(const v1::Event& event) {
   pb::Struct object;
   auto& f = *object.mutable_fields();
-  auto text = [](const std::string& s) {
-    pb::Value v;
-    v.set_string_value(s);
-    return v;
-  };
-  auto number = [](double d) {
-    pb::Value v;
-    v.set_number_value(d);
-    return v;
-  };
+  f["id"] = text(event.origin() + ":" + std::to_string(event.seq()));
+  const auto& r = event.references(0);  // exactly one (wire::well_formed)
+  f["references"] = text(r.origin() + ":" + std::to_string(r.seq()));
+  f["state"] = text(event.ack() == v1::ACK_RESOLVED ? "resolved" : "responding");
+  f["by"] = text(event.sender());
+  f["site"] = text(event.origin());
+  f["note"] = text(event.body());
+  f["created_at"] = number(static_cast<double>(event.created_unix_ms()));
+  f["priority"] = text(priority_name(event.priority()));
+  return printed(object);
+}
+
+}  // namespace
+
+std::string queue_json(const v1::Event& event, Arrival arrival) {
+  if (event.kind() == v1::KIND_ACK && event.references_size() == 1) return ack_json(event);
+  pb::Struct object;
+  auto& f = *object.mutable_fields();
   f["id"] = text(event.origin() + ":" + std::to_string(event.seq()));
   f["origin"] = text(event.origin());
   f["seq"] = number(static_cast<double>(event.seq()));
@@ -160,10 +196,8 @@ std::string queue_json(const v1::Event& event, Arrival arrival) {
   // still gets its alert delivered, with the data left out.
   const bool verbatim = !event.data().empty() && jsonb_safe(event.data());
   if (!verbatim) f["data"].set_null_value(pb::NULL_VALUE);
-  std::string out;
-  if (!pb::util::MessageToJsonString(object, &out).ok() || out.empty() || out.back() != '}') {
-    return "{}";
-  }
+  std::string out = printed(object);
+  if (out == "{}") return out;
   if (verbatim) {
     out.pop_back();
     out += ",\"data\":";

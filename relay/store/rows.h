@@ -23,7 +23,8 @@ std::string to_hex(std::string_view bytes);
 std::string kind_name(v1::Kind kind);
 /// "duress", "emergency", "normal", "bulk".
 std::string priority_name(v1::Priority priority);
-/// The message_queue type of an event: its local type, else its kind.
+/// The message_queue type of an event: its local type, else its kind;
+/// "relay.ack" for an acknowledgement.
 std::string queue_type(const v1::Event& event);
 /// How an event reached this node's message_queue.
 struct Arrival {
@@ -42,6 +43,9 @@ bool jsonb_safe(const std::string& text);
 /// origin, seq, kind, priority, title, body, location, sender, targets,
 /// created and expires (Unix ms), references, exercise, late, redelivered,
 /// and data (the event's own JSON, or null if what arrived is not JSON).
+/// An acknowledgement's row instead: id, references (the acknowledged
+/// event's id), state (responding, resolved), by, site (the acknowledging
+/// origin), note, created_at (Unix ms on its site's clock) and priority.
 /// Built with protobuf's JSON printer, which does the escaping.
 std::string queue_json(const v1::Event& event, Arrival arrival = {});
 
