@@ -184,13 +184,13 @@ class Daemon final : public mesh::Transport {
   Confirmations confirmations_{config_.node.id};  // the control socket's receipts verb
   // Spool records on their way into the log, by the ticket of their write.
   std::map<std::uint64_t, std::uint64_t> draining_;
+  std::deque<DaemonStatus::Drained> drained_;  // the last few, for status()
   std::uint64_t next_drain_ticket_ = kSpoolTickets;
   // When a record the database refused is tried again.
   std::optional<mesh::Time> drain_retry_;
   std::chrono::seconds drain_backoff_ = kDrainRetry;
   bool numbering_unsure_ = true;
   // Conflicts logged (and, of own events, healed) already.
-  std::deque<DaemonStatus::Drained> drained_;  // the last few, for status()
   std::set<mesh::EventKey> conflicts_seen_;
   bool numbering_ready_ = false;
   wire::Opened opened_;

@@ -272,6 +272,15 @@ bool Daemon::drained(const mesh::StoreDone& done) {
   }
   drain_backoff_ = kDrainRetry;
   failpoint("spool-drained");
+  if (const auto payload = spool_.records().find(record); payload != spool_.records().end()) {
+    v1::SignedEvent signed_event;
+    DaemonStatus::Drained drained{{}, wall_ms()};
+    if (signed_event.ParseFromString(payload->second) &&
+        drained.event.ParseFromString(signed_event.event())) {
+      drained_.push_back(std::move(drained));
+      if (drained_.size() > kDrainedKept) drained_.pop_front();
+    }
+  }
   spool_.release(record);
   report_health();
   if (done.delivered) consumer_kicks_.kick();
@@ -285,12 +294,3 @@ std::int64_t Daemon::spool_oldest_ms() const {
 }
 
 }  // namespace relay::net
-  if (const auto payload = spool_.records().find(record); payload != spool_.records().end()) {
-    v1::SignedEvent signed_event;
-    DaemonStatus::Drained drained{{}, wall_ms()};
-    if (signed_event.ParseFromString(payload->second) &&
-        drained.event.ParseFromString(signed_event.event())) {
-      drained_.push_back(std::move(drained));
-      if (drained_.size() > kDrainedKept) drained_.pop_front();
-    }
-  }

@@ -79,13 +79,13 @@ bool wants_json(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A database host that drops packets would hold a connect for minutes
+  // (TCP's retries): a button script waits, and someone presses again.
+  ::setenv("PGCONNECT_TIMEOUT", "3", 0);
   CLI::App app{"relayctl: send alerts and look after a relaymesh node"};
   app.require_subcommand(1);
   app.fallthrough();
   app.footer(kExitCodes);
-  // A database host that drops packets would hold a connect for minutes
-  // (TCP's retries): a button script waits, and someone presses again.
-  ::setenv("PGCONNECT_TIMEOUT", "3", 0);
   app.set_version_flag("--version", "relayctl " RELAY_VERSION);
   std::string config_file = "/etc/relaymesh/relayd.toml";
   bool json = false;

@@ -306,10 +306,6 @@ int receipts(const Config& config, const std::string& text, bool json) {
   return kOk;
 }
 
-int tail(const Config& config, bool json) {
-  // Follows the log by the transaction that stored each row (stored_xact,
-  // migration 013), not by stored_at: stored_at is when its transaction
-  // began, so a bulk batch that began before an urgent one and committed
 namespace {
 
 /// When events committed after transaction XMIN wait for it to end, says
@@ -340,6 +336,10 @@ bool say_held_back(pqxx::transaction_base& tx, const std::string& xmin) {
 
 }  // namespace
 
+int tail(const Config& config, bool json) {
+  // Follows the log by the transaction that stored each row (stored_xact,
+  // migration 013), not by stored_at: stored_at is when its transaction
+  // began, so a bulk batch that began before an urgent one and committed
   // after it carries the earlier time, and a cursor on time skips it. A
   // transaction id below the snapshot's xmin belongs to a transaction that
   // has ended: its rows are all visible by now or never will be. Each poll
@@ -359,17 +359,13 @@ bool say_held_back(pqxx::transaction_base& tx, const std::string& xmin) {
   }
   constexpr int kPage = 1000;
   std::fprintf(stderr, "following new events at %s (Ctrl-C to stop)\n", config.node.id.c_str());
+  std::string last_ended = done;
+  auto moved = std::chrono::steady_clock::now();
+  bool said = false;
   while (true) {
     pqxx::read_transaction tx(*conn);
     const std::string ended =
         tx.exec1("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0].as<std::string>();
-  std::string last_ended = done;
-  auto moved = std::chrono::steady_clock::now();
-  bool said = false;
-    // The last row printed, as (stored_xact, origin, seq): the next page starts after it.
-    std::string after_xact = done, after_origin;
-    std::int64_t after_seq = 0;
-    while (true) {
     if (ended != last_ended) {
       last_ended = ended;
       moved = std::chrono::steady_clock::now();
@@ -377,6 +373,10 @@ bool say_held_back(pqxx::transaction_base& tx, const std::string& xmin) {
     } else if (!said && std::chrono::steady_clock::now() - moved > std::chrono::seconds(5)) {
       said = say_held_back(tx, ended);
     }
+    // The last row printed, as (stored_xact, origin, seq): the next page starts after it.
+    std::string after_xact = done, after_origin;
+    std::int64_t after_seq = 0;
+    while (true) {
       const auto rows = tx.exec_params(
           std::string("SELECT ") + kEventColumns +
               ", stored_xact::text, origin, seq FROM relay_event_log "
