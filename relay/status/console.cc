@@ -42,6 +42,7 @@ std::vector<store::ConsoleView::Event> spooled_duress(const Snapshot& s) {
   }
   for (const auto* event : events) {
     const v1::Event& e = *event;
+    if (e.kind() != v1::KIND_DURESS) continue;  // an acknowledgement spools too
     store::ConsoleView::Event v;
     v.origin = e.origin();
     v.seq = e.seq();

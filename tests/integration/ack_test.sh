@@ -73,6 +73,10 @@ assert acks[0]["note"] == "on my way" and acks[0]["seconds_after"] >= 0, acks
     grep -q "control socket" <<<"$out" || fail "relayctl ack did not say it went through relayd: $out"
     # Sent from the spool at once: clinic-north's database takes it.
     acked_once clinic-north "$id" "guard 3" hq
+    # hq's page lists the duress it holds, never its own spooled ack as one.
+    alarms=$(status_page hq /api/alarms)
+    [ "$(python3 -c 'import json, sys; print(sum(1 for d in json.loads(sys.argv[1])["open_duress"] if d.get("spooled")))' "$alarms")" = 0 ] ||
+      fail "hq lists its spooled acknowledgement as an open duress: $alarms"
     mesh_pg_resume hq
     wait_for hq "SELECT count(*) FROM relay_event_log WHERE kind = 7" 1 20
     sleep 2
