@@ -133,7 +133,8 @@ std::string build(const pqxx::row& row, const Config& config, v1::Event& e) {
     r->set_origin(ref.substr(0, colon));
     r->set_seq(seq);
   }
-  e.set_exercise(row[12].as<bool>());
+  // A drill is an exercise however it was inserted, as relayctl makes it.
+  e.set_exercise(row[12].as<bool>() || e.kind() == v1::KIND_TEST);
   e.set_created_unix_ms(row[13].as<std::int64_t>());
   if (e.kind() == v1::KIND_ACK) e.set_ack(mesh::ack_state_of(row[15].as<std::string>()));
   resolve_targets(e, config);

@@ -2,9 +2,9 @@
 # Small holes through which an alarm could lose its rank or its content, and
 # a full disk under the state directory, with real relayd processes, each
 # site on a PostgreSQL cluster of its own:
-#   holes_test.sh duress-priority|reserved-type|exact-data|full-disk
+#   holes_test.sh duress-priority|reserved-type|exact-data|exercise|full-disk
 set -euo pipefail
-scenario=${1:?usage: holes_test.sh duress-priority|reserved-type|exact-data|full-disk}
+scenario=${1:?usage: holes_test.sh duress-priority|reserved-type|exact-data|exercise|full-disk}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -22,7 +22,8 @@ queue_of() {
 case "$scenario" in
   duress-priority) ;&
   reserved-type) ;&
-  exact-data)
+  exact-data) ;&
+  exercise)
     MESH_SEPARATE_PG=1 mesh_init hq clinic-north
     ;;
   full-disk)
@@ -69,6 +70,17 @@ case "$scenario" in
     [ "$rc" = 2 ] && grep -q "reserved to the relay" "$mesh_dir/send.err" ||
       fail "relayctl send --type RELAY.Supervision exited $rc: $(cat "$mesh_dir/send.err")"
     echo "reserved-type: RELAY.* and Relay.* refused with the reason, the row beside them delivered"
+    ;;
+
+  exercise)
+    # An outbox row of kind test is an exercise, as relayctl send --exercise
+    # makes it: labelled in the target's message_queue and on its page.
+    mesh_sql clinic-north "INSERT INTO outbox (kind, targets, title) VALUES ('test', '{hq}', 'Monday drill')" >/dev/null
+    wait_for hq "SELECT count(*) FROM message_queue WHERE origin = 'clinic-north' AND data->>'title' = 'Monday drill'" 1 10
+    [ "$(queue_of hq clinic-north 'Monday drill' "data->>'exercise'")" = true ] ||
+      fail "an outbox row of kind test reached hq's message_queue unlabelled: $(queue_of hq clinic-north 'Monday drill' data)"
+    eventually page_has hq /api/events '"exercise": true' || fail "hq's events do not label the drill an exercise"
+    echo "exercise: an outbox row of kind test is labelled an exercise in the target's message_queue and JSON"
     ;;
 
   exact-data)
