@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "relay/mesh/store.h"
+#include "relay/store/write_batch.h"
 
 namespace relay::store {
 
@@ -64,13 +65,6 @@ class PgStore final : public mesh::Store {
   std::unique_ptr<Lane> urgent_;
   std::unique_ptr<Lane> bulk_;
 };
-
-/// Writes one merged batch in the given transaction; returns the number of
-/// message_queue rows inserted, and sets `logged` (if given) to the number of
-/// events new to the log. Exposed for tests and the benchmark.
-std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
-                        const std::vector<mesh::StoreBatch>& batches,
-                        std::size_t* logged = nullptr);
 
 /// Reads the events with these keys from the log.
 std::vector<mesh::EventPtr> read_events(pqxx::transaction_base& tx,
