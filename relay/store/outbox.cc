@@ -389,8 +389,9 @@ bool number_and_log(pqxx::transaction_base& tx, const Config& config,
     if (i < outbox_ids.size()) batch.events.back().outbox_id = outbox_ids[i];
     out.push_back(std::move(event));
   }
-  std::size_t logged = 0;
-  const bool delivered = write_batch(tx, config.node.id, {batch}, &logged) > 0;
+  Written written;
+  const bool delivered = write_batch(tx, config.node.id, {batch}, &written) > 0;
+  const std::size_t logged = written.logged;
   if (logged != events.size()) {
     // A seq already in the log (or settled): never send an event that is
     // not in the log; the transaction rolls back, and claimed rows stay in

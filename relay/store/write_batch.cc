@@ -1,10 +1,14 @@
 #include "relay/store/write_batch.h"
 
+#include <pqxx/dbtransaction>
 #include <pqxx/result>
 #include <pqxx/transaction_base>
 
 #include <set>
+#include <tuple>
+#include <utility>
 
+#include "relay/store/copy_batch.h"
 #include "relay/store/rows.h"
 
 namespace relay::store {
@@ -92,6 +96,43 @@ WHERE relay_watermarks.pruned_through < excluded.pruned_through
 RETURNING 1
 )sql";
 
+// The events of a batch that is not all new, by kInsertEvents: returns
+// how many message_queue rows it inserted and how many events were new.
+std::pair<std::size_t, std::size_t> insert_events(pqxx::transaction_base& tx,
+                                                  const std::string& self, const Writes& writes) {
+  std::vector<std::string> origins, hex, q_type, q_data, q_origin, o_origin;
+  std::vector<std::int64_t> seqs, priorities, kinds, outbox_ids, q_seq, q_priority, o_seq, o_outcome;
+  for (const auto* write : writes) {
+    const mesh::Event& e = *write->event;
+    v1::Event parsed;
+    parsed.ParseFromString(e.signed_event.event());
+    origins.push_back(e.key.origin);
+    seqs.push_back(static_cast<std::int64_t>(e.key.seq));
+    priorities.push_back(e.priority);
+    kinds.push_back(parsed.kind());
+    outbox_ids.push_back(write->outbox_id);
+    hex.push_back(to_hex(e.signed_event.SerializeAsString()));
+    if (owes_receipt(*write, self)) {
+      o_origin.push_back(e.key.origin);
+      o_seq.push_back(static_cast<std::int64_t>(e.key.seq));
+      o_outcome.push_back(write->outcome);
+    }
+    if (!write->delivers()) continue;
+    q_type.push_back(queue_type(parsed));
+    q_data.push_back(queue_data(*write, parsed));
+    q_origin.push_back(e.key.origin);
+    q_seq.push_back(static_cast<std::int64_t>(e.key.seq));
+    q_priority.push_back(e.priority);
+  }
+  const auto counts =
+      tx.exec_params1(kInsertEvents, text_array(origins), int_array(seqs), int_array(priorities),
+                      int_array(kinds), text_array(hex), text_array(q_type), text_array(q_data),
+                      text_array(q_origin), int_array(q_seq), int_array(q_priority),
+                      text_array(o_origin), int_array(o_seq), int_array(o_outcome),
+                      int_array(outbox_ids), self);
+  return {counts[0].as<std::size_t>(), counts[1].as<std::size_t>()};
+}
+
 }  // namespace
 
 void fold_settled(pqxx::transaction_base& tx) {
@@ -101,9 +142,8 @@ void fold_settled(pqxx::transaction_base& tx) {
 }
 
 std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
-                        const std::vector<mesh::StoreBatch>& batches, std::size_t* logged) {
-  std::vector<std::string> origins, hex, q_type, q_data, q_origin, o_origin;
-  std::vector<std::int64_t> seqs, priorities, kinds, outbox_ids, q_seq, q_priority, o_seq, o_outcome;
+                        const std::vector<mesh::StoreBatch>& batches, Written* written) {
+  Writes writes;
   std::vector<std::string> r_origin, r_target, c_origin, a_peer, a_state, a_reason, a_note, s_origin;
   std::vector<std::int64_t> r_seq, r_ms, r_outcome, c_seq, replicated, a_ms, s_first, s_last;
   std::vector<std::string> h_peer;
@@ -112,27 +152,7 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   for (const auto& batch : batches) {
     for (const auto& write : batch.events) {
       const mesh::Event& e = *write.event;
-      if (!seen.insert(e.key).second) continue;
-      v1::Event parsed;
-      parsed.ParseFromString(e.signed_event.event());
-      origins.push_back(e.key.origin);
-      seqs.push_back(static_cast<std::int64_t>(e.key.seq));
-      priorities.push_back(e.priority);
-      kinds.push_back(parsed.kind());
-      outbox_ids.push_back(write.outbox_id);
-      hex.push_back(to_hex(e.signed_event.SerializeAsString()));
-      if (write.target && e.key.origin != self) {
-        o_origin.push_back(e.key.origin);
-        o_seq.push_back(static_cast<std::int64_t>(e.key.seq));
-        o_outcome.push_back(write.outcome);
-      }
-      if (!write.delivers()) continue;
-      q_type.push_back(queue_type(parsed));
-      q_data.push_back(
-          queue_json(parsed, {write.outcome == v1::OUTCOME_DELIVERED_LATE, write.redelivered}));
-      q_origin.push_back(e.key.origin);
-      q_seq.push_back(static_cast<std::int64_t>(e.key.seq));
-      q_priority.push_back(e.priority);
+      if (seen.insert(e.key).second) writes.push_back(&write);
     }
     for (const auto& r : batch.receipts) {
       r_origin.push_back(r.event.origin);
@@ -166,17 +186,19 @@ std::size_t write_batch(pqxx::transaction_base& tx, const std::string& self,
   }
 
   std::size_t delivered = 0;
-  if (logged != nullptr) *logged = 0;
-  if (!origins.empty()) {
-    const auto counts =
-        tx.exec_params1(kInsertEvents, text_array(origins), int_array(seqs), int_array(priorities),
-                        int_array(kinds), text_array(hex), text_array(q_type), text_array(q_data),
-                        text_array(q_origin), int_array(q_seq), int_array(q_priority),
-                        text_array(o_origin), int_array(o_seq), int_array(o_outcome),
-                        int_array(outbox_ids), self);
-    delivered = counts[0].as<std::size_t>();
-    if (logged != nullptr) *logged = counts[1].as<std::size_t>();
+  Written done;
+  // COPY when every event is new here, the common case; else (or in a
+  // transaction without savepoints) the statement that dedupes row by row.
+  auto* db = dynamic_cast<pqxx::dbtransaction*>(&tx);
+  const auto copied =
+      writes.empty() || db == nullptr ? std::nullopt : copy_new_events(*db, self, writes);
+  if (copied) {
+    delivered = *copied;
+    done = {writes.size(), true};
+  } else if (!writes.empty()) {
+    std::tie(delivered, done.logged) = insert_events(tx, self, writes);
   }
+  if (written != nullptr) *written = done;
   if (!r_origin.empty()) {
     tx.exec_params(
         "INSERT INTO relay_receipts (origin, seq, target, delivered_at, outcome) "

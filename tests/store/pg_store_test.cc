@@ -131,6 +131,100 @@ TEST_CASE("the same event stored twice gives one log row and one message_queue r
   CHECK(row[4].as<std::string>() == "notification");
 }
 
+TEST_CASE("a batch of new events goes in by COPY, one that is not falls back: nothing twice") {
+  PgCluster pg;
+  pqxx::connection conn(pg.dsn());
+  store::open_database(conn, "clinic-north", 100);
+  const auto hq = crypto::SigningKey::generate();
+  const auto me = crypto::SigningKey::generate();
+  auto write = [&](std::vector<mesh::StoreBatch> batches) {
+    store::Written written;
+    pqxx::work tx(conn);
+    store::write_batch(tx, "clinic-north", batches, &written);
+    tx.commit();
+    return written;
+  };
+  auto events = [&](std::initializer_list<std::uint64_t> seqs) {
+    std::vector<mesh::EventPtr> out;
+    for (const auto seq : seqs) out.push_back(event_of("hq", seq, hq));
+    return out;
+  };
+  auto exec = [&](const std::string& sql) {
+    pqxx::work tx(conn);
+    tx.exec(sql);
+    tx.commit();
+  };
+  auto queued = [&](std::uint64_t seq) {
+    return count(conn, "SELECT count(*) FROM message_queue WHERE origin = 'hq' AND seq = " +
+                           std::to_string(seq));
+  };
+
+  SUBCASE("all new: COPY writes every row the statement would") {
+    mesh::StoreBatch batch = batch_of(events({1, 2}), true);
+    batch.events.push_back({event_of("hq", 3, hq, v1::PRIORITY_DURESS), true});
+    batch.events.push_back({event_of("hq", 4, hq), true, v1::OUTCOME_TOO_OLD});
+    batch.events.push_back({event_of("clinic-north", 1, me), false});
+    batch.events.back().outbox_id = 7;
+    const auto written = write({batch});
+    CHECK(written.copied);
+    CHECK(written.logged == 5);
+    CHECK(count(conn, "SELECT count(*) FROM relay_event_log WHERE stored_xact IS NOT NULL") == 5);
+    CHECK(count(conn, "SELECT outbox_id FROM relay_event_log WHERE origin = 'clinic-north'") == 7);
+    CHECK(count(conn, "SELECT count(outbox_id) FROM relay_event_log") == 1);
+    CHECK(count(conn, "SELECT count(*) FROM message_queue") == 3);
+    // The duress, last in the batch, has the first id of its transaction.
+    CHECK(count(conn, "SELECT seq FROM message_queue ORDER BY id LIMIT 1") == 3);
+    // Owed since the transaction that stored them, as the statement says it.
+    CHECK(count(conn,
+                "SELECT count(*) FROM relay_receipts_owed o JOIN relay_event_log l "
+                "USING (origin, seq) WHERE o.delivered_at = l.stored_at") == 4);
+    CHECK(count(conn, "SELECT outcome FROM relay_receipts_owed WHERE seq = 4") ==
+          v1::OUTCOME_TOO_OLD);
+    CHECK(count(conn, "SELECT count(*) FROM relay_unreplicated WHERE origin = 'clinic-north'") ==
+          1);
+    const pqxx::binarystring stored(
+        pqxx::read_transaction(conn).exec1("SELECT signed FROM relay_event_log WHERE seq = 2")[0]);
+    CHECK(stored.str() == batch.events[1].event->signed_event.SerializeAsString());
+  }
+  SUBCASE("a duplicate among new events: the statement writes the rest, the duplicate nothing") {
+    CHECK(write({batch_of(events({3}), true)}).copied);
+    const auto written = write({batch_of(events({1, 2, 3, 4, 5}), true)});
+    CHECK_FALSE(written.copied);
+    CHECK(written.logged == 4);
+    for (std::uint64_t seq = 1; seq <= 5; ++seq) CHECK(queued(seq) == 1);
+    CHECK(count(conn, "SELECT count(*) FROM relay_receipts_owed") == 5);
+    CHECK(write({batch_of(events({1, 2, 3, 4, 5}), true)}).logged == 0);
+    CHECK(count(conn, "SELECT count(*) FROM message_queue") == 5);
+  }
+  SUBCASE("a pruned seq: never delivered again, its neighbours are") {
+    CHECK(write({batch_of(events({1, 2}), true)}).copied);
+    exec("UPDATE relay_event_log SET stored_at = now() - interval '40 days'");
+    exec("DELETE FROM relay_receipts_owed");  // hq confirmed them
+    exec("DELETE FROM message_queue");        // consumers took them
+    store::PruneRules rules;
+    rules.retention = std::chrono::hours(24 * 30);
+    CHECK(store::prune_log(conn, "clinic-north", rules).rows == 2);
+    const auto written = write({batch_of(events({2, 3}), true)});
+    CHECK_FALSE(written.copied);
+    CHECK(written.logged == 1);
+    CHECK(queued(2) == 0);
+    CHECK(queued(3) == 1);
+  }
+  SUBCASE("a settled seq is new but remembered as late; late, it is a duplicate for ever") {
+    mesh::StoreBatch settled;
+    settled.settled.push_back({"hq", {10, 20}});
+    write({settled});
+    const auto written = write({batch_of(events({15, 30}), true)});
+    CHECK_FALSE(written.copied);
+    CHECK(written.logged == 2);
+    CHECK(count(conn, "SELECT seq FROM relay_late WHERE origin = 'hq'") == 15);
+    exec("DELETE FROM relay_event_log WHERE seq = 15");  // pruned meanwhile
+    CHECK(write({batch_of(events({15, 31}), true)}).logged == 1);
+    CHECK(queued(15) == 1);
+    CHECK(queued(31) == 1);
+  }
+}
+
 TEST_CASE("two concurrent claimers never claim one outbox row twice and leave no gap in seq") {
   PgCluster pg;
   const Config config = hq_config();
