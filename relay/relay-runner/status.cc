@@ -43,6 +43,7 @@ std::string runner_status_json(const RunnerStatus& s) {
   j["handled"] = s.loop.handled;
   j["failed"] = s.loop.failed;
   j["dead_lettered"] = s.loop.dead_lettered;
+  j["expired"] = s.loop.expired;
   j["last_error"] = s.loop.last_error;
   j["database"] = {{"up", s.loop.database_up}, {"error", s.loop.database_error}};
   if (s.backlog) {
@@ -80,6 +81,8 @@ std::string runner_metrics_text(const RunnerStatus& s) {
          s.loop.failed);
   metric("relay_runner_dead_lettered_total", "counter", "Rows moved to runner_dead_letters.",
          s.loop.dead_lettered);
+  metric("relay_runner_expired_total", "counter",
+         "Rows completed without running the handler: past their expiry.", s.loop.expired);
   metric("relay_runner_database_up", "gauge", "1 while PostgreSQL answers.",
          s.loop.database_up ? 1 : 0);
   metric("relay_runner_kicks_total", "counter", "Kick datagrams received.", s.kicks);
@@ -126,7 +129,8 @@ std::string runner_status_html(const RunnerStatus& s) {
   h << "<p>types: ";
   for (const auto& t : s.types) h << escape_html(t) << ' ';
   h << "<br>handler: " << escape_html(s.handler) << "</p><p>handled " << s.loop.handled
-    << ", failed " << s.loop.failed << ", dead-lettered " << s.loop.dead_lettered;
+    << ", failed " << s.loop.failed << ", dead-lettered " << s.loop.dead_lettered
+    << ", expired unhandled " << s.loop.expired;
   if (s.backlog) {
     h << "<br>pending " << s.backlog->pending << ", lag " << s.backlog->lag.count()
       << " ms, dead letters " << s.backlog->dead_letters;

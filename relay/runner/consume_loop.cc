@@ -136,6 +136,7 @@ bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t&
     auto rows = claim(conn, options_.consumer, options_.batch, lease);
     if (rows.empty()) return false;
     for (const auto& row : rows) {
+      if (expired_row(conn, row)) continue;
       unsaved = run_handler(handler, row);
       save(conn, *unsaved);
       unsaved.reset();
@@ -146,6 +147,20 @@ bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t&
     // the next claim must see them to put them first.
     if (generation_ != seen) return true;
   }
+}
+
+bool ConsumeLoop::expired_row(pqxx::connection& conn, const Row& row) {
+  // An alert past its expiry is not acted on, however long it waited here
+  // (a handler that failed until after it): completed, never run.
+  if (!row.expires || clock_.wall_now().time_since_epoch() < *row.expires) return false;
+  complete(conn, options_.consumer, row.queue_id);
+  spdlog::warn("group {}: row {} ({}) expired before it was handled: completed without running "
+               "the handler",
+               options_.consumer.group, row.queue_id,
+               row.event_id.empty() ? row.type : row.event_id);
+  std::lock_guard lock(mutex_);
+  ++stats_.expired;
+  return true;
 }
 
 ConsumeLoop::Finished ConsumeLoop::run_handler(Handler& handler, const Row& row) {

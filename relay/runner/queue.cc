@@ -54,7 +54,9 @@ FROM c, message_queue q
 WHERE r.grp = c.grp AND r.queue_id = c.queue_id AND q.id = r.queue_id
 RETURNING r.queue_id, q.type, q.data::text, r.priority, r.attempts,
           coalesce(q.origin || ':' || q.seq, ''),
-          (extract(epoch FROM q.date_inserted) * 1000000)::bigint
+          (extract(epoch FROM q.date_inserted) * 1000000)::bigint,
+          CASE WHEN jsonb_typeof(q.data->'expires') = 'number'
+               THEN (q.data->>'expires')::numeric::bigint END
 )sql";
 
 constexpr const char* kDeadLetter = R"sql(
@@ -155,7 +157,8 @@ std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::si
   for (const auto& r : result) {
     rows.push_back({r[0].as<std::int64_t>(), r[1].as<std::string>(), r[2].as<std::string>(),
                     r[3].as<int>(), r[4].as<int>(), r[5].as<std::string>(),
-                    std::chrono::microseconds(r[6].as<std::int64_t>())});
+                    std::chrono::microseconds(r[6].as<std::int64_t>()), std::nullopt});
+    if (!r[7].is_null()) rows.back().expires = std::chrono::milliseconds(r[7].as<std::int64_t>());
   }
   // RETURNING has no order: restore the claim's.
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {

@@ -22,6 +22,8 @@ struct Row {
   std::string event_id;  // "origin:seq"; empty for the relay's own alarms
   /// When relayd inserted the row (the start of its transaction), Unix time.
   std::chrono::microseconds inserted_at{0};
+  /// The alert's expiry (data.expires), Unix time; none: it never expires.
+  std::optional<std::chrono::milliseconds> expires;
 };
 
 /// A duress that keeps failing in one group.
