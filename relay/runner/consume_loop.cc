@@ -136,7 +136,7 @@ bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t&
     auto rows = claim(conn, options_.consumer, options_.batch, lease);
     if (rows.empty()) return false;
     for (const auto& row : rows) {
-      if (expired_row(conn, row)) continue;
+      if (lapsed_row(conn, row)) continue;
       unsaved = run_handler(handler, row);
       save(conn, *unsaved);
       unsaved.reset();
@@ -149,17 +149,25 @@ bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t&
   }
 }
 
-bool ConsumeLoop::expired_row(pqxx::connection& conn, const Row& row) {
-  // An alert past its expiry is not acted on, however long it waited here
-  // (a handler that failed until after it): completed, never run.
-  if (!row.expires || clock_.wall_now().time_since_epoch() < *row.expires) return false;
+bool ConsumeLoop::lapsed_row(pqxx::connection& conn, const Row& row) {
+  // An alert past its expiry, or an alarm its origin cleared, is not acted
+  // on, however long it waited here (a handler that failed until after it,
+  // a runner that was down): completed, never run.
+  std::string why;
+  if (row.expires && clock_.wall_now().time_since_epoch() >= *row.expires) {
+    why = "expired";
+  } else if (auto clear = cleared_by(conn, row)) {
+    why = "cleared by " + *clear;
+  } else {
+    return false;
+  }
   complete(conn, options_.consumer, row.queue_id);
-  spdlog::warn("group {}: row {} ({}) expired before it was handled: completed without running "
-               "the handler",
+  spdlog::warn("group {}: row {} ({}) {} before it was handled: completed without running the "
+               "handler",
                options_.consumer.group, row.queue_id,
-               row.event_id.empty() ? row.type : row.event_id);
+               row.event_id.empty() ? row.type : row.event_id, why);
   std::lock_guard lock(mutex_);
-  ++stats_.expired;
+  ++(why == "expired" ? stats_.expired : stats_.cleared);
   return true;
 }
 

@@ -55,8 +55,10 @@ struct LoopStats {
   std::uint64_t handled = 0;
   std::uint64_t failed = 0;  // failed attempts, retried or dead-lettered
   std::uint64_t dead_lettered = 0;
-  /// Rows completed without running the handler: past their expiry.
+  /// Rows completed without running the handler: past their expiry, or
+  /// cleared by their origin's all-clear.
   std::uint64_t expired = 0;
+  std::uint64_t cleared = 0;
   std::uint64_t cycles = 0;
   std::string last_error;
   std::optional<Clock::WallTime> last_error_at;
@@ -97,8 +99,9 @@ class ConsumeLoop {
   bool cycle(pqxx::connection& conn, Handler& handler, std::uint64_t& seen,
              std::optional<Finished>& unsaved);
   void setup(pqxx::connection& conn);
-  /// Completes a row past its expiry without running the handler; true if it did.
-  bool expired_row(pqxx::connection& conn, const Row& row);
+  /// Completes a row past its expiry, or cleared, without running the
+  /// handler; true if it did.
+  bool lapsed_row(pqxx::connection& conn, const Row& row);
   Finished run_handler(Handler& handler, const Row& row);
   void save(pqxx::connection& conn, const Finished& done);
   void database_failed(const std::exception& e, std::chrono::milliseconds retry_in);

@@ -167,6 +167,30 @@ std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::si
   return rows;
 }
 
+std::optional<std::string> cleared_by(pqxx::connection_base& conn, const Row& row) {
+  if (row.event_id.empty()) return std::nullopt;  // the relay's own rows are never cleared
+  // All-clears are few (migration 016 indexes them); an hour before the row
+  // covers one stored here just before its alarm (a redelivery).
+  pqxx::read_transaction tx(conn, "cleared");
+  const auto clears = tx.exec_params(
+      "SELECT origin || ':' || seq, signed FROM relay_event_log WHERE kind = $1 "
+      "AND stored_at >= to_timestamp($2::bigint / 1e6) - interval '1 hour'",
+      static_cast<int>(relaymesh::v1::KIND_ALL_CLEAR),
+      static_cast<std::int64_t>(row.inserted_at.count()));
+  for (const auto& clear : clears) {
+    relaymesh::v1::SignedEvent signed_event;
+    relaymesh::v1::Event e;
+    if (!signed_event.ParseFromString(pqxx::binarystring(clear[1]).str()) ||
+        !e.ParseFromString(signed_event.event()))
+      continue;
+    for (const auto& ref : e.references()) {
+      if (ref.origin() + ":" + std::to_string(ref.seq()) == row.event_id)
+        return clear[0].as<std::string>();
+    }
+  }
+  return std::nullopt;
+}
+
 void complete(pqxx::connection_base& conn, const Consumer& who, std::int64_t queue_id) {
   // One query string of three statements: PostgreSQL runs them as one
   // transaction, each with its own snapshot, in one round trip instead of five.

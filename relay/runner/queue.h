@@ -73,6 +73,10 @@ std::size_t ingest(pqxx::connection_base& conn, const Consumer& who);
 std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::size_t batch,
                        std::chrono::milliseconds lease, int min_priority = 0);
 
+/// The all-clear ("origin:seq") of the row's event stored here since the row
+/// arrived (or shortly before), if any: a cleared alarm is not handed over.
+std::optional<std::string> cleared_by(pqxx::connection_base& conn, const Row& row);
+
 /// The group is done with the row; deletes it from message_queue if every
 /// group consuming its type is done too.
 void complete(pqxx::connection_base& conn, const Consumer& who, std::int64_t queue_id);

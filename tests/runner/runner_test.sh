@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # relay-runner against a real relayd, a real PostgreSQL, real UDP and real
 # handler processes. Each scenario counts what every handler saw.
-#   runner_test.sh poll|wake|groups|pg-restart|dead-letter|expired|kill|share|examples
+#   runner_test.sh poll|wake|groups|pg-restart|dead-letter|lapsed|kill|share|examples
 set -euo pipefail
-scenario=${1:?usage: runner_test.sh poll|wake|groups|pg-restart|dead-letter|expired|kill|share|examples}
+scenario=${1:?usage: runner_test.sh poll|wake|groups|pg-restart|dead-letter|lapsed|kill|share|examples}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/scripts/lib/runner.sh"
@@ -210,30 +210,35 @@ case "$scenario" in
     echo "dead-letter: dead-lettered after 3 attempts and after a timeout; the duress alarmed through $before tries and was handled once the gateway worked"
     ;;
 
-  expired)
-    # A gateway down until after an alert's expiry: retried while the alert
-    # is current, then completed without running the handler again, so the
-    # repaired gateway never shows an alert that has lapsed.
+  lapsed)
+    # A gateway down until after an alert's expiry and a duress's all-clear:
+    # each retried while current, then completed without running the handler
+    # again, so the repaired gateway never shows an alert that has lapsed.
     mesh_init hq
-    runner_config popup popup '["notification"]' "$handler" "" \
+    runner_config popup popup '["notification", "duress"]' "$handler" "" \
       "$(printf '[retry]\ninitial = "200ms"\nmax = "400ms"\nmax_attempts = 1000')"
     runner_kicked_by hq popup
     mesh_start hq
     relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out" HANDLER_FAIL=1 HANDLER_FIX="$mesh_dir/fixed"
     mesh_sql hq "INSERT INTO outbox (title, expires_at) VALUES ('lapses', now() + interval '3 seconds');
-                 INSERT INTO outbox (title) VALUES ('stays'); NOTIFY outbox" >/dev/null
-    wait_until 20 has_lines start 4 "$mesh_dir/popup.out" || fail "the failing rows were not retried"
-    expired() { [ "$(api_field popup .expired)" = 1 ]; }
-    wait_until 20 expired || fail "the lapsed row was not completed as expired: $(runner_api popup)"
+                 INSERT INTO outbox (title) VALUES ('stays');
+                 INSERT INTO outbox (kind, title) VALUES ('duress', 'handled elsewhere'); NOTIFY outbox" >/dev/null
+    wait_until 20 has_lines start 6 "$mesh_dir/popup.out" || fail "the failing rows were not retried"
+    duress=$(mesh_sql hq "SELECT origin || ':' || seq FROM relay_event_log WHERE kind = 2")
+    "$mesh_relayctl" --config "$mesh_dir/hq/relayd.toml" all-clear "$duress" >/dev/null ||
+      fail "the all-clear of $duress failed"
+    lapsed() { [ "$(api_field popup .expired)" = 1 ] && [ "$(api_field popup .cleared)" = 1 ]; }
+    wait_until 20 lapsed || fail "the lapsed rows were not completed as expired and cleared: $(runner_api popup)"
     touch "$mesh_dir/fixed"
     wait_until 20 has_lines done 1 "$mesh_dir/popup.out" || fail "the current row was not handled once the gateway worked"
     sleep 1
-    [ "$(lines done "$mesh_dir/popup.out")" = 1 ] || fail "the handler ran for the lapsed alert after it expired"
-    wait_until 10 queue_empty || fail "the lapsed row stayed in message_queue"
+    [ "$(lines done "$mesh_dir/popup.out")" = 1 ] || fail "the handler ran for a lapsed alert: $(cat "$mesh_dir/popup.out")"
     wait_until 5 grep -q "expired before it was handled" "$mesh_dir/runner-popup.log" ||
-      fail "the runner did not log the lapsed row"
-    echo "expired: the lapsed alert retried until its expiry, then completed unhandled; the current one handled"
+      fail "the runner did not log the expired row"
+    wait_until 5 grep -q "$duress) cleared by hq:[0-9]* before it was handled" "$mesh_dir/runner-popup.log" ||
+      fail "the runner did not log the cleared duress"
+    echo "lapsed: an expired alert and a cleared duress retried while current, then completed unhandled; the current one handled"
     ;;
 
   kill)
