@@ -153,8 +153,11 @@ bool ConsumeLoop::lapsed_row(pqxx::connection& conn, const Row& row) {
   // An alert past its expiry, or an alarm its origin cleared, is not acted
   // on, however long it waited here (a handler that failed until after it,
   // a runner that was down): completed, never run.
+  // A duress never expires: relayd delivers it whatever its expires says,
+  // and it is retried for as long as it takes.
   std::string why;
-  if (row.expires && clock_.wall_now().time_since_epoch() >= *row.expires) {
+  if (row.expires && row.priority < kDuressPriority &&
+      clock_.wall_now().time_since_epoch() >= *row.expires) {
     why = "expired";
   } else if (auto clear = cleared_by(conn, row)) {
     why = "cleared by " + *clear;

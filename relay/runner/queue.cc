@@ -168,15 +168,18 @@ std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::si
 }
 
 std::optional<std::string> cleared_by(pqxx::connection_base& conn, const Row& row) {
-  if (row.event_id.empty()) return std::nullopt;  // the relay's own rows are never cleared
+  // Only alarms are cleared (relayctl all-clear is for duress and
+  // emergencies): a bulk flood pays nothing. The relay's own rows never are.
+  if (row.event_id.empty() || row.priority < kEmergencyPriority) return std::nullopt;
+  const std::string origin = row.event_id.substr(0, row.event_id.rfind(':'));
   // All-clears are few (migration 016 indexes them); an hour before the row
   // covers one stored here just before its alarm (a redelivery).
   pqxx::read_transaction tx(conn, "cleared");
   const auto clears = tx.exec_params(
       "SELECT origin || ':' || seq, signed FROM relay_event_log WHERE kind = $1 "
-      "AND stored_at >= to_timestamp($2::bigint / 1e6) - interval '1 hour'",
+      "AND origin = $3 AND stored_at >= to_timestamp($2::bigint / 1e6) - interval '1 hour'",
       static_cast<int>(relaymesh::v1::KIND_ALL_CLEAR),
-      static_cast<std::int64_t>(row.inserted_at.count()));
+      static_cast<std::int64_t>(row.inserted_at.count()), origin);
   for (const auto& clear : clears) {
     relaymesh::v1::SignedEvent signed_event;
     relaymesh::v1::Event e;

@@ -8,6 +8,7 @@ namespace relay::runner {
 
 /// message_queue.priority of a duress (relaymesh.v1.PRIORITY_DURESS).
 inline constexpr int kDuressPriority = 4;
+inline constexpr int kEmergencyPriority = 3;
 
 /// How failed rows are retried. Pure: attempts and a seeded generator in,
 /// a decision out, so the policy is tested without a database or a clock.

@@ -221,19 +221,22 @@ case "$scenario" in
     mesh_start hq
     relay_ready hq
     runner_start popup OUT="$mesh_dir/popup.out" HANDLER_FAIL=1 HANDLER_FIX="$mesh_dir/fixed"
+    # The second duress also "expires": a duress never does, and is handled.
     mesh_sql hq "INSERT INTO outbox (title, expires_at) VALUES ('lapses', now() + interval '3 seconds');
                  INSERT INTO outbox (title) VALUES ('stays');
-                 INSERT INTO outbox (kind, title) VALUES ('duress', 'handled elsewhere'); NOTIFY outbox" >/dev/null
-    wait_until 20 has_lines start 6 "$mesh_dir/popup.out" || fail "the failing rows were not retried"
-    duress=$(mesh_sql hq "SELECT origin || ':' || seq FROM relay_event_log WHERE kind = 2")
+                 INSERT INTO outbox (kind, title) VALUES ('duress', 'handled elsewhere');
+                 INSERT INTO outbox (kind, title, expires_at) VALUES ('duress', 'never lapses', now() + interval '3 seconds');
+                 NOTIFY outbox" >/dev/null
+    wait_until 20 has_lines start 8 "$mesh_dir/popup.out" || fail "the failing rows were not retried"
+    duress=$(mesh_sql hq "SELECT origin || ':' || seq FROM message_queue WHERE data->>'title' = 'handled elsewhere'")
     "$mesh_relayctl" --config "$mesh_dir/hq/relayd.toml" all-clear "$duress" >/dev/null ||
       fail "the all-clear of $duress failed"
     lapsed() { [ "$(api_field popup .expired)" = 1 ] && [ "$(api_field popup .cleared)" = 1 ]; }
     wait_until 20 lapsed || fail "the lapsed rows were not completed as expired and cleared: $(runner_api popup)"
     touch "$mesh_dir/fixed"
-    wait_until 20 has_lines done 1 "$mesh_dir/popup.out" || fail "the current row was not handled once the gateway worked"
+    wait_until 20 has_lines done 2 "$mesh_dir/popup.out" || fail "the current rows were not handled once the gateway worked"
     sleep 1
-    [ "$(lines done "$mesh_dir/popup.out")" = 1 ] || fail "the handler ran for a lapsed alert: $(cat "$mesh_dir/popup.out")"
+    [ "$(lines done "$mesh_dir/popup.out")" = 2 ] || fail "the handler ran for a lapsed alert: $(cat "$mesh_dir/popup.out")"
     wait_until 5 grep -q "expired before it was handled" "$mesh_dir/runner-popup.log" ||
       fail "the runner did not log the expired row"
     wait_until 5 grep -q "$duress) cleared by hq:[0-9]* before it was handled" "$mesh_dir/runner-popup.log" ||
