@@ -1,4 +1,5 @@
 #include "common/config.h"
+#include "common/escalation_config.h"
 
 #include <arpa/inet.h>
 
@@ -357,12 +358,14 @@ Config read_config(const std::filesystem::path& file, std::vector<ConfigIssue>& 
   if (!doc) return config;
   TomlSection top(
       *doc, file.string(), "", issues,
-      {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status", "control"});
+      {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status", "control",
+       "escalation"});
   read_node(top, config);
   read_mesh(top, config);
   read_peers(top, config);
   read_rest(top, config);
   read_control(top, config);
+  read_escalations(top, config);
   return config;
 }
 

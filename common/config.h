@@ -57,6 +57,18 @@ struct PeerConfig {
   }
 };
 
+/// An [[escalation]] rule (docs/config.md): an own event of `kind` (or of
+/// `priority`) that no person acknowledged within `after` goes to `to`, and
+/// again every `repeat` until someone does or it is cleared, `max` times.
+struct EscalationRule {
+  std::string kind;      // "duress", "notification" or "test"; "" when by priority
+  std::string priority;  // "duress", "emergency", "normal" or "bulk"; "" when by kind
+  std::chrono::milliseconds after = 60s;
+  std::vector<std::string> to;  // targets, as elsewhere
+  std::chrono::milliseconds repeat = 60s;
+  std::uint32_t max = 5;
+};
+
 /// The relayd configuration. Every default lives here, in the member
 /// initializers, and is documented in docs/config.md.
 struct Config {
@@ -125,6 +137,9 @@ struct Config {
     /// own user and root always may); empty: nobody else.
     std::string group;
   } control;
+
+  /// [[escalation]] rules, in file order: the first that matches an event wins.
+  std::vector<EscalationRule> escalations;
 
   /// The peer with this id, or nullptr.
   const PeerConfig* find_peer(std::string_view id) const;

@@ -59,6 +59,24 @@ std::string make_ack(v1::Event& ack, const v1::Event& referenced, const std::str
   return "";
 }
 
+void make_escalation(v1::Event& escalation, const v1::Event& referenced, std::uint32_t round,
+                     std::uint32_t max) {
+  escalation.set_kind(v1::KIND_ESCALATION);
+  // At the alarm's priority: the escalation of a duress is a duress.
+  escalation.set_priority(referenced.priority());
+  escalation.clear_references();
+  auto* r = escalation.add_references();
+  r->set_origin(referenced.origin());
+  r->set_seq(referenced.seq());
+  escalation.set_escalation_round(round);
+  escalation.set_escalation_max(max);
+  escalation.set_title(referenced.title());
+  escalation.set_body(referenced.body());
+  escalation.set_location(referenced.location());
+  escalation.set_sender(referenced.sender());
+  escalation.set_exercise(referenced.exercise());
+}
+
 std::string ack_state_name(v1::AckState state) {
   switch (state) {
     case v1::ACK_RESPONDING:

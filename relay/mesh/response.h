@@ -25,6 +25,13 @@ std::vector<std::string> response_targets(const v1::Event& referenced, const std
 std::string make_ack(v1::Event& ack, const v1::Event& referenced, const std::string& self,
                      const std::vector<PeerInfo>& mesh);
 
+/// Makes `escalation` (its origin, seq, created time and targets set by the
+/// caller) round `round` of `max` of the escalation of `referenced`: kind,
+/// the one reference, its priority, and its title, body, location, sender
+/// and exercise flag, so that a consumer can act on the escalation alone.
+void make_escalation(v1::Event& escalation, const v1::Event& referenced, std::uint32_t round,
+                     std::uint32_t max);
+
 /// "responding" or "resolved" (as in message_queue rows and the outbox);
 /// "" for anything else.
 std::string ack_state_name(v1::AckState state);

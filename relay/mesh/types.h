@@ -54,7 +54,7 @@ bool targets_node(const Event& event, const std::string& id,
 /// sent an event of `kind` (an older build refuses an unknown kind, and the
 /// whole datagram with it).
 inline std::uint64_t features_needed(v1::Kind kind) {
-  return kind == v1::KIND_ACK ? v1::FEATURE_RESPONSE_LOOP : 0;
+  return kind == v1::KIND_ACK || kind == v1::KIND_ESCALATION ? v1::FEATURE_RESPONSE_LOOP : 0;
 }
 /// True if a node that announced `features` takes `event`.
 inline bool takes(std::uint64_t features, const Event& event) {

@@ -231,6 +231,7 @@ void Daemon::start() {
   asio::co_spawn(io_, receive(), asio::detached);
   asio::co_spawn(io_, tick(), asio::detached);
   send_spooled();
+  start_escalation();
   spdlog::info("relayd {}: mesh on {}, control socket {}, {} peers; waiting for the database",
                config_.node.id, socket_.local_endpoint().port(), config_.control.socket.string(),
                config_.peers.size());
@@ -252,6 +253,7 @@ void Daemon::stop() {
   if (stopped_) return;
   stopped_ = true;
   if (control_) control_->stop();
+  if (escalation_) escalation_->stop();
   outbox_->stop();  // no new claims
   store_->stop();   // flushes what is queued while the database answers
   asio::error_code ignored;

@@ -16,6 +16,7 @@
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
 #include "relay/net/control.h"
+#include "relay/net/escalation.h"
 #include "relay/net/health.h"
 #include "relay/net/incident_log.h"
 #include "relay/net/outbox_watch.h"
@@ -149,8 +150,12 @@ class Daemon final : public mesh::Transport {
   /// memory, spooled and sent like a duress (works with the database down).
   std::string raise_ack(const std::string& request, const Caller& caller);
   /// Numbers, signs and spools an own event (fsynced), then sends it; the
-  /// control socket's answer.
-  std::string spool_and_send(v1::Event e, const Caller& caller);
+  /// control socket's answer. `via` names who handed it over, for the log.
+  std::string spool_and_send(v1::Event e, const std::string& via);
+  // escalation.cc: makes the rounds that are due, from what the database
+  // holds (nullopt: it does not answer) and what the spool holds.
+  void escalate(std::optional<std::vector<store::Unanswered>> found);
+  void start_escalation();
   void send_spooled();
   void drain_spool();
   bool drained(const mesh::StoreDone& done);
@@ -181,6 +186,10 @@ class Daemon final : public mesh::Transport {
   Reload reload_;
   std::string reload_refused_;
   std::unique_ptr<ControlSocket> control_;
+  std::unique_ptr<EscalationWatch> escalation_;
+  // Escalation rounds made this boot, by event id: round and when (Unix ms).
+  std::map<std::string, std::pair<std::uint32_t, std::int64_t>> escalated_;
+  std::vector<store::Unanswered> last_found_;  // the database's last list
   Confirmations confirmations_{config_.node.id};  // the control socket's receipts verb
   // Spool records on their way into the log, by the ticket of their write.
   std::map<std::uint64_t, std::uint64_t> draining_;

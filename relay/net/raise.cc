@@ -33,6 +33,12 @@ std::int64_t wall_ms() {
       .count();
 }
 
+/// How the log names a control socket request's sender.
+std::string via_socket(const Caller& caller) {
+  return "the control socket (pid " + std::to_string(caller.pid) + ", uid " +
+         std::to_string(caller.uid) + ")";
+}
+
 std::string refusal(const std::string& why) {
   return Json{{"ok", false}, {"error", why}}.dump();
 }
@@ -165,7 +171,7 @@ std::string Daemon::raise_duress(const std::string& request, const Caller& calle
   } catch (const std::exception& bad) {
     return refusal(bad.what());
   }
-  return spool_and_send(std::move(e), caller);
+  return spool_and_send(std::move(e), via_socket(caller));
 }
 
 std::string Daemon::raise_ack(const std::string& request, const Caller& caller) {
@@ -175,11 +181,13 @@ std::string Daemon::raise_ack(const std::string& request, const Caller& caller) 
   } catch (const std::exception& bad) {
     return refusal(bad.what());
   }
-  return spool_and_send(std::move(e), caller);
+  return spool_and_send(std::move(e), via_socket(caller));
 }
 
-std::string Daemon::spool_and_send(v1::Event e, const Caller& caller) {
-  const std::string what = e.kind() == v1::KIND_ACK ? "acknowledgement" : "duress";
+std::string Daemon::spool_and_send(v1::Event e, const std::string& via) {
+  const std::string what = e.kind() == v1::KIND_ACK          ? "acknowledgement"
+                           : e.kind() == v1::KIND_ESCALATION ? "escalation"
+                                                             : "duress";
   std::string payload;
   std::optional<std::uint64_t> record;
   try {
@@ -202,8 +210,7 @@ std::string Daemon::spool_and_send(v1::Event e, const Caller& caller) {
   auto event = parse_record(payload);
   // Not in message_queue yet: the drain's commit logs its delivery here.
   incidents_.claimed({event}, config_, false);
-  spdlog::info("{} {}:{} accepted through the control socket (pid {}, uid {}) and spooled", what,
-               e.origin(), e.seq(), caller.pid, caller.uid);
+  spdlog::info("{} {}:{} accepted through {} and spooled", what, e.origin(), e.seq(), via);
   report_health();  // peers see the spool in their next probe answer
   node_->on_local_event(now(), event);
   drain_spool();

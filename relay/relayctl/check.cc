@@ -260,6 +260,16 @@ int check_config(const std::string& file, bool offline, bool json) {
     r["kick"] = config.kick.listen.to_string();
     r["delivery_kick"] = kick_addresses;
     r["duress_targets"] = config.duress.targets;
+    Json escalations = Json::array();
+    for (const auto& rule : config.escalations) {
+      escalations.push_back({{"kind", rule.kind.empty() ? Json(nullptr) : Json(rule.kind)},
+                             {"priority", rule.priority.empty() ? Json(nullptr) : Json(rule.priority)},
+                             {"after_ms", rule.after.count()},
+                             {"to", rule.to},
+                             {"repeat_ms", rule.repeat.count()},
+                             {"max", rule.max}});
+    }
+    r["escalations"] = escalations;
     r["supervision_timeout_ms"] = config.mesh.supervision_timeout.count();
     r["status"] = config.status.listen.to_string();
     r["state_dir"] = config.node.state_dir.string();
@@ -289,6 +299,14 @@ int check_config(const std::string& file, bool offline, bool json) {
   std::printf("  kick      listening on %s; waking consumers at: %s\n",
               config.kick.listen.to_string().c_str(), join(kick_addresses, "none").c_str());
   std::printf("  duress    default targets: %s\n", join(config.duress.targets, "none").c_str());
+  if (config.escalations.empty()) std::printf("  escalation none\n");
+  for (const auto& rule : config.escalations) {
+    const std::string which = rule.kind.empty() ? "priority " + rule.priority : "kind " + rule.kind;
+    std::printf("  escalation %s: after %lld ms to %s, every %lld ms, at most %u times\n",
+                which.c_str(), static_cast<long long>(rule.after.count()),
+                join(rule.to, "none").c_str(), static_cast<long long>(rule.repeat.count()),
+                rule.max);
+  }
   std::printf("  supervision timeout %lld s\n",
               static_cast<long long>(config.mesh.supervision_timeout.count() / 1000));
   std::printf("  status    http://%s/\n", config.status.listen.to_string().c_str());

@@ -231,6 +231,16 @@ std::vector<std::string> needs_restart(const Config& a, const Config& b) {
   check("[status] token", a.status.token, b.status.token);
   check("[control] socket", a.control.socket, b.control.socket);
   check("[control] group", a.control.group, b.control.group);
+  auto escalations = [](const Config& c) {
+    std::string s;
+    for (const auto& r : c.escalations) {
+      s += "|" + r.kind + "," + r.priority + "," + std::to_string(r.after.count()) + "," +
+           std::to_string(r.repeat.count()) + "," + std::to_string(r.max);
+      for (const auto& t : r.to) s += "," + t;
+    }
+    return s;
+  };
+  check("[[escalation]]", escalations(a), escalations(b));
   return changed;
 }
 

@@ -132,6 +132,15 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
       << esc(a.by) << " at " << esc(a.site) << ", " << (a.created_unix_ms - e.created_unix_ms) / 1000
       << " s after (" << esc(a.state) << ")</td></tr>";
   }
+  // Its origin's [[escalation]]: how far it went, and whether anyone answered.
+  if (e.escalations > 0) {
+    h << "<tr class=\"escalation" << (e.acks.empty() ? " bad" : "") << "\" data-escalated-of=\""
+      << esc(e.id) << "\" data-rounds=" << e.escalations << "><td></td><td colspan=6>escalated "
+      << e.escalations << (e.escalations == 1 ? " time" : " times")
+      << (e.acks.empty() ? ", nobody acknowledged" : "")
+      << (e.escalation_max > 0 ? " (at most " + std::to_string(e.escalation_max) + ")" : "")
+      << "</td></tr>";
+  }
 }
 
 /// Panels read from the database say when, while it does not answer: what

@@ -71,6 +71,11 @@ Json event_json(const store::ConsoleView::Event& e, bool spooled = false) {
     }
     j["acknowledgements"] = acks;
   }
+  if (e.escalations > 0) {
+    j["escalations"] = e.escalations;
+    j["escalation_max"] = e.escalation_max;
+    j["escalation_unanswered"] = e.acks.empty();
+  }
   if (e.own && !spooled) {
     Json receipts = Json::array();
     for (const auto& [target, at] : e.receipts) {

@@ -3,8 +3,13 @@
 #include <pqxx/binarystring>
 #include <pqxx/result>
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "relay/mesh/response.h"
 #include "relay/store/outbox.h"
+#include "relay/store/rows.h"
 
 namespace relay::store {
 
@@ -74,6 +79,91 @@ std::vector<Acknowledgement> acks_of(pqxx::transaction_base& tx, const std::stri
     }
     out.push_back({e.origin() + ":" + std::to_string(e.seq()), e.origin(), e.sender(),
                    mesh::ack_state_name(e.ack()), e.body(), e.created_unix_ms()});
+  }
+  return out;
+}
+
+namespace {
+
+/// The events of `kind` stored in the last `hours`, parsed; few (answers).
+std::vector<v1::Event> logged_of_kind(pqxx::transaction_base& tx, v1::Kind kind, int hours) {
+  std::vector<v1::Event> out;
+  for (const auto& row : tx.exec_params(
+           "SELECT signed FROM relay_event_log WHERE kind = $1 AND stored_at > now() - "
+           "make_interval(hours => $2) ORDER BY stored_at DESC LIMIT 10000",
+           static_cast<int>(kind), hours)) {
+    const pqxx::binarystring bytes(row[0]);
+    v1::SignedEvent signed_event;
+    v1::Event e;
+    if (signed_event.ParseFromString(bytes.str()) && e.ParseFromString(signed_event.event()))
+      out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::string id_of(const v1::EventId& r) {
+  return r.origin() + ":" + std::to_string(r.seq());
+}
+
+}  // namespace
+
+const EscalationRule* escalation_rule(const Config& config, const v1::Event& event) {
+  for (const auto& rule : config.escalations) {
+    if (!rule.kind.empty() ? rule.kind == kind_name(event.kind())
+                           : rule.priority == priority_name(event.priority())) {
+      return &rule;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<Unanswered> unanswered(pqxx::transaction_base& tx, const Config& config) {
+  std::vector<Unanswered> out;
+  if (config.escalations.empty()) return out;
+  // An answer may come a while after its event: look a day further back.
+  std::set<std::string> answered;
+  for (const auto kind : {v1::KIND_ACK, v1::KIND_ALL_CLEAR}) {
+    for (const auto& e : logged_of_kind(tx, kind, 48))
+      for (const auto& r : e.references()) answered.insert(id_of(r));
+  }
+  std::map<std::string, std::pair<std::uint32_t, std::int64_t>> rounds;  // id -> round, made at
+  for (const auto& e : logged_of_kind(tx, v1::KIND_ESCALATION, 48)) {
+    if (e.origin() != config.node.id || e.references_size() != 1) continue;
+    auto& [round, at] = rounds[id_of(e.references(0))];
+    if (e.escalation_round() > round) {
+      round = e.escalation_round();
+      at = e.created_unix_ms();
+    }
+  }
+  for (const auto& row : tx.exec_params(
+           "SELECT signed FROM relay_event_log WHERE origin = $1 AND stored_at > now() - "
+           "interval '24 hours' AND kind IN ($2, $3, $4) ORDER BY seq DESC LIMIT 1000",
+           config.node.id, static_cast<int>(v1::KIND_NOTIFICATION),
+           static_cast<int>(v1::KIND_DURESS), static_cast<int>(v1::KIND_TEST))) {
+    const pqxx::binarystring bytes(row[0]);
+    v1::SignedEvent signed_event;
+    Unanswered u;
+    if (!signed_event.ParseFromString(bytes.str()) || !u.event.ParseFromString(signed_event.event()))
+      continue;
+    const std::string id = u.event.origin() + ":" + std::to_string(u.event.seq());
+    if (answered.contains(id) || escalation_rule(config, u.event) == nullptr) continue;
+    if (auto it = rounds.find(id); it != rounds.end()) {
+      u.rounds = it->second.first;
+      u.last_round_unix_ms = it->second.second;
+    }
+    out.push_back(std::move(u));
+    if (out.size() == 100) break;
+  }
+  return out;
+}
+
+std::map<std::string, std::uint32_t> escalation_rounds(pqxx::transaction_base& tx,
+                                                       const std::string& origin) {
+  std::map<std::string, std::uint32_t> out;
+  for (const auto& e : logged_of_kind(tx, v1::KIND_ESCALATION, 48)) {
+    if (e.origin() != origin || e.references_size() != 1) continue;
+    auto& most = out[id_of(e.references(0))];
+    most = std::max(most, e.escalation_round());
   }
   return out;
 }

@@ -4,6 +4,7 @@
 // (what a site says about an event is an event of that site) applied to
 // the event as this site holds it.
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,5 +50,26 @@ struct Acknowledgement {
 /// The acknowledgements of event (origin, seq) in this node's log, oldest first.
 std::vector<Acknowledgement> acks_of(pqxx::transaction_base& tx, const std::string& origin,
                                      std::int64_t seq);
+
+/// The first [[escalation]] rule that concerns `event` (by its kind or its
+/// priority), or nullptr.
+const EscalationRule* escalation_rule(const Config& config, const relaymesh::v1::Event& event);
+
+/// An own event of the last 24 hours that an [[escalation]] rule concerns,
+/// no person acknowledged (a KIND_ACK of any site references it) and no
+/// all-clear cleared, as this node's log holds it: the escalation timers
+/// live here, so that a kill -9 neither loses nor repeats a round.
+struct Unanswered {
+  relaymesh::v1::Event event;
+  std::uint32_t rounds = 0;               // the highest round of its escalations in the log
+  std::int64_t last_round_unix_ms = 0;    // when that round was made; 0 before the first
+};
+/// Those events, newest first (at most 100).
+std::vector<Unanswered> unanswered(pqxx::transaction_base& tx, const Config& config);
+
+/// How many times each event of `origin` was escalated (the highest round
+/// of its escalations in this node's log), by event id "origin:seq".
+std::map<std::string, std::uint32_t> escalation_rounds(pqxx::transaction_base& tx,
+                                                       const std::string& origin);
 
 }  // namespace relay::store

@@ -194,9 +194,18 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
   std::erase_if(v.open_duress, [](const ConsoleView::Event& e) { return !e.cleared_by.empty(); });
   add_receipts(tx, config, v.recent);
   add_receipts(tx, config, v.open_duress);
+  const auto escalated =
+      config.escalations.empty() ? std::map<std::string, std::uint32_t>{}
+                                 : escalation_rounds(tx, config.node.id);
   for (auto& e : v.open_duress) {
     for (const auto& a : acks_of(tx, e.origin, static_cast<std::int64_t>(e.seq)))
       e.acks.push_back({a.by, a.site, a.state, a.created_unix_ms});
+    if (auto it = escalated.find(e.id); it != escalated.end()) e.escalations = it->second;
+    v1::Event as_kind;  // the rule that concerns it, as escalation_rule reads events
+    as_kind.set_kind(v1::KIND_DURESS);
+    as_kind.set_priority(v1::PRIORITY_DURESS);
+    if (const auto* rule = escalation_rule(config, as_kind); rule != nullptr && e.own)
+      e.escalation_max = rule->max;
   }
 
   // Receipts owed to this node, per target, over its recent events.

@@ -64,6 +64,10 @@ struct ConsoleView {
       std::int64_t created_unix_ms = 0;
     };
     std::vector<Ack> acks;
+    /// Open own duress alarms only: how many times this node escalated it
+    /// ([[escalation]]), and the most its rule sends.
+    std::uint32_t escalations = 0;
+    std::uint32_t escalation_max = 0;
   };
   std::vector<Event> recent;       // newest first
   std::vector<Event> open_duress;  // not cleared, stored within the last 24 h; newest first

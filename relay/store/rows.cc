@@ -101,6 +101,8 @@ std::string kind_name(v1::Kind kind) {
       return "supervision";
     case v1::KIND_ACK:
       return "ack";
+    case v1::KIND_ESCALATION:
+      return "escalation";
     default:
       return "notification";
   }
@@ -123,6 +125,7 @@ std::string queue_type(const v1::Event& event) {
   // The relay's own row: an answer to an alert, not an alert (and its
   // origin cannot choose the type; a relay.* type never travels).
   if (event.kind() == v1::KIND_ACK) return "relay.ack";
+  if (event.kind() == v1::KIND_ESCALATION) return "relay.escalation";
   return event.type().empty() ? kind_name(event.kind()) : event.type();
 }
 
@@ -164,10 +167,32 @@ std::string ack_json(const v1::Event& event) {
   return printed(object);
 }
 
+/// A relay.escalation row: which alarm nobody answered, the round, and
+/// enough of the alarm (its title, location, sender) to act on it alone.
+std::string escalation_json(const v1::Event& event) {
+  pb::Struct object;
+  auto& f = *object.mutable_fields();
+  f["id"] = text(event.origin() + ":" + std::to_string(event.seq()));
+  const auto& r = event.references(0);  // exactly one (wire::well_formed)
+  f["references"] = text(r.origin() + ":" + std::to_string(r.seq()));
+  f["round"] = number(event.escalation_round());
+  f["max"] = number(event.escalation_max());
+  f["title"] = text(event.title());
+  f["location"] = text(event.location());
+  f["sender"] = text(event.sender());
+  f["origin"] = text(event.origin());
+  f["created_at"] = number(static_cast<double>(event.created_unix_ms()));
+  f["priority"] = text(priority_name(event.priority()));
+  f["exercise"].set_bool_value(event.exercise());
+  return printed(object);
+}
+
 }  // namespace
 
 std::string queue_json(const v1::Event& event, Arrival arrival) {
   if (event.kind() == v1::KIND_ACK && event.references_size() == 1) return ack_json(event);
+  if (event.kind() == v1::KIND_ESCALATION && event.references_size() == 1)
+    return escalation_json(event);
   pb::Struct object;
   auto& f = *object.mutable_fields();
   f["id"] = text(event.origin() + ":" + std::to_string(event.seq()));

@@ -24,7 +24,7 @@ std::string kind_name(v1::Kind kind);
 /// "duress", "emergency", "normal", "bulk".
 std::string priority_name(v1::Priority priority);
 /// The message_queue type of an event: its local type, else its kind;
-/// "relay.ack" for an acknowledgement.
+/// "relay.ack" for an acknowledgement, "relay.escalation" for an escalation.
 std::string queue_type(const v1::Event& event);
 /// How an event reached this node's message_queue.
 struct Arrival {
@@ -46,6 +46,8 @@ bool jsonb_safe(const std::string& text);
 /// An acknowledgement's row instead: id, references (the acknowledged
 /// event's id), state (responding, resolved), by, site (the acknowledging
 /// origin), note, created_at (Unix ms on its site's clock) and priority.
+/// An escalation's row: id, references, round, max, title, location,
+/// sender (the escalated event's), origin, created_at, priority, exercise.
 /// Built with protobuf's JSON printer, which does the escaping.
 std::string queue_json(const v1::Event& event, Arrival arrival = {});
 

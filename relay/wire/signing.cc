@@ -41,10 +41,17 @@ bool well_formed(const v1::Event& e) {
     // counted as a person's acknowledgement anywhere.
     if (e.references_size() != 1) return false;
     if (e.ack() != v1::ACK_RESPONDING && e.ack() != v1::ACK_RESOLVED) return false;
+  } else if (e.kind() == v1::KIND_ESCALATION) {
+    // About one event, in a numbered round: a consumer shows "round 2 of
+    // 5" and the origin counts rounds by them.
+    if (e.references_size() != 1 || e.escalation_round() < 1 || e.ack() != v1::ACK_UNSPECIFIED)
+      return false;
   } else if (e.kind() < v1::KIND_NOTIFICATION || e.kind() > v1::KIND_TEST ||
              e.ack() != v1::ACK_UNSPECIFIED) {
     return false;
   }
+  if (e.kind() != v1::KIND_ESCALATION && (e.escalation_round() != 0 || e.escalation_max() != 0))
+    return false;
   if (e.targets().empty()) return false;
   for (const auto& t : e.targets()) {
     if (t.empty() || has_nul(t)) return false;

@@ -12,7 +12,8 @@ namespace v1 = relaymesh::v1;
 
 /// True if every field of the event is in range for every store: seq within
 /// a bigint, a known kind and priority, targets present, no NUL in text; a
-/// KIND_ACK references exactly one event and says responding or resolved.
+/// KIND_ACK references exactly one event and says responding or resolved;
+/// KIND_ESCALATION references exactly one and has a round of 1 or more.
 bool well_formed(const v1::Event& event);
 
 /// True for a type reserved to the relay's own rows: "relay." in any case.

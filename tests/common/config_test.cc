@@ -334,3 +334,62 @@ TEST_CASE("the status page leaves loopback only with a token") {
   const Config config = load_config(site.dir / "hq.toml");
   CHECK(config.status.token == "a-long-enough-secret");
 }
+
+TEST_CASE("[[escalation]] rules: by kind or priority, with defaults, and errors naming the key") {
+  Site site;
+  const std::string file = (site.dir / "hq.toml").string();
+  const std::string rules =
+      "\n[[escalation]]\nkind = \"duress\"\nafter = \"60s\"\nto = [\"group:clinics\"]\n"
+      "repeat = \"30s\"\nmax = 4\n"
+      "\n[[escalation]]\npriority = \"emergency\"\nto = [\"clinic-north\"]\n";
+  const auto config = load_config(site.write_config(site.config_text() + rules));
+  REQUIRE(config.escalations.size() == 2);
+  CHECK(config.escalations[0].kind == "duress");
+  CHECK(config.escalations[0].priority.empty());
+  CHECK(config.escalations[0].after == 60s);
+  CHECK(config.escalations[0].repeat == 30s);
+  CHECK(config.escalations[0].max == 4);
+  CHECK(config.escalations[0].to == std::vector<std::string>{"group:clinics"});
+  CHECK(config.escalations[1].priority == "emergency");
+  CHECK(config.escalations[1].after == 60s);  // the defaults
+  CHECK(config.escalations[1].repeat == 60s);
+  CHECK(config.escalations[1].max == 5);
+  CHECK(load_config(site.write_config(site.config_text())).escalations.empty());
+
+  auto error_for = [&](const std::string& rule) {
+    return load_error(site.write_config(site.config_text() + "\n[[escalation]]\n" + rule));
+  };
+  const auto ack = error_for("kind = \"ack\"\nto = [\"hq\"]\n");
+  CHECK(ack.find(file + ":") != std::string::npos);  // the file and the line
+  CHECK(ack.find(": escalation[1].kind: \"ack\": expected duress, notification or test") !=
+        std::string::npos);
+  CHECK(error_for("priority = \"urgent\"\nto = [\"hq\"]\n")
+            .find("escalation[1].priority: \"urgent\": expected duress, emergency, normal or bulk") !=
+        std::string::npos);
+  CHECK(error_for("to = [\"hq\"]\n").find("escalation[1].kind: expected either kind or priority") !=
+        std::string::npos);
+  CHECK(error_for("kind = \"duress\"\npriority = \"duress\"\nto = [\"hq\"]\n")
+            .find("expected either kind or priority") != std::string::npos);
+  CHECK(error_for("kind = \"duress\"\n").find("escalation[1].to: missing") != std::string::npos);
+  CHECK(error_for("kind = \"duress\"\nto = []\n").find("escalation[1].to: expected at least one") !=
+        std::string::npos);
+  CHECK(error_for("kind = \"duress\"\nto = [\"group:nobody\"]\n")
+            .find("escalation[1].to: target \"group:nobody\"") != std::string::npos);
+  CHECK(error_for("kind = \"duress\"\nto = [\"hq\"]\nafter = \"soon\"\n").find("escalation[1].after") !=
+        std::string::npos);
+  CHECK(error_for("kind = \"duress\"\nto = [\"hq\"]\nrepeat = \"10ms\"\n")
+            .find("escalation[1].repeat") != std::string::npos);
+  CHECK(error_for("kind = \"duress\"\nto = [\"hq\"]\nmax = 0\n").find("escalation[1].max") !=
+        std::string::npos);
+  CHECK(error_for("kind = \"duress\"\nto = [\"hq\"]\nevery = \"1m\"\n")
+            .find("escalation[1].every: unknown key") != std::string::npos);
+
+  const auto path = site.write_config(site.config_text() + rules);
+  const Run shown = relayctl("check-config --offline --config " + path.string());
+  CHECK(shown.exit_code == 0);
+  CHECK(shown.output.find("escalation kind duress: after 60000 ms to group:clinics, every 30000 ms, "
+                          "at most 4 times") != std::string::npos);
+  const Run json = relayctl("--json check-config --offline --config " + path.string());
+  CHECK(json.output.find("\"escalations\":[{\"kind\":\"duress\",\"priority\":null,\"after_ms\":60000") !=
+        std::string::npos);
+}

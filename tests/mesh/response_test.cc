@@ -88,3 +88,29 @@ TEST_CASE("what cannot be an acknowledgement says why") {
   CHECK(ack_state_of("done") == v1::ACK_UNSPECIFIED);
   CHECK(ack_state_name(v1::ACK_RESPONDING) == "responding");
 }
+
+TEST_CASE("an escalation carries its round, the alarm's priority and enough to act on alone") {
+  auto alarm = duress({"clinic-north", "hq"});
+  alarm.set_title("Duress");
+  alarm.set_location("Psych ward, room 12");
+  alarm.set_sender("nurse station 3");
+  alarm.set_exercise(true);
+  v1::Event e;
+  e.set_origin("clinic-north");
+  e.add_targets("group:hq");
+  make_escalation(e, alarm, 2, 5);
+  CHECK(e.kind() == v1::KIND_ESCALATION);
+  CHECK(e.priority() == v1::PRIORITY_DURESS);
+  REQUIRE(e.references_size() == 1);
+  CHECK(e.references(0).origin() == "clinic-north");
+  CHECK(e.references(0).seq() == 5);
+  CHECK(e.escalation_round() == 2);
+  CHECK(e.escalation_max() == 5);
+  CHECK(e.title() == "Duress");
+  CHECK(e.location() == "Psych ward, room 12");
+  CHECK(e.sender() == "nurse station 3");
+  CHECK(e.exercise());
+  // Its targets are the rule's, not the alarm's.
+  CHECK(std::vector<std::string>(e.targets().begin(), e.targets().end()) ==
+        std::vector<std::string>{"group:hq"});
+}

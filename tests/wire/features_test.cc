@@ -2,6 +2,7 @@
 // what makes an acknowledgement well-formed.
 #include <doctest/doctest.h>
 
+#include "relay/mesh/types.h"
 #include "relay/wire/datagram.h"
 #include "tests/wire/mesh_fixture.h"
 #include "tests/wire/raw_seal.h"
@@ -144,4 +145,51 @@ TEST_CASE("an acknowledgement references exactly one event and says how") {
   e = mesh.event("hq", 3);
   e.set_kind(v1::KIND_RECEIPT);
   CHECK_FALSE(wire::well_formed(e));
+}
+
+TEST_CASE("an escalation references exactly one event in a round of 1 or more") {
+  MeshFixture mesh;
+  auto north = mesh.codec("clinic-north");
+  auto south = mesh.codec("clinic-south");
+  MeshFixture::connect(*south, *north);
+  wire::Opened opened;
+  auto check = [&](const v1::Event& e) {
+    return north->open(bytes(MeshFixture::seal(*south, "clinic-north", mesh.events_body({e}))),
+                       opened);
+  };
+  auto escalation = [&] {
+    v1::Event e = mesh.event("clinic-south", 2);
+    e.set_kind(v1::KIND_ESCALATION);
+    e.set_priority(v1::PRIORITY_DURESS);
+    e.set_escalation_round(1);
+    e.set_escalation_max(3);
+    auto* r = e.add_references();
+    r->set_origin("clinic-south");
+    r->set_seq(1);
+    return e;
+  };
+  CHECK(wire::well_formed(escalation()));
+  CHECK(check(escalation()) == Reject::none);
+  auto e = escalation();
+  e.set_escalation_round(0);
+  CHECK_FALSE(wire::well_formed(e));
+  CHECK(check(e) == Reject::malformed_body);
+  e = escalation();
+  e.clear_references();
+  CHECK_FALSE(wire::well_formed(e));
+  e = escalation();
+  *e.add_references() = e.references(0);
+  CHECK_FALSE(wire::well_formed(e));
+  e = escalation();
+  e.set_ack(v1::ACK_RESPONDING);
+  CHECK_FALSE(wire::well_formed(e));
+  // A round on anything but an escalation means nothing anywhere.
+  e = mesh.event("clinic-south", 3);
+  e.set_escalation_round(1);
+  CHECK_FALSE(wire::well_formed(e));
+  e = mesh.event("clinic-south", 3);
+  e.set_escalation_max(2);
+  CHECK_FALSE(wire::well_formed(e));
+  // Escalations wait for the response-loop bit like acknowledgements.
+  CHECK(mesh::features_needed(v1::KIND_ESCALATION) == v1::FEATURE_RESPONSE_LOOP);
 }
