@@ -21,6 +21,13 @@
 #include "relay/store/outbox.h"
 
 namespace relay::net {
+namespace {
+
+/// A reference time further ahead than this is a clock that stepped back,
+/// not the ordinary skew between relayd's and the database's reads.
+constexpr std::chrono::milliseconds kClockBackSlack{60'000};
+
+}  // namespace
 
 EscalationWatch::EscalationWatch(Config config, Found found, std::chrono::milliseconds interval)
     : config_(std::move(config)), found_(std::move(found)), interval_(interval) {}
@@ -129,9 +136,12 @@ void Daemon::escalate(std::optional<std::vector<store::Unanswered>> found) {
     if (u.rounds > made.first) made = {u.rounds, u.last_round_unix_ms};
     kept[id] = made;
     if (made.first >= rule->max) continue;
-    const std::int64_t due = made.first == 0 ? u.event.created_unix_ms() + rule->after.count()
-                                             : made.second + rule->repeat.count();
-    if (now_ms < due) continue;
+    const std::int64_t since = made.first == 0 ? u.event.created_unix_ms() : made.second;
+    const std::int64_t due = since + (made.first == 0 ? rule->after : rule->repeat).count();
+    // A clock stepped back (a power cut) would put the round an hour off:
+    // the round goes now, and the next is timed from it, on the new clock.
+    const bool clock_back = now_ms + kClockBackSlack.count() < since;
+    if (now_ms < due && !clock_back) continue;
     v1::Event e;
     e.set_origin(config_.node.id);
     e.set_created_unix_ms(now_ms);
@@ -143,8 +153,9 @@ void Daemon::escalate(std::optional<std::vector<store::Unanswered>> found) {
       continue;
     }
     kept[id] = {made.first + 1, now_ms};
-    spdlog::warn("{} not acknowledged: escalation round {} of {} to {}", id, made.first + 1,
-                 rule->max, fmt::join(rule->to, ", "));
+    spdlog::warn("{} not acknowledged: escalation round {} of {} to {}{}", id, made.first + 1,
+                 rule->max, fmt::join(rule->to, ", "),
+                 made.first + 1 == rule->max ? " (the last: nobody acknowledged)" : "");
     spool_and_send(std::move(e), "the escalation timer");
   }
   // What this boot made, for the events still open; the rest never escalate again.

@@ -2,9 +2,9 @@
 # Escalation at the origin (issue 21), with real relayd processes, each site
 # on a PostgreSQL cluster of its own. clinic-north escalates a duress nobody
 # acknowledged to hq after 2 s, every 2 s, at most 3 times:
-#   escalation_test.sh not-acknowledged|acknowledged|kill-9|cleared|database-down
+#   escalation_test.sh not-acknowledged|acknowledged|kill-9|clock-back|cleared|database-down
 set -euo pipefail
-scenario=${1:?usage: escalation_test.sh not-acknowledged|acknowledged|kill-9|cleared|database-down}
+scenario=${1:?usage: escalation_test.sh not-acknowledged|acknowledged|kill-9|clock-back|cleared|database-down}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -89,6 +89,21 @@ assert d and d[0]["escalations"] == 3 and d[0]["escalation_unanswered"], d
     [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 10")" = 3 ] ||
       fail "clinic-north made $(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 10") escalations, expected 3"
     echo "kill-9: rounds 2 and 3 after the restart, none repeated"
+    ;;
+
+  clock-back)
+    # clinic-north restarts after round 1 with its clock an hour back (a
+    # power cut): the rounds must not wait that hour.
+    id=$(raise)
+    wait_round "$id" 1
+    mesh_kill clinic-north KILL
+    faketime_lib=$(dpkg -L libfaketime | grep '/libfaketimeMT\.so\.1$')
+    MESH_WRAP="env LD_PRELOAD=$faketime_lib FAKETIME=-1h FAKETIME_DONT_FAKE_MONOTONIC=1
+      ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+      mesh_start clinic-north
+    wait_round "$id" 3 30
+    no_more "$id" "1,2,3"
+    echo "clock-back: rounds 2 and 3 within seconds of a restart an hour back, none repeated"
     ;;
 
   cleared)
