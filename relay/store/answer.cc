@@ -105,6 +105,13 @@ std::string id_of(const v1::EventId& r) {
   return r.origin() + ":" + std::to_string(r.seq());
 }
 
+v1::Priority priority_of(const std::string& name) {
+  if (name == "duress") return v1::PRIORITY_DURESS;
+  if (name == "emergency") return v1::PRIORITY_EMERGENCY;
+  if (name == "normal") return v1::PRIORITY_NORMAL;
+  return v1::PRIORITY_BULK;
+}
+
 }  // namespace
 
 const EscalationRule* escalation_rule(const Config& config, const v1::Event& event) {
@@ -135,9 +142,19 @@ std::vector<Unanswered> unanswered(pqxx::transaction_base& tx, const Config& con
       at = e.created_unix_ms();
     }
   }
+  // The least priority a rule names (a duress is always of duress priority):
+  // when it is emergency or above, the small index over urgent rows
+  // (migration 017) serves the read, however large a flood of bulk rows.
+  int least = v1::PRIORITY_DURESS;
+  for (const auto& rule : config.escalations) {
+    if (rule.kind == "duress") continue;
+    least = std::min(least, rule.kind.empty() ? static_cast<int>(priority_of(rule.priority))
+                                              : static_cast<int>(v1::PRIORITY_BULK));
+  }
   for (const auto& row : tx.exec_params(
-           "SELECT signed FROM relay_event_log WHERE origin = $1 AND stored_at > now() - "
-           "interval '24 hours' AND kind IN ($2, $3, $4) ORDER BY seq DESC LIMIT 1000",
+           "SELECT signed FROM relay_event_log WHERE priority >= " + std::to_string(least) +
+               " AND stored_at > now() - interval '24 hours' AND origin = $1 AND kind IN ($2, $3, "
+               "$4) ORDER BY stored_at DESC LIMIT 1000",
            config.node.id, static_cast<int>(v1::KIND_NOTIFICATION),
            static_cast<int>(v1::KIND_DURESS), static_cast<int>(v1::KIND_TEST))) {
     const pqxx::binarystring bytes(row[0]);
