@@ -9,6 +9,7 @@
 #include "relay/net/escalation.h"
 
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <pqxx/except>
 #include <pqxx/transaction>
@@ -129,7 +130,8 @@ void Daemon::escalate(std::optional<std::vector<store::Unanswered>> found) {
   for (const auto& u : candidates) {
     const std::string id = u.event.origin() + ":" + std::to_string(u.event.seq());
     const EscalationRule* rule = store::escalation_rule(config_, u.event);
-    if (rule == nullptr || answered.contains(id)) continue;
+    // Listed twice (spooled, and in the database's last list): once is enough.
+    if (rule == nullptr || answered.contains(id) || kept.contains(id)) continue;
     // The most any record says: the log (as read), the spool, and what this
     // boot made since (drained into the log after the read began).
     auto made = escalated_.contains(id) ? escalated_[id] : std::pair<std::uint32_t, std::int64_t>{};
@@ -152,11 +154,16 @@ void Daemon::escalate(std::optional<std::vector<store::Unanswered>> found) {
       spdlog::error("escalation of {} not made: {}", id, why);
       continue;
     }
-    kept[id] = {made.first + 1, now_ms};
     spdlog::warn("{} not acknowledged: escalation round {} of {} to {}{}", id, made.first + 1,
                  rule->max, fmt::join(rule->to, ", "),
                  made.first + 1 == rule->max ? " (the last: nobody acknowledged)" : "");
-    spool_and_send(std::move(e), "the escalation timer");
+    // Counted only once spooled: a round the spool refused (full, or a
+    // write error, logged there) is made again on the next pass.
+    const auto answer = nlohmann::json::parse(spool_and_send(std::move(e), "the escalation timer"),
+                                              nullptr, false);
+    if (answer.is_object() && answer.value("ok", false)) {
+      kept[id] = escalated_[id] = {made.first + 1, now_ms};
+    }
   }
   // What this boot made, for the events still open; the rest never escalate again.
   if (found) escalated_ = std::move(kept);
