@@ -188,6 +188,15 @@ std::string Daemon::spool_and_send(v1::Event e, const std::string& via) {
   const std::string what = e.kind() == v1::KIND_ACK          ? "acknowledgement"
                            : e.kind() == v1::KIND_ESCALATION ? "escalation"
                                                              : "duress";
+  // The spool is for alarms: acknowledgements may fill half of it at most,
+  // so that people answering never leave the next duress without a slot.
+  if (e.kind() == v1::KIND_ACK && spool_.depth() * 2 >= spool_.capacity()) {
+    spdlog::error("acknowledgement refused: the spool {} is half full ({} wait for the database); "
+                  "its other half is kept for duress alarms",
+                  spool_.file().string(), spool_.depth());
+    return refusal("not accepted: the spool is half full (" + std::to_string(spool_.depth()) +
+                   " wait for the database to come back); the rest is kept for duress alarms");
+  }
   std::string payload;
   std::optional<std::uint64_t> record;
   try {
