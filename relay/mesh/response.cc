@@ -46,6 +46,8 @@ std::string make_ack(v1::Event& ack, const v1::Event& referenced, const std::str
   ack.set_kind(v1::KIND_ACK);
   // At the alarm's priority: a duress's answer never waits behind bulk.
   ack.set_priority(referenced.priority());
+  // The answer to a drill is a drill: "help is coming" labelled an exercise.
+  ack.set_exercise(referenced.exercise());
   ack.clear_references();
   auto* r = ack.add_references();
   r->set_origin(referenced.origin());

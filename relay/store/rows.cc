@@ -152,7 +152,7 @@ std::string printed(const pb::Struct& object) {
 }
 
 /// A relay.ack row: who answered which event, from where, and how.
-std::string ack_json(const v1::Event& event) {
+std::string ack_json(const v1::Event& event, Arrival arrival) {
   pb::Struct object;
   auto& f = *object.mutable_fields();
   f["id"] = text(event.origin() + ":" + std::to_string(event.seq()));
@@ -164,6 +164,9 @@ std::string ack_json(const v1::Event& event) {
   f["note"] = text(event.body());
   f["created_at"] = number(static_cast<double>(event.created_unix_ms()));
   f["priority"] = text(priority_name(event.priority()));
+  f["exercise"].set_bool_value(event.exercise());
+  f["late"].set_bool_value(arrival.late);
+  f["redelivered"].set_bool_value(arrival.redelivered);
   return printed(object);
 }
 
@@ -190,7 +193,7 @@ std::string escalation_json(const v1::Event& event) {
 }  // namespace
 
 std::string queue_json(const v1::Event& event, Arrival arrival) {
-  if (event.kind() == v1::KIND_ACK && event.references_size() == 1) return ack_json(event);
+  if (event.kind() == v1::KIND_ACK && event.references_size() == 1) return ack_json(event, arrival);
   if (event.kind() == v1::KIND_ESCALATION && event.references_size() == 1)
     return escalation_json(event);
   pb::Struct object;

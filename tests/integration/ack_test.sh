@@ -62,7 +62,14 @@ assert acks[0]["note"] == "on my way" and acks[0]["seconds_after"] >= 0, acks
 ' || fail "relayctl --json receipts does not carry the acknowledgement"
     eventually page_has clinic-north / "acknowledged by guard 3 at hq" ||
       fail "clinic-north's status page does not show the acknowledgement"
-    echo "outbox: acknowledged at hq, one relay.ack row at clinic-north, shown by receipts and the page"
+    [ "$(mesh_sql clinic-north "SELECT data->>'exercise' FROM message_queue WHERE type = 'relay.ack'")" = false ] ||
+      fail "the answer to a real duress is labelled an exercise"
+    # The answer to a drill is a drill.
+    drill=$(ctl clinic-north duress --exercise --location "Ward 1") || fail "relayctl duress --exercise failed"
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = ${drill##*:}" 1 10
+    mesh_sql hq "INSERT INTO outbox (kind, refs, sender) VALUES ('ack', ARRAY['$drill'], 'guard 4')" >/dev/null
+    wait_for clinic-north "SELECT data->>'exercise' FROM message_queue WHERE type = 'relay.ack' AND data->>'references' = '$drill'" true 15
+    echo "outbox: acknowledged at hq, one relay.ack row at clinic-north, shown by receipts and the page; a drill's answer labelled an exercise"
     ;;
 
   control-socket)
