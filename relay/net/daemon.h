@@ -190,6 +190,7 @@ class Daemon final : public mesh::Transport {
   // Escalation rounds made this boot, by event id: round and when (Unix ms).
   std::map<std::string, std::pair<std::uint32_t, std::int64_t>> escalated_;
   std::vector<store::Unanswered> last_found_;  // the database's last list
+  bool escalations_held_ = false;              // by a half-full spool (logged once)
   Confirmations confirmations_{config_.node.id};  // the control socket's receipts verb
   // Spool records on their way into the log, by the ticket of their write.
   std::map<std::uint64_t, std::uint64_t> draining_;

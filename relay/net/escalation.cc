@@ -144,6 +144,19 @@ void Daemon::escalate(std::optional<std::vector<store::Unanswered>> found) {
     // the round goes now, and the next is timed from it, on the new clock.
     const bool clock_back = now_ms + kClockBackSlack.count() < since;
     if (now_ms < due && !clock_back) continue;
+    // Rounds take the spool's answer half at most, as acknowledgements do: a
+    // long outage's rounds never leave the next duress without a slot. The
+    // round is made once the drain frees room.
+    if (spool_.depth() * 2 >= spool_.capacity()) {
+      if (!escalations_held_) {
+        spdlog::error("escalation rounds wait: the spool {} is half full ({} wait for the "
+                      "database); its other half is kept for duress alarms",
+                      spool_.file().string(), spool_.depth());
+      }
+      escalations_held_ = true;
+      continue;
+    }
+    escalations_held_ = false;
     v1::Event e;
     e.set_origin(config_.node.id);
     e.set_created_unix_ms(now_ms);

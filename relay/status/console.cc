@@ -1,5 +1,7 @@
 #include "relay/status/console.h"
 
+#include <map>
+
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -40,6 +42,18 @@ std::vector<store::ConsoleView::Event> spooled_duress(const Snapshot& s) {
   for (const auto& d : s.daemon->drained) {
     if (d.unix_ms >= s.database.view_began_unix_ms) events.push_back(&d.event);
   }
+  // Escalations spool too (the origin's rounds while its database is down):
+  // the page says how far an alarm went, as the database's view would.
+  std::map<std::string, std::pair<std::uint32_t, std::uint32_t>> rounds;  // id -> round, max
+  for (const auto* event : events) {
+    if (event->kind() != v1::KIND_ESCALATION || event->references_size() != 1) continue;
+    const auto& r = event->references(0);
+    auto& [round, most] = rounds[r.origin() + ":" + std::to_string(r.seq())];
+    if (event->escalation_round() > round) {
+      round = event->escalation_round();
+      most = event->escalation_max();
+    }
+  }
   for (const auto* event : events) {
     const v1::Event& e = *event;
     if (e.kind() != v1::KIND_DURESS) continue;  // an acknowledgement spools too
@@ -59,6 +73,10 @@ std::vector<store::ConsoleView::Event> spooled_duress(const Snapshot& s) {
     v.exercise = e.exercise();
     v.created_unix_ms = e.created_unix_ms();
     v.targets.assign(e.targets().begin(), e.targets().end());
+    if (auto it = rounds.find(v.id); it != rounds.end()) {
+      v.escalations = it->second.first;
+      v.escalation_max = it->second.second;
+    }
     out.insert(out.begin(), std::move(v));  // newest first, as the database lists them
   }
   return out;

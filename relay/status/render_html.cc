@@ -106,6 +106,18 @@ void receipts_cell(std::ostringstream& h, const Snapshot& s, const store::Consol
   h << "</td>";
 }
 
+/// Its origin's [[escalation]] under an alarm: how far it went, and whether
+/// anyone answered.
+void escalation_row(std::ostringstream& h, const store::ConsoleView::Event& e) {
+  if (e.escalations == 0) return;
+  h << "<tr class=\"escalation" << (e.acks.empty() ? " bad" : "") << "\" data-escalated-of=\""
+    << esc(e.id) << "\" data-rounds=" << e.escalations << "><td></td><td colspan=6>escalated "
+    << e.escalations << (e.escalations == 1 ? " time" : " times")
+    << (e.acks.empty() ? ", nobody acknowledged" : "")
+    << (e.escalation_max > 0 ? " (at most " + std::to_string(e.escalation_max) + ")" : "")
+    << "</td></tr>";
+}
+
 /// A duress accepted through the control socket and not yet in the
 /// database (`spooled`) has no stored time and no receipts recorded yet.
 void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleView::Event& e,
@@ -120,6 +132,7 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
     h << "accepted " << ago(s, e.created_unix_ms)
       << ", <b>in the spool</b>: sent, not yet in the database</td><td>receipts are recorded "
          "once the database takes it</td></tr>";
+    escalation_row(h, e);
     return;
   }
   h << ago(s, e.stored_unix_ms)
@@ -132,15 +145,7 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
       << esc(a.by) << " at " << esc(a.site) << ", " << (a.created_unix_ms - e.created_unix_ms) / 1000
       << " s after (" << esc(a.state) << ")</td></tr>";
   }
-  // Its origin's [[escalation]]: how far it went, and whether anyone answered.
-  if (e.escalations > 0) {
-    h << "<tr class=\"escalation" << (e.acks.empty() ? " bad" : "") << "\" data-escalated-of=\""
-      << esc(e.id) << "\" data-rounds=" << e.escalations << "><td></td><td colspan=6>escalated "
-      << e.escalations << (e.escalations == 1 ? " time" : " times")
-      << (e.acks.empty() ? ", nobody acknowledged" : "")
-      << (e.escalation_max > 0 ? " (at most " + std::to_string(e.escalation_max) + ")" : "")
-      << "</td></tr>";
-  }
+  escalation_row(h, e);
 }
 
 /// Panels read from the database say when, while it does not answer: what

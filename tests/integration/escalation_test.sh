@@ -122,6 +122,9 @@ assert d and d[0]["escalations"] == 3 and d[0]["escalation_unanswered"], d
     [ -n "$id" ] || fail "no id in: $out"
     wait_round "$id" 3 30
     no_more "$id" "1,2,3"
+    # The page reads the spool meanwhile, and says so as the database's view would.
+    eventually page_has clinic-north / "escalated 3 times, nobody acknowledged" ||
+      fail "clinic-north's page (database down) does not say the alarm escalated 3 times"
     mesh_pg_resume clinic-north
     wait_for clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 10" 3 30
     sleep 3
