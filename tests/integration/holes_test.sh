@@ -116,8 +116,9 @@ case "$scenario" in
     mesh_sql clinic-north "INSERT INTO outbox (kind, targets, location) VALUES ('duress', '{hq}', 'Ward 10, outbox')" >/dev/null
     wait_for hq "SELECT count(*) FROM message_queue WHERE origin = 'clinic-north' AND data->>'location' = 'Ward 10, outbox'" 1 10
     echo "full-disk: relayctl duress ($id) and an outbox duress reached hq with the state directory full"
-    eventually status_has clinic-north '"level":"DEGRADED"' ||
-      fail "the verdict is not DEGRADED: $(status_json clinic-north)"
+    # DEGRADED at least: ALARM as soon as the page lists the two open duress.
+    eventually status_has clinic-north '"level":"\(DEGRADED\|ALARM\)","reasons":\[[^]]*state directory [^]]* is full' ||
+      fail "the verdict does not say the state directory is full: $(status_json clinic-north)"
     status_has clinic-north "$state" || fail "the status does not name $state: $(status_json clinic-north)"
     eventually page_has clinic-north / "$state.*full" || fail "the page does not say $state is full"
     code=$(curl -s -o "$mesh_dir/healthz" -w '%{http_code}' "http://127.0.0.1:$((mesh_port[clinic-north] + 2))/healthz")
