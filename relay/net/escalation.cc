@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "relay/mesh/response.h"
 #include "relay/net/daemon.h"
+#include "relay/store/durability.h"
 #include "relay/store/outbox.h"
 
 namespace relay::net {
@@ -68,11 +69,7 @@ void EscalationWatch::check() {
       conn_.reset();
       // A short connect timeout: the spool's escalations must not wait long
       // for a server that is not there.
-      const auto& dsn = config_.store.dsn;
-      const bool uri = dsn.starts_with("postgres");
-      conn_ = std::make_unique<pqxx::connection>(
-          uri || dsn.find("connect_timeout") != std::string::npos ? dsn
-                                                                   : dsn + " connect_timeout=3");
+      conn_ = std::make_unique<pqxx::connection>(store::with_connect_timeout(config_.store.dsn, 3));
     }
     pqxx::read_transaction tx(*conn_);
     tx.exec("SET LOCAL statement_timeout = 3000");

@@ -8,16 +8,10 @@
 
 #include "common/log.h"
 #include "relay/status/verdict.h"
+#include "relay/store/durability.h"
 
 namespace relay::status {
 namespace {
-
-/// The configured DSN with a connect timeout, so that a check never hangs
-/// on an unreachable server for longer than a few intervals.
-std::string with_timeout(const std::string& dsn) {
-  if (dsn.find("connect_timeout") != std::string::npos || dsn.starts_with("postgres")) return dsn;
-  return dsn + " connect_timeout=5";
-}
 
 /// Where the DSN points (either form libpq takes), with libpq's default
 /// port when it names none: the reader's next step is to look there.
@@ -99,7 +93,7 @@ void DatabaseWatch::check() {
     // backend start each time. A broken one throws and is made anew.
     if (!conn_ || !conn_->is_open()) {
       conn_.reset();
-      conn_ = std::make_unique<pqxx::connection>(with_timeout(config_.store.dsn));
+      conn_ = std::make_unique<pqxx::connection>(store::with_connect_timeout(config_.store.dsn, 5));
     }
     pqxx::read_transaction tx(*conn_);
     tx.exec("SET LOCAL statement_timeout = 5000");

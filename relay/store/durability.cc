@@ -41,4 +41,12 @@ void prepare_for_writes(pqxx::connection_base& conn, bool unsafe_allowed) {
   make_commits_durable(conn);
 }
 
+std::string with_connect_timeout(const std::string& dsn, int seconds) {
+  if (dsn.find("connect_timeout") != std::string::npos) return dsn;
+  const std::string timeout = "connect_timeout=" + std::to_string(seconds);
+  if (dsn.starts_with("postgres://") || dsn.starts_with("postgresql://"))
+    return dsn + (dsn.find('?') == std::string::npos ? "?" : "&") + timeout;
+  return dsn + " " + timeout;
+}
+
 }  // namespace relay::store

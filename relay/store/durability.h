@@ -34,4 +34,9 @@ void make_commits_durable(pqxx::connection_base& conn);
 /// commits durable.
 void prepare_for_writes(pqxx::connection_base& conn, bool unsafe_allowed);
 
+/// DSN (either form libpq takes) with a connect timeout of SECONDS unless it
+/// names one: a watch that checks every few seconds must not hang for
+/// minutes of TCP retries on a server that is not there.
+std::string with_connect_timeout(const std::string& dsn, int seconds);
+
 }  // namespace relay::store

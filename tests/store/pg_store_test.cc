@@ -1,5 +1,6 @@
 // The PostgreSQL store against a real PostgreSQL, started per test.
 #include "relay/store/pg_store.h"
+#include "relay/store/durability.h"
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -611,4 +612,12 @@ TEST_CASE("a site's statement_timeout does not cancel relayd's slow writes") {
   std::lock_guard lock(done.mutex);
   CHECK(done.stored == std::set<std::uint64_t>{1});
   CHECK(std::ranges::count(done.health, false) == 0);
+}
+
+TEST_CASE("a watch's DSN gets a connect timeout in either form libpq takes, unless it has one") {
+  CHECK(store::with_connect_timeout("host=/tmp dbname=hq", 3) == "host=/tmp dbname=hq connect_timeout=3");
+  CHECK(store::with_connect_timeout("postgres://u@db/hq", 3) == "postgres://u@db/hq?connect_timeout=3");
+  CHECK(store::with_connect_timeout("postgresql://db/hq?sslmode=require", 5) ==
+        "postgresql://db/hq?sslmode=require&connect_timeout=5");
+  CHECK(store::with_connect_timeout("host=db connect_timeout=10", 3) == "host=db connect_timeout=10");
 }
