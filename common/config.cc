@@ -1,4 +1,5 @@
 #include "common/config.h"
+#include "common/drill_config.h"
 #include "common/escalation_config.h"
 
 #include <arpa/inet.h>
@@ -351,6 +352,23 @@ void read_control(TomlSection& top, Config& config) {
   }
 }
 
+std::vector<std::string> read_targets(TomlSection& section, std::string_view key,
+                                      const Config& config, std::string_view what,
+                                      std::string_view example) {
+  auto targets = section.strings(key);
+  if (!targets) {
+    if (!section.has(key)) {
+      section.error(key, "missing: expected " + std::string(what) + ", e.g. " + std::string(example));
+    }
+    return {};
+  }
+  for (const auto& t : *targets) {
+    if (auto why = config.check_target(t); !why.empty()) section.error(key, why);
+  }
+  if (targets->empty()) section.error(key, "expected at least one target, e.g. " + std::string(example));
+  return std::move(*targets);
+}
+
 Config read_config(const std::filesystem::path& file, std::vector<ConfigIssue>& issues) {
   Config config;
   config.file = file;
@@ -359,13 +377,14 @@ Config read_config(const std::filesystem::path& file, std::vector<ConfigIssue>& 
   TomlSection top(
       *doc, file.string(), "", issues,
       {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status", "control",
-       "escalation"});
+       "escalation", "drill"});
   read_node(top, config);
   read_mesh(top, config);
   read_peers(top, config);
   read_rest(top, config);
   read_control(top, config);
   read_escalations(top, config);
+  read_drills(top, config);
   return config;
 }
 

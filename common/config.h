@@ -69,6 +69,24 @@ struct EscalationRule {
   std::uint32_t max = 5;
 };
 
+/// A [[drill]] schedule (docs/config.md): at each slot an exercise goes from
+/// this node to `targets`, and each target site must acknowledge it within
+/// `window`, else this node raises a drill alarm about that site.
+struct DrillSchedule {
+  /// Names the schedule in each drill's data ("drill"), which is how the log
+  /// tells this schedule's drills (and so its timer) apart after a restart.
+  std::string name;
+  /// Slots at whole multiples of this since the Unix epoch; 0: `at` instead.
+  std::chrono::milliseconds every{0};
+  /// Weekly (or daily) slots on the server's local clock: the day, 0 for
+  /// Sunday to 6, or -1 for every day, and the minute after midnight.
+  int weekday = -1;
+  int minute_of_day = 0;
+  std::vector<std::string> targets;
+  std::chrono::milliseconds window = 15min;
+  std::string title = "Drill of the alert system";
+};
+
 /// The relayd configuration. Every default lives here, in the member
 /// initializers, and is documented in docs/config.md.
 struct Config {
@@ -141,6 +159,9 @@ struct Config {
   /// [[escalation]] rules, in file order: the first that matches an event wins.
   std::vector<EscalationRule> escalations;
 
+  /// [[drill]] schedules, in file order.
+  std::vector<DrillSchedule> drills;
+
   /// The peer with this id, or nullptr.
   const PeerConfig* find_peer(std::string_view id) const;
   /// True if the node or any peer is in this group.
@@ -149,6 +170,15 @@ struct Config {
   /// string if valid, else what is wrong with it.
   std::string check_target(std::string_view target) const;
 };
+
+class TomlSection;
+/// Reads the targets list `key` of a section ([[escalation]] to, [[drill]]
+/// targets): each checked against `config`, at least one, required; each
+/// problem recorded against the key, with `example` ("[\"group:hq\"]") and
+/// `what` they are for. Empty when absent or wrong.
+std::vector<std::string> read_targets(TomlSection& section, std::string_view key,
+                                      const Config& config, std::string_view what,
+                                      std::string_view example);
 
 /// Reads and validates a config file. Relative key paths are resolved against
 /// the config file's folder. Throws ConfigError listing every problem found.

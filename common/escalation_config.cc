@@ -51,15 +51,8 @@ void read_escalations(TomlSection& top, Config& config) {
     if (auto d = section.duration("after", 1s, std::chrono::hours(24))) rule.after = *d;
     if (auto d = section.duration("repeat", 1s, std::chrono::hours(24))) rule.repeat = *d;
     if (auto max = section.integer("max", false, 1, 100)) rule.max = static_cast<std::uint32_t>(*max);
-    if (auto to = section.strings("to")) {
-      for (const auto& t : *to) {
-        if (auto why = config.check_target(t); !why.empty()) section.error("to", why);
-      }
-      if (to->empty()) section.error("to", "expected at least one target, e.g. [\"group:hq-security\"]");
-      rule.to = std::move(*to);
-    } else if (!section.has("to")) {
-      section.error("to", "missing: expected the targets to escalate to, e.g. [\"group:hq-security\"]");
-    }
+    rule.to = read_targets(section, "to", config, "the targets to escalate to",
+                           "[\"group:hq-security\"]");
     config.escalations.push_back(std::move(rule));
   }
 }

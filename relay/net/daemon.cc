@@ -232,6 +232,7 @@ void Daemon::start() {
   asio::co_spawn(io_, tick(), asio::detached);
   send_spooled();
   start_escalation();
+  start_drills();
   spdlog::info("relayd {}: mesh on {}, control socket {}, {} peers; waiting for the database",
                config_.node.id, socket_.local_endpoint().port(), config_.control.socket.string(),
                config_.peers.size());
@@ -254,6 +255,7 @@ void Daemon::stop() {
   stopped_ = true;
   if (control_) control_->stop();
   if (escalation_) escalation_->stop();
+  if (drills_) drills_->stop();
   outbox_->stop();  // no new claims
   store_->stop();   // flushes what is queued while the database answers
   asio::error_code ignored;
@@ -506,6 +508,7 @@ DaemonStatus Daemon::status() const {
   for (const auto& d : drained_) {
     if (unix_ms_now() - d.unix_ms < kDrainedShownMs) s.drained.push_back(d);
   }
+  if (drills_) s.drills = drills_->view();
   s.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return s;

@@ -16,6 +16,7 @@
 #include "relay/mesh/node.h"
 #include "relay/net/consumer_kicks.h"
 #include "relay/net/control.h"
+#include "relay/net/drill.h"
 #include "relay/net/escalation.h"
 #include "relay/net/health.h"
 #include "relay/net/incident_log.h"
@@ -70,6 +71,8 @@ struct DaemonStatus {
     std::int64_t unix_ms = 0;
   };
   std::vector<Drained> drained;
+  /// [[drill]] schedules: each drilled site's last drill and its answer.
+  DrillView drills;
 };
 
 /// Store tickets from here up are the spool's drains, not the core's.
@@ -156,6 +159,8 @@ class Daemon final : public mesh::Transport {
   // holds (nullopt: it does not answer) and what the spool holds.
   void escalate(std::optional<std::vector<store::Unanswered>> found);
   void start_escalation();
+  // drill.cc: runs the [[drill]] schedules on a thread of their own.
+  void start_drills();
   void send_spooled();
   void drain_spool();
   bool drained(const mesh::StoreDone& done);
@@ -187,6 +192,7 @@ class Daemon final : public mesh::Transport {
   std::string reload_refused_;
   std::unique_ptr<ControlSocket> control_;
   std::unique_ptr<EscalationWatch> escalation_;
+  std::unique_ptr<DrillWatch> drills_;
   // Escalation rounds made this boot, by event id: round and when (Unix ms).
   std::map<std::string, std::pair<std::uint32_t, std::int64_t>> escalated_;
   std::vector<store::Unanswered> last_found_;  // the database's last list

@@ -19,7 +19,6 @@
 #include "common/log.h"
 #include "relay/mesh/response.h"
 #include "relay/net/daemon.h"
-#include "relay/store/durability.h"
 #include "relay/store/outbox.h"
 
 namespace relay::net {
@@ -32,46 +31,24 @@ constexpr std::chrono::milliseconds kClockBackSlack{60'000};
 }  // namespace
 
 EscalationWatch::EscalationWatch(Config config, Found found, std::chrono::milliseconds interval)
-    : config_(std::move(config)), found_(std::move(found)), interval_(interval) {}
-
-EscalationWatch::~EscalationWatch() {
-  stop();
-}
+    : config_(std::move(config)),
+      found_(std::move(found)),
+      thread_(interval, [this] { check(); }) {}
 
 void EscalationWatch::start() {
-  if (config_.escalations.empty() || thread_.joinable()) return;
-  thread_ = std::thread([this] { run(); });
+  if (!config_.escalations.empty()) thread_.start();
 }
 
 void EscalationWatch::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void EscalationWatch::run() {
-  std::unique_lock lock(mutex_);
-  while (!stop_) {
-    lock.unlock();
-    check();
-    lock.lock();
-    cv_.wait_for(lock, interval_, [&] { return stop_; });
-  }
+  thread_.stop();
 }
 
 void EscalationWatch::check() {
   std::optional<std::vector<store::Unanswered>> found;
   try {
-    if (!conn_ || !conn_->is_open()) {
-      conn_.reset();
-      // A short connect timeout: the spool's escalations must not wait long
-      // for a server that is not there.
-      conn_ = std::make_unique<pqxx::connection>(store::with_connect_timeout(config_.store.dsn, 3));
-    }
-    pqxx::read_transaction tx(*conn_);
+    // A short connect timeout: the spool's escalations must not wait long
+    // for a server that is not there.
+    pqxx::read_transaction tx(watch_connection(conn_, config_.store.dsn));
     tx.exec("SET LOCAL statement_timeout = 3000");
     found = store::unanswered(tx, config_);
     tx.commit();

@@ -1,17 +1,15 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include <pqxx/connection>
 
 #include "common/config.h"
+#include "relay/net/periodic.h"
 #include "relay/store/answer.h"
 
 namespace relay::net {
@@ -27,7 +25,6 @@ class EscalationWatch {
   using Found = std::function<void(std::optional<std::vector<store::Unanswered>>)>;
   EscalationWatch(Config config, Found found,
                   std::chrono::milliseconds interval = std::chrono::seconds(1));
-  ~EscalationWatch();
   EscalationWatch(const EscalationWatch&) = delete;
   EscalationWatch& operator=(const EscalationWatch&) = delete;
 
@@ -36,17 +33,12 @@ class EscalationWatch {
   void stop();
 
  private:
-  void run();
   void check();
 
   Config config_;
   Found found_;
-  std::chrono::milliseconds interval_;
   std::unique_ptr<pqxx::connection> conn_;  // the watch thread's only
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  Periodic thread_;                         // last: stopped before the members its pass uses
 };
 
 }  // namespace relay::net

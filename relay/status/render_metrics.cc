@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "relay/net/incident_log.h"
+#include "relay/status/drills.h"
 #include "relay/status/render.h"
 #include "relay/status/verdict.h"
 
@@ -188,7 +189,7 @@ std::string metrics_text(const Snapshot& s) {
   m.family("relay_peer_missing_key_id", "gauge",
            "A ring key id the peer sealed with that this node does not hold (0: none).");
   for (const auto& [peer, w] : d.wire) m.sample(w.missing_key, "peer", peer);
-  return m.text();
+  return m.text() + drills_metrics(s);
 }
 
 }  // namespace relay::status

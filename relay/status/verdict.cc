@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "relay/net/incident_log.h"
+#include "relay/status/drills.h"
 
 namespace relay::status {
 namespace {
@@ -208,6 +209,7 @@ Verdict judge(const Snapshot& s) {
                       "'relay-runner@*')",
                       a.event_id, a.queue_id, a.group, a.attempts, a.last_error));
   }
+  for (auto& why : drill_alarms(s)) raise(v, L::alarm, std::move(why));
   if (s.daemon) {
     for (const auto& p : s.daemon->peers) {
       if (p.alarmed) {

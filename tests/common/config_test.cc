@@ -9,8 +9,11 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 
 #include "common/config_error.h"
+#include "common/drill_config.h"
 #include "tests/support/temp_dir.h"
 
 using namespace relay;
@@ -392,4 +395,83 @@ TEST_CASE("[[escalation]] rules: by kind or priority, with defaults, and errors 
   const Run json = relayctl("--json check-config --offline --config " + path.string());
   CHECK(json.output.find("\"escalations\":[{\"kind\":\"duress\",\"priority\":null,\"after_ms\":60000") !=
         std::string::npos);
+}
+
+TEST_CASE("[[drill]] schedules: every or weekly at, with defaults, and errors naming the key") {
+  Site site;
+  const std::string file = (site.dir / "hq.toml").string();
+  const std::string drills =
+      "\n[[drill]]\nevery = \"20s\"\nwindow = \"5s\"\ntargets = [\"group:clinics\"]\n"
+      "\n[[drill]]\nname = \"weekly\"\nat = \"mon 10:00\"\ntargets = [\"clinic-north\"]\n"
+      "title = \"Monday drill\"\n"
+      "\n[[drill]]\nname = \"daily\"\nat = \"07:30\"\ntargets = [\"all\"]\n";
+  const auto config = load_config(site.write_config(site.config_text() + drills));
+  REQUIRE(config.drills.size() == 3);
+  CHECK(config.drills[0].name == "drill-1");  // its place in the file
+  CHECK(config.drills[0].every == 20s);
+  CHECK(config.drills[0].window == 5s);
+  CHECK(config.drills[0].title == "Drill of the alert system");
+  CHECK(config.drills[1].name == "weekly");
+  CHECK(config.drills[1].weekday == 1);
+  CHECK(config.drills[1].minute_of_day == 600);
+  CHECK(config.drills[1].window == 15min);
+  CHECK(config.drills[1].title == "Monday drill");
+  CHECK(config.drills[2].weekday == -1);
+  CHECK(config.drills[2].minute_of_day == 450);
+
+  auto error_for = [&](const std::string& drill) {
+    return load_error(site.write_config(site.config_text() + "\n[[drill]]\n" + drill));
+  };
+  const auto both = error_for("every = \"1h\"\nat = \"Mon 10:00\"\ntargets = [\"hq\"]\n");
+  CHECK(both.find(file + ":") != std::string::npos);
+  CHECK(both.find("drill[1].every: expected either every") != std::string::npos);
+  CHECK(error_for("targets = [\"hq\"]\n").find("drill[1].every: expected either every") !=
+        std::string::npos);
+  CHECK(error_for("at = \"Monday 10:00\"\ntargets = [\"hq\"]\n")
+            .find("drill[1].at: \"Monday 10:00\": expected \"Mon 10:00\"") != std::string::npos);
+  CHECK(error_for("at = \"24:00\"\ntargets = [\"hq\"]\n").find("drill[1].at") != std::string::npos);
+  CHECK(error_for("every = \"10s\"\nwindow = \"10s\"\ntargets = [\"hq\"]\n")
+            .find("drill[1].window: expected less than the time between two drills") !=
+        std::string::npos);
+  CHECK(error_for("every = \"1h\"\n").find("drill[1].targets: missing") != std::string::npos);
+  CHECK(error_for("every = \"1h\"\ntargets = [\"group:nobody\"]\n")
+            .find("drill[1].targets: target \"group:nobody\"") != std::string::npos);
+  CHECK(error_for("name = \"Weekly\"\nevery = \"1h\"\ntargets = [\"hq\"]\n").find("drill[1].name") !=
+        std::string::npos);
+  CHECK(load_error(site.write_config(site.config_text() +
+                                     "\n[[drill]]\nevery = \"1h\"\ntargets = [\"hq\"]\n"
+                                     "\n[[drill]]\nname = \"drill-1\"\nevery = \"1h\"\n"
+                                     "targets = [\"hq\"]\n"))
+            .find("drill[2].name: \"drill-1\" names another [[drill]] too") != std::string::npos);
+}
+
+TEST_CASE("[[drill]] slots: multiples of every, and the last weekly or daily time on the local clock") {
+  DrillSchedule every;
+  every.every = 10s;
+  CHECK(last_slot(every, 12'345) == 10'000);
+  CHECK(last_slot(every, 20'000) == 20'000);
+  // The local clock is UTC here; 2024-01-01 10:00 UTC was a Monday.
+  const char* tz = std::getenv("TZ");
+  const std::string saved = tz != nullptr ? tz : "";
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+  constexpr std::int64_t monday_10 = 1'704'103'200'000;
+  constexpr std::int64_t day = 86'400'000;
+  DrillSchedule weekly;
+  weekly.weekday = 1;
+  weekly.minute_of_day = 600;
+  CHECK(last_slot(weekly, monday_10) == monday_10);
+  CHECK(last_slot(weekly, monday_10 + 3 * day) == monday_10);
+  CHECK(last_slot(weekly, monday_10 - 1000) == monday_10 - 7 * day);
+  CHECK(slot_spacing(weekly) == std::chrono::hours(24 * 7));
+  DrillSchedule daily;
+  daily.minute_of_day = 600;
+  CHECK(last_slot(daily, monday_10 - 1000) == monday_10 - day);
+  CHECK(last_slot(daily, monday_10 + 1000) == monday_10);
+  if (tz != nullptr) {
+    ::setenv("TZ", saved.c_str(), 1);
+  } else {
+    ::unsetenv("TZ");
+  }
+  ::tzset();
 }
