@@ -155,12 +155,13 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
     if (id != self_ && id != from.info.id && find_peer(id) != nullptr) forward_to.push_back(id);
   }
   const int count = std::min(body.events_size(), static_cast<int>(events.size()));
-  // An all-clear that arrives with what it clears withholds it, whatever
-  // their order in the datagram.
+  // An all-clear or a cancel that arrives with what it ends withholds it,
+  // whatever their order in the datagram.
   for (int i = 0; i < count; ++i) {
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];
-    if (parsed.kind() != v1::KIND_ALL_CLEAR || !stored_.contains(parsed.origin())) continue;
-    for (const auto& r : parsed.references()) cleared_.insert({r.origin(), r.seq()});
+    const v1::Outcome outcome = withholds_as(parsed.kind());
+    if (outcome == v1::OUTCOME_DELIVERED || !stored_.contains(parsed.origin())) continue;
+    for (const auto& r : parsed.references()) withheld_.emplace(EventKey{r.origin(), r.seq()}, outcome);
   }
   for (int i = 0; i < count; ++i) {
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];
@@ -221,13 +222,16 @@ void Node::check_duplicate(Peer& from, const EventPtr& incoming) {
   store_.load(std::move(load));
 }
 
+void Node::withhold(const std::vector<EventKey>& keys, v1::Outcome outcome) {
+  if (outcome == v1::OUTCOME_DELIVERED) return;
+  for (const auto& key : keys) withheld_.emplace(key, outcome);  // the first one held says why
+}
+
 void Node::store_event(const EventPtr& event, const std::string& ack_to,
                        const std::vector<std::string>& forward_to) {
   StoreBatch::Write write = decide(event);
   if (write.target && !write.delivers()) ++stats_.withheld;
-  if (event->kind == v1::KIND_ALL_CLEAR) {
-    for (const auto& ref : event->references) cleared_.insert(ref);
-  }
+  withhold(event->references, withholds_as(event->kind));
   if (write.target && event->key.origin == self_) {
     // An own event pulled back after a restore: its receipt here too.
     batch_.receipts.push_back({event->key, self_, wall_(), write.outcome});

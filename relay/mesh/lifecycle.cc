@@ -172,8 +172,12 @@ StoreBatch::Write Node::decide(const EventPtr& event) const {
   // A duress is withheld only when its all-clear is here already: never for
   // its age, whoever's clock it is judged by.
   const bool duress = e.kind == v1::KIND_DURESS || e.priority == v1::PRIORITY_DURESS;
-  if (e.kind != v1::KIND_ALL_CLEAR && cleared_.contains(e.key)) {
-    write.outcome = v1::OUTCOME_CLEARED;
+  // What ended it held here first; for an update, what ended the alert it
+  // updates (new text for an alert that is over would reopen it).
+  auto ended = withheld_.find(e.key);
+  if (e.kind == v1::KIND_UPDATE && !e.references.empty()) ended = withheld_.find(e.references[0]);
+  if (ended != withheld_.end() && withholds_as(e.kind) == v1::OUTCOME_DELIVERED) {
+    write.outcome = ended->second;
   } else if (!duress && e.expires_unix_ms != 0 && origin_now >= e.expires_unix_ms) {
     write.outcome = v1::OUTCOME_EXPIRED;
   } else if (!duress && age > tuning_.max_age) {

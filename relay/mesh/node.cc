@@ -110,7 +110,8 @@ void Node::begin(Time now) {
 
 void Node::load(Time now, Snapshot snapshot) {
   for (auto& [origin, seqs] : snapshot.stored) stored_[origin] = std::move(seqs);
-  cleared_.insert(snapshot.cleared.begin(), snapshot.cleared.end());
+  withhold(snapshot.cleared, v1::OUTCOME_CLEARED);
+  withhold(snapshot.cancelled, v1::OUTCOME_CANCELLED);
   restored_ = snapshot.restored;
   own_high_water_ = snapshot.own_high_water;
   if (!sure()) {

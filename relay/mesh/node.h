@@ -334,8 +334,10 @@ class Node {
   // Per origin, seqs of its latest duress and emergency events held here:
   // named in digests so that a node lacking them pulls them first.
   std::map<std::string, std::deque<std::uint64_t>> urgent_;
-  // Events an all-clear held here refers to: never delivered here.
-  std::set<EventKey> cleared_;
+  // Events an all-clear or a cancel held here refers to: never delivered
+  // here, and the outcome their receipt gives (relay/mesh/types.h).
+  std::map<EventKey, v1::Outcome> withheld_;
+  void withhold(const std::vector<EventKey>& keys, v1::Outcome outcome);
   std::function<std::int64_t()> wall_;
   // Own numbering after a start that lost track of it (lifecycle.cc).
   bool learning_ = false;

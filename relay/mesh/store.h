@@ -87,6 +87,8 @@ struct Snapshot {
   std::map<std::string, SeqSet> stored;
   /// Events referenced by an all-clear in the log: never delivered here.
   std::vector<EventKey> cleared;
+  /// Events their origin cancelled (a KIND_CANCEL in the log): the same.
+  std::vector<EventKey> cancelled;
   /// The highest own seq that may exist anywhere, as far as this node knows
   /// (its state directory's high-water mark): own seqs up to it that the
   /// database lacks are pulled back from peers, or settled if none has them.

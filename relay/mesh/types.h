@@ -50,11 +50,22 @@ bool targets_node(const std::vector<std::string>& targets, const std::string& id
 bool targets_node(const Event& event, const std::string& id,
                   const std::vector<std::string>& groups);
 
+/// What an event of `kind` does to the events it references wherever it is
+/// held first: an all-clear withholds them as cleared, a cancel as
+/// cancelled; OUTCOME_DELIVERED for every other kind (it withholds nothing).
+inline v1::Outcome withholds_as(v1::Kind kind) {
+  if (kind == v1::KIND_ALL_CLEAR) return v1::OUTCOME_CLEARED;
+  if (kind == v1::KIND_CANCEL) return v1::OUTCOME_CANCELLED;
+  return v1::OUTCOME_DELIVERED;
+}
+
 /// The relaymesh.v1.Feature bits a peer must have announced before it is
 /// sent an event of `kind` (an older build refuses an unknown kind, and the
 /// whole datagram with it).
 inline std::uint64_t features_needed(v1::Kind kind) {
-  return kind == v1::KIND_ACK || kind == v1::KIND_ESCALATION ? v1::FEATURE_RESPONSE_LOOP : 0;
+  if (kind == v1::KIND_ACK || kind == v1::KIND_ESCALATION) return v1::FEATURE_RESPONSE_LOOP;
+  if (kind == v1::KIND_UPDATE || kind == v1::KIND_CANCEL) return v1::FEATURE_UPDATE_CANCEL;
+  return 0;
 }
 /// True if a node that announced `features` takes `event`.
 inline bool takes(std::uint64_t features, const Event& event) {

@@ -2,6 +2,8 @@
 // like every alert, or through relayd's control socket while the database
 // does not answer (spooled and sent as a duress is); and the
 // acknowledgements that receipts and send --until acknowledged show.
+// relayctl update and cancel: the origin revises its own alert, through the
+// outbox.
 #include <pqxx/pqxx>
 
 #include <cstdio>
@@ -16,11 +18,13 @@ namespace {
 
 namespace v1 = relaymesh::v1;
 
-/// The acknowledgement's targets, as the claim will make them from the event
-/// in this node's log; nullopt when the database does not answer. A missing
-/// event, or one that cannot be acknowledged, throws: nothing is sent.
-std::optional<std::vector<std::string>> ack_targets(const Config& config, const EventId& id,
-                                                    const SendOptions& o) {
+/// What `id`'s origin or a site says about it, as the claim will make it
+/// from the event in this node's log (by `make`, which says why it cannot
+/// be); nullopt when the database does not answer. A missing event, or one
+/// that cannot be answered so, throws: nothing is sent.
+std::optional<std::vector<std::string>> targets_from_log(
+    const Config& config, v1::Kind kind, const EventId& id, const SendOptions& o,
+    std::string (*make)(pqxx::transaction_base&, const Config&, v1::Event&)) {
   std::unique_ptr<pqxx::connection> conn;
   try {
     conn = std::make_unique<pqxx::connection>(config.store.dsn);
@@ -28,25 +32,42 @@ std::optional<std::vector<std::string>> ack_targets(const Config& config, const 
     return std::nullopt;
   }
   pqxx::read_transaction tx(*conn);
-  v1::Event ack;
-  ack.set_kind(v1::KIND_ACK);
-  ack.set_origin(config.node.id);
-  ack.set_ack(o.ack == "resolved" ? v1::ACK_RESOLVED : v1::ACK_RESPONDING);
-  ack.set_sender(o.sender);
-  ack.set_body(o.body);
-  auto* r = ack.add_references();
+  v1::Event e;
+  e.set_kind(kind);
+  e.set_origin(config.node.id);
+  if (kind == v1::KIND_ACK) e.set_ack(o.ack == "resolved" ? v1::ACK_RESOLVED : v1::ACK_RESPONDING);
+  e.set_sender(o.sender);
+  e.set_title(o.title);
+  e.set_body(o.body);
+  e.set_location(o.location);
+  auto* r = e.add_references();
   r->set_origin(id.origin);
   r->set_seq(static_cast<std::uint64_t>(id.seq));
-  if (auto why = store::answer_from_log(tx, config, ack); !why.empty()) {
+  if (auto why = make(tx, config, e); !why.empty()) {
     throw Failure(kFailure, why + "; nothing was sent", {{"state", "not sent"}});
   }
-  return std::vector<std::string>(ack.targets().begin(), ack.targets().end());
+  return std::vector<std::string>(e.targets().begin(), e.targets().end());
 }
 
 }  // namespace
 
+int revise(const Config& config, SendOptions o, const EventId& id) {
+  const auto kind = o.kind == "update" ? v1::KIND_UPDATE : v1::KIND_CANCEL;
+  auto targets = targets_from_log(config, kind, id, o, store::revise_from_log);
+  if (!targets) {
+    // Unlike an acknowledgement it has no spool path: an alert is revised
+    // from the log that holds it, and a wrong revision is worse than a late one.
+    throw Failure(kFailure,
+                  "the database does not answer, and an " + o.kind +
+                      " is made from the alert in it; nothing was sent",
+                  {{"state", "not sent"}});
+  }
+  o.targets = *targets;
+  return send(config, o);
+}
+
 int ack(const Config& config, SendOptions o, const EventId& id) {
-  if (auto targets = ack_targets(config, id, o)) {
+  if (auto targets = targets_from_log(config, v1::KIND_ACK, id, o, store::answer_from_log)) {
     o.targets = *targets;
     return send(config, o);
   }

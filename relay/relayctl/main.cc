@@ -25,6 +25,15 @@ constexpr const char* kExitCodes =
     "With --json, stdout carries exactly one JSON document in every case, errors included\n"
     "(\"ok\", \"exit_code\", \"error\", and the state left behind, e.g. \"outbox_id\").";
 
+/// --wait: follow receipts.
+CLI::Option* add_wait_option(CLI::App* cmd, std::string& wait) {
+  return cmd
+      ->add_option("--wait", wait,
+                   "follow receipts until every target confirms; exit 3 if not within the "
+                   "duration (--wait, --wait 2m or --wait=2m; default 30s)")
+      ->expected(0, 1);
+}
+
 /// The options every sending verb shares; returns the --wait option.
 CLI::Option* add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& wait) {
   cmd->add_option("--title", o.title, "short text, shown first");
@@ -39,11 +48,7 @@ CLI::Option* add_send_options(CLI::App* cmd, ctl::SendOptions& o, std::string& w
                   "with --wait: \"acknowledged\" waits for a person's acknowledgement instead "
                   "(exit 3 when nobody acknowledged it in time)")
       ->check(CLI::IsMember({"acknowledged"}));
-  return cmd
-      ->add_option("--wait", wait,
-                   "follow receipts until every target confirms; exit 3 if not within the "
-                   "duration (--wait, --wait 2m or --wait=2m; default 30s)")
-      ->expected(0, 1);
+  return add_wait_option(cmd, wait);
 }
 
 /// --wait's duration: given (30s if bare) or none.
@@ -125,11 +130,28 @@ int main(int argc, char** argv) {
   ack_cmd->add_option("--by", send.sender, "who acknowledges, e.g. \"guard 3\"")->required();
   ack_cmd->add_flag("--resolved", resolved, "it is resolved (default: responding)");
   ack_cmd->add_option("--note", send.body, "a note for the origin, e.g. \"on my way\"");
-  auto* ack_wait = ack_cmd
-                       ->add_option("--wait", wait,
-                                    "follow receipts until every target confirms; exit 3 if not "
-                                    "within the duration (default 30s)")
-                       ->expected(0, 1);
+  auto* ack_wait = add_wait_option(ack_cmd, wait);
+
+  // The origin revises its own alert: new text while it is open, or
+  // "sent in error". Each goes to the alert's targets at its priority.
+  std::string revised;
+  auto* update_cmd =
+      app.add_subcommand("update", "give one of this node's open alerts new text, everywhere it went");
+  update_cmd->add_option("EVENT", revised, "the alert, as ORIGIN:SEQ (ORIGIN is this node)")
+      ->required();
+  update_cmd->add_option("--body", send.body, "the new text, e.g. \"suspect moved to the car park\"")
+      ->required();
+  update_cmd->add_option("--title", send.title, "a new title (default: the alert's)");
+  update_cmd->add_option("--location", send.location, "a new location (default: the alert's)");
+  update_cmd->add_option("--by", send.sender, "who updates it");
+  auto* cancel_cmd = app.add_subcommand(
+      "cancel", "withdraw one of this node's alerts as sent in error, everywhere it went");
+  cancel_cmd->add_option("EVENT", revised, "the alert, as ORIGIN:SEQ (ORIGIN is this node)")
+      ->required();
+  cancel_cmd->add_option("--note", send.body, "why, e.g. \"pressed by mistake\"");
+  cancel_cmd->add_option("--by", send.sender, "who cancels it");
+  auto* update_wait = add_wait_option(update_cmd, wait);
+  auto* cancel_wait = add_wait_option(cancel_cmd, wait);
 
   auto* status_cmd = app.add_subcommand(
       "status",
@@ -230,6 +252,14 @@ int main(int argc, char** argv) {
       send.wait = wait_of(ack_wait, wait);
       return ctl::ack(config, send, id);
     }
+    if (update_cmd->parsed() || cancel_cmd->parsed()) {
+      const bool update = update_cmd->parsed();
+      const ctl::EventId id = ctl::parse_event_id(revised);
+      send.kind = update ? "update" : "cancel";
+      send.refs = {id.text()};
+      send.wait = wait_of(update ? update_wait : cancel_wait, wait);
+      return ctl::revise(config, send, id);
+    }
     if (status_cmd->parsed()) return ctl::status(config, json);
     if (events_cmd->parsed()) return ctl::events(config, limit, kind_filter, origin_filter, json);
     if (receipts_cmd->parsed()) return ctl::receipts(config, event_id, json);
@@ -254,7 +284,8 @@ int main(int argc, char** argv) {
   } catch (const ctl::UsageError& e) {
     // Only a verb that sends has something to say about what was sent.
     const bool sending =
-        send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed() || ack_cmd->parsed();
+        send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed() || ack_cmd->parsed() ||
+        update_cmd->parsed() || cancel_cmd->parsed();
     if (json) {
       print_failure(ctl::kUsage, e.what(),
                     sending ? ctl::Json{{"state", "nothing sent"}} : ctl::Json::object());

@@ -70,6 +70,10 @@ std::vector<std::string> all_clear_targets(const Config& config, const EventId& 
 /// the outbox, or with the database down through relayd's control socket;
 /// refused (exit 1, nothing sent) for an event this node does not hold.
 int ack(const Config& config, SendOptions o, const EventId& id);
+/// The origin's update or cancel (o.kind) of its own alert `id`, through the
+/// outbox; refused (exit 1, nothing sent) for an event of another node, one
+/// not in the log, or one cancelled or cleared already.
+int revise(const Config& config, SendOptions o, const EventId& id);
 /// What a sending verb prints for an event relayd took (and, with
 /// o.wait, its wait), when it was not sent through send().
 int report_sent(const Config& config, const SendOptions& o, const EventId& id, Json extra);

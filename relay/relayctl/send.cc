@@ -29,7 +29,9 @@ v1::Kind kind_of(const std::string& name) {
   if (name == "duress") return v1::KIND_DURESS;
   if (name == "all-clear") return v1::KIND_ALL_CLEAR;
   if (name == "test") return v1::KIND_TEST;
-  if (name == "ack") return v1::KIND_ACK;  // relayctl ack
+  if (name == "ack") return v1::KIND_ACK;        // relayctl ack
+  if (name == "update") return v1::KIND_UPDATE;  // relayctl update
+  if (name == "cancel") return v1::KIND_CANCEL;  // relayctl cancel
   throw UsageError("--kind \"" + name + "\": expected notification, duress, all-clear or test");
 }
 

@@ -150,7 +150,8 @@ bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t&
 }
 
 bool ConsumeLoop::lapsed_row(pqxx::connection& conn, const Row& row) {
-  // An alert past its expiry, or an alarm its origin cleared, is not acted
+  // An alert past its expiry, an alarm its origin cleared, or an event its
+  // origin cancelled, is not acted
   // on, however long it waited here (a handler that failed until after it,
   // a runner that was down): completed, never run.
   // A duress never expires: relayd delivers it whatever its expires says,
@@ -159,8 +160,8 @@ bool ConsumeLoop::lapsed_row(pqxx::connection& conn, const Row& row) {
   if (row.expires && row.priority < kDuressPriority &&
       clock_.wall_now().time_since_epoch() >= *row.expires) {
     why = "expired";
-  } else if (auto clear = cleared_by(conn, row)) {
-    why = "cleared by " + *clear;
+  } else if (auto ended = ended_by(conn, row)) {
+    why = *ended;
   } else {
     return false;
   }

@@ -99,7 +99,7 @@ class ConsumeLoop {
   bool cycle(pqxx::connection& conn, Handler& handler, std::uint64_t& seen,
              std::optional<Finished>& unsaved);
   void setup(pqxx::connection& conn);
-  /// Completes a row past its expiry, or cleared, without running the
+  /// Completes a row past its expiry, cleared or cancelled, without running the
   /// handler; true if it did.
   bool lapsed_row(pqxx::connection& conn, const Row& row);
   Finished run_handler(Handler& handler, const Row& row);

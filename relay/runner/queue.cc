@@ -167,18 +167,20 @@ std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::si
   return rows;
 }
 
-std::optional<std::string> cleared_by(pqxx::connection_base& conn, const Row& row) {
-  // Only alarms are cleared (relayctl all-clear is for duress and
-  // emergencies): a bulk flood pays nothing. The relay's own rows never are.
-  if (row.event_id.empty() || row.priority < kEmergencyPriority) return std::nullopt;
+std::optional<std::string> ended_by(pqxx::connection_base& conn, const Row& row) {
+  // The relay's own rows are never ended.
+  if (row.event_id.empty()) return std::nullopt;
   const std::string origin = row.event_id.substr(0, row.event_id.rfind(':'));
-  // All-clears are few (migration 016 indexes them); an hour before the row
-  // covers one stored here just before its alarm (a redelivery).
-  pqxx::read_transaction tx(conn, "cleared");
+  // All-clears and cancels are few (migrations 016 and 018 index them); an
+  // hour before the row covers one stored here just before its alarm (a
+  // redelivery). Only alarms are cleared (relayctl all-clear is for duress
+  // and emergencies); any event may be cancelled, by its origin alone
+  // (wire::well_formed), hence the origin's own.
+  const std::string kinds = row.priority >= kEmergencyPriority ? "kind IN (3, 9)" : "kind = 9";
+  pqxx::read_transaction tx(conn, "ended");
   const auto clears = tx.exec_params(
-      "SELECT origin || ':' || seq, signed FROM relay_event_log WHERE kind = $1 "
-      "AND origin = $3 AND stored_at >= to_timestamp($2::bigint / 1e6) - interval '1 hour'",
-      static_cast<int>(relaymesh::v1::KIND_ALL_CLEAR),
+      "SELECT origin || ':' || seq, signed, kind FROM relay_event_log WHERE " + kinds +
+          " AND origin = $2 AND stored_at >= to_timestamp($1::bigint / 1e6) - interval '1 hour'",
       static_cast<std::int64_t>(row.inserted_at.count()), origin);
   for (const auto& clear : clears) {
     relaymesh::v1::SignedEvent signed_event;
@@ -187,8 +189,10 @@ std::optional<std::string> cleared_by(pqxx::connection_base& conn, const Row& ro
         !e.ParseFromString(signed_event.event()))
       continue;
     for (const auto& ref : e.references()) {
-      if (ref.origin() + ":" + std::to_string(ref.seq()) == row.event_id)
-        return clear[0].as<std::string>();
+      if (ref.origin() + ":" + std::to_string(ref.seq()) == row.event_id) {
+        const bool cancel = clear[2].as<int>() == relaymesh::v1::KIND_CANCEL;
+        return (cancel ? "cancelled by " : "cleared by ") + clear[0].as<std::string>();
+      }
     }
   }
   return std::nullopt;

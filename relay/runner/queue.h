@@ -73,13 +73,22 @@ std::size_t ingest(pqxx::connection_base& conn, const Consumer& who);
 std::vector<Row> claim(pqxx::connection_base& conn, const Consumer& who, std::size_t batch,
                        std::chrono::milliseconds lease, int min_priority = 0);
 
-/// The all-clear ("origin:seq") of the row's event stored here since the row
-/// arrived (or shortly before), if any: a cleared alarm is not handed over.
-std::optional<std::string> cleared_by(pqxx::connection_base& conn, const Row& row);
+/// Why the row's event is over, if it is: "cleared by ORIGIN:SEQ" (an
+/// all-clear of an alarm) or "cancelled by ORIGIN:SEQ" (its origin's cancel
+/// of any event), stored here since the row arrived or shortly before. Such
+/// a row is not handed over.
+std::optional<std::string> ended_by(pqxx::connection_base& conn, const Row& row);
 
 /// The group is done with the row; deletes it from message_queue if every
 /// group consuming its type is done too.
 void complete(pqxx::connection_base& conn, const Consumer& who, std::int64_t queue_id);
+
+/// If `row` is an exercise (data says exercise) of an alert, completes it
+/// for the group and, in the same transaction, inserts an outbox row of
+/// kind 'ack' in `state` by the runner's name, answering its event; true
+/// then. False, with nothing done, for any other row.
+bool complete_acknowledging(pqxx::connection_base& conn, const Consumer& who, const Row& row,
+                            const std::string& state);
 
 /// Records a failed attempt: retry after the decision's delay (with an alarm
 /// for a duress), or move the row to runner_dead_letters.

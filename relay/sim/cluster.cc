@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "relay/wire/datagram.h"
+
 namespace relay::sim {
 namespace {
 
@@ -26,7 +28,7 @@ struct Cluster::Slot final : Transport {
   std::optional<Time> timer_at;
   std::int64_t skew_ms = 0;
   std::uint64_t counter = 0;  // wire counter of its datagrams
-  std::uint64_t features = v1::FEATURE_RESPONSE_LOOP;  // as its hellos would announce
+  std::uint64_t features = wire::kFeatures;  // as its hellos would announce
   bool store_down = false;
   bool refuse_alarms = false;    // batches with alarm changes are refused
   std::vector<StoreBatch> held;  // batches waiting for the database

@@ -73,6 +73,7 @@ std::vector<store::ConsoleView::Event> spooled_duress(const Snapshot& s) {
     v.exercise = e.exercise();
     v.created_unix_ms = e.created_unix_ms();
     v.targets.assign(e.targets().begin(), e.targets().end());
+    v.state = "open";  // what answers it is not known here before the database has it
     if (auto it = rounds.find(v.id); it != rounds.end()) {
       v.escalations = it->second.first;
       v.escalation_max = it->second.second;

@@ -111,11 +111,39 @@ void receipts_cell(std::ostringstream& h, const Snapshot& s, const store::Consol
 void escalation_row(std::ostringstream& h, const store::ConsoleView::Event& e) {
   if (e.escalations == 0) return;
   h << "<tr class=\"escalation" << (e.acks.empty() ? " bad" : "") << "\" data-escalated-of=\""
-    << esc(e.id) << "\" data-rounds=" << e.escalations << "><td></td><td colspan=6>escalated "
+    << esc(e.id) << "\" data-rounds=" << e.escalations << "><td></td><td colspan=7>escalated "
     << e.escalations << (e.escalations == 1 ? " time" : " times")
     << (e.acks.empty() ? ", nobody acknowledged" : "")
     << (e.escalation_max > 0 ? " (at most " + std::to_string(e.escalation_max) + ")" : "")
     << "</td></tr>";
+}
+
+/// Its life under an alert, a row per step in the order stored here: a
+/// person's answer, its origin's updates and cancel, escalations seen at a
+/// target (the origin sums its own up in escalation_row).
+void history_rows(std::ostringstream& h, const store::ConsoleView::Event& e) {
+  for (const auto& step : e.history) {
+    const std::string after =
+        std::to_string((step.created_unix_ms - e.created_unix_ms) / 1000) + " s after";
+    std::string what;
+    if (step.kind == "ack") {
+      what = "acknowledged by " + esc(step.by) + " at " + esc(step.site) + ", " + after + " (" +
+             esc(step.ack) + ")" + (step.text.empty() ? "" : ": " + esc(step.text));
+    } else if (step.kind == "update") {
+      what = "updated by " + esc(step.site) + (step.by.empty() ? "" : " (" + esc(step.by) + ")") +
+             ", " + after + ": " + esc(step.text);
+    } else if (step.kind == "cancel") {
+      what = "cancelled by " + esc(step.site) + " as sent in error, " + after +
+             (step.text.empty() ? "" : ": " + esc(step.text));
+    } else if (step.kind == "escalation" && e.escalations == 0) {
+      what = "escalated by " + esc(step.site) + " (round " + std::to_string(step.round) + "), " +
+             after;
+    } else {
+      continue;  // an all-clear shows in the stored cell
+    }
+    h << "<tr class=" << esc(step.kind) << " data-" << esc(step.kind) << "-of=\"" << esc(e.id)
+      << "\"><td></td><td colspan=7>" << what << "</td></tr>";
+  }
 }
 
 /// A duress accepted through the control socket and not yet in the
@@ -123,10 +151,12 @@ void escalation_row(std::ostringstream& h, const store::ConsoleView::Event& e) {
 void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleView::Event& e,
                bool spooled = false) {
   const bool duress = e.kind == "duress";
-  h << "<tr class=\"event" << (duress && e.cleared_by.empty() ? " bad" : "") << "\" data-event=\""
-    << esc(e.id) << "\" data-kind=\"" << esc(e.kind) << "\"" << (spooled ? " data-spooled=yes" : "")
-    << "><td>" << esc(e.id) << "</td><td>" << (e.exercise ? "[EXERCISE] " : "") << esc(e.kind)
-    << " / " << esc(e.priority) << "</td><td>" << esc(e.title) << "</td><td>" << esc(e.location)
+  const bool ended = e.state == "cleared" || e.state == "cancelled";
+  h << "<tr class=\"event" << (duress && !ended ? " bad" : "") << "\" data-event=\"" << esc(e.id)
+    << "\" data-kind=\"" << esc(e.kind) << "\" data-state=\"" << esc(e.state) << "\""
+    << (spooled ? " data-spooled=yes" : "") << "><td>" << esc(e.id) << "</td><td>"
+    << (e.exercise ? "[EXERCISE] " : "") << esc(e.kind) << " / " << esc(e.priority) << "</td><td>"
+    << esc(e.state) << "</td><td>" << esc(e.title) << "</td><td>" << esc(e.location)
     << "</td><td>" << esc(e.sender) << "</td><td>";
   if (spooled) {
     h << "accepted " << ago(s, e.created_unix_ms)
@@ -139,12 +169,7 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
     << (e.cleared_by.empty() ? "" : "<br>cleared by " + esc(e.cleared_by)) << "</td>";
   receipts_cell(h, s, e);
   h << "</tr>";
-  // A person's answer, under the alarm it answers.
-  for (const auto& a : e.acks) {
-    h << "<tr class=ack data-ack-of=\"" << esc(e.id) << "\"><td></td><td colspan=6>acknowledged by "
-      << esc(a.by) << " at " << esc(a.site) << ", " << (a.created_unix_ms - e.created_unix_ms) / 1000
-      << " s after (" << esc(a.state) << ")</td></tr>";
-  }
+  history_rows(h, e);
   escalation_row(h, e);
 }
 
@@ -158,8 +183,8 @@ void as_of(std::ostringstream& h, const Snapshot& s) {
 }
 
 constexpr const char* kEventHead =
-    "<tr><th>event</th><th>kind</th><th>title</th><th>location</th><th>by</th><th>stored</th>"
-    "<th>receipts</th></tr>";
+    "<tr><th>event</th><th>kind</th><th>state</th><th>title</th><th>location</th><th>by</th>"
+    "<th>stored</th><th>receipts</th></tr>";
 
 void alarms_section(std::ostringstream& h, const Snapshot& s) {
   h << "<section id=alarms><h2>Open duress alarms</h2>";

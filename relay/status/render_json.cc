@@ -60,6 +60,20 @@ Json event_json(const store::ConsoleView::Event& e, bool spooled = false) {
   j["spooled"] = spooled;
   j["targets"] = e.targets;
   j["cleared_by"] = e.cleared_by.empty() ? Json(nullptr) : Json(e.cleared_by);
+  j["state"] = e.state.empty() ? Json(nullptr) : Json(e.state);
+  Json history = Json::array();
+  for (const auto& step : e.history) {
+    Json j_step{{"id", step.id},
+                {"kind", step.kind},
+                {"site", step.site},
+                {"by", step.by},
+                {"text", step.text},
+                {"created_unix_ms", step.created_unix_ms}};
+    if (step.kind == "ack") j_step["state"] = step.ack;
+    if (step.kind == "escalation") j_step["round"] = step.round;
+    history.push_back(j_step);
+  }
+  j["history"] = history;
   if (!e.acks.empty()) {
     Json acks = Json::array();
     for (const auto& a : e.acks) {

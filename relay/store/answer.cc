@@ -60,6 +60,55 @@ std::string answer_from_log(pqxx::transaction_base& tx, const Config& config, v1
   return answer(config, ack, *referenced);
 }
 
+std::map<std::string, std::vector<v1::Event>> steps_in_log(pqxx::transaction_base& tx) {
+  std::map<std::string, std::vector<v1::Event>> out;
+  // Few rows, however long the log (migration 018 indexes them).
+  for (const auto& row : tx.exec(
+           "SELECT signed FROM relay_event_log WHERE kind IN (3, 7, 8, 9, 10) AND stored_at > "
+           "now() - interval '8 days' ORDER BY stored_at, origin, seq LIMIT 10000")) {
+    const pqxx::binarystring bytes(row[0]);
+    v1::SignedEvent signed_event;
+    v1::Event e;
+    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
+      continue;
+    for (const auto& r : e.references()) out[r.origin() + ":" + std::to_string(r.seq())].push_back(e);
+  }
+  return out;
+}
+
+std::string revise_from_log(pqxx::transaction_base& tx, const Config& config,
+                            v1::Event& revision) {
+  const std::string verb = revision.kind() == v1::KIND_UPDATE ? "update" : "cancel";
+  if (revision.references_size() != 1) {
+    return "an " + verb + " must reference exactly the one event it revises";
+  }
+  const auto& r = revision.references(0);
+  const std::string id = r.origin() + ":" + std::to_string(r.seq());
+  if (r.origin() != config.node.id) return "only its origin, " + r.origin() + ", may " + verb + " " + id;
+  if (r.seq() > static_cast<std::uint64_t>(INT64_MAX)) return "reference \"" + id + "\" is out of range";
+  const auto referenced = logged_event(tx, r.origin(), static_cast<std::int64_t>(r.seq()));
+  if (!referenced) {
+    return verb + "s " + id + ", which is not in " + config.node.id +
+           "'s log (never raised, or pruned)";
+  }
+  const auto steps = steps_in_log(tx);
+  if (auto it = steps.find(id); it != steps.end()) {
+    for (const auto& step : it->second) {
+      const auto withheld = mesh::withholds_as(step.kind());
+      if (withheld == v1::OUTCOME_DELIVERED) continue;
+      return id + " was " + (withheld == v1::OUTCOME_CANCELLED ? "cancelled" : "cleared") +
+             " already (by " + step.origin() + ":" + std::to_string(step.seq()) + ")";
+    }
+  }
+  if (auto why = mesh::make_revision(revision, revision.kind(), *referenced, config.node.id,
+                                     mesh_members(config));
+      !why.empty()) {
+    return why;
+  }
+  resolve_targets(revision, config);
+  return check_event(revision, config);
+}
+
 std::vector<Acknowledgement> acks_of(pqxx::transaction_base& tx, const std::string& origin,
                                      std::int64_t seq) {
   std::vector<Acknowledgement> out;
@@ -129,7 +178,7 @@ std::vector<Unanswered> unanswered(pqxx::transaction_base& tx, const Config& con
   if (config.escalations.empty()) return out;
   // An answer may come a while after its event: look a day further back.
   std::set<std::string> answered;
-  for (const auto kind : {v1::KIND_ACK, v1::KIND_ALL_CLEAR}) {
+  for (const auto kind : {v1::KIND_ACK, v1::KIND_ALL_CLEAR, v1::KIND_CANCEL}) {
     for (const auto& e : logged_of_kind(tx, kind, 48))
       for (const auto& r : e.references()) answered.insert(id_of(r));
   }

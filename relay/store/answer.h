@@ -38,6 +38,19 @@ std::string answer_from_log(pqxx::transaction_base& tx, const Config& config,
 std::string answer(const Config& config, relaymesh::v1::Event& ack,
                    const relaymesh::v1::Event& referenced);
 
+/// What this node's log holds of alerts' lives (all-clears,
+/// acknowledgements, updates, cancels, escalations of the last 8 days), by
+/// the id ("origin:seq") of the event each references, in the order stored.
+std::map<std::string, std::vector<relaymesh::v1::Event>> steps_in_log(
+    pqxx::transaction_base& tx);
+
+/// Makes `revision` (a KIND_UPDATE or KIND_CANCEL with its text; origin this
+/// node) the update or cancel of the own alert it references, as this node's
+/// log holds it (relay/mesh/response.h). Returns why it cannot be, naming the
+/// event ("... was cancelled already"), or "".
+std::string revise_from_log(pqxx::transaction_base& tx, const Config& config,
+                            relaymesh::v1::Event& revision);
+
 /// A person's acknowledgement of an event, as this node's log holds it.
 struct Acknowledgement {
   std::string id;     // the acknowledgement's own, "site:seq"
@@ -56,8 +69,8 @@ std::vector<Acknowledgement> acks_of(pqxx::transaction_base& tx, const std::stri
 const EscalationRule* escalation_rule(const Config& config, const relaymesh::v1::Event& event);
 
 /// An own event of the last 24 hours that an [[escalation]] rule concerns,
-/// no person acknowledged (a KIND_ACK of any site references it) and no
-/// all-clear cleared, as this node's log holds it: the escalation timers
+/// no person acknowledged (a KIND_ACK of any site references it), no
+/// all-clear cleared and its origin did not cancel, as this node's log holds it: the escalation timers
 /// live here, so that a kill -9 neither loses nor repeats a round.
 struct Unanswered {
   relaymesh::v1::Event event;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "proto/relaymesh.pb.h"
+#include "relay/mesh/response.h"
 #include "relay/mesh/types.h"
 #include "relay/store/answer.h"
 #include "relay/store/rows.h"
@@ -39,8 +40,26 @@ constexpr const char* kQueueRow =
     "SELECT id, type, greatest(0, (extract(epoch from now() - date_inserted) * 1000)::bigint), "
     "priority, origin, seq FROM message_queue ";
 
-/// Parses log rows (signed, stored ms); skips what does not parse.
-std::vector<ConsoleView::Event> events_of(const pqxx::result& rows) {
+/// The life of event `e` as `steps` (the events referencing it) tell it.
+void add_life(ConsoleView::Event& v, const v1::Event& e, const std::vector<v1::Event>& steps,
+              std::int64_t now_unix_ms) {
+  v.state = mesh::alert_state(e, steps, now_unix_ms);
+  for (const auto& s : steps) {
+    ConsoleView::Event::Step step{id_of(s.origin(), s.seq()), kind_name(s.kind()), s.origin(),
+                                  s.sender(), s.body(), mesh::ack_state_name(s.ack()),
+                                  s.escalation_round(), s.created_unix_ms()};
+    if (s.kind() == v1::KIND_ALL_CLEAR && v.cleared_by.empty()) v.cleared_by = step.id;
+    if (s.kind() == v1::KIND_ACK)
+      v.acks.push_back({step.by, step.site, step.ack, step.created_unix_ms});
+    v.history.push_back(std::move(step));
+  }
+}
+
+/// Parses log rows (signed, stored ms), each with its life from `steps`
+/// (steps_in_log); skips what does not parse.
+std::vector<ConsoleView::Event> events_of(
+    const pqxx::result& rows, const std::map<std::string, std::vector<v1::Event>>& steps = {},
+    std::int64_t now_unix_ms = 0) {
   std::vector<ConsoleView::Event> out;
   for (const auto& row : rows) {
     const pqxx::binarystring bytes(row[0]);
@@ -61,6 +80,8 @@ std::vector<ConsoleView::Event> events_of(const pqxx::result& rows) {
     v.created_unix_ms = e.created_unix_ms();
     v.stored_unix_ms = row[1].as<std::int64_t>();
     v.targets.assign(e.targets().begin(), e.targets().end());
+    const auto life = steps.find(v.id);
+    add_life(v, e, life == steps.end() ? std::vector<v1::Event>{} : life->second, now_unix_ms);
     out.push_back(std::move(v));
   }
   return out;
@@ -81,24 +102,6 @@ void add_receipts(pqxx::transaction_base& tx, const Config& config,
       e.receipts.emplace_back(node, it == delivered.end() ? 0 : it->second.at);
     }
   }
-}
-
-/// Events referenced by all-clears stored since `since_sql`, and which all-clear.
-std::map<std::string, std::string> cleared(pqxx::transaction_base& tx) {
-  std::map<std::string, std::string> out;
-  for (const auto& row : tx.exec_params(
-           std::string("SELECT signed FROM relay_event_log WHERE kind = $1 AND stored_at > now() - "
-                       "interval '8 days' ORDER BY stored_at DESC LIMIT 10000"),
-           static_cast<int>(v1::KIND_ALL_CLEAR))) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
-    v1::Event e;
-    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
-      continue;
-    for (const auto& ref : e.references())
-      out.emplace(id_of(ref.origin(), ref.seq()), id_of(e.origin(), e.seq()));
-  }
-  return out;
 }
 
 }  // namespace
@@ -127,6 +130,8 @@ std::string outcome_text(int outcome) {
       return "not delivered: older than [delivery] max_age there";
     case v1::OUTCOME_CLEARED:
       return "not delivered: its all-clear was there first";
+    case v1::OUTCOME_CANCELLED:
+      return "not delivered: its origin's cancel was there first";
     default:
       return "outcome " + std::to_string(outcome);
   }
@@ -178,28 +183,27 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
                          "WHERE priority = $1 AND type NOT LIKE 'relay.%' ORDER BY id LIMIT 1",
                      static_cast<int>(v1::PRIORITY_DURESS)));
 
-  const auto clears = cleared(tx);
+  const auto steps = steps_in_log(tx);
   v.recent = events_of(tx.exec_params(
-      std::string(kEventColumns) + "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
-      static_cast<std::int64_t>(recent)));
-  v.open_duress = events_of(tx.exec_params(
-      std::string(kEventColumns) + "WHERE kind = $1 AND stored_at > now() - interval '24 hours' "
-                                   "ORDER BY stored_at DESC, origin, seq DESC LIMIT 100",
-      static_cast<int>(v1::KIND_DURESS)));
-  for (auto* list : {&v.recent, &v.open_duress}) {
-    for (auto& e : *list) {
-      if (auto it = clears.find(e.id); it != clears.end()) e.cleared_by = it->second;
-    }
-  }
-  std::erase_if(v.open_duress, [](const ConsoleView::Event& e) { return !e.cleared_by.empty(); });
+                           std::string(kEventColumns) +
+                               "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
+                           static_cast<std::int64_t>(recent)),
+                       steps, v.database_now_unix_ms);
+  v.open_duress = events_of(
+      tx.exec_params(std::string(kEventColumns) +
+                         "WHERE kind = $1 AND stored_at > now() - interval '24 hours' "
+                         "ORDER BY stored_at DESC, origin, seq DESC LIMIT 100",
+                     static_cast<int>(v1::KIND_DURESS)),
+      steps, v.database_now_unix_ms);
+  std::erase_if(v.open_duress, [](const ConsoleView::Event& e) {
+    return e.state == "cleared" || e.state == "cancelled";
+  });
   add_receipts(tx, config, v.recent);
   add_receipts(tx, config, v.open_duress);
   const auto escalated =
       config.escalations.empty() ? std::map<std::string, std::uint32_t>{}
                                  : escalation_rounds(tx, config.node.id);
   for (auto& e : v.open_duress) {
-    for (const auto& a : acks_of(tx, e.origin, static_cast<std::int64_t>(e.seq)))
-      e.acks.push_back({a.by, a.site, a.state, a.created_unix_ms});
     if (auto it = escalated.find(e.id); it != escalated.end()) e.escalations = it->second;
     v1::Event as_kind;  // the rule that concerns it, as escalation_rule reads events
     as_kind.set_kind(v1::KIND_DURESS);

@@ -54,11 +54,27 @@ struct ConsoleView {
     std::int64_t stored_unix_ms = 0;
     std::vector<std::string> targets;  // as written: all, ids, group:NAME
     std::string cleared_by;            // the all-clear that cleared it, if any
+    /// An alert's state as the events referencing it make it (open,
+    /// acknowledged, resolved, cleared, cancelled, expired:
+    /// mesh::alert_state); "" for what is not an alert.
+    std::string state;
+    /// Those events, in the order stored here: each step of its life.
+    struct Step {
+      std::string id;    // the step's own event, "site:seq"
+      std::string kind;  // "ack", "update", "cancel", "all-clear", "escalation"
+      std::string site;  // where it was made (its origin)
+      std::string by;    // who, as they gave it
+      std::string text;  // an update's new text, an acknowledgement's or cancel's note
+      std::string ack;   // an acknowledgement's "responding" or "resolved"
+      std::uint32_t round = 0;  // an escalation's
+      std::int64_t created_unix_ms = 0;  // on its site's clock
+    };
+    std::vector<Step> history;
     /// Own events only: per target node, delivered at (Unix ms) or 0 while pending.
     bool own = false;
     std::vector<std::pair<std::string, std::int64_t>> receipts;
-    /// Open duress alarms only: who acknowledged it, where, how and when
-    /// (Unix ms on the acknowledging site's clock), oldest first.
+    /// Who acknowledged it, where, how and when (Unix ms on the
+    /// acknowledging site's clock), oldest first: the history's acknowledgements.
     struct Ack {
       std::string by, site, state;
       std::int64_t created_unix_ms = 0;
@@ -70,7 +86,7 @@ struct ConsoleView {
     std::uint32_t escalation_max = 0;
   };
   std::vector<Event> recent;       // newest first
-  std::vector<Event> open_duress;  // not cleared, stored within the last 24 h; newest first
+  std::vector<Event> open_duress;  // not cleared or cancelled, stored within the last 24 h; newest first
   /// Own events (of the last 1,000) whose target has not confirmed, per target.
   std::map<std::string, std::int64_t> receipts_pending;
   std::int64_t database_now_unix_ms = 0;
@@ -81,7 +97,7 @@ struct ConsoleView {
 };
 
 /// Reads the view. `recent` events are listed; open duress alarms are
-/// those of the last 24 hours that no all-clear references.
+/// those of the last 24 hours that no all-clear or cancel references.
 ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::size_t recent = 20);
 
 /// A target's receipt: when it answered (Unix ms) and what it did

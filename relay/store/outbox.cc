@@ -101,6 +101,8 @@ v1::Kind kind_of(const std::string& name) {
   if (name == "all-clear") return v1::KIND_ALL_CLEAR;
   if (name == "test") return v1::KIND_TEST;
   if (name == "ack") return v1::KIND_ACK;
+  if (name == "update") return v1::KIND_UPDATE;
+  if (name == "cancel") return v1::KIND_CANCEL;
   return v1::KIND_NOTIFICATION;
 }
 
@@ -226,6 +228,16 @@ std::string check_event(const v1::Event& event, const Config& config) {
   if (event.kind() == v1::KIND_ACK && event.references_size() != 1) {
     return "an acknowledgement must reference exactly the one event it answers";
   }
+  if (event.kind() == v1::KIND_UPDATE || event.kind() == v1::KIND_CANCEL) {
+    const std::string verb = event.kind() == v1::KIND_UPDATE ? "update" : "cancel";
+    if (event.references_size() != 1)
+      return "an " + verb + " must reference exactly the one event it revises";
+    const auto& r = event.references(0);
+    if (r.origin() != config.node.id) {
+      return "only its origin, " + r.origin() + ", may " + verb + " " + r.origin() + ":" +
+             std::to_string(r.seq());
+    }
+  }
   if (wire::reserved_type(event.type())) {
     return "type \"" + event.type() + "\" is reserved to the relay";
   }
@@ -326,6 +338,8 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
     auto why = build(row, config, e);
     // Its targets and priority come from the event it answers, as held here.
     if (why.empty() && e.kind() == v1::KIND_ACK) why = answer_from_log(tx, config, e);
+    if (why.empty() && (e.kind() == v1::KIND_UPDATE || e.kind() == v1::KIND_CANCEL))
+      why = revise_from_log(tx, config, e);
     if (!why.empty()) {
       fetched.add(row[0].as<std::int64_t>(), std::move(why), row[14].as<std::string>());
       continue;

@@ -103,6 +103,10 @@ std::string kind_name(v1::Kind kind) {
       return "ack";
     case v1::KIND_ESCALATION:
       return "escalation";
+    case v1::KIND_UPDATE:
+      return "update";
+    case v1::KIND_CANCEL:
+      return "cancel";
     default:
       return "notification";
   }

@@ -28,6 +28,9 @@ namespace v1 = relaymesh::v1;
 inline constexpr std::size_t kMaxDatagram = 1200;
 /// Version 2: signed sessions with pairwise keys (docs/wire.md).
 inline constexpr std::uint8_t kVersion = 2;
+/// What this build takes beyond version 2, announced in its signed hello
+/// (relaymesh.v1.Feature; docs/wire.md, "Features").
+inline constexpr std::uint64_t kFeatures = v1::FEATURE_RESPONSE_LOOP | v1::FEATURE_UPDATE_CANCEL;
 inline constexpr std::size_t kMaxSenderId = 32;
 /// Fixed part of the header: version, kind, key id, boot counter, boot id,
 /// counter, the receiver's boot id, sender length.
@@ -207,7 +210,7 @@ class Codec {
   LocalSession local_;
   std::map<std::uint32_t, crypto::Key> hello_keys_;  // of our own session, by key id
   const Clock& clock_;
-  std::uint64_t features_ = v1::FEATURE_RESPONSE_LOOP;
+  std::uint64_t features_ = kFeatures;
   std::uint64_t counter_ = 0;
   crypto::Aead aead_;
   std::string buffer_;

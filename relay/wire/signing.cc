@@ -46,6 +46,13 @@ bool well_formed(const v1::Event& e) {
     // 5" and the origin counts rounds by them.
     if (e.references_size() != 1 || e.escalation_round() < 1 || e.ack() != v1::ACK_UNSPECIFIED)
       return false;
+  } else if (e.kind() == v1::KIND_UPDATE || e.kind() == v1::KIND_CANCEL) {
+    // The origin revises its own alert, raised before: a site cannot
+    // revise or cancel another's (a receiver can tell without holding the
+    // alert), nor one not raised yet.
+    if (e.references_size() != 1 || e.references(0).origin() != e.origin() ||
+        e.references(0).seq() >= e.seq() || e.ack() != v1::ACK_UNSPECIFIED)
+      return false;
   } else if (e.kind() < v1::KIND_NOTIFICATION || e.kind() > v1::KIND_TEST ||
              e.ack() != v1::ACK_UNSPECIFIED) {
     return false;

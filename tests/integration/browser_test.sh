@@ -200,7 +200,7 @@ json_field "$http_body" '[(e["location"], e["sender"], e["spooled"]) for e in d[
 http hq /metrics >/dev/null
 grep -qx "relay_duress_open 1" "$http_body" || fail "relay_duress_open: $(grep duress_open "$http_body")"
 render hq
-expect_dom "the spooled duress open" "data-event=\"$id\" data-kind=\"duress\" data-spooled=\"yes\""
+expect_dom "the spooled duress open" "data-event=\"$id\" data-kind=\"duress\" data-state=\"open\" data-spooled=\"yes\""
 expect_dom "where" 'Ward 5, bed 2'
 expect_dom "who" 'desk 7'
 expect_dom "the reason" "duress $id open \(no all-clear; in the spool"

@@ -107,11 +107,20 @@ assert d and d[0]["escalations"] == 3 and d[0]["escalation_unanswered"], d
     ;;
 
   cleared)
+    # Ended by its origin either way: an all-clear, or a cancel (sent in error).
     id=$(raise)
+    other=$(raise)
     wait_round "$id" 1
     ctl clinic-north all-clear "$id" >/dev/null || fail "relayctl all-clear failed"
+    wait_round "$other" 1
+    ctl clinic-north cancel "$other" --note "pressed by mistake" >/dev/null || fail "relayctl cancel failed"
+    # A round made just before the cancel may still be on its way.
+    sleep 1
+    before=$(rounds hq "$other")
     no_more "$id" "1"
-    echo "cleared: no round after the origin's all-clear"
+    [ "$(rounds hq "$other")" = "$before" ] && [[ "$before" =~ ^1(,2)?$ ]] ||
+      fail "rounds of the cancelled $other went on: '$before', then '$(rounds hq "$other")'"
+    echo "cleared: no round after the origin's all-clear, nor after its cancel (rounds $before)"
     ;;
 
   database-down)

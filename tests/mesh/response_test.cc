@@ -114,3 +114,57 @@ TEST_CASE("an escalation carries its round, the alarm's priority and enough to a
   CHECK(std::vector<std::string>(e.targets().begin(), e.targets().end()) ==
         std::vector<std::string>{"group:hq"});
 }
+
+TEST_CASE("only the origin revises its alert, to the nodes it was for, at its priority") {
+  const auto alarm = duress({"hq", "clinic-south"}, {"hq", "clinic-south"});
+  v1::Event update;
+  update.set_body("suspect moved to the car park");
+  CHECK(make_revision(update, v1::KIND_UPDATE, alarm, "clinic-north", kMesh) == "");
+  CHECK(update.kind() == v1::KIND_UPDATE);
+  CHECK(update.priority() == v1::PRIORITY_DURESS);
+  CHECK(Ids(update.targets().begin(), update.targets().end()) == Ids{"hq", "clinic-south"});
+  REQUIRE(update.references_size() == 1);
+  CHECK(update.references(0).seq() == 5);
+  CHECK(update.body() == "suspect moved to the car park");
+
+  v1::Event cancel;
+  CHECK(make_revision(cancel, v1::KIND_CANCEL, alarm, "hq", kMesh).find("only its origin") == 0);
+  auto ack = alarm;
+  ack.set_kind(v1::KIND_ACK);
+  CHECK(make_revision(cancel, v1::KIND_CANCEL, ack, "clinic-north", kMesh).find("not an alert") !=
+        std::string::npos);
+}
+
+TEST_CASE("an alert's state comes from what references it, whatever their order") {
+  auto alarm = duress({"hq"});
+  auto step = [](v1::Kind kind, v1::AckState ack = v1::ACK_UNSPECIFIED) {
+    v1::Event e;
+    e.set_kind(kind);
+    e.set_ack(ack);
+    return e;
+  };
+  const auto responding = step(v1::KIND_ACK, v1::ACK_RESPONDING);
+  const auto resolved = step(v1::KIND_ACK, v1::ACK_RESOLVED);
+  const auto update = step(v1::KIND_UPDATE);
+  const auto cancel = step(v1::KIND_CANCEL);
+  const auto clear = step(v1::KIND_ALL_CLEAR);
+  CHECK(alert_state(alarm, {}, 0) == "open");
+  CHECK(alert_state(alarm, {update}, 0) == "open");
+  CHECK(alert_state(alarm, {responding}, 0) == "acknowledged");
+  CHECK(alert_state(alarm, {resolved, responding}, 0) == "resolved");
+  CHECK(alert_state(alarm, {responding, resolved}, 0) == "resolved");
+  CHECK(alert_state(alarm, {clear, resolved}, 0) == "cleared");
+  CHECK(alert_state(alarm, {cancel, clear}, 0) == "cancelled");
+  CHECK(alert_state(alarm, {clear, cancel}, 0) == "cancelled");
+  // Past its expiry: a notice expires, a duress never does.
+  alarm.set_expires_unix_ms(1000);
+  CHECK(alert_state(alarm, {}, 2000) == "open");
+  auto notice = alarm;
+  notice.set_kind(v1::KIND_NOTIFICATION);
+  notice.set_priority(v1::PRIORITY_NORMAL);
+  CHECK(alert_state(notice, {}, 999) == "open");
+  CHECK(alert_state(notice, {}, 2000) == "expired");
+  CHECK(alert_state(notice, {responding}, 2000) == "acknowledged");
+  // What is not an alert has no state.
+  CHECK(alert_state(responding, {}, 0) == "");
+}

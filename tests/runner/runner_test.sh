@@ -226,13 +226,18 @@ case "$scenario" in
                  INSERT INTO outbox (title) VALUES ('stays');
                  INSERT INTO outbox (kind, title) VALUES ('duress', 'handled elsewhere');
                  INSERT INTO outbox (kind, title, expires_at) VALUES ('duress', 'never lapses', now() + interval '3 seconds');
+                 INSERT INTO outbox (title) VALUES ('sent in error');
                  NOTIFY outbox" >/dev/null
-    wait_until 20 has_lines start 8 "$mesh_dir/popup.out" || fail "the failing rows were not retried"
+    wait_until 20 has_lines start 10 "$mesh_dir/popup.out" || fail "the failing rows were not retried"
     duress=$(mesh_sql hq "SELECT origin || ':' || seq FROM message_queue WHERE data->>'title' = 'handled elsewhere'")
     "$mesh_relayctl" --config "$mesh_dir/hq/relayd.toml" all-clear "$duress" >/dev/null ||
       fail "the all-clear of $duress failed"
-    lapsed() { [ "$(api_field popup .expired)" = 1 ] && [ "$(api_field popup .cleared)" = 1 ]; }
-    wait_until 20 lapsed || fail "the lapsed rows were not completed as expired and cleared: $(runner_api popup)"
+    # A notice its origin cancels: never an alarm, still not run.
+    error=$(mesh_sql hq "SELECT origin || ':' || seq FROM message_queue WHERE data->>'title' = 'sent in error'")
+    "$mesh_relayctl" --config "$mesh_dir/hq/relayd.toml" cancel "$error" >/dev/null ||
+      fail "the cancel of $error failed"
+    lapsed() { [ "$(api_field popup .expired)" = 1 ] && [ "$(api_field popup .cleared)" = 2 ]; }
+    wait_until 20 lapsed || fail "the lapsed rows were not completed as expired, cleared and cancelled: $(runner_api popup)"
     touch "$mesh_dir/fixed"
     wait_until 20 has_lines done 2 "$mesh_dir/popup.out" || fail "the current rows were not handled once the gateway worked"
     sleep 1
@@ -241,7 +246,9 @@ case "$scenario" in
       fail "the runner did not log the expired row"
     wait_until 5 grep -q "$duress) cleared by hq:[0-9]* before it was handled" "$mesh_dir/runner-popup.log" ||
       fail "the runner did not log the cleared duress"
-    echo "lapsed: an expired alert and a cleared duress retried while current, then completed unhandled; the current one handled"
+    wait_until 5 grep -q "$error) cancelled by hq:[0-9]* before it was handled" "$mesh_dir/runner-popup.log" ||
+      fail "the runner did not log the cancelled notice"
+    echo "lapsed: an expired alert, a cleared duress and a cancelled notice retried while current, then completed unhandled; the current ones handled"
     ;;
 
   kill)

@@ -33,7 +33,7 @@ TEST_CASE("a hello announces its features under the sender's signature") {
   const std::string sealed = first_hello(*hq);
   const auto header = *wire::parse_header(bytes(sealed));
   const v1::Datagram body = test::open_hello_raw(mesh.ring, sealed);
-  CHECK(body.hello().features() == v1::FEATURE_RESPONSE_LOOP);
+  CHECK(body.hello().features() == wire::kFeatures);
   CHECK(body.hello().features_signature().size() == 64);
   auto reseal = [&](const v1::Datagram& d) {
     return test::raw_seal_hello(mesh.ring, "hq", header.boot, header.boot_id, header.counter,
@@ -42,7 +42,7 @@ TEST_CASE("a hello announces its features under the sender's signature") {
   wire::Opened opened;
   // A mesh-key holder cannot add a feature: the v3 signature covers them.
   v1::Datagram more = body;
-  more.mutable_hello()->set_features(v1::FEATURE_RESPONSE_LOOP | 2);
+  more.mutable_hello()->set_features(wire::kFeatures | 2);
   CHECK(north->open(bytes(reseal(more)), opened) == Reject::bad_credential);
   // Nor pass the v2 signature off as the v3 one.
   v1::Datagram swapped = body;
@@ -51,7 +51,7 @@ TEST_CASE("a hello announces its features under the sender's signature") {
   CHECK(north->peer_state("hq").features == 0);
 
   REQUIRE(north->open(bytes(sealed), opened) == Reject::none);
-  CHECK(north->peer_state("hq").features == v1::FEATURE_RESPONSE_LOOP);
+  CHECK(north->peer_state("hq").features == wire::kFeatures);
 }
 
 TEST_CASE(
@@ -192,4 +192,36 @@ TEST_CASE("an escalation references exactly one event in a round of 1 or more") 
   CHECK_FALSE(wire::well_formed(e));
   // Escalations wait for the response-loop bit like acknowledgements.
   CHECK(mesh::features_needed(v1::KIND_ESCALATION) == v1::FEATURE_RESPONSE_LOOP);
+}
+
+TEST_CASE("an update or cancel revises one earlier event of its own origin") {
+  MeshFixture mesh;
+  auto revision = [&](v1::Kind kind) {
+    v1::Event e = mesh.event("clinic-south", 4);
+    e.set_kind(kind);
+    auto* r = e.add_references();
+    r->set_origin("clinic-south");
+    r->set_seq(3);
+    return e;
+  };
+  for (const auto kind : {v1::KIND_UPDATE, v1::KIND_CANCEL}) {
+    CHECK(wire::well_formed(revision(kind)));
+    // Another site's alert: only its origin revises it.
+    auto e = revision(kind);
+    e.mutable_references(0)->set_origin("hq");
+    CHECK_FALSE(wire::well_formed(e));
+    // One not raised yet, or itself.
+    e = revision(kind);
+    e.mutable_references(0)->set_seq(4);
+    CHECK_FALSE(wire::well_formed(e));
+    e = revision(kind);
+    *e.add_references() = e.references(0);
+    CHECK_FALSE(wire::well_formed(e));
+    e = revision(kind);
+    e.set_ack(v1::ACK_RESOLVED);
+    CHECK_FALSE(wire::well_formed(e));
+    // A bit of its own: builds that announced only the response loop
+    // refuse these kinds.
+    CHECK(mesh::features_needed(kind) == v1::FEATURE_UPDATE_CANCEL);
+  }
 }
