@@ -25,7 +25,7 @@ void read_runner(TomlSection& top, RunnerConfig& config) {
     return;
   }
   TomlSection s(*table, top.file(), "runner", top.issues(),
-                {"group", "types", "name", "batch", "concurrency"});
+                {"group", "types", "name", "batch", "concurrency", "acknowledge"});
   if (auto group = s.string("group", true)) {
     if (valid_node_id(*group)) {
       config.runner.group = *group;
@@ -49,6 +49,13 @@ void read_runner(TomlSection& top, RunnerConfig& config) {
   if (config.runner.name.empty()) config.runner.name = config.runner.group + "@" + host_name();
   if (auto n = s.integer("batch", false, 1, 1000)) config.runner.batch = *n;
   if (auto n = s.integer("concurrency", false, 1, 64)) config.runner.concurrency = *n;
+  if (auto state = s.string("acknowledge", false)) {
+    if (*state != "responding" && *state != "resolved") {
+      s.error("acknowledge", "\"" + *state + "\": expected responding or resolved (how the group "
+                             "acknowledges the exercises it handled)");
+    }
+    config.runner.acknowledge = *state;
+  }
 }
 
 void read_store(TomlSection& top, RunnerConfig& config) {

@@ -24,6 +24,10 @@ struct RunnerConfig {
     std::string name;
     std::size_t batch = 1;
     std::size_t concurrency = 1;
+    /// "responding" or "resolved": after the handler succeeds on an
+    /// exercise, the group acknowledges it in that state (a drill answered
+    /// by a configured runner); empty: never.
+    std::string acknowledge;
   } runner;
 
   struct Store {

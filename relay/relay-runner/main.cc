@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
     const Consumer who{config.runner.group, config.runner.types, config.runner.name};
     LoopOptions options{config.store.dsn,       who,
                         config.runner.batch,    config.runner.concurrency,
-                        config.handler.timeout, config.retry};
+                        config.handler.timeout, config.retry,
+                        config.runner.acknowledge};
     ConsumeLoop loop(options, handler_factory(config), clock);
     asio::io_context io;
     auto wake = [&loop] { loop.wake(); };

@@ -45,6 +45,7 @@ std::string runner_status_json(const RunnerStatus& s) {
   j["dead_lettered"] = s.loop.dead_lettered;
   j["expired"] = s.loop.expired;
   j["cleared"] = s.loop.cleared;
+  j["acknowledged"] = s.loop.acknowledged;
   j["last_error"] = s.loop.last_error;
   j["database"] = {{"up", s.loop.database_up}, {"error", s.loop.database_error}};
   if (s.backlog) {
@@ -85,7 +86,10 @@ std::string runner_metrics_text(const RunnerStatus& s) {
   metric("relay_runner_expired_total", "counter",
          "Rows completed without running the handler: past their expiry.", s.loop.expired);
   metric("relay_runner_cleared_total", "counter",
-         "Rows completed without running the handler: cleared by their origin.", s.loop.cleared);
+         "Rows completed without running the handler: cleared or cancelled by their origin.", s.loop.cleared);
+  metric("relay_runner_acknowledged_total", "counter",
+         "Exercises handled and acknowledged by this runner ([runner] acknowledge).",
+         s.loop.acknowledged);
   metric("relay_runner_database_up", "gauge", "1 while PostgreSQL answers.",
          s.loop.database_up ? 1 : 0);
   metric("relay_runner_kicks_total", "counter", "Kick datagrams received.", s.kicks);
@@ -133,7 +137,8 @@ std::string runner_status_html(const RunnerStatus& s) {
   for (const auto& t : s.types) h << escape_html(t) << ' ';
   h << "<br>handler: " << escape_html(s.handler) << "</p><p>handled " << s.loop.handled
     << ", failed " << s.loop.failed << ", dead-lettered " << s.loop.dead_lettered
-    << ", expired unhandled " << s.loop.expired << ", cleared unhandled " << s.loop.cleared;
+    << ", expired unhandled " << s.loop.expired << ", cleared unhandled " << s.loop.cleared
+    << ", exercises acknowledged " << s.loop.acknowledged;
   if (s.backlog) {
     h << "<br>pending " << s.backlog->pending << ", lag " << s.backlog->lag.count()
       << " ms, dead letters " << s.backlog->dead_letters;

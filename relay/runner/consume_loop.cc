@@ -205,9 +205,19 @@ void ConsumeLoop::save(pqxx::connection& conn, const Finished& done) {
   const auto& who = options_.consumer;
   const Row& row = done.row;
   if (done.outcome.ok) {
-    complete(conn, who, row.queue_id);
+    // An exercise a person would have answered: the configured runner
+    // answers it, in the transaction that completes it. Never a real
+    // alert: an alarm ends by a person's word, not a machine's.
+    const bool acked = !options_.acknowledge.empty() &&
+                       complete_acknowledging(conn, who, row, options_.acknowledge);
+    if (!acked) complete(conn, who, row.queue_id);
+    if (acked) {
+      spdlog::info("group {}: exercise {} handled and acknowledged ({}) as {}", who.group,
+                   row.event_id, options_.acknowledge, who.name);
+    }
     std::lock_guard lock(mutex_);
     ++stats_.handled;
+    if (acked) ++stats_.acknowledged;
     return;
   }
   const auto& decision = done.decision;

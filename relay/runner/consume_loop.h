@@ -48,6 +48,9 @@ struct LoopOptions {
   /// A handler still running after this is stopped and counts as failed.
   std::chrono::milliseconds timeout{30'000};
   RetryPolicy retry;
+  /// "responding" or "resolved": exercises the handler handled are
+  /// acknowledged in that state, by the runner's name; empty: never.
+  std::string acknowledge;
 };
 
 /// Counters and state of a loop, copied out for the status page.
@@ -56,9 +59,11 @@ struct LoopStats {
   std::uint64_t failed = 0;  // failed attempts, retried or dead-lettered
   std::uint64_t dead_lettered = 0;
   /// Rows completed without running the handler: past their expiry, or
-  /// cleared by their origin's all-clear.
+  /// cleared by their origin's all-clear or cancelled by its cancel.
   std::uint64_t expired = 0;
   std::uint64_t cleared = 0;
+  /// Exercises handled and acknowledged ([runner] acknowledge).
+  std::uint64_t acknowledged = 0;
   std::uint64_t cycles = 0;
   std::string last_error;
   std::optional<Clock::WallTime> last_error_at;

@@ -208,6 +208,32 @@ void complete(pqxx::connection_base& conn, const Consumer& who, std::int64_t que
           tx.quote(who.group) + " AND queue_id = " + id + "; " + delete_if_all_done(queue_id));
 }
 
+bool complete_acknowledging(pqxx::connection_base& conn, const Consumer& who, const Row& row,
+                            const std::string& state) {
+  // The relay's own rows (relay.ack, relay.drill ...) answer or report, and
+  // an update or a cancel revises an alert: only an alert that is an
+  // exercise is acknowledged.
+  if (row.event_id.empty() || row.type.starts_with("relay.")) return false;
+  pqxx::work tx(conn, "acknowledge");
+  lock_queue_row(tx, row.queue_id);
+  const auto acked = tx.exec_params(
+      "INSERT INTO outbox (kind, refs, sender, ack) SELECT 'ack', ARRAY[$2], $3, $4 "
+      "FROM message_queue WHERE id = $1 AND jsonb_typeof(data) = 'object' "
+      "AND data->'exercise' = 'true'::jsonb AND data->>'kind' IN ('notification', 'duress', "
+      "'test') RETURNING 1",
+      row.queue_id, row.event_id, who.name, state);
+  if (acked.empty()) return false;  // the work rolls back: nothing was done
+  tx.exec_params(
+      "UPDATE runner_rows SET done_at = now(), lease_until = NULL, alarm = false "
+      "WHERE grp = $1 AND queue_id = $2",
+      who.group, row.queue_id);
+  tx.exec(delete_if_all_done(row.queue_id));
+  // relayd claims it at once (its poll would find it within a second).
+  tx.exec("NOTIFY outbox");
+  tx.commit();
+  return true;
+}
+
 void fail(pqxx::connection_base& conn, const Consumer& who, std::int64_t queue_id,
           const std::string& error, const RetryDecision& decision) {
   pqxx::work tx(conn, "fail");

@@ -6,6 +6,7 @@
 #include "common/html.h"
 #include "common/log.h"
 #include "relay/net/incident_log.h"
+#include "relay/status/drills.h"
 #include "relay/status/render.h"
 #include "relay/status/verdict.h"
 
@@ -385,6 +386,7 @@ std::string status_html(const Snapshot& s) {
        "received</div><div id=page>";
   verdict_header(h, s, v);
   alarms_section(h, s);
+  h << drills_html(s);
   peers_section(h, s);
   events_section(h, s);
   database_section(h, s);

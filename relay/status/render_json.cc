@@ -1,6 +1,7 @@
 #include <nlohmann/json.hpp>
 
 #include "relay/net/incident_log.h"
+#include "relay/status/drills.h"
 #include "relay/status/render.h"
 #include "relay/status/verdict.h"
 
@@ -279,6 +280,7 @@ std::string status_json(const Snapshot& s) {
     out["as_of_unix_ms"] = nullptr;
   }
   out["peers"] = peers_json(s);
+  out["drills"] = drills_json(s);
 
   Json counters;
   Json rejected = Json::object();
@@ -336,6 +338,10 @@ std::string alarms_json(const Snapshot& s) {
   }
   out["supervision"] = supervision;
   out["runner"] = runner_alarms_json(s);
+  Json drills = Json::array();
+  for (const auto& d : drills_json(s))
+    if (d["alarm"].get<bool>()) drills.push_back(d["site"]);
+  out["drills"] = drills;
   return dump(out);
 }
 

@@ -217,7 +217,7 @@ TEST_CASE("JSON: keys in a fixed order, integers as integers") {
   CHECK(keys == std::vector<std::string>{"node", "verdict", "healthy", "process", "state_dir",
                                          "database", "own_job", "core", "spool", "outbox",
                                          "message_queue", "runner_alarms", "as_of_unix_ms", "peers",
-                                         "counters", "rejected"});
+                                         "drills", "counters", "rejected"});
   CHECK(status["verdict"]["level"] == "ALARM");
   CHECK(status["process"]["pid"].is_number_integer());
   CHECK(status["peers"][0]["queued"].is_number_integer());
