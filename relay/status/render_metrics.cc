@@ -93,9 +93,37 @@ std::string metrics_text(const Snapshot& s) {
 
   // Spooled ones count too: open at their origin even with its database down.
   m.family("relay_duress_open", "gauge",
-           "Duress alarms of the last 24 h without an all-clear, spooled ones included.")
+           "Duress alarms of the last 24 h without an all-clear or cancel, spooled ones included.")
       .sample(s.spooled_duress.size() +
               (s.database.view ? s.database.view->open_duress.size() : 0));
+  // Whether a person answers: the open alarms nobody acknowledged, the
+  // oldest of them, and how long the last answered one waited for its first
+  // answer (on the two sites' clocks).
+  std::size_t unanswered = 0;
+  std::int64_t oldest_ms = 0, last_ack_ms = -1, last_raised = 0;
+  auto count = [&](const store::ConsoleView::Event& e) {
+    if (e.acks.empty()) {
+      ++unanswered;
+      oldest_ms = std::max(oldest_ms, s.now_unix_ms - e.created_unix_ms);
+    } else if (e.created_unix_ms > last_raised) {
+      last_raised = e.created_unix_ms;
+      last_ack_ms = std::max<std::int64_t>(0, e.acks.front().created_unix_ms - e.created_unix_ms);
+    }
+  };
+  for (const auto& e : s.spooled_duress) count(e);
+  if (s.database.view)
+    for (const auto& e : s.database.view->open_duress) count(e);
+  m.family("relay_duress_unacknowledged", "gauge",
+           "Open duress alarms no person has acknowledged yet, spooled ones included.")
+      .sample(unanswered);
+  m.family("relay_duress_unacknowledged_oldest_seconds", "gauge",
+           "How long the oldest open duress nobody acknowledged has been waiting; 0 if none.")
+      .sample(std::max<std::int64_t>(0, oldest_ms) / 1000);
+  if (last_ack_ms >= 0) {
+    m.family("relay_duress_time_to_ack_seconds", "gauge",
+             "Seconds from raise to first acknowledgement of the latest open duress answered.")
+        .sample(static_cast<double>(last_ack_ms) / 1000);
+  }
   if (s.database.view) {
     m.family("relay_database_durable", "gauge",
              "1 if PostgreSQL runs with fsync and full_page_writes on; 0 if either is off.")

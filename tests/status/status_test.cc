@@ -273,6 +273,24 @@ TEST_CASE("metrics: never-heard peers are not up; backlog, rejected rows, build 
   CHECK(has(m, "relay_verdict 1\n"));
 }
 
+TEST_CASE("metrics: whether a person answered the open duress alarms") {
+  auto s = healthy();
+  auto answered = duress("hq:5");
+  answered.created_unix_ms = kNow - 60'000;
+  answered.acks.push_back({"guard 3", "clinic-north", "responding", kNow - 48'000});
+  auto waiting = duress("hq:6");
+  waiting.created_unix_ms = kNow - 30'000;
+  s.database.view->open_duress = {answered, waiting};
+  const std::string m = status::metrics_text(s);
+  CHECK(has(m, "relay_duress_open 2\n"));
+  CHECK(has(m, "relay_duress_unacknowledged 1\n"));
+  CHECK(has(m, "relay_duress_unacknowledged_oldest_seconds 30\n"));
+  CHECK(has(m, "relay_duress_time_to_ack_seconds 12\n"));
+  // Nobody answered: no time to show.
+  s.database.view->open_duress = {waiting};
+  CHECK_FALSE(has(status::metrics_text(s), "relay_duress_time_to_ack_seconds"));
+}
+
 TEST_CASE("the page: verdict first, every panel, everything escaped") {
   auto s = healthy();
   s.daemon->peers[1].alarmed = true;
