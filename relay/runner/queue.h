@@ -24,6 +24,8 @@ struct Row {
   std::chrono::microseconds inserted_at{0};
   /// The alert's expiry (data.expires), Unix time; none: it never expires.
   std::optional<std::chrono::milliseconds> expires;
+  /// Its origin cancelled some event since (or shortly before) the row came.
+  bool origin_cancelled = false;
 };
 
 /// A duress that keeps failing in one group.
