@@ -161,7 +161,8 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];
     const v1::Outcome outcome = withholds_as(parsed.kind());
     if (outcome == v1::OUTCOME_DELIVERED || !stored_.contains(parsed.origin())) continue;
-    for (const auto& r : parsed.references()) withheld_.emplace(EventKey{r.origin(), r.seq()}, outcome);
+    for (const auto& r : parsed.references())
+      withheld_.emplace(EventKey{r.origin(), r.seq()}, outcome);
   }
   for (int i = 0; i < count; ++i) {
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];

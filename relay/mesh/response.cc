@@ -91,16 +91,15 @@ std::string make_revision(v1::Event& revision, v1::Kind kind, const v1::Event& r
   // The alert's targets, this node too when it was one: its own consumers
   // hold the alert and must hear it changed or withdrawn.
   auto targets = response_targets(referenced, self, mesh);
-  const auto me = std::find_if(mesh.begin(), mesh.end(),
-                                [&](const PeerInfo& m) { return m.id == self; });
+  const auto me =
+      std::find_if(mesh.begin(), mesh.end(), [&](const PeerInfo& m) { return m.id == self; });
   const bool for_self =
       referenced.resolved_size() > 0
           ? std::find(referenced.resolved().begin(), referenced.resolved().end(), self) !=
                 referenced.resolved().end()
-          : me != mesh.end() &&
-                targets_node(std::vector<std::string>(referenced.targets().begin(),
-                                                      referenced.targets().end()),
-                             self, me->groups);
+          : me != mesh.end() && targets_node(std::vector<std::string>(referenced.targets().begin(),
+                                                                      referenced.targets().end()),
+                                             self, me->groups);
   if (for_self) targets.insert(targets.begin(), self);
   if (auto why = aim(revision, kind, referenced, targets, "its " + verb); !why.empty()) return why;
   // An update says what changed; what it leaves out stays as it was.

@@ -159,12 +159,9 @@ int until_acknowledged(const Config& config, const SendOptions& o, const EventId
              {"id", id.text()},
              {"origin", id.origin},
              {"seq", id.seq}};
-    doc["acknowledged"] = got ? Json{{"id", got->id},
-                                     {"by", got->by},
-                                     {"site", got->site},
-                                     {"state", got->state},
-                                     {"note", got->note},
-                                     {"created_unix_ms", got->created_unix_ms}}
+    doc["acknowledged"] = got ? Json{{"id", got->id},     {"by", got->by},
+                                     {"site", got->site}, {"state", got->state},
+                                     {"note", got->note}, {"created_unix_ms", got->created_unix_ms}}
                               : Json(nullptr);
     print_json(doc);
   }

@@ -135,11 +135,12 @@ int main(int argc, char** argv) {
   // The origin revises its own alert: new text while it is open, or
   // "sent in error". Each goes to the alert's targets at its priority.
   std::string revised;
-  auto* update_cmd =
-      app.add_subcommand("update", "give one of this node's open alerts new text, everywhere it went");
+  auto* update_cmd = app.add_subcommand(
+      "update", "give one of this node's open alerts new text, everywhere it went");
   update_cmd->add_option("EVENT", revised, "the alert, as ORIGIN:SEQ (ORIGIN is this node)")
       ->required();
-  update_cmd->add_option("--body", send.body, "the new text, e.g. \"suspect moved to the car park\"")
+  update_cmd
+      ->add_option("--body", send.body, "the new text, e.g. \"suspect moved to the car park\"")
       ->required();
   update_cmd->add_option("--title", send.title, "a new title (default: the alert's)");
   update_cmd->add_option("--location", send.location, "a new location (default: the alert's)");
@@ -283,9 +284,8 @@ int main(int argc, char** argv) {
     return ctl::kUsage;
   } catch (const ctl::UsageError& e) {
     // Only a verb that sends has something to say about what was sent.
-    const bool sending =
-        send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed() || ack_cmd->parsed() ||
-        update_cmd->parsed() || cancel_cmd->parsed();
+    const bool sending = send_cmd->parsed() || duress_cmd->parsed() || clear_cmd->parsed() ||
+                         ack_cmd->parsed() || update_cmd->parsed() || cancel_cmd->parsed();
     if (json) {
       print_failure(ctl::kUsage, e.what(),
                     sending ? ctl::Json{{"state", "nothing sent"}} : ctl::Json::object());

@@ -157,8 +157,8 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
     << "\" data-kind=\"" << esc(e.kind) << "\" data-state=\"" << esc(e.state) << "\""
     << (spooled ? " data-spooled=yes" : "") << "><td>" << esc(e.id) << "</td><td>"
     << (e.exercise ? "[EXERCISE] " : "") << esc(e.kind) << " / " << esc(e.priority) << "</td><td>"
-    << esc(e.state) << "</td><td>" << esc(e.title) << "</td><td>" << esc(e.location)
-    << "</td><td>" << esc(e.sender) << "</td><td>";
+    << esc(e.state) << "</td><td>" << esc(e.title) << "</td><td>" << esc(e.location) << "</td><td>"
+    << esc(e.sender) << "</td><td>";
   if (spooled) {
     h << "accepted " << ago(s, e.created_unix_ms)
       << ", <b>in the spool</b>: sent, not yet in the database</td><td>receipts are recorded "

@@ -64,12 +64,8 @@ Json event_json(const store::ConsoleView::Event& e, bool spooled = false) {
   j["state"] = e.state.empty() ? Json(nullptr) : Json(e.state);
   Json history = Json::array();
   for (const auto& step : e.history) {
-    Json j_step{{"id", step.id},
-                {"kind", step.kind},
-                {"site", step.site},
-                {"by", step.by},
-                {"text", step.text},
-                {"created_unix_ms", step.created_unix_ms}};
+    Json j_step{{"id", step.id}, {"kind", step.kind}, {"site", step.site},
+                {"by", step.by}, {"text", step.text}, {"created_unix_ms", step.created_unix_ms}};
     if (step.kind == "ack") j_step["state"] = step.ack;
     if (step.kind == "escalation") j_step["round"] = step.round;
     history.push_back(j_step);

@@ -15,6 +15,17 @@ namespace relay::store {
 
 namespace v1 = relaymesh::v1;
 
+namespace {
+
+/// The event in a log row's `signed` column; false if it does not parse.
+bool parse_logged(const pqxx::field& signed_column, v1::Event& e) {
+  const pqxx::binarystring bytes(signed_column);
+  v1::SignedEvent signed_event;
+  return signed_event.ParseFromString(bytes.str()) && e.ParseFromString(signed_event.event());
+}
+
+}  // namespace
+
 std::vector<mesh::PeerInfo> mesh_members(const Config& config) {
   std::vector<mesh::PeerInfo> out{{config.node.id, config.node.groups}};
   for (const auto& p : config.peers) out.push_back({p.id, p.groups});
@@ -25,12 +36,8 @@ std::optional<v1::Event> logged_event(pqxx::transaction_base& tx, const std::str
                                       std::int64_t seq) {
   const auto rows = tx.exec_params(
       "SELECT signed FROM relay_event_log WHERE origin = $1 AND seq = $2", origin, seq);
-  if (rows.empty()) return std::nullopt;
-  const pqxx::binarystring bytes(rows[0][0]);
-  v1::SignedEvent signed_event;
   v1::Event e;
-  if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
-    return std::nullopt;
+  if (rows.empty() || !parse_logged(rows[0][0], e)) return std::nullopt;
   return e;
 }
 
@@ -49,7 +56,8 @@ std::string answer_from_log(pqxx::transaction_base& tx, const Config& config, v1
   }
   const auto& r = ack.references(0);
   const std::string id = r.origin() + ":" + std::to_string(r.seq());
-  if (r.seq() > static_cast<std::uint64_t>(INT64_MAX)) return "reference \"" + id + "\" is out of range";
+  if (r.seq() > static_cast<std::uint64_t>(INT64_MAX))
+    return "reference \"" + id + "\" is out of range";
   const auto referenced = logged_event(tx, r.origin(), static_cast<std::int64_t>(r.seq()));
   if (!referenced) {
     // A site answers only what it holds: else it could neither say who the
@@ -62,41 +70,46 @@ std::string answer_from_log(pqxx::transaction_base& tx, const Config& config, v1
 
 std::map<std::string, std::vector<v1::Event>> steps_in_log(pqxx::transaction_base& tx) {
   std::map<std::string, std::vector<v1::Event>> out;
-  // Few rows, however long the log (migration 018 indexes them).
-  for (const auto& row : tx.exec(
-           "SELECT signed FROM relay_event_log WHERE kind IN (3, 7, 8, 9, 10) AND stored_at > "
-           "now() - interval '8 days' ORDER BY stored_at, origin, seq LIMIT 10000")) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
+  // Few rows, however long the log (migration 018 indexes them); beyond the
+  // bound, the newest.
+  for (const auto& row :
+       tx.exec("SELECT signed FROM relay_event_log WHERE kind IN (3, 7, 8, 9, 10) AND stored_at > "
+               "now() - interval '8 days' ORDER BY stored_at DESC, origin, seq DESC LIMIT 10000")) {
     v1::Event e;
-    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()))
-      continue;
-    for (const auto& r : e.references()) out[r.origin() + ":" + std::to_string(r.seq())].push_back(e);
+    if (!parse_logged(row[0], e)) continue;
+    for (const auto& r : e.references())
+      out[r.origin() + ":" + std::to_string(r.seq())].push_back(e);
   }
+  for (auto& [id, steps] : out) std::reverse(steps.begin(), steps.end());  // oldest first
   return out;
 }
 
-std::string revise_from_log(pqxx::transaction_base& tx, const Config& config,
-                            v1::Event& revision) {
+std::string revise_from_log(pqxx::transaction_base& tx, const Config& config, v1::Event& revision) {
   const std::string verb = revision.kind() == v1::KIND_UPDATE ? "update" : "cancel";
   if (revision.references_size() != 1) {
     return "an " + verb + " must reference exactly the one event it revises";
   }
   const auto& r = revision.references(0);
   const std::string id = r.origin() + ":" + std::to_string(r.seq());
-  if (r.origin() != config.node.id) return "only its origin, " + r.origin() + ", may " + verb + " " + id;
-  if (r.seq() > static_cast<std::uint64_t>(INT64_MAX)) return "reference \"" + id + "\" is out of range";
+  if (r.origin() != config.node.id)
+    return "only its origin, " + r.origin() + ", may " + verb + " " + id;
+  if (r.seq() > static_cast<std::uint64_t>(INT64_MAX))
+    return "reference \"" + id + "\" is out of range";
   const auto referenced = logged_event(tx, r.origin(), static_cast<std::int64_t>(r.seq()));
   if (!referenced) {
     return verb + "s " + id + ", which is not in " + config.node.id +
            "'s log (never raised, or pruned)";
   }
-  const auto steps = steps_in_log(tx);
-  if (auto it = steps.find(id); it != steps.end()) {
-    for (const auto& step : it->second) {
-      const auto withheld = mesh::withholds_as(step.kind());
-      if (withheld == v1::OUTCOME_DELIVERED) continue;
-      return id + " was " + (withheld == v1::OUTCOME_CANCELLED ? "cancelled" : "cleared") +
+  // What ended it came after it: the all-clears and cancels stored since.
+  for (const auto& row :
+       tx.exec_params("SELECT signed FROM relay_event_log WHERE kind IN (3, 9) AND stored_at >= "
+                      "(SELECT stored_at FROM relay_event_log WHERE origin = $1 AND seq = $2)",
+                      r.origin(), static_cast<std::int64_t>(r.seq()))) {
+    v1::Event step;
+    if (!parse_logged(row[0], step)) continue;
+    for (const auto& ended : step.references()) {
+      if (ended.origin() != r.origin() || ended.seq() != r.seq()) continue;
+      return id + " was " + (step.kind() == v1::KIND_CANCEL ? "cancelled" : "cleared") +
              " already (by " + step.origin() + ":" + std::to_string(step.seq()) + ")";
     }
   }
@@ -118,11 +131,9 @@ std::vector<Acknowledgement> acks_of(pqxx::transaction_base& tx, const std::stri
       tx.exec("SELECT signed FROM relay_event_log WHERE kind = " + std::to_string(v1::KIND_ACK) +
               " ORDER BY stored_at, origin, seq");
   for (const auto& row : rows) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
     v1::Event e;
-    if (!signed_event.ParseFromString(bytes.str()) || !e.ParseFromString(signed_event.event()) ||
-        e.references_size() != 1 || e.references(0).origin() != origin ||
+    if (!parse_logged(row[0], e) || e.references_size() != 1 ||
+        e.references(0).origin() != origin ||
         e.references(0).seq() != static_cast<std::uint64_t>(seq)) {
       continue;
     }
@@ -137,15 +148,12 @@ namespace {
 /// The events of `kind` stored in the last `hours`, parsed; few (answers).
 std::vector<v1::Event> logged_of_kind(pqxx::transaction_base& tx, v1::Kind kind, int hours) {
   std::vector<v1::Event> out;
-  for (const auto& row : tx.exec_params(
-           "SELECT signed FROM relay_event_log WHERE kind = $1 AND stored_at > now() - "
-           "make_interval(hours => $2) ORDER BY stored_at DESC LIMIT 10000",
-           static_cast<int>(kind), hours)) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
+  for (const auto& row :
+       tx.exec_params("SELECT signed FROM relay_event_log WHERE kind = $1 AND stored_at > now() - "
+                      "make_interval(hours => $2) ORDER BY stored_at DESC LIMIT 10000",
+                      static_cast<int>(kind), hours)) {
     v1::Event e;
-    if (signed_event.ParseFromString(bytes.str()) && e.ParseFromString(signed_event.event()))
-      out.push_back(std::move(e));
+    if (parse_logged(row[0], e)) out.push_back(std::move(e));
   }
   return out;
 }
@@ -206,11 +214,8 @@ std::vector<Unanswered> unanswered(pqxx::transaction_base& tx, const Config& con
                "$4) ORDER BY stored_at DESC LIMIT 1000",
            config.node.id, static_cast<int>(v1::KIND_NOTIFICATION),
            static_cast<int>(v1::KIND_DURESS), static_cast<int>(v1::KIND_TEST))) {
-    const pqxx::binarystring bytes(row[0]);
-    v1::SignedEvent signed_event;
     Unanswered u;
-    if (!signed_event.ParseFromString(bytes.str()) || !u.event.ParseFromString(signed_event.event()))
-      continue;
+    if (!parse_logged(row[0], u.event)) continue;
     const std::string id = u.event.origin() + ":" + std::to_string(u.event.seq());
     if (answered.contains(id) || escalation_rule(config, u.event) == nullptr) continue;
     if (auto it = rounds.find(id); it != rounds.end()) {

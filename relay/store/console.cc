@@ -45,9 +45,14 @@ void add_life(ConsoleView::Event& v, const v1::Event& e, const std::vector<v1::E
               std::int64_t now_unix_ms) {
   v.state = mesh::alert_state(e, steps, now_unix_ms);
   for (const auto& s : steps) {
-    ConsoleView::Event::Step step{id_of(s.origin(), s.seq()), kind_name(s.kind()), s.origin(),
-                                  s.sender(), s.body(), mesh::ack_state_name(s.ack()),
-                                  s.escalation_round(), s.created_unix_ms()};
+    ConsoleView::Event::Step step{id_of(s.origin(), s.seq()),
+                                  kind_name(s.kind()),
+                                  s.origin(),
+                                  s.sender(),
+                                  s.body(),
+                                  mesh::ack_state_name(s.ack()),
+                                  s.escalation_round(),
+                                  s.created_unix_ms()};
     if (s.kind() == v1::KIND_ALL_CLEAR && v.cleared_by.empty()) v.cleared_by = step.id;
     if (s.kind() == v1::KIND_ACK)
       v.acks.push_back({step.by, step.site, step.ack, step.created_unix_ms});
@@ -184,25 +189,23 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
                      static_cast<int>(v1::PRIORITY_DURESS)));
 
   const auto steps = steps_in_log(tx);
-  v.recent = events_of(tx.exec_params(
-                           std::string(kEventColumns) +
-                               "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
-                           static_cast<std::int64_t>(recent)),
+  v.recent = events_of(tx.exec_params(std::string(kEventColumns) +
+                                          "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
+                                      static_cast<std::int64_t>(recent)),
                        steps, v.database_now_unix_ms);
-  v.open_duress = events_of(
-      tx.exec_params(std::string(kEventColumns) +
-                         "WHERE kind = $1 AND stored_at > now() - interval '24 hours' "
-                         "ORDER BY stored_at DESC, origin, seq DESC LIMIT 100",
-                     static_cast<int>(v1::KIND_DURESS)),
-      steps, v.database_now_unix_ms);
+  v.open_duress =
+      events_of(tx.exec_params(std::string(kEventColumns) +
+                                   "WHERE kind = $1 AND stored_at > now() - interval '24 hours' "
+                                   "ORDER BY stored_at DESC, origin, seq DESC LIMIT 100",
+                               static_cast<int>(v1::KIND_DURESS)),
+                steps, v.database_now_unix_ms);
   std::erase_if(v.open_duress, [](const ConsoleView::Event& e) {
     return e.state == "cleared" || e.state == "cancelled";
   });
   add_receipts(tx, config, v.recent);
   add_receipts(tx, config, v.open_duress);
-  const auto escalated =
-      config.escalations.empty() ? std::map<std::string, std::uint32_t>{}
-                                 : escalation_rounds(tx, config.node.id);
+  const auto escalated = config.escalations.empty() ? std::map<std::string, std::uint32_t>{}
+                                                    : escalation_rounds(tx, config.node.id);
   for (auto& e : v.open_duress) {
     if (auto it = escalated.find(e.id); it != escalated.end()) e.escalations = it->second;
     v1::Event as_kind;  // the rule that concerns it, as escalation_rule reads events

@@ -369,9 +369,8 @@ ClaimResult claim(pqxx::connection_base& conn, const Config& config, const crypt
 
 }  // namespace
 
-bool number_and_log(pqxx::transaction_base& tx, const Config& config,
-                    const crypto::SigningKey& key, NumberingState* numbering,
-                    std::vector<v1::Event>& events, bool deliver_here,
+bool number_and_log(pqxx::transaction_base& tx, const Config& config, const crypto::SigningKey& key,
+                    NumberingState* numbering, std::vector<v1::Event>& events, bool deliver_here,
                     std::vector<mesh::EventPtr>& out, const std::vector<std::int64_t>& outbox_ids) {
   // The row lock on this node's sequence orders concurrent claimers; an
   // aborted claim rolls its increment back, so seqs have no gaps, unless
@@ -388,8 +387,7 @@ bool number_and_log(pqxx::transaction_base& tx, const Config& config,
   // Durable outside the database before the claim commits: whatever
   // happens to the database, these seqs are never numbered again.
   std::uint64_t next = numbering ? numbering->allocate(db_next, n) : db_next;
-  tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id,
-                 next + n);
+  tx.exec_params("UPDATE relay_node SET next_seq = $2 WHERE origin = $1", config.node.id, next + n);
   const std::uint64_t first = next;
   for (auto& e : events) e.set_seq(next++);
   const auto signed_events = sign(events, key);
@@ -433,8 +431,7 @@ ClaimResult heal_conflict(pqxx::connection_base& conn, const Config& config,
   // served and acked as that one, and delivered here where this node is a
   // target (an alarm of the life the rewind erased), flagged as possibly
   // delivered before.
-  tx.exec_params("DELETE FROM relay_event_log WHERE origin = $1 AND seq = $2", config.node.id,
-                 seq);
+  tx.exec_params("DELETE FROM relay_event_log WHERE origin = $1 AND seq = $2", config.node.id, seq);
   mesh::StoreBatch mesh_batch;
   const bool here = mesh::targets_node(*mesh_version, config.node.id, config.node.groups);
   mesh_batch.events.push_back({mesh_version, here});
@@ -480,7 +477,8 @@ ClaimResult claim_outbox(pqxx::connection_base& conn, const Config& config,
     if (!row_fault(e)) throw;
     // A value slipped past the checks and failed the fetch: again, one row
     // at a time, so that only that row is rejected.
-    spdlog::warn("outbox claim: {}; claiming row by row to find the row at fault", one_line(e.what()));
+    spdlog::warn("outbox claim: {}; claiming row by row to find the row at fault",
+                 one_line(e.what()));
     return claim(conn, config, key, limit, urgent_only, numbering, true);
   }
 }

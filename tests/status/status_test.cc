@@ -375,7 +375,9 @@ TEST_CASE("a spooled duress is an open alarm at its origin with its database dow
   CHECK(has(status::route(get, console, "").body, "relay_duress_open 1\n"));
   get.path = "/";
   const auto page = status::route(get, console, "").body;
-  CHECK(has(page, "data-event=\"clinic-north:41\" data-kind=\"duress\" data-state=\"open\" data-spooled=yes"));
+  CHECK(has(
+      page,
+      "data-event=\"clinic-north:41\" data-kind=\"duress\" data-state=\"open\" data-spooled=yes"));
   CHECK_FALSE(has(page, "none in the last 24 h"));
   const auto v = status::judge(console.snapshot(false));
   CHECK(v.level == Verdict::Level::alarm);
