@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # A person's acknowledgement (issue 21), with real relayd processes, each site
 # on a PostgreSQL cluster of its own:
-#   ack_test.sh outbox|control-socket|until-acknowledged|never-received
+#   ack_test.sh outbox|control-socket|until-acknowledged|never-received|lossy|partition
 set -euo pipefail
-scenario=${1:?usage: ack_test.sh outbox|control-socket|until-acknowledged|never-received}
+scenario=${1:?usage: ack_test.sh outbox|control-socket|until-acknowledged|never-received|lossy|partition}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
-trap mesh_cleanup EXIT
+proxies=()
+declare -A link_pid site_index
+trap 'kill "${proxies[@]}" "${link_pid[@]}" 2>/dev/null || true; mesh_cleanup' EXIT
 
 # Rows of type relay.ack answering event ID in NODE's message_queue.
 ack_rows() {
   mesh_sql "$1" "SELECT count(*) FROM message_queue WHERE type = 'relay.ack' AND data->>'references' = '$2'"
 }
 
-# Exactly one relay.ack row for ID at NODE, now and a second later, by BY at SITE.
+# Exactly one relay.ack row for ID at NODE (within LIMIT seconds, 15 unless
+# given), now and a second later, by BY at SITE.
 acked_once() {
-  local node=$1 id=$2 by=$3 site=$4
-  wait_for "$node" "SELECT count(*) FROM message_queue WHERE type = 'relay.ack' AND data->>'references' = '$id'" 1 15
+  local node=$1 id=$2 by=$3 site=$4 limit=${5:-15}
+  wait_for "$node" "SELECT count(*) FROM message_queue WHERE type = 'relay.ack' AND data->>'references' = '$id'" 1 "$limit"
   sleep 1
   [ "$(ack_rows "$node" "$id")" = 1 ] || fail "$node holds $(ack_rows "$node" "$id") relay.ack rows for $id"
   local row
@@ -26,7 +29,44 @@ acked_once() {
     fail "$node's relay.ack row for $id says '$row', expected by '$by' at $site"
 }
 
-MESH_SEPARATE_PG=1 mesh_init hq clinic-north
+# One UDP path per ordered pair of sites: FROM's datagrams to TO cross a
+# forwarder of their own, so that a test cuts one path and leaves the others.
+# link_down kills it (what is sent meanwhile is gone, as on a cut WAN link;
+# a stopped forwarder would hand it over late from its socket buffer), and
+# link_up starts it again on the same port.
+link_port() { echo $((mesh_port[$2] + 5 + site_index[$1])); }
+link_up() {
+  "$mesh_build/tests/integration/lossy_proxy" "$(link_port "$1" "$2")" "${mesh_port[$2]}" 0 1 &
+  link_pid["$1>$2"]=$!
+}
+link_down() {
+  kill "${link_pid["$1>$2"]}"
+  wait "${link_pid["$1>$2"]}" 2>/dev/null || true
+  unset "link_pid[$1>$2]"
+}
+path_cut() { link_down "$1" "$2" && link_down "$2" "$1"; }
+path_heal() { link_up "$1" "$2" && link_up "$2" "$1"; }
+
+case "$scenario" in
+  lossy)
+    MESH_PROXY=1 MESH_SEPARATE_PG=1 mesh_init hq clinic-north
+    lossy_paths 0.3 21
+    ;;
+  partition)
+    MESH_SEPARATE_PG=1 mesh_init hq clinic-north clinic-south
+    i=0
+    for node in "${mesh_nodes[@]}"; do site_index[$node]=$i; i=$((i + 1)); done
+    for from in "${mesh_nodes[@]}"; do
+      for to in "${mesh_nodes[@]}"; do
+        [ "$from" = "$to" ] && continue
+        sed -i "s/^address = \"127.0.0.1:${mesh_port[$to]}\"\$/address = \"127.0.0.1:$(link_port "$from" "$to")\"/" \
+          "$mesh_dir/$from/relayd.toml"
+        link_up "$from" "$to"
+      done
+    done
+    ;;
+  *) MESH_SEPARATE_PG=1 mesh_init hq clinic-north ;;
+esac
 for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
 mesh_ready "${mesh_nodes[@]}"
 
@@ -35,7 +75,7 @@ raise() {
   local id
   id=$(ctl clinic-north duress --location "Psych ward, room 12" --by "nurse station 3") ||
     fail "relayctl duress failed"
-  wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = ${id##*:}" 1 10
+  wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = ${id##*:}" 1 30
   echo "$id"
 }
 
@@ -133,6 +173,88 @@ assert acks[0]["note"] == "on my way" and acks[0]["seconds_after"] >= 0, acks
     [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 7")" = 0 ] ||
       fail "clinic-north got an acknowledgement of nothing"
     echo "never-received: refused by relayctl and by the claim, naming the event; nothing sent"
+    ;;
+
+  lossy)
+    # Three duresses, each acknowledged at hq by another guard: the events,
+    # their acks and receipts all cross paths that lose 30%, so that some
+    # copies are lost and sent again, and some arrive twice.
+    ids=()
+    values=""
+    for n in 1 2 3; do
+      id=$(raise)
+      ids+=("$id")
+      values+="${values:+, }('ack', ARRAY['$id'], 'guard $n', 'on my way', 'responding')"
+    done
+    mesh_sql hq "INSERT INTO outbox (kind, refs, sender, body, ack) VALUES $values" >/dev/null
+    for n in 1 2 3; do acked_once clinic-north "${ids[n - 1]}" "guard $n" hq 30; done
+    # Retransmissions that crossed after the first copy change nothing.
+    sleep 2
+    for id in "${ids[@]}"; do
+      [ "$(ack_rows clinic-north "$id")" = 1 ] || fail "clinic-north holds $(ack_rows clinic-north "$id") relay.ack rows for $id"
+      [ "$(ack_rows hq "$id")" = 0 ] || fail "hq delivered its own acknowledgement of $id to itself"
+    done
+    [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 7")" = 3 ] ||
+      fail "clinic-north logged $(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 7") acknowledgements, expected 3"
+    out=$(ctl clinic-north receipts "${ids[0]}")
+    if [ "$(grep -c "acknowledged by" <<<"$out")" != 1 ] || ! grep -q "acknowledged by guard 1 at hq, responding" <<<"$out"; then
+      fail "relayctl receipts at clinic-north does not show the acknowledgement once: $out"
+    fi
+    for node in clinic-north hq; do
+      eventually page_has "$node" / "acknowledged by guard 1 at hq" ||
+        fail "$node's status page does not show the acknowledgement"
+    done
+    # hq learns, through the same loss, that clinic-north delivered each one.
+    wait_for hq "SELECT count(*) FROM relay_receipts JOIN relay_event_log USING (origin, seq) WHERE origin = 'hq' AND kind = 7 AND target = 'clinic-north'" 3 30
+    answer=hq:$(mesh_sql hq "SELECT min(seq) FROM relay_event_log WHERE origin = 'hq' AND kind = 7")
+    out=$(ctl hq receipts "$answer")
+    grep -q "clinic-north *delivered" <<<"$out" || fail "relayctl receipts at hq does not show $answer delivered: $out"
+    echo "lossy: with 30% loss on every path, three duresses acknowledged at hq, one relay.ack row each at clinic-north (again 2 s later), shown by receipts and both pages, confirmed back to hq"
+    ;;
+
+  partition)
+    a=$(raise)
+    b=$(raise)
+    for id in "$a" "$b"; do
+      wait_for clinic-south "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND seq = ${id##*:}" 1 30
+    done
+    # hq is cut off from both clinics when guard 3 acknowledges the first.
+    path_cut hq clinic-north
+    path_cut hq clinic-south
+    mesh_sql hq "INSERT INTO outbox (kind, refs, sender, ack) VALUES ('ack', ARRAY['$a'], 'guard 3', 'responding')" >/dev/null
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin = 'hq' AND kind = 7" 1 15
+    wait_for hq "SELECT count(*) FROM outbox" 0 15
+    # Held in hq's database, not in its memory: a kill -9 while cut off.
+    mesh_kill hq KILL
+    mesh_start hq
+    sleep 3
+    for node in clinic-north clinic-south; do
+      [ "$(mesh_sql "$node" "SELECT count(*) FROM relay_event_log WHERE kind = 7")" = 0 ] ||
+        fail "$node got the acknowledgement across the partition: the cut leaks"
+    done
+    # The direct path heals (clinic-south still cut off from hq): it arrives once.
+    path_heal hq clinic-north
+    acked_once clinic-north "$a" "guard 3" hq 30
+    # Only the direct path fails now: the second goes through clinic-south.
+    path_cut hq clinic-north
+    path_heal hq clinic-south
+    mesh_sql hq "INSERT INTO outbox (kind, refs, sender, ack) VALUES ('ack', ARRAY['$b'], 'guard 4', 'resolved')" >/dev/null
+    acked_once clinic-north "$b" "guard 4" hq 30
+    wait_for clinic-south "SELECT count(*) FROM relay_event_log WHERE origin = 'hq' AND kind = 7" 2 15
+    # Every path heals: hq's retries and anti-entropy bring nothing twice.
+    path_heal hq clinic-north
+    sleep 3
+    for id in "$a" "$b"; do
+      [ "$(ack_rows clinic-north "$id")" = 1 ] ||
+        fail "clinic-north holds $(ack_rows clinic-north "$id") relay.ack rows for $id once every path healed"
+      [ "$(ack_rows clinic-south "$id")" = 0 ] || fail "clinic-south, not a target, got a relay.ack row for $id"
+    done
+    [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 7")" = 2 ] ||
+      fail "clinic-north logged $(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 7") acknowledgements, expected 2"
+    out=$(ctl clinic-north receipts "$a")
+    [ "$(grep -c "acknowledged by guard 3 at hq, responding" <<<"$out")" = 1 ] ||
+      fail "relayctl receipts at clinic-north does not show the acknowledgement once: $out"
+    echo "partition: acknowledged at hq while cut off (and kill -9), held, arrived once when the direct path healed; with only the direct path cut, the next one came through clinic-south; once after every path healed"
     ;;
 
   *) fail "unknown scenario $scenario" ;;

@@ -83,3 +83,16 @@ add_back() {
     kill -HUP "${mesh_pid[$node]}"
   done
 }
+
+# lossy_paths LOSS SEED: after mesh_init with MESH_PROXY=1, every datagram to
+# each node crosses a lossy_proxy of its own that drops LOSS (0 to 1) of
+# them, seeded SEED, SEED+1, ...; their pids are added to proxies, which the
+# test kills on exit.
+lossy_paths() {
+  local loss=$1 seed=$2 node
+  for node in "${mesh_nodes[@]}"; do
+    "$mesh_build/tests/integration/lossy_proxy" "${mesh_peer_port[$node]}" "${mesh_port[$node]}" "$loss" "$seed" &
+    proxies+=($!)
+    seed=$((seed + 1))
+  done
+}
