@@ -1,6 +1,7 @@
 #include "common/config.h"
 #include "common/drill_config.h"
 #include "common/escalation_config.h"
+#include "common/policy_config.h"
 
 #include <arpa/inet.h>
 
@@ -126,9 +127,20 @@ void read_mesh(TomlSection& top, Config& config) {
     top.error("mesh", "missing; expected a [mesh] table with keys");
     return;
   }
-  TomlSection mesh(*table, top.file(), "mesh", top.issues(), {"keys", "supervision_timeout"});
+  TomlSection mesh(*table, top.file(), "mesh", top.issues(),
+                   {"keys", "supervision_timeout", "policy"});
   if (auto keys = mesh.string("keys", true)) config.mesh.keys = resolve(config.file, *keys);
   if (auto d = mesh.duration("supervision_timeout", 5s, 24h)) config.mesh.supervision_timeout = *d;
+  std::filesystem::path policy;
+  if (auto file = mesh.string("policy", false)) {
+    if (file->empty()) {
+      mesh.error("policy", "expected the path of the policy file, or no policy key");
+    } else {
+      policy = resolve(config.file, *file);
+    }
+  }
+  // The peers are read by now: the policy's targets name them.
+  read_policy(mesh, policy, config);
 }
 
 // `address = "host:port"`, or `addresses = [...]` for a peer reached on
@@ -379,8 +391,8 @@ Config read_config(const std::filesystem::path& file, std::vector<ConfigIssue>& 
       {"node", "mesh", "peer", "store", "kick", "delivery", "duress", "status", "control",
        "escalation", "drill"});
   read_node(top, config);
-  read_mesh(top, config);
   read_peers(top, config);
+  read_mesh(top, config);  // after the peers: the policy file names them
   read_rest(top, config);
   read_control(top, config);
   read_escalations(top, config);

@@ -241,6 +241,9 @@ std::vector<std::string> needs_restart(const Config& a, const Config& b) {
     return s;
   };
   check("[[escalation]]", escalations(a), escalations(b));
+  // The core enforces the policy it started with: a new one by a restart,
+  // so that what it enforces and what its hellos announce never differ.
+  check("[mesh] policy", a.policy_digest, b.policy_digest);
   return changed;
 }
 
@@ -298,6 +301,8 @@ status::ProcessInfo process_info(const Config& config, const std::string& config
   p.pid = ::getpid();
   p.started_unix_ms = net::unix_ms_now();
   p.state_dir = std::filesystem::absolute(config.node.state_dir, ignored).string();
+  p.policy_digest = config.policy_digest;
+  p.policy_clear_rules = config.policy.clear.size();
   return p;
 }
 
@@ -366,6 +371,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("status page on http://{}/", config.status.listen.to_string());
+  spdlog::info("mesh policy: {} [[clear]] rules, digest {}", config.policy.clear.size(),
+               config.policy_digest);
 
   // Numbering and the spool live in the state directory: both work while
   // the database is away.

@@ -339,7 +339,10 @@ void process_section(std::ostringstream& h, const Snapshot& s) {
     << "</td></tr><tr><th>pid</th><td>" << s.process.pid << "</td></tr><tr><th>up for</th><td>"
     << age_text(s.now_unix_ms - s.process.started_unix_ms) << " (since "
     << clock_time(s.process.started_unix_ms) << ")</td></tr><tr><th>config</th><td>"
-    << esc(s.process.config_path) << "</td></tr>";
+    << esc(s.process.config_path) << "</td></tr><tr><th>mesh policy</th><td data-policy=\""
+    << esc(s.process.policy_digest) << "\">" << s.process.policy_clear_rules << " [[clear]] "
+    << (s.process.policy_clear_rules == 1 ? "rule" : "rules") << ", digest "
+    << esc(s.process.policy_digest.substr(0, 8)) << "\u2026</td></tr>";
   if (s.daemon) {
     const auto& d = *s.daemon;
     h << "<tr><th>counters</th><td>datagrams sent " << d.stats.datagrams_sent << ", accepted "

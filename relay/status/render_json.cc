@@ -205,6 +205,11 @@ std::string status_json(const Snapshot& s) {
   process["uptime_seconds"] = (s.now_unix_ms - s.process.started_unix_ms) / 1000;
   process["now_unix_ms"] = s.now_unix_ms;
   process["state_dir"] = s.process.state_dir;
+  Json policy;
+  policy["digest"] = s.process.policy_digest;
+  policy["digest_short"] = s.process.policy_digest.substr(0, 8);
+  policy["clear_rules"] = s.process.policy_clear_rules;
+  process["policy"] = policy;
   out["process"] = process;
 
   Json disk;

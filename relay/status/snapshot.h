@@ -21,6 +21,10 @@ struct ProcessInfo {
   std::int64_t pid = 0;
   std::int64_t started_unix_ms = 0;
   std::string state_dir;  // [node] state_dir
+  /// The mesh policy's digest (hex, Config::policy_digest) and its
+  /// [[clear]] rules: what an operator compares between sites.
+  std::string policy_digest{};
+  std::size_t policy_clear_rules = 0;
 };
 
 /// The file system of the state directory, as statvfs says at the snapshot.

@@ -1,5 +1,8 @@
 // The Codec: sessions and their handshake, sealing and opening, signature
 // checks. docs/wire.md describes the format and the threat model.
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cstdint>
 
 #include "relay/wire/bundle.h"
@@ -100,11 +103,29 @@ std::string listed(const google::protobuf::RepeatedPtrField<std::string>& items)
   return out + "]";
 }
 
-/// Where what `peer` says (its view of itself and of us) disagrees with our
-/// view of the two: the groups each is in, and whether it lists our key.
+/// The first bytes of a digest in hex, as people compare two by eye.
+std::string short_digest(const std::string& digest) {
+  std::string out;
+  for (std::size_t i = 0; i < std::min<std::size_t>(digest.size(), 4); ++i) {
+    out += fmt::format("{:02x}", static_cast<std::uint8_t>(digest[i]));
+  }
+  return out + "\u2026";
+}
+
+/// Where what `peer` says (its view of itself and of us, and the policy
+/// digest its v3 signature vouched for) disagrees with our view of the two:
+/// the groups each is in, whether it lists our key, the mesh policy.
 std::vector<std::string> disagreements(const std::string& peer, const v1::PairView& ours,
-                                       const v1::PairView& theirs) {
+                                       const v1::PairView& theirs,
+                                       const std::string& their_policy) {
   std::vector<std::string> out;
+  // Empty on either side is unknown (a build before the digest), not drift.
+  if (!their_policy.empty() && !ours.policy_digest().empty() &&
+      their_policy != ours.policy_digest()) {
+    out.push_back(peer + "'s mesh policy differs from this node's (digest " +
+                  short_digest(their_policy) + " there, " + short_digest(ours.policy_digest()) +
+                  " here): the same policy file must be installed at every site");
+  }
   if (listed(theirs.self().groups()) != listed(ours.peer().groups())) {
     out.push_back(peer + " says it is in groups " + listed(theirs.self().groups()) +
                   "; this node's configuration has " + listed(ours.peer().groups()));
@@ -131,6 +152,9 @@ std::optional<std::string> Codec::hello_for(const std::string& peer_id, Peer& pe
   *hello.mutable_credential() = local_.credential;
   if (const PeerSession* s = peer.sessions.for_sending()) hello.set_known_boot_id(s->boot_id());
   if (auto view = views_.find(peer_id); view != views_.end()) *hello.mutable_view() = view->second;
+  // Only the v3 signature covers the digest: without features, none (a hello
+  // as a build before it sends).
+  if (features_ == 0 && hello.has_view()) hello.mutable_view()->clear_policy_digest();
   hello.set_wall_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.wall_now().time_since_epoch())
           .count());
@@ -314,8 +338,15 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
   if (header.boot_id != peer.features_boot_id) {
     peer.features_boot_id = header.boot_id;
     peer.features = 0;
+    peer.policy_digest.clear();
   }
   peer.features |= offered.features();
+  // Like the features, a session's digest is what its v3-signed hellos said
+  // last, so one stripped to pass as an older build's does not hide it; a
+  // v2 signature does not cover it, so a v2 hello's digest is nobody's word.
+  if (v3 && !offered.view().policy_digest().empty()) {
+    peer.policy_digest = offered.view().policy_digest();
+  }
   peer.hello_boot_id = header.boot_id;
   peer.hello_counter = header.counter;
   crypto::PublicKeyBytes ephemeral;
@@ -327,7 +358,8 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
   peer.unlisted_key = false;
   if (auto ours = views_.find(header.sender);
       ours != views_.end() && out.body.hello().has_view()) {
-    peer.drift = disagreements(header.sender, ours->second, out.body.hello().view());
+    peer.drift =
+        disagreements(header.sender, ours->second, out.body.hello().view(), peer.policy_digest);
   }
   const auto offer = peer.sessions.offer(c, *agreement, clock_.steady_now());
   // Answer with ours unless it already holds it (this hello is then the

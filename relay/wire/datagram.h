@@ -184,6 +184,9 @@ class Codec {
     // What the session `features_boot_id` announced in its verified hellos.
     std::uint64_t features = 0;
     std::uint64_t features_boot_id = 0;
+    // The policy digest the session `features_boot_id` last announced under
+    // its v3 signature; empty: unknown (an older build), never drift.
+    std::string policy_digest;
   };
 
   Reject open_checked(crypto::ByteView datagram, Opened& out);

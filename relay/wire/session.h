@@ -69,6 +69,7 @@ std::string hello_signing_message(const std::string& receiver, std::uint32_t key
 /// tag "relaymesh v3 hello", then the features. A v3 node checks it when
 /// present, else `signature` (a hello from an older node: features 0).
 /// `signature` stays for older nodes, which do not know the features.
+/// The view's policy digest, when there is one, comes last.
 std::string hello_features_signing_message(const std::string& receiver, std::uint32_t key_id,
                                            std::uint64_t counter, const v1::Hello& hello);
 

@@ -14,6 +14,7 @@
 
 #include "common/config_error.h"
 #include "common/drill_config.h"
+#include "common/policy_config.h"
 #include "tests/support/temp_dir.h"
 
 using namespace relay;
@@ -474,4 +475,92 @@ TEST_CASE("[[drill]] slots: multiples of every, and the last weekly or daily tim
     ::unsetenv("TZ");
   }
   ::tzset();
+}
+
+TEST_CASE("[mesh] policy: [[clear]] rules from a file of their own, with defaults and a digest") {
+  Site site;
+  const std::string file = (site.dir / "policy.toml").string();
+  auto with_policy = [&](std::string_view policy) {
+    site.dir.write("policy.toml", policy);
+    return site.write_config(replace(site.config_text(), "keys = \"mesh.keys\"\n",
+                                     "keys = \"mesh.keys\"\npolicy = \"policy.toml\"\n"));
+  };
+  const std::string rules =
+      "# Only the origin, or hq, may clear.\n"
+      "[[clear]]\nname = \"hq-clears\"\nby = [\"hq\"]\nof = [\"all\"]\n"
+      "\n[[clear]]\nby = [\"group:clinics\", \"clinic-north\"]\nof = [\"group:clinics\"]\n"
+      "\n[[clear]]\nby = [\"clinic-south\"]\n";
+  const Config config = load_config(with_policy(rules));
+  REQUIRE(config.policy.clear.size() == 3);
+  CHECK(config.policy.clear[0].name == "hq-clears");
+  CHECK(config.policy.clear[0].by == std::vector<std::string>{"hq"});
+  CHECK(config.policy.clear[1].name == "clear-2");  // the defaults
+  CHECK(config.policy.clear[2].of == std::vector<std::string>{"all"});
+  CHECK(config.policy_digest.size() == 64);
+
+  // Without a policy file: the empty policy (only the origin clears), and its digest.
+  const Config none = load_config(site.write_config(site.config_text()));
+  CHECK(none.policy.clear.empty());
+  CHECK(none.policy_digest == digest_hex(policy_digest({})));
+  CHECK(none.policy_digest != config.policy_digest);
+  CHECK(load_config(with_policy("# nothing yet\n")).policy_digest == none.policy_digest);
+
+  // The same rules written otherwise: comments, spacing, the order within a
+  // list, a default spelled out: the same digest.
+  const std::string same =
+      "[[clear]]   # hq\n  name=\"hq-clears\"\n  of = [ \"all\" ]\n  by = [ \"hq\" ]\n"
+      "[[clear]]\nof=[\"group:clinics\"]\nby=[\"clinic-north\",\"group:clinics\"]\n"
+      "[[clear]]\nname = \"clear-3\"\nof = [\"all\"]\nby = [\"clinic-south\"]\n# end\n";
+  CHECK(load_config(with_policy(same)).policy_digest == config.policy_digest);
+  // Anything that changes what the rules allow, or what refusals name: another digest.
+  const auto digest_of = [&](const std::string& text) {
+    return load_config(with_policy(text)).policy_digest;
+  };
+  CHECK(digest_of(replace(rules, "by = [\"hq\"]", "by = [\"clinic-north\"]")) !=
+        config.policy_digest);
+  CHECK(digest_of(replace(rules, "of = [\"all\"]", "of = [\"hq\"]")) != config.policy_digest);
+  CHECK(digest_of(replace(rules, "hq-clears", "hq-may-clear")) != config.policy_digest);
+  CHECK(digest_of(replace(rules, "\n[[clear]]\nby = [\"clinic-south\"]\n", "")) !=
+        config.policy_digest);
+  // The first rule that matches wins: the order of rules counts.
+  CHECK(digest_of("[[clear]]\nname = \"a\"\nby = [\"hq\"]\n[[clear]]\nname = \"b\"\nby = [\"all\"]\n") !=
+        digest_of("[[clear]]\nname = \"b\"\nby = [\"all\"]\n[[clear]]\nname = \"a\"\nby = [\"hq\"]\n"));
+
+  auto error_for = [&](const std::string& policy) { return load_error(with_policy(policy)); };
+  CHECK(error_for("[[clear]]\nof = [\"all\"]\n").find(file + ": clear[1].by: missing: expected the sites that may clear") !=
+        std::string::npos);
+  CHECK(error_for("[[clear]]\nby = [\"clinic-east\"]\n")
+            .find(file + ":2: clear[1].by: target \"clinic-east\" is not \"all\"") !=
+        std::string::npos);
+  CHECK(error_for("[[clear]]\nby = [\"hq\"]\nof = [\"group:nobody\"]\n")
+            .find(file + ":3: clear[1].of: target \"group:nobody\"") != std::string::npos);
+  CHECK(error_for("[[clear]]\nby = [\"hq\"]\nof = []\n").find("clear[1].of: expected at least one") !=
+        std::string::npos);
+  CHECK(error_for("[[clear]]\nname = \"HQ\"\nby = [\"hq\"]\n")
+            .find(file + ":2: clear[1].name: \"HQ\" is not 1 to 32") != std::string::npos);
+  CHECK(error_for("[[clear]]\nby = [\"hq\"]\n[[clear]]\nname = \"clear-1\"\nby = [\"hq\"]\n")
+            .find("clear[2].name: \"clear-1\" names another [[clear]] rule too") !=
+        std::string::npos);
+  CHECK(error_for("[[clear]]\nby = [\"hq\"]\nwho = [\"hq\"]\n")
+            .find(file + ":3: clear[1].who: unknown key; expected one of: name, by, of") !=
+        std::string::npos);
+  CHECK(error_for("[[send]]\nby = [\"hq\"]\n").find(file + ":1: send: unknown key") !=
+        std::string::npos);
+  CHECK(error_for("[[clear]\n").find(file + ":1: not valid TOML") != std::string::npos);
+
+  // A policy file that is not there: the config line naming it, and the path.
+  fs::remove(site.dir / "policy.toml");
+  const auto config_file = (site.dir / "hq.toml").string();
+  const auto missing = load_error(site.dir / "hq.toml");
+  CHECK(missing.find(config_file + ":8: mesh.policy: " + file + ": cannot read the file") !=
+        std::string::npos);
+
+  // relayctl check-config says so too, with exit code 2.
+  const Run run = relayctl("check-config --offline --config " + config_file);
+  CHECK(run.exit_code == 2);
+  CHECK(run.output.find("mesh.policy: " + file + ": cannot read the file") != std::string::npos);
+  site.dir.write("policy.toml", "[[clear]]\nby = [\"clinic-east\"]\n");
+  const Run bad = relayctl("check-config --offline --config " + config_file);
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find(file + ":2: clear[1].by: target \"clinic-east\"") != std::string::npos);
 }

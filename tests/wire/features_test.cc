@@ -24,6 +24,25 @@ std::string first_hello(wire::Codec& hq) {
   return sealed[0];
 }
 
+/// `self`'s view of itself and `peer`, both in the same groups as the
+/// other's view says, and `policy` (a digest; empty: a build before it).
+v1::PairView view_of(const std::string& self, const std::string& peer, const std::string& policy) {
+  v1::PairView v;
+  v.mutable_self()->set_id(self);
+  v.mutable_self()->add_groups(self == "hq" ? "hq" : "clinics");
+  v.mutable_peer()->set_id(peer);
+  v.mutable_peer()->add_groups(peer == "hq" ? "hq" : "clinics");
+  v.set_policy_digest(policy);
+  return v;
+}
+
+/// A digest as views carry it: 32 bytes, the first `first`.
+std::string digest(char first) {
+  std::string d(32, '\x5e');
+  d[0] = first;
+  return d;
+}
+
 }  // namespace
 
 TEST_CASE("a hello announces its features under the sender's signature") {
@@ -224,4 +243,127 @@ TEST_CASE("an update or cancel revises one earlier event of its own origin") {
     // refuse these kinds.
     CHECK(mesh::features_needed(kind) == v1::FEATURE_UPDATE_CANCEL);
   }
+}
+
+TEST_CASE("two sites whose mesh policies differ both see drift; the same policy, none") {
+  MeshFixture mesh;
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  hq->set_views({{"clinic-north", view_of("hq", "clinic-north", digest('\x1a'))}});
+  north->set_views({{"hq", view_of("clinic-north", "hq", digest('\x2b'))}});
+  MeshFixture::connect(*hq, *north);
+  const auto at_north = north->peer_state("hq").drift;
+  const auto at_hq = hq->peer_state("clinic-north").drift;
+  REQUIRE(at_north.size() == 1);
+  CHECK(at_north[0] ==
+        "hq's mesh policy differs from this node's (digest 1a5e5e5e\u2026 there, 2b5e5e5e\u2026 "
+        "here): the same policy file must be installed at every site");
+  REQUIRE(at_hq.size() == 1);
+  CHECK(at_hq[0].starts_with("clinic-north's mesh policy differs from this node's (digest "
+                             "2b5e5e5e\u2026 there, 1a5e5e5e\u2026 here)"));
+
+  // The same policy on both: no drift, and none left over from before.
+  MeshFixture again;
+  auto hq2 = again.codec("hq");
+  auto north2 = again.codec("clinic-north");
+  hq2->set_views({{"clinic-north", view_of("hq", "clinic-north", digest('\x1a'))}});
+  north2->set_views({{"hq", view_of("clinic-north", "hq", digest('\x1a'))}});
+  MeshFixture::connect(*hq2, *north2);
+  CHECK(north2->peer_state("hq").drift.empty());
+  CHECK(hq2->peer_state("clinic-north").drift.empty());
+}
+
+TEST_CASE("an older build's hello has no policy digest, and is never drift for it") {
+  MeshFixture mesh;
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  // hq as a build before the features (and so before the digest), though
+  // its view holds one: its hello carries none.
+  hq->set_features(0);
+  hq->set_views({{"clinic-north", view_of("hq", "clinic-north", digest('\x1a'))}});
+  north->set_views({{"hq", view_of("clinic-north", "hq", digest('\x2b'))}});
+  const std::string sealed = first_hello(*hq);
+  const v1::Datagram body = test::open_hello_raw(mesh.ring, sealed);
+  REQUIRE(body.hello().has_view());
+  CHECK(body.hello().view().policy_digest().empty());
+  wire::Opened opened;
+  REQUIRE(north->open(bytes(sealed), opened) == Reject::none);
+  CHECK(north->peer_state("hq").drift.empty());
+
+  // A v3 build before the digest (features, a view without one): its v3
+  // signature verifies as that build made it, and it is not drift either.
+  MeshFixture v3;
+  auto hq3 = v3.codec("hq");
+  auto north3 = v3.codec("clinic-north");
+  hq3->set_views({{"clinic-north", view_of("hq", "clinic-north", "")}});
+  north3->set_views({{"hq", view_of("clinic-north", "hq", digest('\x2b'))}});
+  const std::string v3_hello = first_hello(*hq3);
+  const auto header = *wire::parse_header(bytes(v3_hello));
+  const v1::Datagram v3_body = test::open_hello_raw(v3.ring, v3_hello);
+  CHECK(v3_body.hello().features() != 0);
+  // What a v3 build before the digest signs: the features last.
+  v1::Hello before = v3_body.hello();
+  std::string message = wire::hello_features_signing_message("clinic-north", header.key_id,
+                                                             header.counter, before);
+  CHECK(v3.identities.at("hq").verify_key().verify(bytes(message),
+                                                   bytes(v3_body.hello().features_signature())));
+  CHECK(message.ends_with(std::string(7, '\0') + static_cast<char>(v3_body.hello().features())));
+  REQUIRE(north3->open(bytes(v3_hello), opened) == Reject::none);
+  CHECK(north3->peer_state("hq").drift.empty());
+}
+
+TEST_CASE("a policy digest is its sender's word: faked, hidden or downgraded, it shows") {
+  MeshFixture mesh;
+  auto hq = mesh.codec("hq");
+  auto north = mesh.codec("clinic-north");
+  hq->set_views({{"clinic-north", view_of("hq", "clinic-north", digest('\x1a'))}});
+  north->set_views({{"hq", view_of("clinic-north", "hq", digest('\x1a'))}});
+  const std::string sealed = first_hello(*hq);
+  const auto header = *wire::parse_header(bytes(sealed));
+  const v1::Datagram body = test::open_hello_raw(mesh.ring, sealed);
+  CHECK(body.hello().view().policy_digest() == digest('\x1a'));
+  auto reseal = [&](const v1::Datagram& d, std::uint64_t counter) {
+    return test::raw_seal_hello(mesh.ring, "hq", header.boot, header.boot_id, counter,
+                                d.SerializeAsString());
+  };
+  wire::Opened opened;
+  // A mesh-key holder can neither fake a drift (another digest) nor hide
+  // one (the digest left out) in a v3 hello: its signature covers the digest.
+  v1::Datagram faked = body;
+  faked.mutable_hello()->mutable_view()->set_policy_digest(digest('\x2b'));
+  CHECK(north->open(bytes(reseal(faked, header.counter)), opened) == Reject::bad_credential);
+  v1::Datagram hidden = body;
+  hidden.mutable_hello()->mutable_view()->clear_policy_digest();
+  CHECK(north->open(bytes(reseal(hidden, header.counter)), opened) == Reject::bad_credential);
+  // Passed off as an older build's (features, their signature and a faked
+  // digest gone or added): the v2 signature still holds, but a digest it
+  // does not cover is nobody's word, so no drift comes of it.
+  v1::Datagram downgraded = faked;
+  downgraded.mutable_hello()->clear_features();
+  downgraded.mutable_hello()->clear_features_signature();
+  REQUIRE(north->open(bytes(reseal(downgraded, header.counter)), opened) == Reject::none);
+  CHECK(north->peer_state("hq").drift.empty());
+
+  // Real drift, once announced under the v3 signature, stays for the
+  // session: a later hello downgraded to hide it does not.
+  MeshFixture other;
+  auto hq2 = other.codec("hq");
+  auto north2 = other.codec("clinic-north");
+  hq2->set_views({{"clinic-north", view_of("hq", "clinic-north", digest('\x1a'))}});
+  north2->set_views({{"hq", view_of("clinic-north", "hq", digest('\x2b'))}});
+  REQUIRE(north2->open(bytes(first_hello(*hq2)), opened) == Reject::none);
+  CHECK(north2->peer_state("hq").drift.size() == 1);
+  other.clock.advance(std::chrono::seconds(2));  // hellos go at most once a second
+  const auto next = hq2->seal("clinic-north", probe(2)).value();
+  REQUIRE(next.size() == 1);
+  const auto next_header = *wire::parse_header(bytes(next[0]));
+  v1::Datagram stripped = test::open_hello_raw(other.ring, next[0]);
+  stripped.mutable_hello()->clear_features();
+  stripped.mutable_hello()->clear_features_signature();
+  stripped.mutable_hello()->mutable_view()->clear_policy_digest();
+  const auto resealed =
+      test::raw_seal_hello(other.ring, "hq", next_header.boot, next_header.boot_id,
+                           next_header.counter, stripped.SerializeAsString());
+  REQUIRE(north2->open(bytes(resealed), opened) == Reject::none);
+  CHECK(north2->peer_state("hq").drift.size() == 1);
 }

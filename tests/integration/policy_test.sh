@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The mesh policy (issue 22), with real relayd processes and PostgreSQL:
+#   policy_test.sh drift
+# drift: hq and clinic-south install the same policy, written differently
+# (comments, spacing, the order within a list); clinic-north another. The
+# pairs with clinic-north name the difference on both sides (page, JSON,
+# log, verdict); hq and clinic-south agree. Once clinic-north installs the
+# same policy (a reload, which restarts it in place), the drift clears.
+set -euo pipefail
+scenario=${1:?usage: policy_test.sh drift}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+source "$repo/scripts/lib/mesh.sh"
+source "$repo/tests/integration/test_lib.sh"
+trap mesh_cleanup EXIT
+
+# use_policy NODE TEXT: NODE's policy.toml, named by its [mesh] policy.
+use_policy() {
+  printf '%s' "$2" > "$mesh_dir/$1/policy.toml"
+  grep -q '^policy = ' "$mesh_dir/$1/relayd.toml" || config_add "$1" mesh 'policy = "policy.toml"'
+}
+
+# policy_of NODE FIELD: a field of NODE's /api/status process.policy.
+policy_of() {
+  status_page "$1" /api/status |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["process"]["policy"][sys.argv[1]])' "$2"
+}
+
+# drift_of NODE PEER: what NODE's /api/status says of its drift with PEER, one line each.
+drift_of() {
+  status_page "$1" /api/status | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["peers"]:
+    if p["id"] == sys.argv[1]:
+        for d in p.get("drift", []): print(d)' "$2"
+}
+
+# no_drift NODE PEER: NODE's /api/status names no drift with PEER.
+no_drift() { local out; out=$(drift_of "$1" "$2") && [ -z "$out" ]; }
+
+# has_policy NODE DIGEST: NODE's /api/status shows the policy DIGEST.
+has_policy() { local out; out=$(policy_of "$1" digest) && [ "$out" = "$2" ]; }
+
+# differs NODE PEER THERE HERE: NODE names PEER's policy (digest THERE) as differing from its own (HERE).
+differs() {
+  drift_of "$1" "$2" | grep -qF "$2's mesh policy differs from this node's (digest ${3:0:8}… there, ${4:0:8}… here): the same policy file must be installed at every site"
+}
+
+case "$scenario" in
+  drift)
+    mesh_init hq clinic-north clinic-south
+    use_policy hq $'# Only the origin, or hq, may clear an alert.\n[[clear]]\nname = "hq-clears"\nby = ["hq"]\nof = ["all"]\n\n[[clear]]\nname = "clinics-clear-clinics"\nby = ["group:clinics", "hq"]\nof = ["group:clinics"]\n'
+    use_policy clinic-south $'[[clear]]   # hq\n  name="hq-clears"\n  of=[ "all" ]\n  by=[ "hq" ]\n[[clear]]\n  name="clinics-clear-clinics"\n  of=["group:clinics"]\n  by=["hq","group:clinics"]\n# the end\n'
+    use_policy clinic-north $'[[clear]]\nname = "hq-clears"\nby = ["hq", "clinic-north"]\nof = ["all"]\n'
+    for node in "${mesh_nodes[@]}"; do ctl "$node" check-config --offline >/dev/null || fail "$node's configuration: $(ctl "$node" check-config --offline 2>&1)"; done
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+
+    hq_digest=$(policy_of hq digest)
+    north_digest=$(policy_of clinic-north digest)
+    south_digest=$(policy_of clinic-south digest)
+    [ "${#hq_digest}" = 64 ] || fail "hq's /api/status has no policy digest: $(status_json hq)"
+    [ "$hq_digest" = "$south_digest" ] ||
+      fail "the same policy written differently has two digests: hq $hq_digest, clinic-south $south_digest"
+    [ "$hq_digest" != "$north_digest" ] || fail "different policies have one digest: $hq_digest"
+    [ "$(policy_of hq clear_rules)" = 2 ] || fail "hq's /api/status does not count 2 [[clear]] rules"
+    [ "$(policy_of clinic-north clear_rules)" = 1 ] || fail "clinic-north's /api/status does not count 1 [[clear]] rule"
+    [ "$(policy_of hq digest_short)" = "${hq_digest:0:8}" ] || fail "hq's short digest is not its digest's start"
+    page_has hq / "mesh policy</th><td data-policy=\"$hq_digest\">2 \[\[clear\]\] rules, digest ${hq_digest:0:8}…" ||
+      fail "hq's page does not show its policy"
+    page_has clinic-north / "1 \[\[clear\]\] rule, digest ${north_digest:0:8}…" ||
+      fail "clinic-north's page does not show its policy"
+    wait_log hq "mesh policy: 2 \[\[clear\]\] rules, digest $hq_digest"
+
+    # Both sides of the pair with clinic-north name it, with both digests.
+    eventually differs hq clinic-north "$north_digest" "$hq_digest" ||
+      fail "hq does not name clinic-north's policy: $(drift_of hq clinic-north)"
+    eventually differs clinic-north hq "$hq_digest" "$north_digest" ||
+      fail "clinic-north does not name hq's policy: $(drift_of clinic-north hq)"
+    eventually differs clinic-south clinic-north "$north_digest" "$south_digest" ||
+      fail "clinic-south does not name clinic-north's policy: $(drift_of clinic-south clinic-north)"
+    for node in hq clinic-north; do
+      eventually page_has "$node" / "mesh policy differs from this node" || fail "$node's page does not show the drift"
+      eventually status_has "$node" '"verdict":{"level":"DEGRADED"' || fail "$node's verdict is not DEGRADED: $(status_json "$node")"
+    done
+    wait_log hq "CONFIGURATION DRIFT with clinic-north: clinic-north's mesh policy differs"
+    wait_log clinic-north "CONFIGURATION DRIFT with hq: hq's mesh policy differs"
+    # The same policy, written differently: no drift between hq and clinic-south.
+    no_drift hq clinic-south || fail "hq sees drift with clinic-south: $(drift_of hq clinic-south)"
+    no_drift clinic-south hq || fail "clinic-south sees drift with hq: $(drift_of clinic-south hq)"
+    grep -q "CONFIGURATION DRIFT with clinic-south" "$mesh_dir/hq/relayd.log" && fail "hq logged drift with clinic-south"
+    grep -q "CONFIGURATION DRIFT with hq" "$mesh_dir/clinic-south/relayd.log" && fail "clinic-south logged drift with hq"
+    echo "drift: hq ${hq_digest:0:8} = clinic-south ${south_digest:0:8} (written differently), clinic-north ${north_digest:0:8}: named on both sides"
+
+    # clinic-north installs hq's policy: a reload restarts it in place (it
+    # enforces and announces the new one), and every side agrees again.
+    cp "$mesh_dir/hq/policy.toml" "$mesh_dir/clinic-north/policy.toml"
+    out=$(ctl clinic-north reload) || fail "relayctl reload of a new policy: $out"
+    grep -q "restarting in place to take: \[mesh\] policy" <<<"$out" || fail "the reload did not restart for the policy: $out"
+    mesh_wait_core clinic-north
+    eventually has_policy clinic-north "$hq_digest" || fail "clinic-north's page does not show the new policy"
+    for pair in "hq clinic-north" "clinic-north hq" "clinic-south clinic-north"; do
+      # shellcheck disable=SC2086
+      eventually no_drift $pair || fail "drift stays after the policies agree: $pair: $(drift_of $pair)"
+    done
+    wait_log hq "configuration of clinic-north agrees with this node's again"
+    eventually status_has hq '"verdict":{"level":"OK"' || fail "hq's verdict is not OK again: $(status_json hq)"
+    echo "drift: cleared on both sides once clinic-north installed the same policy"
+    ;;
+
+  *)
+    echo "usage: policy_test.sh drift" >&2
+    exit 2
+    ;;
+esac
