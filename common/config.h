@@ -10,6 +10,7 @@
 #include "common/config_error.h"
 #include "common/crypto.h"
 #include "common/keys.h"
+#include "relay/mesh/policy.h"
 
 namespace relay {
 
@@ -161,6 +162,14 @@ struct Config {
 
   /// [[drill]] schedules, in file order.
   std::vector<DrillSchedule> drills;
+
+  /// The mesh policy ([mesh] policy, a file of its own, the same at every
+  /// site; docs/config.md, "Policy"). Without one: only an event's origin
+  /// may clear it.
+  mesh::Policy policy;
+  /// SHA-256 (hex) of the policy's canonical form: two sites that differ
+  /// show drift.
+  std::string policy_digest;
 
   /// The peer with this id, or nullptr.
   const PeerConfig* find_peer(std::string_view id) const;

@@ -159,10 +159,11 @@ void Node::handle_events(Time /*now*/, Peer& from, const v1::Events& body,
   // whatever their order in the datagram.
   for (int i = 0; i < count; ++i) {
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];
-    const v1::Outcome outcome = withholds_as(parsed.kind());
-    if (outcome == v1::OUTCOME_DELIVERED || !stored_.contains(parsed.origin())) continue;
-    for (const auto& r : parsed.references())
-      withheld_.emplace(EventKey{r.origin(), r.seq()}, outcome);
+    if (withholds_as(parsed.kind()) == v1::OUTCOME_DELIVERED || !stored_.contains(parsed.origin()))
+      continue;
+    std::vector<EventKey> keys;
+    for (const auto& r : parsed.references()) keys.push_back({r.origin(), r.seq()});
+    note_ending(parsed.kind(), parsed.origin(), keys);
   }
   for (int i = 0; i < count; ++i) {
     const v1::Event& parsed = events[static_cast<std::size_t>(i)];
@@ -223,8 +224,26 @@ void Node::check_duplicate(Peer& from, const EventPtr& incoming) {
   store_.load(std::move(load));
 }
 
-void Node::withhold(const std::vector<EventKey>& keys, v1::Outcome outcome) {
+const std::vector<std::string>& Node::groups_of(const std::string& id) const {
+  static const std::vector<std::string> kNone;
+  if (id == self_) return self_groups_;
+  auto it = peer_index_.find(id);
+  return it == peer_index_.end() ? kNone : peers_[it->second].info.groups;
+}
+
+std::string Node::refusal(v1::Kind kind, const std::string& by, const EventKey& key) const {
+  // A cancel names its own origin's events only (wire::well_formed).
+  if (kind != v1::KIND_ALL_CLEAR) return "";
+  if (!policy_.clear_rule(by, groups_of(by), key.origin, groups_of(key.origin)).empty()) return "";
+  return clear_refusal(by, key.origin + ":" + std::to_string(key.seq), key.origin);
+}
+
+void Node::note_ending(v1::Kind kind, const std::string& by, const std::vector<EventKey>& keys) {
+  const v1::Outcome outcome = withholds_as(kind);
   if (outcome == v1::OUTCOME_DELIVERED) return;
+  // Refused whole when it ends anything beyond its maker's rights.
+  for (const auto& key : keys)
+    if (!refusal(kind, by, key).empty()) return;
   for (const auto& key : keys) withheld_.emplace(key, outcome);  // the first one held says why
 }
 
@@ -232,7 +251,8 @@ void Node::store_event(const EventPtr& event, const std::string& ack_to,
                        const std::vector<std::string>& forward_to) {
   StoreBatch::Write write = decide(event);
   if (write.target && !write.delivers()) ++stats_.withheld;
-  withhold(event->references, withholds_as(event->kind));
+  if (write.outcome == v1::OUTCOME_REFUSED) ++stats_.refused;
+  note_ending(event->kind, event->key.origin, event->references);
   if (write.target && event->key.origin == self_) {
     // An own event pulled back after a restore: its receipt here too.
     batch_.receipts.push_back({event->key, self_, wall_(), write.outcome});

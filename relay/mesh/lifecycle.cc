@@ -172,6 +172,16 @@ StoreBatch::Write Node::decide(const EventPtr& event) const {
   // A duress is withheld only when its all-clear is here already: never for
   // its age, whoever's clock it is judged by.
   const bool duress = e.kind == v1::KIND_DURESS || e.priority == v1::PRIORITY_DURESS;
+  // Beyond its maker's rights: not delivered, and what it would end stays;
+  // this node raises a relay.policy row instead (never for a duress: an
+  // all-clear is not one).
+  for (const auto& key : e.references) {
+    if (auto why = refusal(e.kind, e.key.origin, key); !why.empty()) {
+      write.outcome = v1::OUTCOME_REFUSED;
+      write.refusal = why;
+      return write;
+    }
+  }
   // What ended it held here first; for an update, what ended the alert it
   // updates (new text for an alert that is over would reopen it).
   auto ended = withheld_.find(e.key);

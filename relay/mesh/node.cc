@@ -110,8 +110,7 @@ void Node::begin(Time now) {
 
 void Node::load(Time now, Snapshot snapshot) {
   for (auto& [origin, seqs] : snapshot.stored) stored_[origin] = std::move(seqs);
-  withhold(snapshot.cleared, v1::OUTCOME_CLEARED);
-  withhold(snapshot.cancelled, v1::OUTCOME_CANCELLED);
+  for (const auto& e : snapshot.endings) note_ending(e->kind, e->key.origin, e->references);
   restored_ = snapshot.restored;
   own_high_water_ = snapshot.own_high_water;
   if (!sure()) {

@@ -14,6 +14,7 @@
 
 #include "relay/mesh/node_io.h"
 #include "relay/mesh/pacer.h"
+#include "relay/mesh/policy.h"
 #include "relay/mesh/rtt.h"
 #include "relay/mesh/seq_set.h"
 #include "relay/mesh/store.h"
@@ -56,6 +57,9 @@ class Node {
   void on_pruned(Time now, const std::map<std::string, std::uint64_t>& settled_through);
   /// The wall clock (Unix ms) that ages are judged against; the system's by default.
   void set_wall_clock(std::function<std::int64_t()> wall) { wall_ = std::move(wall); }
+  /// The mesh policy this node enforces on what it stores (docs/config.md,
+  /// "Policy"); before any, only an event's origin may clear it.
+  void set_policy(Policy policy) { policy_ = std::move(policy); }
   /// False while own events wait at a bound: stop claiming from the outbox.
   bool accepting_local() const;
 
@@ -337,7 +341,14 @@ class Node {
   // Events an all-clear or a cancel held here refers to: never delivered
   // here, and the outcome their receipt gives (relay/mesh/types.h).
   std::map<EventKey, v1::Outcome> withheld_;
-  void withhold(const std::vector<EventKey>& keys, v1::Outcome outcome);
+  Policy policy_;
+  /// The groups of node `id` as configured here; none for a node unknown.
+  const std::vector<std::string>& groups_of(const std::string& id) const;
+  /// Why `by` may not end (clear) `key`; "" if it may (its origin always may).
+  std::string refusal(v1::Kind kind, const std::string& by, const EventKey& key) const;
+  /// An all-clear or cancel by `by` held here: what it ends is withheld
+  /// from now on, if the policy lets it end all of it.
+  void note_ending(v1::Kind kind, const std::string& by, const std::vector<EventKey>& keys);
   std::function<std::int64_t()> wall_;
   // Own numbering after a start that lost track of it (lifecycle.cc).
   bool learning_ = false;

@@ -132,6 +132,7 @@ struct NodeStats {
   std::uint64_t receipts_recorded = 0;
   std::uint64_t alarms_raised = 0;
   std::uint64_t withheld = 0;   // logged here, not delivered (expired, too old, cleared)
+  std::uint64_t refused = 0;    // of those, beyond their sender's rights (the mesh policy)
   /// Events not sent to a peer whose build does not take their kind (yet).
   std::uint64_t withheld_for_features = 0;
   std::uint64_t conflicts = 0;  // an origin's signature on two contents for one seq

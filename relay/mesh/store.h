@@ -29,9 +29,14 @@ struct StoreBatch {
     bool redelivered = false;
     /// The outbox row an own event was claimed from (0: none), logged with it.
     std::int64_t outbox_id = 0;
+    /// OUTCOME_REFUSED: why, for the relay.policy row delivered instead.
+    std::string refusal = {};
     bool delivers() const {
       return target && (outcome == v1::OUTCOME_DELIVERED || outcome == v1::OUTCOME_DELIVERED_LATE);
     }
+    /// It gets a message_queue row: its own, or a relay.policy row saying
+    /// it was refused.
+    bool queued() const { return delivers() || (target && outcome == v1::OUTCOME_REFUSED); }
   };
   std::vector<Write> events;
   /// At an origin: receipts from targets, to record.
@@ -85,10 +90,9 @@ struct Snapshot {
   /// Per origin, the seqs in the event log (and those settled: pruned below
   /// it, or skipped by their origin).
   std::map<std::string, SeqSet> stored;
-  /// Events referenced by an all-clear in the log: never delivered here.
-  std::vector<EventKey> cleared;
-  /// Events their origin cancelled (a KIND_CANCEL in the log): the same.
-  std::vector<EventKey> cancelled;
+  /// The all-clears and cancels in the log: what they end (as the policy
+  /// lets them) is never delivered here.
+  std::vector<EventPtr> endings;
   /// The highest own seq that may exist anywhere, as far as this node knows
   /// (its state directory's high-water mark): own seqs up to it that the
   /// database lacks are pulled back from peers, or settled if none has them.

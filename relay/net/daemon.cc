@@ -172,6 +172,7 @@ Daemon::Daemon(asio::io_context& io, Config config, NodeKeys keys, store::Number
   tap_ = std::make_unique<StoreTap>(*store_, incidents_);
   node_ = std::make_unique<mesh::Node>(config_.node.id, config_.node.groups, peer_infos(config_),
                                        tuning_of(config_), *tap_, *this, std::random_device{}());
+  node_->set_policy(config_.policy);
   database_down_since_ = now();
   report_health();
   node_->start_without_store(now());

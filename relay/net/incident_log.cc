@@ -174,11 +174,13 @@ void IncidentLog::persisting(const mesh::StoreBatch& batch) {
   for (const auto& w : batch.events) {
     // A duress, not whatever travels at its priority (its all-clear).
     if (w.delivers() && w.event->kind == v1::KIND_DURESS) pending.delivered.push_back(w.event->key);
+    if (w.queued() && w.outcome == v1::OUTCOME_REFUSED)
+      pending.refused.emplace_back(w.event->key, w.refusal);
   }
   for (const auto& r : batch.receipts) {
     if (own_duress_.contains(r.event)) pending.confirmed.emplace_back(r.event, r.target);
   }
-  if (!pending.delivered.empty() || !pending.confirmed.empty())
+  if (!pending.delivered.empty() || !pending.confirmed.empty() || !pending.refused.empty())
     pending_[batch.ticket] = std::move(pending);
 }
 
@@ -190,6 +192,17 @@ void IncidentLog::stored(const mesh::StoreDone& done) {
       log_incident(spdlog::level::warn,
                    fmt::format("duress {} delivered into message_queue here", id_of(key)),
                    {{"incident", "duress_delivered"}, {"event_id", id_of(key)}});
+    }
+    for (const auto& [key, why] : it->second.refused) {
+      if (!refusals_.allow()) continue;
+      const auto held_back = refusals_.suppressed();
+      log_incident(spdlog::level::err,
+                   fmt::format("refused {} under the mesh policy: {}; a relay.policy row raised{}",
+                               id_of(key), why,
+                               held_back > 0
+                                   ? fmt::format(" ({} more refusals not logged)", held_back)
+                                   : ""),
+                   {{"incident", "policy_refused"}, {"event_id", id_of(key)}, {"reason", why}});
     }
     for (const auto& [key, target] : it->second.confirmed) {
       if (!confirmed_logged_.emplace(key, target).second) continue;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/log.h"
 #include "relay/mesh/node.h"
 #include "relay/mesh/store.h"
 
@@ -38,6 +39,7 @@ class IncidentLog {
   struct Pending {
     std::vector<mesh::EventKey> delivered;                          // duress, into message_queue
     std::vector<std::pair<mesh::EventKey, std::string>> confirmed;  // own duress, by target
+    std::vector<std::pair<mesh::EventKey, std::string>> refused;    // under the policy, why
   };
   struct PeerSeen {
     std::string state;
@@ -57,6 +59,9 @@ class IncidentLog {
   // receipt again until the receipt ack reaches it, and each copy is
   // recorded again (once, 125 lines for one duress).
   std::set<std::pair<mesh::EventKey, std::string>> confirmed_logged_;
+  // A site sending beyond its rights in a loop must not drown the log
+  // (each refusal also raises its relay.policy row).
+  RateLimit refusals_{std::chrono::minutes(1), 10};
 };
 
 /// Hands every batch to the store, showing it to the incident log first.

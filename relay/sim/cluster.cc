@@ -155,6 +155,7 @@ void Cluster::restart(std::size_t i) {
   slot.node = std::make_unique<Node>(slot.id, slot.groups, std::move(peers), config_.tuning,
                                      *slot.store, slot, seed);
   slot.node->set_wall_clock([this, i] { return wall_ms() + slots_[i]->skew_ms; });
+  slot.node->set_policy(config_.policy);
   slot.node->start(now_, slot.store->snapshot(origins));
   settle(i);
 }

@@ -42,6 +42,8 @@ struct SimConfig {
   /// Events a node's database stores per second (0: no limit): batches then
   /// commit one after another, as a receiving node's PostgreSQL does.
   double store_events_per_second = 0;
+  /// The mesh policy every node enforces.
+  Policy policy;
 };
 
 /// One event injected at an origin, with when it became durable there.

@@ -79,9 +79,8 @@ Snapshot SimStore::snapshot(const std::vector<std::string>& origins) {
     if (!durable_.replicated.contains(it->first)) s.unreplicated.push_back(it->second);
   }
   for (const auto& [key, event] : durable_.log) {
-    auto& ended = event->kind == v1::KIND_ALL_CLEAR ? s.cleared : s.cancelled;
     if (event->kind == v1::KIND_ALL_CLEAR || event->kind == v1::KIND_CANCEL)
-      ended.insert(ended.end(), event->references.begin(), event->references.end());
+      s.endings.push_back(event);
   }
   for (const auto& [key, receipt] : durable_.receipts_owed) s.receipts_owed.push_back(receipt);
   s.open_alarms.assign(durable_.open_alarms.begin(), durable_.open_alarms.end());

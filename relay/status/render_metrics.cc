@@ -145,8 +145,12 @@ std::string metrics_text(const Snapshot& s) {
   m.family("relay_receipts_recorded_total", "counter", "Receipts recorded for own events.")
       .sample(d.stats.receipts_recorded);
   m.family("relay_events_withheld_total", "counter",
-           "Events logged here but not delivered: expired, older than max_age, or cleared.")
+           "Events logged here but not delivered: expired, older than max_age, cleared, cancelled "
+           "or refused.")
       .sample(d.stats.withheld);
+  m.family("relay_events_refused_total", "counter",
+           "Events refused here under the mesh policy (each raised a relay.policy row).")
+      .sample(d.stats.refused);
   m.family("relay_conflicts_total", "counter",
            "Events whose content differs from what is held under the same id (a seq reused).")
       .sample(d.stats.conflicts);

@@ -210,6 +210,15 @@ Verdict judge(const Snapshot& s) {
                       a.event_id, a.queue_id, a.group, a.attempts, a.last_error));
   }
   for (auto& why : drill_alarms(s)) raise(v, L::alarm, std::move(why));
+  if (const auto* view = s.database.view ? &*s.database.view : nullptr;
+      view != nullptr && !view->refused.empty()) {
+    const auto& last = view->refused.front();
+    raise(v, L::alarm,
+          fmt::format("{} of this node's events refused by their targets under the mesh policy in "
+                      "the last 24 h (the latest: {} at {}): `relayctl receipts {}` says why; "
+                      "check that this site's policy file is the mesh's (its digest on the page)",
+                      view->refused_last_day, last.id, last.target, last.id));
+  }
   if (s.daemon) {
     for (const auto& p : s.daemon->peers) {
       if (p.alarmed) {

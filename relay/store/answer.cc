@@ -17,6 +17,15 @@ namespace v1 = relaymesh::v1;
 
 namespace {
 
+/// False for an all-clear beyond its maker's rights under the mesh policy:
+/// every receiver refuses it, and it ends nothing.
+bool within_policy(const Config& config, const v1::Event& e) {
+  if (e.kind() != v1::KIND_ALL_CLEAR) return true;
+  return std::all_of(e.references().begin(), e.references().end(), [&](const v1::EventId& r) {
+    return clear_refusal(config, e.origin(), r.origin(), r.seq()).empty();
+  });
+}
+
 /// The event in a log row's `signed` column; false if it does not parse.
 bool parse_logged(const pqxx::field& signed_column, v1::Event& e) {
   const pqxx::binarystring bytes(signed_column);
@@ -68,7 +77,8 @@ std::string answer_from_log(pqxx::transaction_base& tx, const Config& config, v1
   return answer(config, ack, *referenced);
 }
 
-std::map<std::string, std::vector<v1::Event>> steps_in_log(pqxx::transaction_base& tx) {
+std::map<std::string, std::vector<v1::Event>> steps_in_log(pqxx::transaction_base& tx,
+                                                            const Config& config) {
   std::map<std::string, std::vector<v1::Event>> out;
   // Few rows, however long the log (migration 018 indexes them); beyond the
   // bound, the newest.
@@ -76,7 +86,7 @@ std::map<std::string, std::vector<v1::Event>> steps_in_log(pqxx::transaction_bas
        tx.exec("SELECT signed FROM relay_event_log WHERE kind IN (3, 7, 8, 9, 10) AND stored_at > "
                "now() - interval '8 days' ORDER BY stored_at DESC, origin, seq DESC LIMIT 10000")) {
     v1::Event e;
-    if (!parse_logged(row[0], e)) continue;
+    if (!parse_logged(row[0], e) || !within_policy(config, e)) continue;
     for (const auto& r : e.references())
       out[r.origin() + ":" + std::to_string(r.seq())].push_back(e);
   }
@@ -187,8 +197,10 @@ std::vector<Unanswered> unanswered(pqxx::transaction_base& tx, const Config& con
   // An answer may come a while after its event: look a day further back.
   std::set<std::string> answered;
   for (const auto kind : {v1::KIND_ACK, v1::KIND_ALL_CLEAR, v1::KIND_CANCEL}) {
-    for (const auto& e : logged_of_kind(tx, kind, 48))
+    for (const auto& e : logged_of_kind(tx, kind, 48)) {
+      if (!within_policy(config, e)) continue;
       for (const auto& r : e.references()) answered.insert(id_of(r));
+    }
   }
   std::map<std::string, std::pair<std::uint32_t, std::int64_t>> rounds;  // id -> round, made at
   for (const auto& e : logged_of_kind(tx, v1::KIND_ESCALATION, 48)) {

@@ -41,8 +41,10 @@ std::string answer(const Config& config, relaymesh::v1::Event& ack,
 /// What this node's log holds of alerts' lives (all-clears,
 /// acknowledgements, updates, cancels, escalations of the last 8 days), by
 /// the id ("origin:seq") of the event each references, in the order stored.
-std::map<std::string, std::vector<relaymesh::v1::Event>> steps_in_log(
-    pqxx::transaction_base& tx);
+/// An all-clear beyond its maker's rights (the mesh policy) is left out: it
+/// ends nothing.
+std::map<std::string, std::vector<relaymesh::v1::Event>> steps_in_log(pqxx::transaction_base& tx,
+                                                                      const Config& config);
 
 /// Makes `revision` (a KIND_UPDATE or KIND_CANCEL with its text; origin this
 /// node) the update or cancel of the own alert it references, as this node's

@@ -137,6 +137,8 @@ std::string outcome_text(int outcome) {
       return "not delivered: its all-clear was there first";
     case v1::OUTCOME_CANCELLED:
       return "not delivered: its origin's cancel was there first";
+    case v1::OUTCOME_REFUSED:
+      return "refused: beyond its sender's rights under the mesh policy there";
     default:
       return "outcome " + std::to_string(outcome);
   }
@@ -188,7 +190,7 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
                          "WHERE priority = $1 AND type NOT LIKE 'relay.%' ORDER BY id LIMIT 1",
                      static_cast<int>(v1::PRIORITY_DURESS)));
 
-  const auto steps = steps_in_log(tx);
+  const auto steps = steps_in_log(tx, config);
   v.recent = events_of(tx.exec_params(std::string(kEventColumns) +
                                           "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
                                       static_cast<std::int64_t>(recent)),
@@ -213,6 +215,15 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
     as_kind.set_priority(v1::PRIORITY_DURESS);
     if (const auto* rule = escalation_rule(config, as_kind); rule != nullptr && e.own)
       e.escalation_max = rule->max;
+  }
+
+  for (const auto& r : tx.exec_params(
+           "SELECT origin || ':' || seq, target, (extract(epoch from delivered_at) * 1000)::bigint, "
+           "count(*) OVER () FROM relay_receipts WHERE outcome = $1 AND delivered_at > now() - "
+           "interval '24 hours' ORDER BY delivered_at DESC LIMIT 5",
+           static_cast<int>(v1::OUTCOME_REFUSED))) {
+    v.refused.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::int64_t>()});
+    v.refused_last_day = r[3].as<std::int64_t>();
   }
 
   // Receipts owed to this node, per target, over its recent events.

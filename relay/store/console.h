@@ -87,6 +87,14 @@ struct ConsoleView {
   };
   std::vector<Event> recent;       // newest first
   std::vector<Event> open_duress;  // not cleared or cancelled, stored within the last 24 h; newest first
+  /// Own events a target refused under the mesh policy in the last 24 h
+  /// (its receipt says OUTCOME_REFUSED), newest first, a few; and how many.
+  struct Refused {
+    std::string id, target;
+    std::int64_t at_unix_ms = 0;
+  };
+  std::vector<Refused> refused;
+  std::int64_t refused_last_day = 0;
   /// Own events (of the last 1,000) whose target has not confirmed, per target.
   std::map<std::string, std::int64_t> receipts_pending;
   std::int64_t database_now_unix_ms = 0;

@@ -75,7 +75,7 @@ void copy_log(pqxx::transaction_base& tx, const Writes& writes) {
 std::size_t copy_queue(pqxx::transaction_base& tx, const Writes& writes) {
   Writes delivered;
   std::ranges::copy_if(writes, std::back_inserter(delivered),
-                       [](const auto* w) { return w->delivers(); });
+                       [](const auto* w) { return w->queued(); });
   if (delivered.empty()) return 0;
   // The deduplicating statement's order: a consumer reading by id, oldest
   // first, meets the most urgent of one transaction first.
@@ -90,7 +90,7 @@ std::size_t copy_queue(pqxx::transaction_base& tx, const Writes& writes) {
     const mesh::Event& e = *write->event;
     v1::Event event;
     event.ParseFromString(e.signed_event.event());
-    mq << std::make_tuple(queue_type(event), queue_data(*write, event), e.key.origin, e.key.seq,
+    mq << std::make_tuple(queue_row_type(*write, event), queue_data(*write, event), e.key.origin, e.key.seq,
                           static_cast<int>(e.priority));
   }
   mq.complete();
@@ -126,7 +126,12 @@ bool owes_receipt(const mesh::StoreBatch::Write& write, const std::string& self)
   return write.target && write.event->key.origin != self;
 }
 
+std::string queue_row_type(const mesh::StoreBatch::Write& write, const v1::Event& event) {
+  return write.outcome == v1::OUTCOME_REFUSED ? "relay.policy" : queue_type(event);
+}
+
 std::string queue_data(const mesh::StoreBatch::Write& write, const v1::Event& event) {
+  if (write.outcome == v1::OUTCOME_REFUSED) return refusal_json(event, write.refusal);
   return queue_json(event, {write.outcome == v1::OUTCOME_DELIVERED_LATE, write.redelivered});
 }
 

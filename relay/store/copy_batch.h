@@ -22,6 +22,9 @@ bool owes_receipt(const mesh::StoreBatch::Write& write, const std::string& self)
 /// The message_queue data of `write`, delivered here; `event` is its
 /// parsed content. Both ways of writing a batch ask this.
 std::string queue_data(const mesh::StoreBatch::Write& write, const v1::Event& event);
+/// Its message_queue type: the event's (rows.h, queue_type), or relay.policy
+/// for an event refused under the mesh policy.
+std::string queue_row_type(const mesh::StoreBatch::Write& write, const v1::Event& event);
 
 /// The common case, by COPY: when every event of `writes` is new here (not
 /// in the log, not at or below its origin's pruned prefix, not in a settled

@@ -204,6 +204,17 @@ void log_rejected(std::int64_t id, const std::string& why) {
 
 }  // namespace
 
+std::string clear_refusal(const Config& config, const std::string& by, const std::string& origin,
+                          std::uint64_t seq) {
+  auto groups_of = [&](const std::string& id) {
+    if (id == config.node.id) return config.node.groups;
+    const auto* peer = config.find_peer(id);
+    return peer != nullptr ? peer->groups : std::vector<std::string>{};
+  };
+  if (!config.policy.clear_rule(by, groups_of(by), origin, groups_of(origin)).empty()) return "";
+  return mesh::clear_refusal(by, origin + ":" + std::to_string(seq), origin);
+}
+
 void resolve_targets(v1::Event& event, const Config& config) {
   event.clear_resolved();
   const std::vector<std::string> targets(event.targets().begin(), event.targets().end());
@@ -224,6 +235,13 @@ std::string check_event(const v1::Event& event, const Config& config) {
   }
   if (event.kind() == v1::KIND_ALL_CLEAR && event.references_size() == 0) {
     return "an all-clear must reference the event it clears";
+  }
+  if (event.kind() == v1::KIND_ALL_CLEAR) {
+    // Refused here as every receiver would refuse it (the mesh policy).
+    for (const auto& r : event.references()) {
+      if (auto why = clear_refusal(config, config.node.id, r.origin(), r.seq()); !why.empty())
+        return why;
+    }
   }
   if (event.kind() == v1::KIND_ACK && event.references_size() != 1) {
     return "an acknowledgement must reference exactly the one event it answers";

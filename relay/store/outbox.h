@@ -39,6 +39,11 @@ std::string check_event(const relaymesh::v1::Event& event, const Config& config)
 /// empty for "all".
 void resolve_targets(relaymesh::v1::Event& event, const Config& config);
 
+/// Why `by` may not clear event `origin`:`seq` under the mesh policy
+/// (relay/mesh/policy.h); "" when it may.
+std::string clear_refusal(const Config& config, const std::string& by, const std::string& origin,
+                          std::uint64_t seq);
+
 /// Claims up to `limit` outbox rows, most urgent first, in one transaction:
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take a row twice;
 /// seqs from this node's sequence row, whose lock orders concurrent

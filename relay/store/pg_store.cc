@@ -105,13 +105,9 @@ mesh::Snapshot open_database(pqxx::connection_base& conn, const std::string& sel
   for (const auto& row : tx.exec("SELECT origin, seq FROM relay_late")) {
     snapshot.stored[row[0].as<std::string>()].add(row[1].as<std::uint64_t>());
   }
-  for (const auto& event :
-       parse_signed(tx.exec("SELECT signed FROM relay_event_log WHERE kind IN (" +
-                            std::to_string(v1::KIND_ALL_CLEAR) + ", " +
-                            std::to_string(v1::KIND_CANCEL) + ")"))) {
-    auto& ended = event->kind == v1::KIND_ALL_CLEAR ? snapshot.cleared : snapshot.cancelled;
-    ended.insert(ended.end(), event->references.begin(), event->references.end());
-  }
+  snapshot.endings = parse_signed(tx.exec("SELECT signed FROM relay_event_log WHERE kind IN (" +
+                                          std::to_string(v1::KIND_ALL_CLEAR) + ", " +
+                                          std::to_string(v1::KIND_CANCEL) + ")"));
   for (const auto& row : tx.exec("SELECT peer, reason FROM relay_alarms")) {
     snapshot.open_alarms.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
   }

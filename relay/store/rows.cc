@@ -196,6 +196,21 @@ std::string escalation_json(const v1::Event& event) {
 
 }  // namespace
 
+std::string refusal_json(const v1::Event& event, const std::string& why) {
+  pb::Struct object;
+  auto& f = *object.mutable_fields();
+  f["refused"] = text(event.origin() + ":" + std::to_string(event.seq()));
+  f["kind"] = text(kind_name(event.kind()));
+  f["by"] = text(event.origin());
+  f["sender"] = text(event.sender());
+  auto* refs = f["references"].mutable_list_value();
+  for (const auto& r : event.references())
+    *refs->add_values() = text(r.origin() + ":" + std::to_string(r.seq()));
+  f["reason"] = text(why);
+  f["created_at"] = number(static_cast<double>(event.created_unix_ms()));
+  return printed(object);
+}
+
 std::string queue_json(const v1::Event& event, Arrival arrival) {
   if (event.kind() == v1::KIND_ACK && event.references_size() == 1) return ack_json(event, arrival);
   if (event.kind() == v1::KIND_ESCALATION && event.references_size() == 1)

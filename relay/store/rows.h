@@ -50,5 +50,8 @@ bool jsonb_safe(const std::string& text);
 /// sender (the escalated event's), origin, created_at, priority, exercise.
 /// Built with protobuf's JSON printer, which does the escaping.
 std::string queue_json(const v1::Event& event, Arrival arrival = {});
+/// A relay.policy row: the event a site sent beyond its rights under the
+/// mesh policy (`refused`, its kind, who sent it, what it referenced) and why.
+std::string refusal_json(const v1::Event& event, const std::string& why);
 
 }  // namespace relay::store

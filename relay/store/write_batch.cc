@@ -117,8 +117,8 @@ std::pair<std::size_t, std::size_t> insert_events(pqxx::transaction_base& tx,
       o_seq.push_back(static_cast<std::int64_t>(e.key.seq));
       o_outcome.push_back(write->outcome);
     }
-    if (!write->delivers()) continue;
-    q_type.push_back(queue_type(parsed));
+    if (!write->queued()) continue;
+    q_type.push_back(queue_row_type(*write, parsed));
     q_data.push_back(queue_data(*write, parsed));
     q_origin.push_back(e.key.origin);
     q_seq.push_back(static_cast<std::int64_t>(e.key.seq));

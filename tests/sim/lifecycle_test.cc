@@ -394,3 +394,50 @@ TEST_CASE("an origin keeps its own event until every configured peer has stored 
   c.prune(0, 0);
   CHECK_FALSE(c.durable(0).log.contains(missed));
 }
+
+TEST_CASE("an all-clear of another site's alert is refused everywhere, unless the policy allows") {
+  auto clear_of = [](const EventKey& alarm) {
+    v1::Event clear;
+    clear.set_kind(v1::KIND_ALL_CLEAR);
+    clear.set_priority(v1::PRIORITY_EMERGENCY);
+    clear.add_targets("all");
+    auto* ref = clear.add_references();
+    ref->set_origin(alarm.origin);
+    ref->set_seq(alarm.seq);
+    return clear;
+  };
+  {
+    Cluster c(config(3, 31));
+    c.run_for(2s);
+    c.isolate(2);
+    const auto lockdown = c.inject(0, v1::PRIORITY_EMERGENCY);
+    c.run_for(1s);
+    // clinic-1 clears hq's lockdown: no rule lets it.
+    const auto clear = c.inject_event(1, clear_of(lockdown));
+    c.run_for(2min);
+    c.heal(2);
+    expect_converged(c, 60s);
+    // Held everywhere (it is in clinic-1's numbering), delivered nowhere:
+    // what it would clear stays, and comes to clinic-2 after it.
+    CHECK(c.durable(0).outcomes.at(clear) == v1::OUTCOME_REFUSED);
+    CHECK(c.durable(2).outcomes.at(clear) == v1::OUTCOME_REFUSED);
+    CHECK(c.durable(2).outcomes.at(lockdown) == v1::OUTCOME_DELIVERED_LATE);
+    CHECK(c.durable(1).receipts.at({clear, "hq"}).outcome == v1::OUTCOME_REFUSED);
+    CHECK(c.node(0)->stats().refused == 1);
+  }
+  {
+    SimConfig cfg = config(3, 32);
+    cfg.policy.clear = {{"hq-clears", {"hq"}, {"all"}}};
+    Cluster c(cfg);
+    c.run_for(2s);
+    c.isolate(2);
+    const auto duress = c.inject(1, v1::PRIORITY_DURESS);
+    c.run_for(1s);
+    const auto clear = c.inject_event(0, clear_of(duress));
+    c.run_for(2min);
+    c.heal(2);
+    expect_converged(c, 60s);
+    CHECK(c.durable(2).outcomes.at(duress) == v1::OUTCOME_CLEARED);
+    CHECK(c.durable(2).outcomes.at(clear) == v1::OUTCOME_DELIVERED_LATE);
+  }
+}
