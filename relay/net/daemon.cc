@@ -4,6 +4,8 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "common/policy_config.h"
+
 namespace relay::net {
 namespace {
 
@@ -70,11 +72,14 @@ std::map<std::string, v1::PairView> Daemon::views_of(const Config& config,
                                                     const crypto::SigningKey& identity) {
   // What this node's configuration says about itself and each peer: its
   // hellos carry it, so that two sites whose configurations disagree (a
-  // group, a key) both say so instead of silently missing alerts.
+  // group, a key, the mesh policy) both say so instead of silently missing
+  // alerts or enforcing different rules.
   std::map<std::string, v1::PairView> views;
   const auto own_key = identity.public_key();
+  const auto policy = policy_digest(config.policy);
   for (const auto& p : config.peers) {
     v1::PairView& v = views[p.id];
+    v.set_policy_digest(policy.data(), policy.size());
     v.mutable_self()->set_id(config.node.id);
     for (const auto& g : config.node.groups) v.mutable_self()->add_groups(g);
     v.mutable_self()->add_keys(own_key.data(), own_key.size());

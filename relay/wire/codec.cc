@@ -165,6 +165,11 @@ std::optional<std::string> Codec::hello_for(const std::string& peer_id, Peer& pe
     const auto v3 = identity_.sign(
         crypto::as_bytes(hello_features_signing_message(peer_id, key_id, counter_ + 1, hello)));
     hello.set_features_signature(v3.data(), v3.size());
+    if (!hello.view().policy_digest().empty()) {
+      const auto policy = identity_.sign(
+          crypto::as_bytes(hello_policy_signing_message(peer_id, key_id, counter_ + 1, hello)));
+      hello.set_policy_signature(policy.data(), policy.size());
+    }
   }
   // Signed the v2 way too: an older peer checks only that one.
   const auto sig =
@@ -332,6 +337,18 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
   if (!peer.keys.verify_now(crypto::as_bytes(message), crypto::as_bytes(signature))) {
     return Reject::bad_credential;
   }
+  // A policy digest is somebody's word only under its own signature; one
+  // without it (or a signature without one) is a forgery.
+  const bool policy = !offered.view().policy_digest().empty();
+  if (policy || !offered.policy_signature().empty()) {
+    ++signature_checks_;
+    if (!v3 || !policy ||
+        !peer.keys.verify_now(crypto::as_bytes(hello_policy_signing_message(
+                                  self_, header.key_id, header.counter, offered)),
+                              crypto::as_bytes(offered.policy_signature()))) {
+      return Reject::bad_credential;
+    }
+  }
   // A build does not change within a session, so its features only grow
   // there: a mesh-key holder who strips them from a hello (and its v3
   // signature with them) cannot take back what an earlier hello announced.
@@ -341,12 +358,9 @@ Reject Codec::open_hello(const Header& header, Peer& peer, crypto::ByteView data
     peer.policy_digest.clear();
   }
   peer.features |= offered.features();
-  // Like the features, a session's digest is what its v3-signed hellos said
-  // last, so one stripped to pass as an older build's does not hide it; a
-  // v2 signature does not cover it, so a v2 hello's digest is nobody's word.
-  if (v3 && !offered.view().policy_digest().empty()) {
-    peer.policy_digest = offered.view().policy_digest();
-  }
+  // Like the features, a session's digest is what its signed hellos said
+  // last, so one stripped to pass as an older build's does not hide it.
+  if (policy) peer.policy_digest = offered.view().policy_digest();
   peer.hello_boot_id = header.boot_id;
   peer.hello_counter = header.counter;
   crypto::PublicKeyBytes ephemeral;

@@ -97,9 +97,15 @@ std::string hello_features_signing_message(const std::string& receiver, std::uin
   // Its own tag: neither signature is ever valid as the other.
   std::string m = hello_message("relaymesh v3 hello", receiver, key_id, counter, hello);
   put_be(m, hello.features());
-  // The policy digest last, and only when there is one: a v3 hello of a
-  // build before it (none) verifies byte for byte as that build signed it.
-  if (!hello.view().policy_digest().empty()) put_text(m, hello.view().policy_digest());
+  return m;
+}
+
+std::string hello_policy_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                         std::uint64_t counter, const v1::Hello& hello) {
+  // Its own tag again; then the digest after all the features signature covers.
+  std::string m = hello_message("relaymesh v3 hello policy", receiver, key_id, counter, hello);
+  put_be(m, hello.features());
+  put_text(m, hello.view().policy_digest());
   return m;
 }
 

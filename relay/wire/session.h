@@ -69,9 +69,14 @@ std::string hello_signing_message(const std::string& receiver, std::uint32_t key
 /// tag "relaymesh v3 hello", then the features. A v3 node checks it when
 /// present, else `signature` (a hello from an older node: features 0).
 /// `signature` stays for older nodes, which do not know the features.
-/// The view's policy digest, when there is one, comes last.
 std::string hello_features_signing_message(const std::string& receiver, std::uint32_t key_id,
                                            std::uint64_t counter, const v1::Hello& hello);
+/// What a hello's `policy_signature` covers: the same fields under the tag
+/// "relaymesh v3 hello policy", the features, then the view's policy
+/// digest. Checked when the view carries a digest: a v3 build before the
+/// digest checks `features_signature` alone, which does not cover it.
+std::string hello_policy_signing_message(const std::string& receiver, std::uint32_t key_id,
+                                         std::uint64_t counter, const v1::Hello& hello);
 
 /// The key that seals a session's hellos: the mesh key alone (there is no
 /// pairwise key yet), new for each boot of each sender.

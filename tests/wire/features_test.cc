@@ -327,20 +327,29 @@ TEST_CASE("a policy digest is its sender's word: faked, hidden or downgraded, it
                                 d.SerializeAsString());
   };
   wire::Opened opened;
+  // A v3 build from before the digest checks the features signature alone,
+  // which does not cover it: it still opens this build's hellos.
+  CHECK(mesh.identities.at("hq").verify_key().verify(
+      bytes(wire::hello_features_signing_message("clinic-north", header.key_id, header.counter,
+                                                 body.hello())),
+      bytes(body.hello().features_signature())));
   // A mesh-key holder can neither fake a drift (another digest) nor hide
-  // one (the digest left out) in a v3 hello: its signature covers the digest.
+  // one (the digest left out) in a v3 hello: its own signature covers it.
   v1::Datagram faked = body;
   faked.mutable_hello()->mutable_view()->set_policy_digest(digest('\x2b'));
   CHECK(north->open(bytes(reseal(faked, header.counter)), opened) == Reject::bad_credential);
   v1::Datagram hidden = body;
   hidden.mutable_hello()->mutable_view()->clear_policy_digest();
   CHECK(north->open(bytes(reseal(hidden, header.counter)), opened) == Reject::bad_credential);
-  // Passed off as an older build's (features, their signature and a faked
-  // digest gone or added): the v2 signature still holds, but a digest it
-  // does not cover is nobody's word, so no drift comes of it.
+  // Passed off as an older build's: a digest left in without its signature
+  // is a forgery; with the digest gone too, it is an older build's hello,
+  // which the v2 signature still covers, and no drift comes of it.
   v1::Datagram downgraded = faked;
   downgraded.mutable_hello()->clear_features();
   downgraded.mutable_hello()->clear_features_signature();
+  downgraded.mutable_hello()->clear_policy_signature();
+  CHECK(north->open(bytes(reseal(downgraded, header.counter)), opened) == Reject::bad_credential);
+  downgraded.mutable_hello()->mutable_view()->clear_policy_digest();
   REQUIRE(north->open(bytes(reseal(downgraded, header.counter)), opened) == Reject::none);
   CHECK(north->peer_state("hq").drift.empty());
 
@@ -360,6 +369,7 @@ TEST_CASE("a policy digest is its sender's word: faked, hidden or downgraded, it
   v1::Datagram stripped = test::open_hello_raw(other.ring, next[0]);
   stripped.mutable_hello()->clear_features();
   stripped.mutable_hello()->clear_features_signature();
+  stripped.mutable_hello()->clear_policy_signature();
   stripped.mutable_hello()->mutable_view()->clear_policy_digest();
   const auto resealed =
       test::raw_seal_hello(other.ring, "hq", next_header.boot, next_header.boot_id,
