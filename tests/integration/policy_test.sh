@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The mesh policy (issue 22), with real relayd processes and PostgreSQL:
-#   policy_test.sh drift
+#   policy_test.sh drift|clear
 # drift: hq and clinic-south install the same policy, written differently
 # (comments, spacing, the order within a list); clinic-north another. The
 # pairs with clinic-north name the difference on both sides (page, JSON,
 # log, verdict); hq and clinic-south agree. Once clinic-north installs the
 # same policy (a reload, which restarts it in place), the drift clears.
+# clear: only the origin clears its alert by default: clinic-north's
+# all-clear of hq's lockdown is refused at clinic-north (relayctl, and the
+# outbox naming the rule); forced past it with a looser policy file, it is
+# refused at hq (a relay.policy row, the lockdown stays open) and clinic-north's
+# verdict is ALARM. With a rule letting hq clear, hq's all-clear of
+# clinic-north's duress clears it there.
 set -euo pipefail
-scenario=${1:?usage: policy_test.sh drift}
+scenario=${1:?usage: policy_test.sh drift|clear}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -36,6 +42,18 @@ for p in json.load(sys.stdin)["peers"]:
 
 # no_drift NODE PEER: NODE's /api/status names no drift with PEER.
 no_drift() { local out; out=$(drift_of "$1" "$2") && [ -z "$out" ]; }
+
+# install_policy NODE TEXT: NODE takes the policy TEXT (a reload, which
+# restarts it in place), and returns once its page shows the new digest.
+install_policy() {
+  local before
+  before=$(policy_of "$1" digest)
+  use_policy "$1" "$2"
+  ctl "$1" reload >/dev/null || fail "$1's reload failed"
+  mesh_wait_core "$1"
+  eventually not_policy "$1" "$before" || fail "$1 does not show its new policy"
+}
+not_policy() { local out; out=$(policy_of "$1" digest) && [ "$out" != "$2" ]; }
 
 # has_policy NODE DIGEST: NODE's /api/status shows the policy DIGEST.
 has_policy() { local out; out=$(policy_of "$1" digest) && [ "$out" = "$2" ]; }
@@ -107,8 +125,57 @@ case "$scenario" in
     echo "drift: cleared on both sides once clinic-north installed the same policy"
     ;;
 
+  clear)
+    mesh_init hq clinic-north
+    for node in "${mesh_nodes[@]}"; do mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    lockdown=$(ctl hq send --target all --priority emergency --title "Lockdown") || fail "hq's send failed"
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE data->>'id' = '$lockdown'" 1 15
+    refusal="clinic-north may not clear $lockdown: only its origin, hq, or a site a [[clear]] rule of the mesh policy names may"
+    # At the maker: relayctl refuses, and so does the claim of an outbox row.
+    if out=$(ctl clinic-north all-clear "$lockdown" 2>&1); then fail "clinic-north cleared hq's lockdown: $out"; fi
+    grep -qF "$refusal" <<<"$out" || fail "relayctl's refusal says: $out"
+    mesh_sql clinic-north "INSERT INTO outbox (kind, refs) VALUES ('all-clear', ARRAY['$lockdown'])" >/dev/null
+    wait_for clinic-north "SELECT count(*) FROM outbox_rejected WHERE reason = '$refusal'" 1 10
+    [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE kind = 3")" = 0 ] ||
+      fail "clinic-north logged an all-clear it may not make"
+
+    # Forced past its own check by a looser policy file: refused at hq.
+    install_policy clinic-north $'[[clear]]\nname = "anyone"\nby = ["all"]\n'
+    forced=$(ctl clinic-north all-clear "$lockdown") || fail "clinic-north's forced all-clear was not sent"
+    wait_for hq "SELECT count(*) FROM message_queue WHERE type = 'relay.policy' AND data->>'refused' = '$forced'" 1 15
+    [ "$(mesh_sql hq "SELECT data->>'reason' FROM message_queue WHERE type = 'relay.policy'")" = "$refusal" ] ||
+      fail "hq's relay.policy row gives another reason"
+    [ "$(mesh_sql hq "SELECT count(*) FROM message_queue WHERE type = 'all-clear'")" = 0 ] ||
+      fail "hq delivered the refused all-clear"
+    wait_log hq "refused $forced under the mesh policy: clinic-north may not clear $lockdown"
+    eventually page_has hq / "data-event=\"$lockdown\" data-kind=\"notification\" data-state=\"open\"" ||
+      fail "hq's page does not show its lockdown open"
+    eventually page_has hq /metrics "relay_events_refused_total 1" || fail "hq does not count the refusal"
+    eventually status_has clinic-north '"verdict":{"level":"ALARM"' ||
+      fail "clinic-north's verdict is not ALARM: $(status_json clinic-north)"
+    eventually page_has clinic-north / "refused by their targets under the mesh policy" ||
+      fail "clinic-north's page does not say its all-clear was refused"
+    ctl clinic-north receipts "$forced" | grep -q "refused: beyond its sender's rights" ||
+      fail "relayctl receipts does not say hq refused it: $(ctl clinic-north receipts "$forced")"
+    echo "clear: clinic-north's all-clear of $lockdown refused at clinic-north (relayctl, outbox); forced, refused at hq ($forced, a relay.policy row), ALARM at clinic-north"
+
+    # A rule names hq: its all-clear of clinic-north's duress clears it there.
+    for node in hq clinic-north; do
+      install_policy "$node" $'[[clear]]\nname = "hq-clears"\nby = ["hq"]\n'
+    done
+    mesh_ready "${mesh_nodes[@]}"
+    duress=$(ctl clinic-north duress --location "Psych ward, room 12") || fail "clinic-north's duress failed"
+    wait_for hq "SELECT count(*) FROM relay_event_log WHERE origin || ':' || seq = '$duress'" 1 15
+    ctl hq all-clear "$duress" >/dev/null || fail "hq may clear under hq-clears, but relayctl refused"
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE type = 'all-clear' AND data->'references' @> '[\"$duress\"]'" 1 15
+    eventually page_has clinic-north / "data-event=\"$duress\" data-kind=\"duress\" data-state=\"cleared\"" ||
+      fail "clinic-north's page does not show its duress cleared by hq"
+    echo "clear: under [[clear]] hq-clears, hq's all-clear of $duress cleared it at clinic-north"
+    ;;
+
   *)
-    echo "usage: policy_test.sh drift" >&2
+    echo "usage: policy_test.sh drift|clear" >&2
     exit 2
     ;;
 esac
