@@ -56,11 +56,17 @@ std::optional<v1::Event> parse_signed(const pqxx::field& field) {
 
 /// The drill's own marks (its schedule, slot and window), from its data.
 bool read_marks(const std::string& data, Drill& d) {
+  // Any program may insert an exercise into the outbox: a row that only
+  // looks like a drill must be passed over, never stop the watch.
   const Json j = Json::parse(data, nullptr, false);
   if (!j.is_object() || !j.contains("drill") || !j["drill"].is_string()) return false;
+  for (const char* key : {"slot", "window_ms"}) {
+    if (!j.contains(key) || !j[key].is_number_integer() || j[key].get<std::int64_t>() < 0)
+      return false;
+  }
   d.schedule = j["drill"].get<std::string>();
-  d.slot = j.value("slot", std::int64_t{0});
-  d.window_ms = j.value("window_ms", std::int64_t{0});
+  d.slot = j["slot"].get<std::int64_t>();
+  d.window_ms = j["window_ms"].get<std::int64_t>();
   return true;
 }
 
@@ -69,9 +75,11 @@ bool read_marks(const std::string& data, Drill& d) {
 constexpr const char* kOwnDrills =
     "SELECT signed FROM relay_event_log WHERE kind = 4 AND origin = $1 AND stored_at > now() - "
     "interval '8 days' ORDER BY stored_at DESC LIMIT 1000";
+// Newest first: beyond the bound (a busy mesh, or a peer flooding
+// acknowledgements), the latest answers are the ones that count.
 constexpr const char* kAcks =
     "SELECT signed FROM relay_event_log WHERE kind = 7 AND stored_at > now() - interval '8 days' "
-    "ORDER BY stored_at LIMIT 10000";
+    "ORDER BY stored_at DESC LIMIT 10000";
 constexpr const char* kPending =
     "SELECT data::text FROM outbox WHERE kind = 'test' AND data ? 'drill'";
 
@@ -100,6 +108,7 @@ std::map<std::string, std::vector<Ack>> acks_of_own(pqxx::transaction_base& tx,
     out[r.origin() + ":" + std::to_string(r.seq())].push_back(
         {e->origin(), e->sender(), e->created_unix_ms()});
   }
+  for (auto& [id, list] : out) std::reverse(list.begin(), list.end());  // oldest first
   return out;
 }
 
@@ -252,7 +261,15 @@ void DrillWatch::check() {
     const std::int64_t now_ms = unix_ms_now();
     const auto drills = own_drills(tx, config_.node.id);
     std::map<std::string, std::int64_t> latest;  // schedule -> its latest slot with a drill
-    auto note = [&](const Drill& d) { latest[d.schedule] = std::max(latest[d.schedule], d.slot); };
+    auto note = [&](const Drill& d) {
+      // A slot more than a spacing ahead of this clock was not made by it
+      // (a clock stepped back is less): such a row would hold its schedule
+      // back for good.
+      for (const auto& schedule : config_.drills) {
+        if (schedule.name == d.schedule && d.slot <= now_ms + slot_spacing(schedule).count())
+          latest[d.schedule] = std::max(latest[d.schedule], d.slot);
+      }
+    };
     for (const auto& d : drills) note(d);
     for (const auto& row : tx.exec(kPending)) {
       Drill d;

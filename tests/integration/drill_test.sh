@@ -51,6 +51,11 @@ case "$scenario" in
     drill_runner clinic-a
     mesh_start hq
     mesh_ready "${mesh_nodes[@]}"
+    # Exercises any program may insert, dressed as drills: a slot that is
+    # not a number, and one years ahead. Neither may stop the watch.
+    mesh_sql hq "INSERT INTO outbox (kind, targets, data) VALUES
+      ('test', '{hq}', '{\"drill\": \"test-drill\", \"slot\": \"a\", \"window_ms\": 1}'),
+      ('test', '{hq}', '{\"drill\": \"test-drill\", \"slot\": 99999999999999, \"window_ms\": 1}'); NOTIFY outbox" >/dev/null
 
     # Nobody answers at clinic-b: one raised row, the page, JSON, metrics, verdict.
     wait_for hq "SELECT count(*) FROM message_queue WHERE type = 'relay.drill' AND data->>'site' = 'clinic-b' AND data->>'state' = 'raised'" 1 30
