@@ -116,7 +116,9 @@ std::string revise_from_log(pqxx::transaction_base& tx, const Config& config, v1
                       "(SELECT stored_at FROM relay_event_log WHERE origin = $1 AND seq = $2)",
                       r.origin(), static_cast<std::int64_t>(r.seq()))) {
     v1::Event step;
-    if (!parse_logged(row[0], step)) continue;
+    // An all-clear beyond its maker's rights ended nothing (every receiver
+    // refused it): the origin may still revise its alert.
+    if (!parse_logged(row[0], step) || !within_policy(config, step)) continue;
     for (const auto& ended : step.references()) {
       if (ended.origin() != r.origin() || ended.seq() != r.seq()) continue;
       return id + " was " + (step.kind() == v1::KIND_CANCEL ? "cancelled" : "cleared") +

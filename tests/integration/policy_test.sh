@@ -158,6 +158,9 @@ case "$scenario" in
       fail "clinic-north's page does not say its all-clear was refused"
     ctl clinic-north receipts "$forced" | grep -q "refused: beyond its sender's rights" ||
       fail "relayctl receipts does not say hq refused it: $(ctl clinic-north receipts "$forced")"
+    # The refused all-clear ended nothing: its origin still revises it.
+    out=$(ctl hq update "$lockdown" --body "east wing only" 2>&1) ||
+      fail "hq cannot update its lockdown after a refused all-clear: $out"
     echo "clear: clinic-north's all-clear of $lockdown refused at clinic-north (relayctl, outbox); forced, refused at hq ($forced, a relay.policy row), ALARM at clinic-north"
 
     # A rule names hq: its all-clear of clinic-north's duress clears it there.
