@@ -97,14 +97,17 @@ std::string metrics_text(const Snapshot& s) {
       .sample(s.spooled_duress.size() +
               (s.database.view ? s.database.view->open_duress.size() : 0));
   // Whether a person answers: the open alarms nobody acknowledged, the
-  // oldest of them, and how long the last answered one waited for its first
-  // answer (on the two sites' clocks).
+  // oldest of them (by when this node stored it, on its own clock: an
+  // origin's clock an hour ahead must not mute it), and how long the last
+  // answered one waited for its first answer (on the two sites' clocks).
   std::size_t unanswered = 0;
   std::int64_t oldest_ms = 0, last_ack_ms = -1, last_raised = 0;
   auto count = [&](const store::ConsoleView::Event& e) {
     if (e.acks.empty()) {
       ++unanswered;
-      oldest_ms = std::max(oldest_ms, s.now_unix_ms - e.created_unix_ms);
+      // A spooled one has no stored time yet: this node raised it.
+      const std::int64_t since = e.stored_unix_ms > 0 ? e.stored_unix_ms : e.created_unix_ms;
+      oldest_ms = std::max(oldest_ms, s.now_unix_ms - since);
     } else if (e.created_unix_ms > last_raised) {
       last_raised = e.created_unix_ms;
       last_ack_ms = std::max<std::int64_t>(0, e.acks.front().created_unix_ms - e.created_unix_ms);

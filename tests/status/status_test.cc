@@ -279,7 +279,8 @@ TEST_CASE("metrics: whether a person answered the open duress alarms") {
   answered.created_unix_ms = kNow - 60'000;
   answered.acks.push_back({"guard 3", "clinic-north", "responding", kNow - 48'000});
   auto waiting = duress("hq:6");
-  waiting.created_unix_ms = kNow - 30'000;
+  waiting.created_unix_ms = kNow + 3'600'000;  // its origin's clock an hour ahead
+  waiting.stored_unix_ms = kNow - 30'000;      // what counts: stored here 30 s ago
   s.database.view->open_duress = {answered, waiting};
   const std::string m = status::metrics_text(s);
   CHECK(has(m, "relay_duress_open 2\n"));
