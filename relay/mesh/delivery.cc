@@ -232,7 +232,10 @@ const std::vector<std::string>& Node::groups_of(const std::string& id) const {
 }
 
 std::string Node::refusal(v1::Kind kind, const std::string& by, const EventKey& key) const {
-  // A cancel names its own origin's events only (wire::well_formed).
+  // A cancel ends its own origin's events only (wire::well_formed refuses
+  // any other; checked again here, where it would withhold).
+  if (kind == v1::KIND_CANCEL)
+    return by == key.origin ? "" : by + " may not cancel " + key.origin + ":" + std::to_string(key.seq);
   if (kind != v1::KIND_ALL_CLEAR) return "";
   if (!policy_.clear_rule(by, groups_of(by), key.origin, groups_of(key.origin)).empty()) return "";
   return clear_refusal(by, key.origin + ":" + std::to_string(key.seq), key.origin);

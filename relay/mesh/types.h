@@ -67,9 +67,21 @@ inline std::uint64_t features_needed(v1::Kind kind) {
   if (kind == v1::KIND_UPDATE || kind == v1::KIND_CANCEL) return v1::FEATURE_UPDATE_CANCEL;
   return 0;
 }
+/// The bits a peer must have announced before it is sent `event`: those of
+/// its kind, and for an all-clear of another site's event the policy's (a
+/// build before it would let that all-clear withhold what it names,
+/// whatever the mesh policy says).
+inline std::uint64_t features_needed(const Event& event) {
+  std::uint64_t needed = features_needed(event.kind);
+  if (event.kind == v1::KIND_ALL_CLEAR) {
+    for (const auto& r : event.references)
+      if (r.origin != event.key.origin) needed |= v1::FEATURE_POLICY;
+  }
+  return needed;
+}
 /// True if a node that announced `features` takes `event`.
 inline bool takes(std::uint64_t features, const Event& event) {
-  const std::uint64_t needed = features_needed(event.kind);
+  const std::uint64_t needed = features_needed(event);
   return (features & needed) == needed;
 }
 

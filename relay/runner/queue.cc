@@ -58,7 +58,7 @@ RETURNING r.queue_id, q.type, q.data::text, r.priority, r.attempts,
           CASE WHEN jsonb_typeof(q.data->'expires') = 'number'
                THEN (q.data->>'expires')::numeric::bigint END,
           -- Whether its origin cancelled anything since: then (alone) is
-          -- it worth a look (ended_by). A few rows (migration 018's index).
+          -- it worth a look (ended_by). A few rows (migration 020's index).
           EXISTS (SELECT 1 FROM relay_event_log l WHERE l.kind = 9 AND l.origin = q.origin
                   AND l.stored_at >= q.date_inserted - interval '1 hour')
 )sql";
@@ -176,7 +176,7 @@ std::optional<std::string> ended_by(pqxx::connection_base& conn, const Row& row)
   // The relay's own rows are never ended.
   if (row.event_id.empty()) return std::nullopt;
   const std::string origin = row.event_id.substr(0, row.event_id.rfind(':'));
-  // All-clears and cancels are few (migrations 016 and 018 index them); an
+  // All-clears and cancels are few (migration 020 indexes them by origin); an
   // hour before the row covers one stored here just before its alarm (a
   // redelivery). Only alarms are cleared (relayctl all-clear is for duress
   // and emergencies); any event may be cancelled, by its origin alone

@@ -30,7 +30,8 @@ inline constexpr std::size_t kMaxDatagram = 1200;
 inline constexpr std::uint8_t kVersion = 2;
 /// What this build takes beyond version 2, announced in its signed hello
 /// (relaymesh.v1.Feature; docs/wire.md, "Features").
-inline constexpr std::uint64_t kFeatures = v1::FEATURE_RESPONSE_LOOP | v1::FEATURE_UPDATE_CANCEL;
+inline constexpr std::uint64_t kFeatures =
+    v1::FEATURE_RESPONSE_LOOP | v1::FEATURE_POLICY | v1::FEATURE_UPDATE_CANCEL;
 inline constexpr std::size_t kMaxSenderId = 32;
 /// Fixed part of the header: version, kind, key id, boot counter, boot id,
 /// counter, the receiver's boot id, sender length.

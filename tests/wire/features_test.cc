@@ -377,3 +377,19 @@ TEST_CASE("a policy digest is its sender's word: faked, hidden or downgraded, it
   REQUIRE(north2->open(bytes(resealed), opened) == Reject::none);
   CHECK(north2->peer_state("hq").drift.size() == 1);
 }
+
+TEST_CASE("an all-clear of another site's event waits for a peer that enforces the policy") {
+  mesh::Event clear;
+  clear.key = {"hq", 9};
+  clear.kind = v1::KIND_ALL_CLEAR;
+  clear.references = {{"hq", 4}};
+  // Its own event: every build has always taken that.
+  CHECK(mesh::features_needed(clear) == 0);
+  CHECK(mesh::takes(0, clear));
+  // Another site's: a build before the policy would let it withhold the
+  // event whatever the mesh policy says.
+  clear.references.push_back({"clinic-north", 5});
+  CHECK(mesh::features_needed(clear) == v1::FEATURE_POLICY);
+  CHECK_FALSE(mesh::takes(v1::FEATURE_RESPONSE_LOOP | v1::FEATURE_UPDATE_CANCEL, clear));
+  CHECK(mesh::takes(wire::kFeatures, clear));
+}
