@@ -217,11 +217,14 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
       e.escalation_max = rule->max;
   }
 
+  // Only an all-clear can be refused so far: a target that says so of
+  // anything else is not believed (it would hold this verdict at ALARM).
   for (const auto& r : tx.exec_params(
-           "SELECT origin || ':' || seq, target, (extract(epoch from delivered_at) * 1000)::bigint, "
-           "count(*) OVER () FROM relay_receipts WHERE outcome = $1 AND delivered_at > now() - "
-           "interval '24 hours' ORDER BY delivered_at DESC LIMIT 5",
-           static_cast<int>(v1::OUTCOME_REFUSED))) {
+           "SELECT r.origin || ':' || r.seq, r.target, (extract(epoch from r.delivered_at) * "
+           "1000)::bigint, count(*) OVER () FROM relay_receipts r JOIN relay_event_log l "
+           "USING (origin, seq) WHERE r.outcome = $1 AND l.kind = $2 AND r.delivered_at > now() - "
+           "interval '24 hours' ORDER BY r.delivered_at DESC LIMIT 5",
+           static_cast<int>(v1::OUTCOME_REFUSED), static_cast<int>(v1::KIND_ALL_CLEAR))) {
     v.refused.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::int64_t>()});
     v.refused_last_day = r[3].as<std::int64_t>();
   }
