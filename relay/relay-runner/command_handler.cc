@@ -100,6 +100,8 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
   if (::pipe2(out, O_CLOEXEC) != 0) return {false, std::string("pipe: ") + std::strerror(errno)};
   Fd out_read{out[0]}, out_write{out[1]};
   const pid_t parent = ::getpid();
+  // Read before the fork: sysconf is not async-signal-safe.
+  const long open_max = ::sysconf(_SC_OPEN_MAX);
   const pid_t pid = ::fork();
   if (pid < 0) return {false, std::string("fork: ") + std::strerror(errno)};
   if (pid == 0) {
@@ -109,6 +111,14 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
+    // The handler gets stdin, stdout and stderr, nothing else of the
+    // runner's: a child it leaves behind (a notifier forked into the
+    // background) would otherwise hold the kick port, the status port or a
+    // database socket past a kill -9 of the runner, and the restarted
+    // runner could not bind its port (the next duress never handled).
+    if (::close_range(3, ~0U, 0) != 0) {
+      for (long fd = 3; fd < open_max; ++fd) ::close(static_cast<int>(fd));
+    }
     ::execve(program_.c_str(), argv.data(), envp.data());
     static constexpr char kMsg[] = "relay-runner: cannot execute the handler command\n";
     (void)!::write(2, kMsg, sizeof kMsg - 1);

@@ -2,7 +2,9 @@
 # A handler command for the runner tests: appends one line per run to $OUT
 # ("start ID TYPE PRIORITY ATTEMPT EVENT_ID", then "done ID" on success) and
 # follows the knobs in the environment: HANDLER_SLEEP seconds to take,
-# HANDLER_FAIL=1 to exit 1 (unless $HANDLER_FIX exists: a repaired gateway).
+# HANDLER_FAIL=1 to exit 1 (unless $HANDLER_FIX exists: a repaired gateway),
+# HANDLER_ORPHAN=SECONDS to leave a background child that long, detached from
+# stdin, stdout and stderr but holding whatever else it inherited.
 # The row's JSON on stdin is checked for the same event id.
 set -u
 data=$(cat)
@@ -13,6 +15,7 @@ if [ -n "$RELAY_EVENT_ID" ] && ! grep -q "\"id\": *\"$RELAY_EVENT_ID\"" <<< "$da
   exit 3
 fi
 [ -n "${HANDLER_SLEEP:-}" ] && sleep "$HANDLER_SLEEP"
+[ -n "${HANDLER_ORPHAN:-}" ] && (sleep "$HANDLER_ORPHAN" </dev/null >/dev/null 2>&1 &)
 if [ "${HANDLER_FAIL:-0}" = 1 ] && [ ! -e "${HANDLER_FIX:-/nonexistent}" ]; then
   echo "gateway unreachable (test)" >&2
   exit 1

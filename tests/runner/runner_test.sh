@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # relay-runner against a real relayd, a real PostgreSQL, real UDP and real
 # handler processes. Each scenario counts what every handler saw.
-#   runner_test.sh poll|wake|groups|pg-restart|dead-letter|lapsed|kill|share|examples
+#   runner_test.sh poll|wake|groups|pg-restart|dead-letter|lapsed|orphan|kill|share|examples
 set -euo pipefail
-scenario=${1:?usage: runner_test.sh poll|wake|groups|pg-restart|dead-letter|lapsed|kill|share|examples}
+scenario=${1:?usage: runner_test.sh poll|wake|groups|pg-restart|dead-letter|lapsed|orphan|kill|share|examples}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/scripts/lib/runner.sh"
@@ -249,6 +249,30 @@ case "$scenario" in
     wait_until 5 grep -q "$error) cancelled by hq:[0-9]* before it was handled" "$mesh_dir/runner-popup.log" ||
       fail "the runner did not log the cancelled notice"
     echo "lapsed: an expired alert, a cleared duress and a cancelled notice retried while current, then completed unhandled; the current ones handled"
+    ;;
+
+  orphan)
+    # A handler that leaves a child behind (a notifier forked into the
+    # background), then a SIGKILL of the runner: the restarted runner binds
+    # its kick port again and handles the next duress. The child must not
+    # hold the runner's sockets.
+    mesh_init hq
+    runner_config popup popup '["notification", "duress"]' "$handler"
+    runner_kicked_by hq popup
+    mesh_start hq
+    relay_ready hq
+    orphan=31.$((RANDOM % 1000))  # a duration of its own, to find and end it
+    trap 'pkill -f "sleep $orphan" || true; runner_cleanup; mesh_cleanup' EXIT
+    runner_start popup OUT="$mesh_dir/popup.out" HANDLER_ORPHAN="$orphan"
+    send 1
+    wait_until 10 has_lines done 1 "$mesh_dir/popup.out" || fail "the first row was not handled"
+    pgrep -f "sleep $orphan" >/dev/null || fail "the handler left no child behind"
+    runner_kill popup KILL
+    runner_start popup OUT="$mesh_dir/popup.out" ||
+      fail "the runner did not start again while the handler's child lives: $(tail -n 3 "$mesh_dir/runner-popup.log")"
+    send 1 duress
+    wait_until 10 has_lines done 2 "$mesh_dir/popup.out" || fail "the duress after the restart was not handled"
+    echo "orphan: a handler's child outlived a SIGKILL of the runner without its sockets; the restarted runner handled the next duress"
     ;;
 
   kill)
