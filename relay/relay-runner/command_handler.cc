@@ -25,6 +25,30 @@ namespace {
 // this is a log file's job, not a status page's.
 constexpr std::size_t kOutputTail = 1024;
 
+/// SIGPIPE held off for this thread while it feeds a handler's stdin (a
+/// handler that exits without reading makes the write fail with EPIPE and
+/// raise it), whatever the program's main does with SIGPIPE; a pending one
+/// is taken back before the mask is restored.
+class PipeSignalHeld {
+ public:
+  PipeSignalHeld() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_, &before_);
+  }
+  ~PipeSignalHeld() {
+    const timespec now{0, 0};
+    while (::sigtimedwait(&pipe_, nullptr, &now) > 0) {
+    }
+    ::pthread_sigmask(SIG_SETMASK, &before_, nullptr);
+  }
+  PipeSignalHeld(const PipeSignalHeld&) = delete;
+  PipeSignalHeld& operator=(const PipeSignalHeld&) = delete;
+
+ private:
+  sigset_t pipe_{}, before_{};
+};
+
 std::string find_program(const std::string& name) {
   if (name.find('/') != std::string::npos) return name;
   const char* path = std::getenv("PATH");
@@ -81,6 +105,13 @@ CommandHandler::CommandHandler(std::vector<std::string> argv)
     : argv_(std::move(argv)), program_(find_program(argv_.at(0))) {}
 
 Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout) {
+  if (row.data.size() > kMaxRowBytes) {
+    // Retried, then dead-lettered with this reason: never cut short and
+    // handed over (a lenient handler would act on half a JSON document).
+    return {false, "row " + std::to_string(row.queue_id) + " is " +
+                       std::to_string(row.data.size()) + " bytes; a command handler takes at most " +
+                       std::to_string(kMaxRowBytes) + " (docs/runner.md)"};
+  }
   // Everything the child needs is built before fork: between fork and exec
   // a multi-threaded program may only make async-signal-safe calls.
   std::vector<std::string> env_storage;
@@ -126,23 +157,27 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
   }
   in_read.reset();
   out_write.reset();
-  // The row is small (relayd caps events near 1 KB) and fits the pipe
-  // buffer at once. A handler that exits without reading it (a program that
-  // does not exist) makes the write fail with EPIPE and raise SIGPIPE: held
-  // off for this thread and taken back here, so that it never kills the
-  // process, whatever the program's main does with SIGPIPE.
+  // The row goes in whole, as the handler reads it, beside its output (a
+  // row beyond the pipe's 64 KiB would otherwise be cut short, or the two
+  // would wait on each other).
+  PipeSignalHeld held;
   ::fcntl(in_write.fd, F_SETFL, O_NONBLOCK);
-  sigset_t pipe_signal, before;
-  sigemptyset(&pipe_signal);
-  sigaddset(&pipe_signal, SIGPIPE);
-  ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &before);
-  (void)!::write(in_write.fd, row.data.data(), row.data.size());
-  const timespec now{0, 0};
-  while (::sigtimedwait(&pipe_signal, nullptr, &now) > 0) {
-  }
-  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
-  in_write.reset();
   ::fcntl(out_read.fd, F_SETFL, O_NONBLOCK);
+  std::size_t written = 0;
+  auto feed = [&] {
+    while (in_write.fd >= 0 && written < row.data.size()) {
+      const ssize_t put = ::write(in_write.fd, row.data.data() + written, row.data.size() - written);
+      if (put > 0) {
+        written += static_cast<std::size_t>(put);
+      } else if (put < 0 && errno == EAGAIN) {
+        return;
+      } else {
+        in_write.reset();  // EPIPE: it stopped reading; what it says of it is its outcome
+      }
+    }
+    in_write.reset();  // all of it: the handler sees the end of its stdin
+  };
+  feed();
 
   Fd pidfd{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
   std::string output;
@@ -155,15 +190,14 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
       timed_out = true;
       break;
     }
-    pollfd fds[2] = {{pidfd.fd, POLLIN, 0}, {out_read.fd, POLLIN, 0}};
-    const nfds_t n = out_read.fd >= 0 ? 2 : 1;
+    // A closed descriptor (-1) is skipped by poll.
+    pollfd fds[3] = {
+        {pidfd.fd, POLLIN, 0}, {out_read.fd, POLLIN, 0}, {in_write.fd, POLLOUT, 0}};
     // Without a pidfd (an old kernel), poll the child every 10 ms.
     const int wait_ms = pidfd.fd >= 0 ? static_cast<int>(left.count())
                                       : static_cast<int>(std::min<long>(left.count(), 10));
-    if (::poll(pidfd.fd >= 0 ? fds : fds + 1, pidfd.fd >= 0 ? n : n - 1, wait_ms) < 0 &&
-        errno != EINTR) {
-      break;
-    }
+    if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) break;
+    feed();
     if (out_read.fd >= 0) {
       char buf[4096];
       ssize_t got;

@@ -14,12 +14,18 @@ namespace relay::runner {
 /// relayd inserted the row, Unix seconds with microseconds).
 std::vector<std::pair<std::string, std::string>> handler_environment(const Row& row);
 
-/// Runs a program per row: the row's JSON on stdin, handler_environment()
-/// added to the environment; exit status 0 means handled. The program runs
-/// in a process group of its own, killed whole at the timeout, and dies
-/// with the runner (PR_SET_PDEATHSIG) so a killed runner leaves no handler
-/// running behind the lease. The process must ignore SIGPIPE (a program
-/// that exits without reading its stdin).
+/// The largest row a command handler is given: a larger one fails with a
+/// reason (and is dead-lettered after its retries), never cut short.
+inline constexpr std::size_t kMaxRowBytes = 1 << 20;
+
+/// Runs a program per row: the row's JSON on stdin, whole, and
+/// handler_environment() added to the environment; exit status 0 means
+/// handled. The program runs in a process group of its own, killed whole at
+/// the timeout, and dies with the runner (PR_SET_PDEATHSIG) so a killed
+/// runner leaves no handler running behind the lease; it inherits no
+/// descriptor but stdin, stdout and stderr. A program that exits without
+/// reading its stdin raises no SIGPIPE in the runner (held off while it is
+/// fed).
 class CommandHandler final : public Handler {
  public:
   explicit CommandHandler(std::vector<std::string> argv);

@@ -72,6 +72,29 @@ TEST_CASE("a handler that ignores its stdin still runs") {
   CHECK(shell("exit 0").handle(big, 5s).ok);
 }
 
+TEST_CASE("a row larger than a pipe holds arrives whole; one above the bound is refused") {
+  // SIGPIPE at its default (it ends the process): the handler code holds
+  // it off itself, whatever main does.
+  std::signal(SIGPIPE, SIG_DFL);
+  relay::test::TempDir dir;
+  const auto out = dir / "seen";
+  Row big = duress_row();
+  big.data = "{\"body\":\"" + std::string(200'000, 'x') + "\"}";
+  // It reads slowly, and talks while it reads: neither side waits on the other.
+  auto read_slowly = shell("sleep 0.2; yes said | head -c 100000; cat > " + out.string());
+  CHECK(read_slowly.handle(big, 5s).ok);
+  CHECK(read(out) == big.data);
+  // One that exits without reading any of it does not take the runner along.
+  CHECK(shell("exit 0").handle(big, 5s).ok);
+  CHECK_FALSE(shell("exit 3").handle(big, 5s).ok);
+  Row huge = duress_row();
+  huge.data = std::string(kMaxRowBytes + 1, 'x');
+  const auto refused = shell("cat > " + out.string()).handle(huge, 5s);
+  CHECK_FALSE(refused.ok);
+  CHECK(refused.error.find("a command handler takes at most 1048576") != std::string::npos);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
 TEST_CASE("a hung handler is killed at the timeout, with the processes it started") {
   std::signal(SIGPIPE, SIG_IGN);
   relay::test::TempDir dir;
