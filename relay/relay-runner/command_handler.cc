@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "relay/relay-runner/group_guard.h"
 #include "relay/store/rows.h"
 
 extern char** environ;
@@ -155,6 +156,12 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
     (void)!::write(2, kMsg, sizeof kMsg - 1);
     ::_exit(127);
   }
+  // Its group dies with the runner, even by SIGKILL (group_guard.h).
+  guard_group(pid);
+  struct Released {
+    pid_t group;
+    ~Released() { release_group(group); }
+  } released{pid};
   in_read.reset();
   out_write.reset();
   // The row goes in whole, as the handler reads it, beside its output (a

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "relay/relay-runner/command_handler.h"
 #include "relay/relay-runner/config.h"
+#include "relay/relay-runner/group_guard.h"
 #include "relay/relay-runner/http_handler.h"
 #include "relay/relay-runner/status.h"
 #include "relay/runner/wake.h"
@@ -89,6 +90,11 @@ int main(int argc, char** argv) {
   }
   // A handler that exits without reading its stdin must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
+  // Before any thread: the process that ends handlers' groups with us.
+  if (!config.handler.command.empty() && !start_group_guard()) {
+    spdlog::warn("could not start the handler group guard: a handler's background processes "
+                 "may outlive a kill -9 of relay-runner");
+  }
 
   try {
     SystemClock clock;

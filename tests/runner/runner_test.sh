@@ -276,20 +276,22 @@ case "$scenario" in
     ;;
 
   kill)
-    # SIGKILL of the runner while its handler runs: the handler dies with it
-    # and the row is handled again, with the same id, after the restart.
+    # SIGKILL of the runner while its handler runs: the handler dies with it,
+    # and so does the child it started in its group, and the row is handled
+    # again, with the same id, after the restart.
     mesh_init hq
     runner_config popup popup '["notification"]' "$handler"
     runner_kicked_by hq popup
     mesh_start hq
     relay_ready hq
-    runner_start popup OUT="$mesh_dir/popup.out" HANDLER_SLEEP=2
+    runner_start popup OUT="$mesh_dir/popup.out" HANDLER_SLEEP=2 HANDLER_BACKGROUND="$mesh_dir/late"
     send 1
     wait_until 10 has_lines start 1 "$mesh_dir/popup.out" || fail "the handler did not start"
     runner_kill popup KILL
     echo "relay-runner killed with SIGKILL mid-handler"
     sleep 2.5
     [ "$(lines done "$mesh_dir/popup.out")" = 0 ] || fail "the handler outlived the runner"
+    [ ! -e "$mesh_dir/late" ] || fail "the child the handler started in its group outlived the runner"
     runner_start popup OUT="$mesh_dir/popup.out"
     wait_until 10 has_lines done 1 "$mesh_dir/popup.out" || fail "the row was not handled after the restart"
     ids=$(awk '$1 == "start" { print $2 }' "$mesh_dir/popup.out" | sort -u)
