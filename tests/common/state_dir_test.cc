@@ -13,7 +13,7 @@
 using namespace relay;
 using relay::test::TempDir;
 
-TEST_CASE("state dir: counters survive a reopen; a damaged file is refused, not reset") {
+TEST_CASE("state dir: counters survive a reopen, a damaged file is refused, not reset") {
   TempDir temp;
   const auto dir = temp.path() / "state" / "hq";
   {
@@ -34,7 +34,7 @@ TEST_CASE("state dir: counters survive a reopen; a damaged file is refused, not 
   CHECK_THROWS(again.read_counter("seq"));
 }
 
-TEST_CASE("state dir: one process at a time; the lock goes with its holder") {
+TEST_CASE("state dir: one process at a time, the lock goes with its holder") {
   TempDir temp;
   const auto dir = temp.path() / "state";
   {

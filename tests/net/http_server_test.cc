@@ -73,7 +73,7 @@ struct Server {
 
 }  // namespace
 
-TEST_CASE("GET and HEAD are served; anything else is refused without reading a body") {
+TEST_CASE("GET and HEAD are served, anything else is refused without reading a body") {
   Server s;
   const auto port = s.server.port();
   CHECK(roundtrip(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").find("200 OK") !=

@@ -53,7 +53,7 @@ TEST_CASE("the row's JSON arrives on stdin and its id, type and priority in the 
   CHECK(read(out) == duress_row().data + "42 clinic-north:7 duress duress 2 1700000000.123456\n");
 }
 
-TEST_CASE("exit 0 is handled; any other status fails with what the command said last") {
+TEST_CASE("exit 0 is handled, any other status fails with what the command said last") {
   std::signal(SIGPIPE, SIG_IGN);
   CHECK(shell("exit 0").handle(duress_row(), 5s).ok);
   const auto failed =
@@ -72,7 +72,7 @@ TEST_CASE("a handler that ignores its stdin still runs") {
   CHECK(shell("exit 0").handle(big, 5s).ok);
 }
 
-TEST_CASE("a row larger than a pipe holds arrives whole; one above the bound is refused") {
+TEST_CASE("a row larger than a pipe holds arrives whole, one above the bound is refused") {
   // SIGPIPE at its default (it ends the process): the handler code holds
   // it off itself, whatever main does.
   std::signal(SIGPIPE, SIG_DFL);

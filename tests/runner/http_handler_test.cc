@@ -64,7 +64,7 @@ Row row() {
 
 }  // namespace
 
-TEST_CASE("a 2xx answer is handled; the body is the row's JSON, the headers its identity") {
+TEST_CASE("a 2xx answer is handled, the body is the row's JSON, the headers its identity") {
   Gateway g;
   HttpHandler h(g.url());
   CHECK(h.handle(row(), 5s).ok);

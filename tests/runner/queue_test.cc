@@ -157,7 +157,7 @@ TEST_CASE("two groups finishing the same row at once still remove it") {
   CHECK(db.count("SELECT count(*) FROM message_queue") == 0);
 }
 
-TEST_CASE("a failed row waits for its backoff; a dead letter keeps the row and the error") {
+TEST_CASE("a failed row waits for its backoff, a dead letter keeps the row and the error") {
   Db db;
   register_group(db.conn, popup);
   const auto id = db.insert("notification");

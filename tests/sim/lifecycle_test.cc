@@ -187,7 +187,7 @@ TEST_CASE("a settled range is written once while a slow database commits it") {
   CHECK(c.durable(3).settled_writes == 3);
 }
 
-TEST_CASE("old alerts do not flood a rebuilt site; one still in force is delivered late") {
+TEST_CASE("old alerts do not flood a rebuilt site, one still in force is delivered late") {
   SimConfig cfg = config(3, 26);
   cfg.tuning.max_age = 10min;
   Cluster c(cfg);

@@ -51,7 +51,7 @@ TEST_CASE("an acknowledgement reaches the alarm's origin once, through 30% loss"
   for (std::size_t n = 0; n < c.size(); ++n) CHECK(c.stored_at(ack, n).has_value());
 }
 
-TEST_CASE("an acknowledgement waits for a peer's upgrade; the duress never does") {
+TEST_CASE("an acknowledgement waits for a peer's upgrade, the duress never does") {
   SimConfig cfg;
   cfg.nodes = 3;
   cfg.seed = 43;

@@ -255,7 +255,7 @@ TEST_CASE("the verdict: a full state directory is DEGRADED naming it, not a /hea
   CHECK(has(status::judge(s).reasons[0], "cannot be checked: Permission denied"));
 }
 
-TEST_CASE("metrics: never-heard peers are not up; backlog, rejected rows, build info") {
+TEST_CASE("metrics: never-heard peers are not up, backlog, rejected rows, build info") {
   auto s = healthy();
   s.daemon->peers[0].heard = false;
   s.database.view->outbox.backlog = 3;
@@ -309,7 +309,7 @@ TEST_CASE("the page: verdict first, every panel, everything escaped") {
   CHECK_FALSE(has(html, "https://"));
 }
 
-TEST_CASE("routes: a token when configured; /healthz 503 with reasons before the database") {
+TEST_CASE("routes: a token when configured, /healthz 503 with reasons before the database") {
   net::Health health;
   Config config;
   config.store.dsn = "host=/nonexistent dbname=none";

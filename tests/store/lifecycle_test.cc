@@ -69,7 +69,7 @@ TEST_CASE("poison rows go to outbox_rejected and never hold back the duress besi
   }
 }
 
-TEST_CASE("site software cannot insert a relay.* type; one already waiting is rejected") {
+TEST_CASE("site software cannot insert a relay.* type, one already waiting is rejected") {
   PgCluster pg;
   pqxx::connection conn(pg.dsn());
   store::open_database(conn, "hq", 100);

@@ -537,7 +537,7 @@ TEST_CASE("a read-only database is an outage: the work waits and the lane says s
 }
 
 TEST_CASE(
-    "a site's trigger that raises refuses its batch alone; refusal after refusal marks the lane") {
+    "a site's trigger that raises refuses its batch alone, refusal after refusal marks the lane") {
   PgCluster pg;
   pqxx::connection admin(pg.dsn());
   store::open_database(admin, "clinic-north", 100);

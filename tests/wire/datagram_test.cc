@@ -38,7 +38,7 @@ TEST_CASE("a sealed datagram opens to the same message, events verified") {
   CHECK(opened.events[1].seq() == 7);
 }
 
-TEST_CASE("without a session a body waits and a hello goes out; the session sends it") {
+TEST_CASE("without a session a body waits and a hello goes out, the session sends it") {
   MeshFixture mesh;
   auto hq = mesh.codec("hq");
   auto north = mesh.codec("clinic-north");
@@ -186,7 +186,7 @@ TEST_CASE("a mesh-key holder cannot forge, mute or outrank another node's sessio
         Reject::none);
 }
 
-TEST_CASE("key rotation: a removed key id is rejected and named; a peer's key is answered in") {
+TEST_CASE("key rotation: a removed key id is rejected and named, a peer's key is answered in") {
   MeshFixture mesh;
   mesh.ring.keys[2] = {};
   crypto::random_bytes(mesh.ring.keys[2]);

@@ -245,7 +245,7 @@ TEST_CASE("an update or cancel revises one earlier event of its own origin") {
   }
 }
 
-TEST_CASE("two sites whose mesh policies differ both see drift; the same policy, none") {
+TEST_CASE("two sites whose mesh policies differ both see drift, the same policy, none") {
   MeshFixture mesh;
   auto hq = mesh.codec("hq");
   auto north = mesh.codec("clinic-north");
