@@ -27,13 +27,7 @@ not_open() {
 
 if [ "$scenario" = lossy ]; then
   MESH_PROXY=1 MESH_SEPARATE_PG=1 mesh_init hq clinic-north clinic-south
-  seed=7
-  for node in "${mesh_nodes[@]}"; do
-    # Every datagram to NODE passes its proxy and loses 30%.
-    "$mesh_build/tests/integration/lossy_proxy" "${mesh_peer_port[$node]}" "${mesh_port[$node]}" 0.3 $seed &
-    proxies+=($!)
-    seed=$((seed + 1))
-  done
+  lossy_paths 0.3 7  # every datagram to a node loses 30%
 else
   MESH_SEPARATE_PG=1 mesh_init hq clinic-north clinic-south
 fi
