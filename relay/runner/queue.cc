@@ -9,17 +9,21 @@
 namespace relay::runner {
 namespace {
 
+// When message_queue row q may go: no group consuming its type still owes it
+// (each has handled or dead-lettered it).
+constexpr const char* kAllGroupsDone =
+    "NOT EXISTS (SELECT 1 FROM runner_groups g WHERE q.type = ANY (g.types) AND NOT EXISTS ("
+    "SELECT 1 FROM runner_rows r WHERE r.grp = g.name AND r.queue_id = q.id "
+    "AND (r.done_at IS NOT NULL OR r.dead)))";
+
 // The last step of a group on a row: delete it from message_queue once no
 // group consuming its type still owes it. Callers first lock the row
 // (FOR NO KEY UPDATE) in an earlier statement of the same transaction, so
 // two groups finishing at once cannot both see the other as unfinished and
 // leave the row behind (each statement reads with a fresh snapshot).
 std::string delete_if_all_done(std::int64_t queue_id) {
-  return "DELETE FROM message_queue q WHERE q.id = " + std::to_string(queue_id) +
-         " AND NOT EXISTS ("
-         "SELECT 1 FROM runner_groups g WHERE q.type = ANY (g.types) AND NOT EXISTS ("
-         "SELECT 1 FROM runner_rows r WHERE r.grp = g.name AND r.queue_id = q.id "
-         "AND (r.done_at IS NOT NULL OR r.dead)))";
+  return "DELETE FROM message_queue q WHERE q.id = " + std::to_string(queue_id) + " AND " +
+         kAllGroupsDone;
 }
 
 constexpr const char* kIngest = R"sql(
@@ -289,6 +293,68 @@ GroupBacklog backlog(pqxx::connection_base& conn, const Consumer& who) {
 std::vector<Alarm> alarms(pqxx::connection_base& conn) {
   pqxx::read_transaction tx(conn, "alarms");
   return read_alarms(tx, "");
+}
+
+Retirement retire_group(pqxx::connection_base& conn, const std::string& name) {
+  pqxx::work tx(conn, "retire group");
+  Retirement out;
+  // Waits out an ingest of the group (which would insert rows for it), and
+  // holds the group row against a runner registering it again meanwhile.
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtext('relay-runner'), hashtext($1))", name);
+  if (tx.exec_params("SELECT 1 FROM runner_groups WHERE name = $1 FOR UPDATE", name).empty()) {
+    out.outcome = Retirement::Outcome::no_such_group;
+    for (const auto& row : tx.exec("SELECT name FROM runner_groups ORDER BY name"))
+      out.groups.push_back(row[0].as<std::string>());
+    return out;
+  }
+  for (const auto& row : tx.exec_params(
+           "SELECT unnest(types) FROM runner_groups WHERE name = $1 ORDER BY 1", name))
+    out.types.push_back(row[0].as<std::string>());
+  const auto types = store::text_array(out.types);
+  // As complete() does, the queue rows are locked in a statement before the
+  // one that deletes them: a group finishing one of them meanwhile has
+  // committed by then, and the delete's fresh snapshot sees it done. They
+  // are locked first, as complete() locks them, so the two cannot deadlock.
+  tx.exec_params("SELECT 1 FROM message_queue WHERE type = ANY ($1::text[]) ORDER BY id "
+                 "FOR NO KEY UPDATE",
+                 types);
+  // Its rows locked: a claim skips them from here on (SKIP LOCKED), so no
+  // lease is granted after this look at the leases.
+  tx.exec_params("SELECT 1 FROM runner_rows WHERE grp = $1 FOR UPDATE", name);
+  for (const auto& row : tx.exec_params(
+           "SELECT leased_by, queue_id, ceil(extract(epoch FROM lease_until - now()) * 1000)::bigint "
+           "FROM runner_rows WHERE grp = $1 AND lease_until > now() AND done_at IS NULL "
+           "AND NOT dead ORDER BY queue_id LIMIT 5",
+           name)) {
+    out.leases.push_back({row[0].is_null() ? "" : row[0].as<std::string>(),
+                          row[1].as<std::int64_t>(),
+                          std::chrono::milliseconds(row[2].as<std::int64_t>())});
+  }
+  if (!out.leases.empty()) {
+    out.outcome = Retirement::Outcome::leased;
+    return out;  // rolled back: nothing changed
+  }
+  tx.exec_params("DELETE FROM runner_groups WHERE name = $1", name);
+  // A type no group consumes any more keeps its rows: nobody handled them,
+  // and a plain consumer or a new group may yet.
+  out.removed = tx.exec_params(std::string("DELETE FROM message_queue q WHERE q.type = ANY "
+                                           "($1::text[]) AND EXISTS (SELECT 1 FROM "
+                                           "runner_groups g WHERE q.type = ANY (g.types)) AND ") +
+                                   kAllGroupsDone,
+                               types)
+                    .affected_rows();
+  for (const auto& row : tx.exec_params(
+           "SELECT t, (SELECT count(*) FROM message_queue WHERE type = t) "
+           "FROM unnest($1::text[]) t WHERE NOT EXISTS ("
+           "SELECT 1 FROM runner_groups g WHERE t = ANY (g.types)) ORDER BY t",
+           types)) {
+    out.unconsumed.emplace_back(row[0].as<std::string>(), row[1].as<std::int64_t>());
+  }
+  out.dead_letters =
+      tx.exec_params1("SELECT count(*) FROM runner_dead_letters WHERE grp = $1", name)[0]
+          .as<std::int64_t>();
+  tx.commit();
+  return out;
 }
 
 }  // namespace relay::runner

@@ -106,4 +106,38 @@ GroupBacklog backlog(pqxx::connection_base& conn, const Consumer& who);
 /// Failing duress rows of every group, for relayd's status page.
 std::vector<Alarm> alarms(pqxx::connection_base& conn);
 
+/// A lease a runner holds on a row: its handler is working on it (or was,
+/// until the lease runs out, if the runner died).
+struct Lease {
+  std::string runner;
+  std::int64_t queue_id = 0;
+  std::chrono::milliseconds remaining{0};
+};
+
+/// What retire_group did, or why it did nothing.
+struct Retirement {
+  enum class Outcome { retired, no_such_group, leased };
+  Outcome outcome = Outcome::retired;
+  /// no_such_group: the groups there are.
+  std::vector<std::string> groups;
+  /// The retired group's types.
+  std::vector<std::string> types;
+  /// message_queue rows deleted: those the retired group alone still owed.
+  std::int64_t removed = 0;
+  /// Its types that no remaining group consumes, with the rows of each left
+  /// in message_queue (for a plain consumer or a group registered later).
+  std::vector<std::pair<std::string, std::int64_t>> unconsumed;
+  /// Rows it gave up on: they stay in runner_dead_letters.
+  std::int64_t dead_letters = 0;
+  /// leased: the live leases of its runners (a few).
+  std::vector<Lease> leases;
+};
+
+/// Removes consumer group `name` and, in the same transaction, every
+/// message_queue row of its types that each remaining group consuming that
+/// type has finished (complete()'s rule), so that no row waits for it. Does
+/// nothing while one of its runners holds a lease: that runner is running,
+/// or died less than a lease ago.
+Retirement retire_group(pqxx::connection_base& conn, const std::string& name);
+
 }  // namespace relay::runner

@@ -247,3 +247,78 @@ TEST_CASE("a group's types are replaced on registration, and the change is repor
   REQUIRE(before);
   CHECK(*before == "duress, notification");
 }
+
+TEST_CASE("retiring a group removes the rows only it still owed, and nothing else") {
+  Db db;
+  const Consumer sms_only{"sms", {"duress", "sms-only"}, "sms-1"};
+  const Consumer pager{"pager", {"duress"}, "pager-1"};
+  register_group(db.conn, popup);
+  register_group(db.conn, sms_only);
+  register_group(db.conn, pager);
+  const auto owed_by_sms = db.insert("duress", kDuressPriority);
+  const auto owed_by_pager = db.insert("duress", kDuressPriority);
+  const auto notification = db.insert("notification");
+  const auto only_sms = db.insert("sms-only");
+  const auto email = db.insert("email");
+  ingest(db.conn, popup);
+  ingest(db.conn, pager);
+  for (const auto& row : claim(db.conn, popup, 2, 30s, kDuressPriority))
+    complete(db.conn, popup, row.queue_id);
+  auto rows = claim(db.conn, pager, 1, 30s);
+  REQUIRE(ids(rows) == std::vector<std::int64_t>{owed_by_sms});
+  fail(db.conn, pager, owed_by_sms, "down", {RetryDecision::Action::dead_letter});
+
+  SUBCASE("a group that does not exist") {
+    const auto r = retire_group(db.conn, "smss");
+    CHECK(r.outcome == Retirement::Outcome::no_such_group);
+    CHECK(r.groups == std::vector<std::string>{"pager", "popup", "sms"});
+    CHECK(db.count("SELECT count(*) FROM message_queue") == 5);
+  }
+  SUBCASE("while one of its runners holds a lease") {
+    ingest(db.conn, sms_only);
+    REQUIRE(claim(db.conn, sms_only, 1, 30s).size() == 1);
+    const auto r = retire_group(db.conn, "sms");
+    CHECK(r.outcome == Retirement::Outcome::leased);
+    REQUIRE(r.leases.size() == 1);
+    CHECK(r.leases[0].runner == "sms-1");
+    CHECK(r.leases[0].remaining > 20s);
+    CHECK(db.count("SELECT count(*) FROM runner_groups") == 3);
+    CHECK(db.count("SELECT count(*) FROM message_queue") == 5);
+  }
+  SUBCASE("retired") {
+    const auto r = retire_group(db.conn, "sms");
+    REQUIRE(r.outcome == Retirement::Outcome::retired);
+    CHECK(r.types == std::vector<std::string>{"duress", "sms-only"});
+    // popup handled it and pager dead-lettered it: sms alone owed it.
+    CHECK(r.removed == 1);
+    CHECK(db.count("SELECT count(*) FROM message_queue WHERE id = " +
+                   std::to_string(owed_by_sms)) == 0);
+    // Still owed by pager, by popup, and by nobody (a type no group consumes now).
+    for (const auto id : {owed_by_pager, notification, only_sms, email})
+      CHECK(db.count("SELECT count(*) FROM message_queue WHERE id = " + std::to_string(id)) == 1);
+    CHECK(r.unconsumed == std::vector<std::pair<std::string, std::int64_t>>{{"sms-only", 1}});
+    CHECK(db.count("SELECT count(*) FROM runner_groups WHERE name = 'sms'") == 0);
+    CHECK(retire_group(db.conn, "sms").outcome == Retirement::Outcome::no_such_group);
+  }
+}
+
+TEST_CASE("a group retired while another finishes its rows leaves none of them behind") {
+  Db db;
+  register_group(db.conn, popup);
+  register_group(db.conn, sms);
+  for (int i = 0; i < 200; ++i) db.insert("duress", kDuressPriority);
+  ingest(db.conn, popup);
+  std::thread finish([&] {
+    pqxx::connection conn(db.pg.dsn());
+    for (auto rows = claim(conn, popup, 1, 30s); !rows.empty(); rows = claim(conn, popup, 1, 30s))
+      complete(conn, popup, rows.front().queue_id);
+  });
+  // Mid-way: some rows done by popup (retire removes them), some not yet
+  // (popup's complete removes them, sms being gone).
+  while (db.count("SELECT count(*) FROM runner_rows WHERE done_at IS NOT NULL") < 50)
+    std::this_thread::sleep_for(1ms);
+  pqxx::connection conn(db.pg.dsn());
+  CHECK(retire_group(conn, "sms").outcome == Retirement::Outcome::retired);
+  finish.join();
+  CHECK(db.count("SELECT count(*) FROM message_queue") == 0);
+}
