@@ -326,6 +326,12 @@ const PeerConfig* Config::find_peer(std::string_view id) const {
   return nullptr;
 }
 
+std::vector<std::string> Config::groups_of(std::string_view id) const {
+  if (id == node.id) return node.groups;
+  const auto* peer = find_peer(id);
+  return peer != nullptr ? peer->groups : std::vector<std::string>{};
+}
+
 bool Config::has_group(std::string_view group) const {
   auto in = [&](const std::vector<std::string>& groups) {
     return std::find(groups.begin(), groups.end(), group) != groups.end();
@@ -366,7 +372,8 @@ void read_control(TomlSection& top, Config& config) {
 
 std::vector<std::string> read_targets(TomlSection& section, std::string_view key,
                                       const Config& config, std::string_view what,
-                                      std::string_view example) {
+                                      std::string_view example,
+                                      std::initializer_list<std::string_view> also) {
   auto targets = section.strings(key);
   if (!targets) {
     if (!section.has(key)) {
@@ -375,6 +382,7 @@ std::vector<std::string> read_targets(TomlSection& section, std::string_view key
     return {};
   }
   for (const auto& t : *targets) {
+    if (std::find(also.begin(), also.end(), t) != also.end()) continue;
     if (auto why = config.check_target(t); !why.empty()) section.error(key, why);
   }
   if (targets->empty()) section.error(key, "expected at least one target, e.g. " + std::string(example));

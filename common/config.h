@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -173,6 +174,8 @@ struct Config {
 
   /// The peer with this id, or nullptr.
   const PeerConfig* find_peer(std::string_view id) const;
+  /// The groups of this node or a peer; none for an unknown id.
+  std::vector<std::string> groups_of(std::string_view id) const;
   /// True if the node or any peer is in this group.
   bool has_group(std::string_view group) const;
   /// Checks one target ("all", a node id, "group:NAME"); returns an empty
@@ -185,9 +188,11 @@ class TomlSection;
 /// targets): each checked against `config`, at least one, required; each
 /// problem recorded against the key, with `example` ("[\"group:hq\"]") and
 /// `what` they are for. Empty when absent or wrong.
+/// `also`: words taken besides targets (the policy's "origin").
 std::vector<std::string> read_targets(TomlSection& section, std::string_view key,
                                       const Config& config, std::string_view what,
-                                      std::string_view example);
+                                      std::string_view example,
+                                      std::initializer_list<std::string_view> also = {});
 
 /// Reads and validates a config file. Relative key paths are resolved against
 /// the config file's folder. Throws ConfigError listing every problem found.

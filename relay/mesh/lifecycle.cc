@@ -182,6 +182,20 @@ StoreBatch::Write Node::decide(const EventPtr& event) const {
       return write;
     }
   }
+  // Sent beyond its origin's rights: refused, except a duress, which is
+  // delivered all the same and flagged (an alarm lost to a policy typo is
+  // worse than one sent by the wrong site).
+  if (auto why = policy_.send_refusal(sending_of(e), [this](const std::string& id) {
+        return groups_of(id);
+      });
+      !why.empty()) {
+    if (!duress) {
+      write.outcome = v1::OUTCOME_REFUSED;
+      write.refusal = why;
+      return write;
+    }
+    write.outside_policy = why;
+  }
   // What ended it held here first; for an update, what ended the alert it
   // updates (new text for an alert that is over would reopen it).
   auto ended = withheld_.find(e.key);

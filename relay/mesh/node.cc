@@ -30,6 +30,7 @@ EventPtr make_event(const v1::SignedEvent& signed_event, const v1::Event& parsed
   event->priority =
       parsed.kind() == v1::KIND_DURESS ? v1::PRIORITY_DURESS : parsed.priority();
   event->kind = parsed.kind();
+  event->type = parsed.type();
   event->targets.assign(parsed.targets().begin(), parsed.targets().end());
   event->resolved.assign(parsed.resolved().begin(), parsed.resolved().end());
   event->created_unix_ms = parsed.created_unix_ms();

@@ -31,6 +31,8 @@ struct StoreBatch {
     std::int64_t outbox_id = 0;
     /// OUTCOME_REFUSED: why, for the relay.policy row delivered instead.
     std::string refusal = {};
+    /// A duress beyond its origin's [[send]] rights, delivered all the same: why.
+    std::string outside_policy = {};
     bool delivers() const {
       return target && (outcome == v1::OUTCOME_DELIVERED || outcome == v1::OUTCOME_DELIVERED_LATE);
     }

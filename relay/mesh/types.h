@@ -30,6 +30,7 @@ struct Event {
   EventKey key;
   v1::Priority priority = v1::PRIORITY_NORMAL;
   v1::Kind kind = v1::KIND_NOTIFICATION;
+  std::string type;                   // as its origin wrote it; "" for none
   std::vector<std::string> targets;   // as written: "all", ids, "group:NAME"
   std::vector<std::string> resolved;  // node ids the origin resolved them to (v2)
   std::int64_t created_unix_ms = 0;   // on the origin's clock
@@ -40,6 +41,12 @@ struct Event {
   std::size_t wire_size = 0;
 };
 using EventPtr = std::shared_ptr<const Event>;
+
+/// "notification", "duress", ... as in the outbox, in message_queue and in
+/// the mesh policy.
+std::string kind_name(v1::Kind kind);
+/// "duress", "emergency", "normal", "bulk".
+std::string priority_name(v1::Priority priority);
 
 /// True if `targets` ("all", node ids, "group:NAME") include the node `id`
 /// that belongs to `groups`.

@@ -3,6 +3,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include "common/log.h"
+#include "relay/store/outbox.h"
 
 namespace relay::net {
 namespace {
@@ -152,6 +153,12 @@ void IncidentLog::claimed(const std::vector<mesh::EventPtr>& events, const Confi
                   {"event_id", id},
                   {"targets", targets},
                   {"location", e.location()}});
+    if (auto why = store::send_refusal(config, e); !why.empty()) {
+      log_incident(spdlog::level::err,
+                   fmt::format("duress {} is outside the mesh policy, sent all the same: {}", id,
+                               why),
+                   {{"incident", "duress_outside_policy"}, {"event_id", id}, {"reason", why}});
+    }
     if (in_message_queue && mesh::targets_node(event->targets, self, config.node.groups)) {
       log_incident(spdlog::level::warn,
                    fmt::format("duress {} delivered into message_queue here", id),
@@ -173,7 +180,8 @@ void IncidentLog::persisting(const mesh::StoreBatch& batch) {
   Pending pending;
   for (const auto& w : batch.events) {
     // A duress, not whatever travels at its priority (its all-clear).
-    if (w.delivers() && w.event->kind == v1::KIND_DURESS) pending.delivered.push_back(w.event->key);
+    if (w.delivers() && w.event->kind == v1::KIND_DURESS)
+      pending.delivered.emplace_back(w.event->key, w.outside_policy);
     if (w.queued() && w.outcome == v1::OUTCOME_REFUSED)
       pending.refused.emplace_back(w.event->key, w.refusal);
   }
@@ -188,10 +196,18 @@ void IncidentLog::stored(const mesh::StoreDone& done) {
   auto it = pending_.find(done.ticket);
   if (it == pending_.end()) return;
   if (!done.failed) {
-    for (const auto& key : it->second.delivered) {
+    for (const auto& [key, outside] : it->second.delivered) {
       log_incident(spdlog::level::warn,
                    fmt::format("duress {} delivered into message_queue here", id_of(key)),
                    {{"incident", "duress_delivered"}, {"event_id", id_of(key)}});
+      if (outside.empty()) continue;
+      // Never refused for policy, and never quiet about it either.
+      log_incident(spdlog::level::err,
+                   fmt::format("duress {} is outside the mesh policy, delivered all the same: {}",
+                               id_of(key), outside),
+                   {{"incident", "duress_outside_policy"},
+                    {"event_id", id_of(key)},
+                    {"reason", outside}});
     }
     for (const auto& [key, why] : it->second.refused) {
       if (!refusals_.allow()) continue;

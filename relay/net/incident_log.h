@@ -37,7 +37,8 @@ class IncidentLog {
 
  private:
   struct Pending {
-    std::vector<mesh::EventKey> delivered;                          // duress, into message_queue
+    /// Duress into message_queue, and why it was outside the mesh policy ("" within).
+    std::vector<std::pair<mesh::EventKey, std::string>> delivered;
     std::vector<std::pair<mesh::EventKey, std::string>> confirmed;  // own duress, by target
     std::vector<std::pair<mesh::EventKey, std::string>> refused;    // under the policy, why
   };

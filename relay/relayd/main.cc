@@ -303,6 +303,7 @@ status::ProcessInfo process_info(const Config& config, const std::string& config
   p.state_dir = std::filesystem::absolute(config.node.state_dir, ignored).string();
   p.policy_digest = config.policy_digest;
   p.policy_clear_rules = config.policy.clear.size();
+  p.policy_send_rules = config.policy.send.size();
   return p;
 }
 
@@ -371,8 +372,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("status page on http://{}/", config.status.listen.to_string());
-  spdlog::info("mesh policy: {} [[clear]] rules, digest {}", config.policy.clear.size(),
-               config.policy_digest);
+  spdlog::info("mesh policy: {} [[clear]] rules, {} [[send]] rules, digest {}",
+               config.policy.clear.size(), config.policy.send.size(), config.policy_digest);
 
   // Numbering and the spool live in the state directory: both work while
   // the database is away.

@@ -170,6 +170,12 @@ void event_row(std::ostringstream& h, const Snapshot& s, const store::ConsoleVie
     << (e.cleared_by.empty() ? "" : "<br>cleared by " + esc(e.cleared_by)) << "</td>";
   receipts_cell(h, s, e);
   h << "</tr>";
+  if (!e.outside_policy.empty()) {
+    // A duress delivered all the same (anything else is refused).
+    h << "<tr class=\"outside-policy bad\" data-outside-policy-of=\"" << esc(e.id)
+      << "\"><td></td><td colspan=7><b>outside the mesh policy</b>: " << esc(e.outside_policy)
+      << "</td></tr>";
+  }
   history_rows(h, e);
   escalation_row(h, e);
 }
@@ -341,7 +347,9 @@ void process_section(std::ostringstream& h, const Snapshot& s) {
     << clock_time(s.process.started_unix_ms) << ")</td></tr><tr><th>config</th><td>"
     << esc(s.process.config_path) << "</td></tr><tr><th>mesh policy</th><td data-policy=\""
     << esc(s.process.policy_digest) << "\">" << s.process.policy_clear_rules << " [[clear]] "
-    << (s.process.policy_clear_rules == 1 ? "rule" : "rules") << ", digest "
+    << (s.process.policy_clear_rules == 1 ? "rule" : "rules") << ", "
+    << s.process.policy_send_rules << " [[send]] "
+    << (s.process.policy_send_rules == 1 ? "rule" : "rules") << ", digest "
     << esc(s.process.policy_digest.substr(0, 8)) << "\u2026</td></tr>";
   if (s.daemon) {
     const auto& d = *s.daemon;

@@ -61,6 +61,7 @@ Json event_json(const store::ConsoleView::Event& e, bool spooled = false) {
   j["spooled"] = spooled;
   j["targets"] = e.targets;
   j["cleared_by"] = e.cleared_by.empty() ? Json(nullptr) : Json(e.cleared_by);
+  j["outside_policy"] = e.outside_policy.empty() ? Json(nullptr) : Json(e.outside_policy);
   j["state"] = e.state.empty() ? Json(nullptr) : Json(e.state);
   Json history = Json::array();
   for (const auto& step : e.history) {
@@ -209,6 +210,7 @@ std::string status_json(const Snapshot& s) {
   policy["digest"] = s.process.policy_digest;
   policy["digest_short"] = s.process.policy_digest.substr(0, 8);
   policy["clear_rules"] = s.process.policy_clear_rules;
+  policy["send_rules"] = s.process.policy_send_rules;
   process["policy"] = policy;
   out["process"] = process;
 

@@ -25,6 +25,7 @@ struct ProcessInfo {
   /// [[clear]] rules: what an operator compares between sites.
   std::string policy_digest{};
   std::size_t policy_clear_rules = 0;
+  std::size_t policy_send_rules = 0;
 };
 
 /// The file system of the state directory, as statvfs says at the snapshot.

@@ -9,6 +9,7 @@
 #include "relay/mesh/response.h"
 #include "relay/mesh/types.h"
 #include "relay/store/answer.h"
+#include "relay/store/outbox.h"
 #include "relay/store/rows.h"
 
 namespace relay::store {
@@ -63,7 +64,8 @@ void add_life(ConsoleView::Event& v, const v1::Event& e, const std::vector<v1::E
 /// Parses log rows (signed, stored ms), each with its life from `steps`
 /// (steps_in_log); skips what does not parse.
 std::vector<ConsoleView::Event> events_of(
-    const pqxx::result& rows, const std::map<std::string, std::vector<v1::Event>>& steps = {},
+    const pqxx::result& rows, const Config& config,
+    const std::map<std::string, std::vector<v1::Event>>& steps = {},
     std::int64_t now_unix_ms = 0) {
   std::vector<ConsoleView::Event> out;
   for (const auto& row : rows) {
@@ -85,6 +87,7 @@ std::vector<ConsoleView::Event> events_of(
     v.created_unix_ms = e.created_unix_ms();
     v.stored_unix_ms = row[1].as<std::int64_t>();
     v.targets.assign(e.targets().begin(), e.targets().end());
+    v.outside_policy = send_refusal(config, e);
     const auto life = steps.find(v.id);
     add_life(v, e, life == steps.end() ? std::vector<v1::Event>{} : life->second, now_unix_ms);
     out.push_back(std::move(v));
@@ -194,13 +197,13 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
   v.recent = events_of(tx.exec_params(std::string(kEventColumns) +
                                           "ORDER BY stored_at DESC, origin, seq DESC LIMIT $1",
                                       static_cast<std::int64_t>(recent)),
-                       steps, v.database_now_unix_ms);
+                       config, steps, v.database_now_unix_ms);
   v.open_duress =
       events_of(tx.exec_params(std::string(kEventColumns) +
                                    "WHERE kind = $1 AND stored_at > now() - interval '24 hours' "
                                    "ORDER BY stored_at DESC, origin, seq DESC LIMIT 100",
                                static_cast<int>(v1::KIND_DURESS)),
-                steps, v.database_now_unix_ms);
+                config, steps, v.database_now_unix_ms);
   std::erase_if(v.open_duress, [](const ConsoleView::Event& e) {
     return e.state == "cleared" || e.state == "cancelled";
   });
@@ -217,14 +220,16 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
       e.escalation_max = rule->max;
   }
 
-  // Only an all-clear can be refused so far: a target that says so of
-  // anything else is not believed (it would hold this verdict at ALARM).
+  // Only an all-clear, a notification or a test can be refused: a target
+  // that says so of anything else (a duress) is not believed (it would hold
+  // this verdict at ALARM).
   for (const auto& r : tx.exec_params(
            "SELECT r.origin || ':' || r.seq, r.target, (extract(epoch from r.delivered_at) * "
            "1000)::bigint, count(*) OVER () FROM relay_receipts r JOIN relay_event_log l "
-           "USING (origin, seq) WHERE r.outcome = $1 AND l.kind = $2 AND r.delivered_at > now() - "
-           "interval '24 hours' ORDER BY r.delivered_at DESC LIMIT 5",
-           static_cast<int>(v1::OUTCOME_REFUSED), static_cast<int>(v1::KIND_ALL_CLEAR))) {
+           "USING (origin, seq) WHERE r.outcome = $1 AND l.kind IN ($2, $3, $4) AND "
+           "r.delivered_at > now() - interval '24 hours' ORDER BY r.delivered_at DESC LIMIT 5",
+           static_cast<int>(v1::OUTCOME_REFUSED), static_cast<int>(v1::KIND_ALL_CLEAR),
+           static_cast<int>(v1::KIND_NOTIFICATION), static_cast<int>(v1::KIND_TEST))) {
     v.refused.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::int64_t>()});
     v.refused_last_day = r[3].as<std::int64_t>();
   }
@@ -239,7 +244,8 @@ ConsoleView read_console(pqxx::transaction_base& tx, const Config& config, std::
   }
   for (const auto& e : events_of(tx.exec_params(
            std::string(kEventColumns) + "WHERE origin = $1 ORDER BY seq DESC LIMIT $2",
-           config.node.id, kReceiptWindow))) {
+           config.node.id, kReceiptWindow),
+                                 config)) {
     const auto& done = confirmed[e.seq];
     for (const auto& node : target_nodes(config, e.targets)) {
       if (!done.contains(node)) ++v.receipts_pending[node];

@@ -54,6 +54,9 @@ struct ConsoleView {
     std::int64_t stored_unix_ms = 0;
     std::vector<std::string> targets;  // as written: all, ids, group:NAME
     std::string cleared_by;            // the all-clear that cleared it, if any
+    /// Why the mesh policy's [[send]] rules refuse it ("" within them): a
+    /// duress is delivered all the same, and flagged with this.
+    std::string outside_policy;
     /// An alert's state as the events referencing it make it (open,
     /// acknowledged, resolved, cleared, cancelled, expired:
     /// mesh::alert_state); "" for what is not an alert.

@@ -132,7 +132,8 @@ std::string queue_row_type(const mesh::StoreBatch::Write& write, const v1::Event
 
 std::string queue_data(const mesh::StoreBatch::Write& write, const v1::Event& event) {
   if (write.outcome == v1::OUTCOME_REFUSED) return refusal_json(event, write.refusal);
-  return queue_json(event, {write.outcome == v1::OUTCOME_DELIVERED_LATE, write.redelivered});
+  return queue_json(event, {write.outcome == v1::OUTCOME_DELIVERED_LATE, write.redelivered,
+                            write.outside_policy});
 }
 
 std::optional<std::size_t> copy_new_events(pqxx::dbtransaction& tx, const std::string& self,

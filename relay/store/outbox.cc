@@ -206,13 +206,16 @@ void log_rejected(std::int64_t id, const std::string& why) {
 
 std::string clear_refusal(const Config& config, const std::string& by, const std::string& origin,
                           std::uint64_t seq) {
-  auto groups_of = [&](const std::string& id) {
-    if (id == config.node.id) return config.node.groups;
-    const auto* peer = config.find_peer(id);
-    return peer != nullptr ? peer->groups : std::vector<std::string>{};
-  };
-  if (!config.policy.clear_rule(by, groups_of(by), origin, groups_of(origin)).empty()) return "";
+  if (!config.policy.clear_rule(by, config.groups_of(by), origin, config.groups_of(origin)).empty())
+    return "";
   return mesh::clear_refusal(by, origin + ":" + std::to_string(seq), origin);
+}
+
+std::string send_refusal(const Config& config, const v1::Event& event) {
+  auto sending = mesh::sending_of(event);
+  if (sending.origin.empty()) sending.origin = config.node.id;  // a draft
+  return config.policy.send_refusal(
+      sending, [&config](const std::string& id) { return config.groups_of(id); });
 }
 
 void resolve_targets(v1::Event& event, const Config& config) {
@@ -242,6 +245,11 @@ std::string check_event(const v1::Event& event, const Config& config) {
       if (auto why = clear_refusal(config, config.node.id, r.origin(), r.seq()); !why.empty())
         return why;
     }
+  }
+  // The [[send]] rules, as every receiver applies them. Never for a duress:
+  // it goes out all the same, flagged at every target (mesh::Node::decide).
+  if (event.kind() != v1::KIND_DURESS && event.priority() != v1::PRIORITY_DURESS) {
+    if (auto why = send_refusal(config, event); !why.empty()) return why;
   }
   if (event.kind() == v1::KIND_ACK && event.references_size() != 1) {
     return "an acknowledgement must reference exactly the one event it answers";

@@ -29,7 +29,8 @@ struct ClaimResult {
 };
 
 /// Why `event` (origin and seq not yet set) cannot be sent from this node:
-/// an unknown target, an all-clear without a reference, a reserved relay.*
+/// an unknown target, an all-clear without a reference, an event the mesh
+/// policy refuses (not a duress), a reserved relay.*
 /// type, a value some site could not store, too large for a datagram (with
 /// its targets resolved). Empty if it can.
 std::string check_event(const relaymesh::v1::Event& event, const Config& config);
@@ -43,6 +44,11 @@ void resolve_targets(relaymesh::v1::Event& event, const Config& config);
 /// (relay/mesh/policy.h); "" when it may.
 std::string clear_refusal(const Config& config, const std::string& by, const std::string& origin,
                           std::uint64_t seq);
+
+/// Why the mesh policy's [[send]] rules refuse `event` (a draft without an
+/// origin is this node's); "" when they allow it. A duress is never refused
+/// for it: it goes out flagged instead.
+std::string send_refusal(const Config& config, const relaymesh::v1::Event& event);
 
 /// Claims up to `limit` outbox rows, most urgent first, in one transaction:
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take a row twice;

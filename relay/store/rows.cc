@@ -85,46 +85,6 @@ std::string to_hex(std::string_view bytes) {
   return out;
 }
 
-std::string kind_name(v1::Kind kind) {
-  switch (kind) {
-    case v1::KIND_NOTIFICATION:
-      return "notification";
-    case v1::KIND_DURESS:
-      return "duress";
-    case v1::KIND_ALL_CLEAR:
-      return "all-clear";
-    case v1::KIND_TEST:
-      return "test";
-    case v1::KIND_RECEIPT:
-      return "receipt";
-    case v1::KIND_SUPERVISION:
-      return "supervision";
-    case v1::KIND_ACK:
-      return "ack";
-    case v1::KIND_ESCALATION:
-      return "escalation";
-    case v1::KIND_UPDATE:
-      return "update";
-    case v1::KIND_CANCEL:
-      return "cancel";
-    default:
-      return "notification";
-  }
-}
-
-std::string priority_name(v1::Priority priority) {
-  switch (priority) {
-    case v1::PRIORITY_DURESS:
-      return "duress";
-    case v1::PRIORITY_EMERGENCY:
-      return "emergency";
-    case v1::PRIORITY_BULK:
-      return "bulk";
-    default:
-      return "normal";
-  }
-}
-
 std::string queue_type(const v1::Event& event) {
   // The relay's own row: an answer to an alert, not an alert (and its
   // origin cannot choose the type; a relay.* type never travels).
@@ -232,6 +192,7 @@ std::string queue_json(const v1::Event& event, Arrival arrival) {
   f["exercise"].set_bool_value(event.exercise());
   f["late"].set_bool_value(arrival.late);
   f["redelivered"].set_bool_value(arrival.redelivered);
+  if (!arrival.outside_policy.empty()) f["outside_policy"] = text(arrival.outside_policy);
   auto* targets = f["targets"].mutable_list_value();
   for (const auto& t : event.targets()) *targets->add_values() = text(t);
   auto* refs = f["references"].mutable_list_value();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "proto/relaymesh.pb.h"
+#include "relay/mesh/types.h"
 
 namespace relay::store {
 
@@ -19,10 +20,8 @@ std::string int_array(const std::vector<std::int64_t>& values);
 /// Lower-case hex of bytes, for decode($n, 'hex').
 std::string to_hex(std::string_view bytes);
 
-/// "notification", "duress", ... as in the outbox and in message_queue.
-std::string kind_name(v1::Kind kind);
-/// "duress", "emergency", "normal", "bulk".
-std::string priority_name(v1::Priority priority);
+using mesh::kind_name;
+using mesh::priority_name;
 /// The message_queue type of an event: its local type, else its kind;
 /// "relay.ack" for an acknowledgement, "relay.escalation" for an escalation.
 std::string queue_type(const v1::Event& event);
@@ -32,6 +31,8 @@ struct Arrival {
   bool late = false;
   /// This node may have delivered it before its database was restored.
   bool redelivered = false;
+  /// A duress beyond its origin's [[send]] rights: why (data "outside_policy").
+  std::string outside_policy = {};
 };
 
 /// True if `text` is JSON that PostgreSQL's jsonb takes as it is (strict

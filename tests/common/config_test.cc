@@ -477,14 +477,21 @@ TEST_CASE("[[drill]] slots: multiples of every, and the last weekly or daily tim
   ::tzset();
 }
 
+namespace {
+
+/// `site`'s config naming policy.toml, which holds `policy`.
+fs::path site_with_policy(Site& site, std::string_view policy) {
+  site.dir.write("policy.toml", policy);
+  return site.write_config(replace(site.config_text(), "keys = \"mesh.keys\"\n",
+                                   "keys = \"mesh.keys\"\npolicy = \"policy.toml\"\n"));
+}
+
+}  // namespace
+
 TEST_CASE("[mesh] policy: [[clear]] rules from a file of their own, with defaults and a digest") {
   Site site;
   const std::string file = (site.dir / "policy.toml").string();
-  auto with_policy = [&](std::string_view policy) {
-    site.dir.write("policy.toml", policy);
-    return site.write_config(replace(site.config_text(), "keys = \"mesh.keys\"\n",
-                                     "keys = \"mesh.keys\"\npolicy = \"policy.toml\"\n"));
-  };
+  auto with_policy = [&](std::string_view policy) { return site_with_policy(site, policy); };
   const std::string rules =
       "# Only the origin, or hq, may clear.\n"
       "[[clear]]\nname = \"hq-clears\"\nby = [\"hq\"]\nof = [\"all\"]\n"
@@ -544,7 +551,7 @@ TEST_CASE("[mesh] policy: [[clear]] rules from a file of their own, with default
   CHECK(error_for("[[clear]]\nby = [\"hq\"]\nwho = [\"hq\"]\n")
             .find(file + ":3: clear[1].who: unknown key; expected one of: name, by, of") !=
         std::string::npos);
-  CHECK(error_for("[[send]]\nby = [\"hq\"]\n").find(file + ":1: send: unknown key") !=
+  CHECK(error_for("[[ack]]\nby = [\"hq\"]\n").find(file + ":1: ack: unknown key") !=
         std::string::npos);
   CHECK(error_for("[[clear]\n").find(file + ":1: not valid TOML") != std::string::npos);
 
@@ -563,4 +570,64 @@ TEST_CASE("[mesh] policy: [[clear]] rules from a file of their own, with default
   const Run bad = relayctl("check-config --offline --config " + config_file);
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find(file + ":2: clear[1].by: target \"clinic-east\"") != std::string::npos);
+}
+
+TEST_CASE("[mesh] policy: [[send]] rules, their defaults, errors and digest") {
+  Site site;
+  const std::string file = (site.dir / "policy.toml").string();
+  auto with_policy = [&](std::string_view policy) { return site_with_policy(site, policy); };
+  const std::string clears = "[[clear]]\nname = \"hq-clears\"\nby = [\"hq\"]\n";
+  const std::string sends =
+      "[[send]]\nname = \"hq-lockdown\"\nby = [\"hq\"]\ntypes = [\"lockdown\"]\n"
+      "[[send]]\nname = \"no-lockdown\"\ntypes = [\"lockdown\"]\nallow = false\n"
+      "[[send]]\nby = [\"group:clinics\"]\nkinds = [\"duress\"]\nto = [\"origin\", \"hq\"]\n";
+  const Config config = load_config(with_policy(clears + sends));
+  REQUIRE(config.policy.send.size() == 3);
+  CHECK(config.policy.send[0].to == std::vector<std::string>{"all"});  // the defaults
+  CHECK(config.policy.send[0].kinds.empty());
+  CHECK(config.policy.send[0].allow);
+  CHECK(config.policy.send[1].by == std::vector<std::string>{"all"});
+  CHECK_FALSE(config.policy.send[1].allow);
+  CHECK(config.policy.send[2].name == "send-3");
+  CHECK(config.policy.send[2].to == std::vector<std::string>{"origin", "hq"});
+
+  // A policy of [[clear]] rules alone keeps the digest builds before
+  // [[send]] rules computed; adding, reordering or changing one changes it.
+  const auto digest_of = [&](const std::string& text) {
+    return load_config(with_policy(text)).policy_digest;
+  };
+  mesh::Policy clears_only;
+  clears_only.clear.push_back({"hq-clears", {"hq"}, {"all"}});
+  CHECK(digest_of(clears) == digest_hex(policy_digest(clears_only)));
+  CHECK(config.policy_digest != digest_of(clears));
+  CHECK(digest_of(replace(clears + sends, "allow = false\n", "")) != config.policy_digest);
+  CHECK(digest_of(replace(clears + sends, "\"origin\", \"hq\"", "\"hq\"")) !=
+        config.policy_digest);
+  CHECK(digest_of(replace(clears + sends, "\"lockdown\"]\n[[send]]", "\"lockdown\", \"evacuate\"]\n[[send]]")) !=
+        config.policy_digest);
+  CHECK(digest_of(replace(clears + sends, "\"origin\", \"hq\"", "\"hq\", \"origin\"")) ==
+        config.policy_digest);
+  // Types are free text: no comma inside one reads as two.
+  CHECK(digest_of("[[send]]\ntypes = [\"a,b\"]\nallow = false\n") !=
+        digest_of("[[send]]\ntypes = [\"a\", \"b\"]\nallow = false\n"));
+
+  auto error_for = [&](const std::string& policy) { return load_error(with_policy(policy)); };
+  CHECK(error_for("[[send]]\nkinds = [\"all-clear\"]\n")
+            .find(file + ":2: send[1].kinds: \"all-clear\" is not one of notification, duress, test") !=
+        std::string::npos);
+  CHECK(error_for("[[send]]\npriorities = [\"high\"]\n").find("send[1].priorities: \"high\" is not one of") !=
+        std::string::npos);
+  CHECK(error_for("[[send]]\nkinds = []\n").find("send[1].kinds: empty") != std::string::npos);
+  CHECK(error_for("[[send]]\nallow = false\nto = [\"hq\"]\n")
+            .find("send[1].to: a rule with allow = false refuses what it matches to anyone") !=
+        std::string::npos);
+  CHECK(error_for("[[send]]\nto = [\"clinic-east\"]\n").find("send[1].to: target \"clinic-east\"") !=
+        std::string::npos);
+  CHECK(error_for("[[send]]\nby = [\"origin\"]\n").find("send[1].by: target \"origin\"") !=
+        std::string::npos);
+  CHECK(error_for("[[send]]\nname = \"x\"\n[[send]]\nname = \"x\"\n")
+            .find("send[2].name: \"x\" names another [[send]] rule too") != std::string::npos);
+  CHECK(error_for("[[send]]\nkind = [\"duress\"]\n")
+            .find("send[1].kind: unknown key; expected one of: name, by, kinds, types, priorities, to, allow") !=
+        std::string::npos);
 }

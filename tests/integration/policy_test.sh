@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The mesh policy (issue 22), with real relayd processes and PostgreSQL:
-#   policy_test.sh drift|clear
+#   policy_test.sh drift|clear|send
 # drift: hq and clinic-south install the same policy, written differently
 # (comments, spacing, the order within a list); clinic-north another. The
 # pairs with clinic-north name the difference on both sides (page, JSON,
@@ -12,8 +12,14 @@
 # refused at hq (a relay.policy row, the lockdown stays open) and clinic-north's
 # verdict is ALARM. With a rule letting hq clear, hq's all-clear of
 # clinic-north's duress clears it there.
+# send: [[send]] rules let hq alone send a lockdown, and clinic-north a
+# duress to itself and hq. clinic-north's lockdown is refused at
+# clinic-north (relayctl, and the outbox naming the rule); forced past it
+# with a looser policy file, it is refused at hq (a relay.policy row) and
+# clinic-north's verdict is ALARM. A duress beyond its rule is never refused:
+# delivered at hq, and flagged on both sites (data, log, page).
 set -euo pipefail
-scenario=${1:?usage: policy_test.sh drift|clear}
+scenario=${1:?usage: policy_test.sh drift|clear|send}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 source "$repo/scripts/lib/mesh.sh"
 source "$repo/tests/integration/test_lib.sh"
@@ -83,11 +89,11 @@ case "$scenario" in
     [ "$(policy_of hq clear_rules)" = 2 ] || fail "hq's /api/status does not count 2 [[clear]] rules"
     [ "$(policy_of clinic-north clear_rules)" = 1 ] || fail "clinic-north's /api/status does not count 1 [[clear]] rule"
     [ "$(policy_of hq digest_short)" = "${hq_digest:0:8}" ] || fail "hq's short digest is not its digest's start"
-    page_has hq / "mesh policy</th><td data-policy=\"$hq_digest\">2 \[\[clear\]\] rules, digest ${hq_digest:0:8}…" ||
+    page_has hq / "mesh policy</th><td data-policy=\"$hq_digest\">2 \[\[clear\]\] rules, 0 \[\[send\]\] rules, digest ${hq_digest:0:8}…" ||
       fail "hq's page does not show its policy"
-    page_has clinic-north / "1 \[\[clear\]\] rule, digest ${north_digest:0:8}…" ||
+    page_has clinic-north / "1 \[\[clear\]\] rule, 0 \[\[send\]\] rules, digest ${north_digest:0:8}…" ||
       fail "clinic-north's page does not show its policy"
-    wait_log hq "mesh policy: 2 \[\[clear\]\] rules, digest $hq_digest"
+    wait_log hq "mesh policy: 2 \[\[clear\]\] rules, 0 \[\[send\]\] rules, digest $hq_digest"
 
     # Both sides of the pair with clinic-north name it, with both digests.
     eventually differs hq clinic-north "$north_digest" "$hq_digest" ||
@@ -177,8 +183,65 @@ case "$scenario" in
     echo "clear: under [[clear]] hq-clears, hq's all-clear of $duress cleared it at clinic-north"
     ;;
 
+  send)
+    mesh_init hq clinic-north
+    rules=$'[[send]]\nname = "hq-lockdown"\nby = ["hq"]\ntypes = ["lockdown"]\n\n[[send]]\nname = "no-lockdown"\ntypes = ["lockdown"]\nallow = false\n\n[[send]]\nname = "clinic-duress"\nby = ["clinic-north"]\nkinds = ["duress"]\nto = ["origin", "hq"]\n'
+    for node in "${mesh_nodes[@]}"; do use_policy "$node" "$rules"; mesh_start "$node"; done
+    mesh_ready "${mesh_nodes[@]}"
+    [ "$(policy_of hq send_rules)" = 3 ] || fail "hq's /api/status does not count 3 [[send]] rules"
+    lockdown=$(ctl hq send --target all --type lockdown --title "Lockdown") || fail "hq's lockdown was refused"
+    wait_for clinic-north "SELECT count(*) FROM message_queue WHERE type = 'lockdown' AND data->>'id' = '$lockdown'" 1 15
+
+    refusal='clinic-north may not send a notification of type "lockdown" at priority normal: [[send]] rule "no-lockdown" of the mesh policy refuses it'
+    if out=$(ctl clinic-north send --target hq --type lockdown --title "Lockdown" 2>&1); then
+      fail "clinic-north sent a lockdown: $out"
+    fi
+    grep -qF "$refusal" <<<"$out" || fail "relayctl's refusal says: $out"
+    mesh_sql clinic-north "INSERT INTO outbox (type, title, targets) VALUES ('lockdown', 'Lockdown', ARRAY['hq'])" >/dev/null
+    wait_for clinic-north "SELECT count(*) FROM outbox_rejected WHERE reason = \$\$$refusal\$\$" 1 10
+    [ "$(mesh_sql clinic-north "SELECT count(*) FROM relay_event_log WHERE origin = 'clinic-north' AND kind = 1")" = 0 ] ||
+      fail "clinic-north logged a lockdown it may not send"
+
+    # Forced past its own check by a policy file without rules: refused at hq.
+    install_policy clinic-north ""
+    forced=$(ctl clinic-north send --target hq --type lockdown --title "Lockdown") ||
+      fail "clinic-north's forced lockdown was not sent"
+    wait_for hq "SELECT count(*) FROM message_queue WHERE type = 'relay.policy' AND data->>'refused' = '$forced'" 1 15
+    [ "$(mesh_sql hq "SELECT data->>'reason' FROM message_queue WHERE type = 'relay.policy'")" = "$refusal" ] ||
+      fail "hq's relay.policy row gives another reason: $(mesh_sql hq "SELECT data FROM message_queue WHERE type = 'relay.policy'")"
+    [ "$(mesh_sql hq "SELECT count(*) FROM message_queue WHERE type = 'lockdown' AND data->>'id' = '$forced'")" = 0 ] ||
+      fail "hq delivered the refused lockdown"
+    wait_log hq "refused $forced under the mesh policy: clinic-north may not send a notification"
+    eventually status_has clinic-north '"verdict":{"level":"ALARM"' ||
+      fail "clinic-north's verdict is not ALARM: $(status_json clinic-north)"
+    eventually page_has clinic-north / "refused by their targets under the mesh policy" ||
+      fail "clinic-north's page does not say its lockdown was refused"
+    echo "send: clinic-north's lockdown refused at clinic-north (relayctl, outbox); forced, refused at hq ($forced, a relay.policy row), ALARM at clinic-north"
+
+    # A duress beyond clinic-duress (to all): delivered, and flagged on both sites.
+    install_policy clinic-north "$rules"
+    mesh_ready "${mesh_nodes[@]}"
+    within=$(ctl clinic-north duress --target clinic-north,hq --location "Ward 1") || fail "clinic-north's duress failed"
+    outside=$(ctl clinic-north duress --target all --location "Ward 2") || fail "a duress beyond the policy was refused"
+    beyond="clinic-north may send a duress at priority duress only to origin, hq ([[send]] rule \"clinic-duress\" of the mesh policy), not to all"
+    wait_for hq "SELECT count(*) FROM message_queue WHERE type = 'duress' AND data->>'id' = '$outside'" 1 15
+    [ "$(mesh_sql hq "SELECT data->>'outside_policy' FROM message_queue WHERE data->>'id' = '$outside'")" = "$beyond" ] ||
+      fail "hq's row of $outside is not flagged: $(mesh_sql hq "SELECT data FROM message_queue WHERE data->>'id' = '$outside'")"
+    [ -z "$(mesh_sql hq "SELECT data->>'outside_policy' FROM message_queue WHERE data->>'id' = '$within'")" ] ||
+      fail "hq flagged $within, which is within the policy"
+    wait_log hq "duress $outside is outside the mesh policy, delivered all the same: ${beyond%% (*}"
+    wait_log clinic-north "duress $outside is outside the mesh policy, sent all the same: ${beyond%% (*}"
+    for node in hq clinic-north; do
+      eventually page_has "$node" / "data-outside-policy-of=\"$outside\"" || fail "$node's page does not flag $outside"
+      page_has "$node" / "data-outside-policy-of=\"$within\"" && fail "$node's page flags $within"
+      status_page "$node" /api/alarms | grep -qF "\"outside_policy\": \"clinic-north may send a duress" ||
+        fail "$node's /api/alarms does not flag $outside"
+    done
+    echo "send: duress $outside beyond [[send]] clinic-duress delivered at hq, flagged on both sites; $within not flagged"
+    ;;
+
   *)
-    echo "usage: policy_test.sh drift|clear" >&2
+    echo "usage: policy_test.sh drift|clear|send" >&2
     exit 2
     ;;
 esac
