@@ -210,7 +210,7 @@ void alarms_section(std::ostringstream& h, const Snapshot& s) {
     h << "<p id=untaken-duress class=" << (untaken->age_ms >= kDuressUntakenAlarmMs ? "alarm" : "")
       << ">duress " << esc(untaken->event_id) << " waits in message_queue for "
       << age_text(untaken->age_ms) << " (row " << untaken->id
-      << "): no consumer has taken it yet</p>";
+      << "): " << esc(untaken_text(*untaken)) << "</p>";
   }
   for (const auto& a : s.database.runner_alarms) {
     h << "<p class=\"runner-alarm alarm\">DURESS NOT HANDLED: duress " << esc(a.event_id)

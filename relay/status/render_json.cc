@@ -112,6 +112,8 @@ Json queue_row_json(const std::optional<store::ConsoleView::QueueRow>& row) {
   j["age_ms"] = row->age_ms;
   j["priority"] = row->priority;
   j["event_id"] = row->event_id.empty() ? Json(nullptr) : Json(row->event_id);
+  j["groups_pending"] = row->groups_pending;
+  j["groups_done"] = row->groups_done;
   return j;
 }
 

@@ -136,6 +136,38 @@ std::string age_text(std::int64_t ms) {
   return fmt::format("{} days", s / 86400);
 }
 
+std::string untaken_text(const store::ConsoleView::QueueRow& row) {
+  auto names = [](const std::vector<std::string>& groups) {
+    std::string out;
+    for (const auto& g : groups) out += fmt::format("{}\"{}\"", out.empty() ? "" : ", ", g);
+    return out;
+  };
+  auto have = [](const std::vector<std::string>& groups) {
+    return groups.size() == 1 ? "has" : "have";
+  };
+  constexpr const char* kRunnerUnits = "systemctl status 'relay-runner@*'";
+  if (row.groups_pending.empty() && row.groups_done.empty()) {
+    return fmt::format("no consumer has taken it; check that its relay-runner runs ({})",
+                       kRunnerUnits);
+  }
+  if (row.groups_pending.empty()) {
+    // Left behind: a group deleted from runner_groups by hand, say.
+    return fmt::format(
+        "every relay-runner group consuming type {} has finished it ({}), yet it stays; delete "
+        "it (DELETE FROM message_queue WHERE id = {})",
+        row.type, names(row.groups_done), row.id);
+  }
+  const auto& pending = row.groups_pending;
+  return fmt::format(
+      "relay-runner group{} {} {} not finished it{}; check that {} runners run ({}), or, for an "
+      "integration that is gone, retire it (relay-runner retire-group {})",
+      pending.size() == 1 ? "" : "s", names(pending), have(pending),
+      row.groups_done.empty() ? ""
+                              : fmt::format(" ({} {})", names(row.groups_done),
+                                            have(row.groups_done)),
+      pending.size() == 1 ? "its" : "their", kRunnerUnits, pending.front());
+}
+
 std::vector<std::string> health_problems(const Snapshot& s) {
   std::vector<std::string> out;
   if (auto why = database_problem(s); !why.empty()) out.push_back(std::move(why));
@@ -173,15 +205,13 @@ Verdict judge(const Snapshot& s) {
     for (const auto& e : view.open_duress) open_duress(e, false);
     if (const auto& row = view.queue.oldest_duress; row && row->age_ms >= kDuressUntakenAlarmMs) {
       raise(v, L::alarm,
-            fmt::format("duress {} waits in message_queue for {}: no consumer has taken it; "
-                        "check that its relay-runner runs (systemctl status 'relay-runner@*')",
-                        row->event_id, age_text(row->age_ms)));
+            fmt::format("duress {} (row {}) waits in message_queue for {}: {}", row->event_id,
+                        row->id, age_text(row->age_ms), untaken_text(*row)));
     }
     if (const auto& row = view.queue.oldest; row && row->age_ms >= kRowUntakenDegradedMs) {
       raise(v, L::degraded,
-            fmt::format("message_queue row {} (type {}) untaken for {}: check that its "
-                        "relay-runner runs (systemctl status 'relay-runner@*')",
-                        row->id, row->type, age_text(row->age_ms)));
+            fmt::format("message_queue row {} (type {}) untaken for {}: {}", row->id, row->type,
+                        age_text(row->age_ms), untaken_text(*row)));
     }
     if (view.outbox.oldest_age_ms && *view.outbox.oldest_age_ms >= kOutboxStaleMs) {
       raise(v, L::degraded,

@@ -46,4 +46,10 @@ std::string state_dir_problem(const Snapshot& s);
 /// "12 s", "3 min", "2 h 5 min": an age for people.
 std::string age_text(std::int64_t ms);
 
+/// Who has not taken a message_queue row, and what to do about it:
+/// "relay-runner group \"sms\" has not finished it (\"popup\" has); check
+/// that ..." when groups consume its type, "no consumer has taken it; ..."
+/// when none does.
+std::string untaken_text(const store::ConsoleView::QueueRow& row);
+
 }  // namespace relay::status

@@ -4,6 +4,7 @@
 #include <pqxx/result>
 
 #include <set>
+#include <sstream>
 
 #include "proto/relaymesh.pb.h"
 #include "relay/mesh/response.h"
@@ -25,6 +26,13 @@ std::string id_of(const std::string& origin, std::uint64_t seq) {
   return origin + ":" + std::to_string(seq);
 }
 
+std::vector<std::string> words(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) out.push_back(std::move(w));
+  return out;
+}
+
 std::optional<ConsoleView::QueueRow> queue_row(const pqxx::result& r) {
   if (r.empty()) return std::nullopt;
   ConsoleView::QueueRow row;
@@ -34,12 +42,27 @@ std::optional<ConsoleView::QueueRow> queue_row(const pqxx::result& r) {
   row.priority = r[0][3].as<int>();
   if (!r[0][4].is_null())
     row.event_id = r[0][4].as<std::string>() + ":" + r[0][5].as<std::string>();
+  row.groups_pending = words(r[0][6].as<std::string>());
+  row.groups_done = words(r[0][7].as<std::string>());
   return row;
 }
 
-constexpr const char* kQueueRow =
-    "SELECT id, type, greatest(0, (extract(epoch from now() - date_inserted) * 1000)::bigint), "
-    "priority, origin, seq FROM message_queue ";
+// The groups consuming the row's type (migration 010), split by whether
+// they have finished it, as relay/runner/queue.cc decides it; group names
+// are a-z0-9- (relay-runner's configuration), so a space separates them.
+constexpr const char* kQueueRow = R"sql(
+SELECT id, type, greatest(0, (extract(epoch from now() - date_inserted) * 1000)::bigint),
+       priority, origin, seq,
+       coalesce((SELECT string_agg(g.name, ' ' ORDER BY g.name) FROM runner_groups g
+                 WHERE q.type = ANY (g.types) AND NOT EXISTS (
+                   SELECT 1 FROM runner_rows r WHERE r.grp = g.name AND r.queue_id = q.id
+                   AND (r.done_at IS NOT NULL OR r.dead))), ''),
+       coalesce((SELECT string_agg(g.name, ' ' ORDER BY g.name) FROM runner_groups g
+                 WHERE q.type = ANY (g.types) AND EXISTS (
+                   SELECT 1 FROM runner_rows r WHERE r.grp = g.name AND r.queue_id = q.id
+                   AND (r.done_at IS NOT NULL OR r.dead))), '')
+FROM message_queue q
+)sql";
 
 /// The life of event `e` as `steps` (the events referencing it) tell it.
 void add_life(ConsoleView::Event& v, const v1::Event& e, const std::vector<v1::Event>& steps,

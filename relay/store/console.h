@@ -36,6 +36,11 @@ struct ConsoleView {
     std::int64_t age_ms = 0;
     int priority = 0;
     std::string event_id;  // "origin:seq", empty for supervision rows
+    /// The relay-runner groups consuming its type that have not finished it
+    /// (handled or dead-lettered), and those that have; both empty when no
+    /// group consumes it (a plain consumer's type).
+    std::vector<std::string> groups_pending{};
+    std::vector<std::string> groups_done{};
   };
   struct Queue {
     std::int64_t rows = 0;

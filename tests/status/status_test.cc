@@ -197,6 +197,22 @@ TEST_CASE("the verdict: an open duress, an untaken duress, a backlog, rejected r
     view.queue.oldest_duress->age_ms = 5'000;  // consumers poll; not yet a problem
     CHECK(status::judge(s).level == Verdict::Level::ok);
   }
+  SUBCASE("a duress one group has handled and another has not") {
+    view.queue.oldest_duress = store::ConsoleView::QueueRow{7, "duress", 31'000, 4, "hq:5"};
+    view.queue.oldest_duress->groups_pending = {"sms"};
+    view.queue.oldest_duress->groups_done = {"pager", "popup"};
+    auto v = status::judge(s);
+    CHECK(v.level == Verdict::Level::alarm);
+    CHECK(has(v.reasons.at(0), "duress hq:5 (row 7) waits in message_queue for 31 s: relay-runner "
+                               "group \"sms\" has not finished it (\"pager\", \"popup\" have)"));
+    CHECK(has(v.reasons.at(0), "relay-runner retire-group sms"));
+    CHECK_FALSE(has(v.reasons.at(0), "no consumer"));
+    view.queue.oldest_duress->groups_pending = {};
+    CHECK(has(status::judge(s).reasons.at(0), "has finished it (\"pager\", \"popup\"), yet it "
+                                              "stays"));
+    view.queue.oldest_duress->groups_done = {};
+    CHECK(has(status::judge(s).reasons.at(0), "no consumer has taken it"));
+  }
   SUBCASE("outbox backlog") {
     view.outbox.backlog = 12;
     view.outbox.oldest_age_ms = 11'000;
