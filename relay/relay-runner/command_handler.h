@@ -14,6 +14,11 @@ namespace relay::runner {
 /// relayd inserted the row, Unix seconds with microseconds).
 std::vector<std::pair<std::string, std::string>> handler_environment(const Row& row);
 
+/// The program a command handler runs for argv[0] `name`: a name with a
+/// slash as it is, else the first executable NAME in PATH's folders (as
+/// execvp looks); `name` itself when there is none (exec fails then).
+std::string find_program(const std::string& name);
+
 /// The largest row a command handler is given: a larger one fails with a
 /// reason (and is dead-lettered after its retries), never cut short.
 inline constexpr std::size_t kMaxRowBytes = 1 << 20;

@@ -11,10 +11,12 @@
 
 #include "common/config_error.h"
 #include "common/log.h"
+#include "relay/relay-runner/check.h"
 #include "relay/relay-runner/command_handler.h"
 #include "relay/relay-runner/config.h"
 #include "relay/relay-runner/group_guard.h"
 #include "relay/relay-runner/http_handler.h"
+#include "relay/relay-runner/retire.h"
 #include "relay/relay-runner/status.h"
 #include "relay/runner/wake.h"
 
@@ -68,9 +70,23 @@ int main(int argc, char** argv) {
   std::string config_file = "/etc/relaymesh/runner.toml";
   std::string level = "info";
   bool check = false;
+  bool offline = false;
+  std::string retired;
   app.add_option("--config", config_file, "configuration file")->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn or error")->capture_default_str();
-  app.add_flag("--check-config", check, "check the configuration and exit");
+  app.add_flag("--check-config", check,
+               "check the configuration and what the runner will meet (its handler, the "
+               "database, its ports), and exit: 0 if all is well, 2 naming each problem");
+  app.add_flag("--offline", offline,
+               "with --check-config: leave the database out (the unit's ExecStartPre: the "
+               "runner itself waits for the database)");
+  auto* retire = app.add_subcommand(
+      "retire-group",
+      "remove a consumer group, and the message_queue rows every remaining group has finished "
+      "(docs/runner.md); exit 2 if there is no such group, 1 while a runner of it holds a lease");
+  retire->add_option("NAME", retired, "the group ([runner] group of its configuration)")
+      ->required();
+  retire->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -84,10 +100,8 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n";
     return 2;
   }
-  if (check) {
-    std::cout << config_file << ": ok\n";
-    return 0;
-  }
+  if (retire->parsed()) return retire_group_command(config, retired);
+  if (check) return check_config(config, offline);
   // A handler that exits without reading its stdin must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
   // Before any thread: the process that ends handlers' groups with us.
