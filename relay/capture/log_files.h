@@ -19,18 +19,21 @@ enum class Stream { out, err };
 /// "stdout" or "stderr".
 const char* stream_name(Stream stream);
 
-/// Appends the lines of one stream to `<dir>/<stream>.log`. When that file
-/// holds kKeptLines lines it becomes `<stream>.log.1` (replacing the older
-/// one) and a new file starts, so the two always hold at least the last
-/// kKeptLines lines and the disk use stays bounded. Each line is written
-/// through at once: a crash of relayd (or of the tee) loses nothing written.
+/// Appends lines to `<dir>/<name>.log`. When that file holds `keep` lines
+/// it becomes `<name>.log.1` (replacing the older one) and a new file starts,
+/// so the two always hold at least the last `keep` lines and the disk use
+/// stays bounded. Each line is written through at once: a crash of the
+/// writer (relayd's tee, relay-runner) loses nothing written. Not thread-safe.
 class LogWriter {
  public:
   /// Opens (creates) the file; counts the lines already in it, so a restart
   /// continues where the previous run stopped. Throws std::runtime_error.
-  LogWriter(std::filesystem::path dir, Stream stream);
+  LogWriter(const std::filesystem::path& dir, std::string_view name, std::size_t keep = kKeptLines,
+            std::size_t max_line_bytes = kMaxLineBytes);
+  /// A captured stream's file: `<dir>/stdout.log` or `<dir>/stderr.log`.
+  LogWriter(const std::filesystem::path& dir, Stream stream);
 
-  /// One line, without its newline.
+  /// One line, without its newline; cut at max_line_bytes.
   void append(std::string_view line);
 
  private:
@@ -38,12 +41,17 @@ class LogWriter {
 
   std::filesystem::path current_;
   std::filesystem::path previous_;
+  std::size_t keep_;
+  std::size_t max_line_bytes_;
   std::ofstream file_;
   std::size_t lines_ = 0;
 };
 
-/// The last `n` lines of a stream in `dir`, oldest first: those of the
-/// previous runs too (they are in the same files).
+/// The last `n` lines of `<dir>/<name>.log` and the file before it, oldest
+/// first: those of the previous runs too.
+std::vector<std::string> read_tail(const std::filesystem::path& dir, std::string_view name,
+                                   std::size_t n);
+/// The same for a captured stream.
 std::vector<std::string> read_tail(const std::filesystem::path& dir, Stream stream,
                                    std::size_t n = kKeptLines);
 

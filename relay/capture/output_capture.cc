@@ -84,14 +84,14 @@ void take(Source& s, std::string_view bytes, Journal& journal, std::string_view 
   }
 }
 
-std::string run_marker(pid_t pid) {
+std::string run_marker(std::string_view identifier, pid_t pid) {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
   ::localtime_r(&now, &tm);
   std::array<char, 32> text{};
   std::strftime(text.data(), text.size(), "%Y-%m-%dT%H:%M:%S", &tm);
-  return "---- " + std::string(text.data()) + " relayd started (pid " + std::to_string(pid) +
-         ") ----";
+  return "---- " + std::string(text.data()) + " " + std::string(identifier) + " started (pid " +
+         std::to_string(pid) + ") ----";
 }
 
 /// Creates `dir` and any missing parent (the state directory itself, on a
@@ -109,13 +109,15 @@ void make_private_dirs(const std::filesystem::path& dir) {
 [[noreturn]] void run_tee(std::array<Source, 2> sources, const std::filesystem::path& dir,
                           std::string identifier, pid_t pid) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(sig, SIG_IGN);
-  ::prctl(PR_SET_NAME, "relayd-log");
+  // "relayd-log", "relay-runner-lo": the kernel keeps 15 bytes of it.
+  const std::string name = identifier + "-log";
+  ::prctl(PR_SET_NAME, name.c_str());
   Journal journal;
   for (auto& s : sources) {
     s.journal = is_journal_stream(s.out);
     try {
       s.files.emplace(dir, s.stream);
-      s.files->append(run_marker(pid));
+      s.files->append(run_marker(identifier, pid));
     } catch (const std::exception&) {
       s.files.reset();
     }

@@ -180,8 +180,8 @@ void HttpServer::start() {
     throw std::runtime_error(
         "status page: cannot listen on " + listen_.to_string() + ": " + ec.message() +
         (ec == asio::error::address_in_use
-             ? " (another relayd or another program has this port: give each relayd its own "
-               "[status] listen)"
+             ? " (another daemon or another program has this port: give each relayd and each "
+               "relay-runner its own [status] listen)"
              : ""));
   }
   port_ = acceptor_.local_endpoint().port();

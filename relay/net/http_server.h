@@ -54,7 +54,8 @@ struct HttpLimits {
 /// A small HTTP/1.1 server for the status page: GET and HEAD only, a strict
 /// head parser, no request bodies (413), a connection cap, timeouts. Binds
 /// without SO_REUSEPORT, so a second relayd on the same port fails to start
-/// instead of sharing it. Serves on threads of its own.
+/// instead of sharing it. Serves on threads of its own. relayd's page and
+/// relay-runner's are served by it (one server: the same limits and headers).
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;

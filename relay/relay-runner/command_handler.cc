@@ -22,9 +22,10 @@ extern char** environ;
 namespace relay::runner {
 namespace {
 
-// What a failed handler said last is kept for the error message; more than
-// this is a log file's job, not a status page's.
-constexpr std::size_t kOutputTail = 1024;
+// What a handler said last is kept for the runner's page (each recent run)
+// and its last line for the error message; more than this is a log file's
+// job, not a status page's.
+constexpr std::size_t kOutputTail = 4096;
 
 /// SIGPIPE held off for this thread while it feeds a handler's stdin (a
 /// handler that exits without reading makes the write fail with EPIPE and
@@ -67,6 +68,15 @@ struct Fd {
     fd = -1;
   }
 };
+
+/// `outcome` with the last kOutputTail bytes of what the handler said.
+Outcome said(Outcome outcome, const std::string& output) {
+  // At kOutputTail or more, the reading loop may have cut the start already.
+  outcome.output = output.size() >= kOutputTail
+                       ? "[...]" + output.substr(output.size() - kOutputTail)
+                       : output;
+  return outcome;
+}
 
 std::string last_line(std::string output) {
   while (!output.empty() && (output.back() == '\n' || output.back() == '\r')) output.pop_back();
@@ -217,11 +227,11 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       exited = true;
-      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {true, {}};
-      const std::string said = last_line(output);
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return said({true}, output);
+      const std::string last = last_line(output);
       std::string why = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                           : "killed by signal " + std::to_string(WTERMSIG(status));
-      return {false, argv_[0] + ": " + why + (said.empty() ? "" : ": " + said)};
+      return said({false, argv_[0] + ": " + why + (last.empty() ? "" : ": " + last)}, output);
     }
   }
   // Hung (or poll failed): the whole process group goes, then the child is reaped.
@@ -230,8 +240,9 @@ Outcome CommandHandler::handle(const Row& row, std::chrono::milliseconds timeout
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (timed_out) {
-    return {false, argv_[0] + ": timed out after " + std::to_string(timeout.count()) +
-                       " ms and was killed"};
+    return said({false, argv_[0] + ": timed out after " + std::to_string(timeout.count()) +
+                            " ms and was killed"},
+                output);
   }
   return {false, argv_[0] + ": poll: " + std::strerror(errno)};
 }

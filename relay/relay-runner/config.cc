@@ -25,7 +25,7 @@ void read_runner(TomlSection& top, RunnerConfig& config) {
     return;
   }
   TomlSection s(*table, top.file(), "runner", top.issues(),
-                {"group", "types", "name", "batch", "concurrency", "acknowledge"});
+                {"group", "types", "name", "batch", "concurrency", "acknowledge", "state_dir"});
   if (auto group = s.string("group", true)) {
     if (valid_node_id(*group)) {
       config.runner.group = *group;
@@ -56,6 +56,14 @@ void read_runner(TomlSection& top, RunnerConfig& config) {
     }
     config.runner.acknowledge = *state;
   }
+  if (auto dir = s.string("state_dir", false)) {
+    if (dir->empty()) s.error("state_dir", "expected a folder path");
+    // Relative to the config file's folder, as relayd's [node] state_dir.
+    const std::filesystem::path path(*dir);
+    config.runner.state_dir = path.is_absolute() ? path : config.file.parent_path() / path;
+  }
+  if (config.runner.state_dir.empty() && !config.runner.group.empty())
+    config.runner.state_dir = std::filesystem::path("/var/lib/relaymesh") / ("runner-" + config.runner.group);
 }
 
 void read_store(TomlSection& top, RunnerConfig& config) {

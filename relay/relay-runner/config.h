@@ -28,6 +28,9 @@ struct RunnerConfig {
     /// exercise, the group acknowledges it in that state (a drill answered
     /// by a configured runner); empty: never.
     std::string acknowledge;
+    /// Kept outside the database: the captured output and the recent runs
+    /// the page shows (`<state_dir>/log`). Default /var/lib/relaymesh/runner-GROUP.
+    std::filesystem::path state_dir;
   } runner;
 
   struct Store {

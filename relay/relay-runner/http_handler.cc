@@ -47,11 +47,14 @@ Outcome HttpHandler::handle(const Row& row, std::chrono::milliseconds timeout) {
     return {false, "POST " + url_.host + ":" + std::to_string(url_.port) + url_.path + ": " +
                        httplib::to_string(res.error())};
   }
-  if (res->status >= 200 && res->status < 300) return {true, {}};
   std::string body = res->body.substr(0, 200);
   while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
-  return {false, "POST " + url_.path + ": HTTP " + std::to_string(res->status) +
-                     (body.empty() ? "" : ": " + body)};
+  const std::string answer = "HTTP " + std::to_string(res->status) + (body.empty() ? "" : ": " + body);
+  Outcome outcome{res->status >= 200 && res->status < 300};
+  if (!outcome.ok) outcome.error = "POST " + url_.path + ": " + answer;
+  // The gateway's answer, for the runner's page (docs/runner.md).
+  outcome.output = answer + (res->body.size() > 200 ? " [...]" : "");
+  return outcome;
 }
 
 }  // namespace relay::runner

@@ -11,13 +11,17 @@
 
 #include "common/config_error.h"
 #include "common/log.h"
+#include "relay/capture/log_files.h"
+#include "relay/capture/output_capture.h"
 #include "relay/relay-runner/check.h"
 #include "relay/relay-runner/command_handler.h"
 #include "relay/relay-runner/config.h"
 #include "relay/relay-runner/group_guard.h"
 #include "relay/relay-runner/http_handler.h"
 #include "relay/relay-runner/retire.h"
+#include "relay/relay-runner/runs.h"
 #include "relay/relay-runner/status.h"
+#include "relay/relay-runner/status_server.h"
 #include "relay/runner/wake.h"
 
 namespace {
@@ -54,6 +58,21 @@ HandlerFactory handler_factory(const RunnerConfig& config) {
     return [argv = config.handler.command] { return std::make_unique<CommandHandler>(argv); };
   }
   return [url = *parse_http_url(config.handler.url)] { return std::make_unique<HttpHandler>(url); };
+}
+
+std::int64_t unix_ms(Clock::WallTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+/// The captured output, its incident lines and the recent runs, for the page.
+void read_logs(RunnerStatus& s, const capture::CaptureState& capture, const RunLog& runs) {
+  if (capture.active) {
+    s.logs.stdout_lines = capture::read_tail(capture.dir, capture::Stream::out);
+    s.logs.stderr_lines = capture::read_tail(capture.dir, capture::Stream::err);
+    s.incidents = incidents_in(s.logs.stderr_lines);
+  }
+  s.runs = runs.recent();
+  s.runs_why_not = runs.why_not();
 }
 
 std::string handler_text(const RunnerConfig& config) {
@@ -102,6 +121,12 @@ int main(int argc, char** argv) {
   }
   if (retire->parsed()) return retire_group_command(config, retired);
   if (check) return check_config(config, offline);
+  // Before any thread starts (it forks), as relayd does: stdout and stderr
+  // go where they went and to the files the page shows.
+  const auto capture = capture::start_output_capture(
+      capture::log_dir(config.runner.state_dir), "relay-runner");
+  if (!capture.active)
+    spdlog::warn("output capture off, the page shows no log: {}", capture.why_not);
   // A handler that exits without reading its stdin must not kill us.
   std::signal(SIGPIPE, SIG_IGN);
   // Before any thread: the process that ends handlers' groups with us.
@@ -113,10 +138,15 @@ int main(int argc, char** argv) {
   try {
     SystemClock clock;
     const Consumer who{config.runner.group, config.runner.types, config.runner.name};
+    RunLog runs(capture.active ? std::optional(capture.dir) : std::nullopt);
+    auto record_run = [&runs, &clock](const Row& row, const Outcome& outcome,
+                                      const RetryDecision& decision) {
+      runs.add(run_record(row, outcome, decision, unix_ms(clock.wall_now())));
+    };
     LoopOptions options{config.store.dsn,       who,
                         config.runner.batch,    config.runner.concurrency,
                         config.handler.timeout, config.retry,
-                        config.runner.acknowledge};
+                        config.runner.acknowledge, record_run};
     ConsumeLoop loop(options, handler_factory(config), clock);
     asio::io_context io;
     auto wake = [&loop] { loop.wake(); };
@@ -128,8 +158,12 @@ int main(int argc, char** argv) {
     PollTimer poll(io, config.store.poll_interval, wake);
     BacklogReader backlog_reader(config.store.dsn, who);
     const auto started = std::chrono::steady_clock::now();
-    RunnerStatusServer status(config.status.listen, [&] {
+    RunnerStatusServer status(config.status.listen, [&](bool with_logs) {
       RunnerStatus s;
+      s.logs.captured = capture.active;
+      s.logs.why_not = capture.why_not;
+      s.logs.dir = capture.dir.string();
+      if (with_logs) read_logs(s, capture, runs);
       s.group = who.group;
       s.name = who.name;
       s.types = who.types;

@@ -1,19 +1,29 @@
 #pragma once
 
-#include <functional>
-#include <memory>
+#include <cstdint>
+#include <optional>
 #include <string>
-#include <thread>
+#include <utility>
+#include <vector>
 
-#include "common/config.h"
+#include "relay/relay-runner/runs.h"
 #include "relay/runner/consume_loop.h"
 #include "relay/runner/queue.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace relay::runner {
+
+/// An incident line of the runner's captured log (common/log.h with_fields:
+/// handled, failed, dead_lettered, alarm_raised, alarm_cleared).
+struct Incident {
+  std::string time;  // as logged
+  std::string level;
+  std::string incident;
+  std::string message;  // the line without its fields
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+/// The incident lines among captured log lines, newest first.
+std::vector<Incident> incidents_in(const std::vector<std::string>& lines);
 
 /// What relay-runner knows at one moment; built by the server per request.
 struct RunnerStatus {
@@ -28,30 +38,29 @@ struct RunnerStatus {
   std::uint64_t notifies = 0;
   bool listening = false;
   double uptime_seconds = 0;
+
+  /// The runner's own stdout and stderr (relay/capture), and where.
+  struct Logs {
+    bool captured = false;
+    std::string why_not;  // when not captured
+    std::string dir;
+    /// Oldest first; filled only for the page and /api/status.
+    std::vector<std::string> stdout_lines;
+    std::vector<std::string> stderr_lines;
+  } logs;
+  /// From logs.stderr_lines, newest first.
+  std::vector<Incident> incidents;
+  /// The recent handler runs, newest first, and why they are not on disk.
+  std::vector<RunRecord> runs;
+  std::string runs_why_not;
 };
 
 /// Renderings, exposed for tests. JSON keys keep this order; counts are integers.
 std::string runner_status_json(const RunnerStatus& s);
 std::string runner_metrics_text(const RunnerStatus& s);
+/// Everything shown is HTML-escaped: handler output and log lines are hostile.
 std::string runner_status_html(const RunnerStatus& s);
 /// False while the database is down or a duress keeps failing (/healthz 503).
 bool runner_healthy(const RunnerStatus& s);
-
-/// relay-runner's HTTP surface (loopback): `/` a page, `/api/status` JSON,
-/// `/metrics` Prometheus text, `/healthz` 200 or 503. Its own thread.
-class RunnerStatusServer {
- public:
-  RunnerStatusServer(Endpoint listen, std::function<RunnerStatus()> fetch);
-  ~RunnerStatusServer();
-  /// Binds (throws std::runtime_error naming the address) and serves.
-  void start();
-  void stop();
-
- private:
-  Endpoint listen_;
-  std::function<RunnerStatus()> fetch_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-};
 
 }  // namespace relay::runner

@@ -170,6 +170,7 @@ bool ConsumeLoop::lapsed_row(pqxx::connection& conn, const Row& row) {
                "handler",
                options_.consumer.group, row.queue_id,
                row.event_id.empty() ? row.type : row.event_id, why);
+  alarm_over(row, why + " before it was handled");
   std::lock_guard lock(mutex_);
   ++(why == "expired" ? stats_.expired : stats_.cleared);
   return true;
@@ -189,11 +190,14 @@ ConsumeLoop::Finished ConsumeLoop::run_handler(Handler& handler, const Row& row)
     done.decision.action = RetryDecision::Action::dead_letter;
     return done;
   }
+  const auto started = std::chrono::steady_clock::now();
   try {
     done.outcome = handler.handle(row, options_.timeout);
   } catch (const std::exception& e) {
     done.outcome = {false, one_line(e.what())};
   }
+  done.outcome.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
   if (!done.outcome.ok) {
     std::lock_guard lock(mutex_);
     done.decision = decide(options_.retry, row.attempts, row.priority, rng_);
@@ -211,32 +215,69 @@ void ConsumeLoop::save(pqxx::connection& conn, const Finished& done) {
     const bool acked = !options_.acknowledge.empty() &&
                        complete_acknowledging(conn, who, row, options_.acknowledge);
     if (!acked) complete(conn, who, row.queue_id);
-    if (acked) {
-      spdlog::info("group {}: exercise {} handled and acknowledged ({}) as {}", who.group,
-                   row.event_id, options_.acknowledge, who.name);
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.handled;
+      if (acked) ++stats_.acknowledged;
     }
-    std::lock_guard lock(mutex_);
-    ++stats_.handled;
-    if (acked) ++stats_.acknowledged;
-    return;
-  }
-  const auto& decision = done.decision;
-  const auto& error = done.outcome.error;
-  fail(conn, who, row.queue_id, error, decision);
-  record_error("row " + std::to_string(row.queue_id) + ": " + error);
-  std::lock_guard lock(mutex_);
-  ++stats_.failed;
-  if (decision.action == RetryDecision::Action::dead_letter) {
-    ++stats_.dead_lettered;
-    spdlog::error("group {}: row {} (type {}) failed {} times, moved to runner_dead_letters: {}",
-                  who.group, row.queue_id, row.type, row.attempts, error);
-  } else if (decision.alarm) {
-    spdlog::critical("group {}: DURESS row {} ({}) failed {} times and is retried in {} ms: {}",
-                     who.group, row.queue_id, row.event_id, row.attempts, decision.delay.count(),
-                     error);
+    log_row(spdlog::level::info, "handled", row,
+            "handled in " + std::to_string(done.outcome.took.count()) + " ms" +
+                (acked ? ", acknowledged (" + options_.acknowledge + ") as " + who.name : ""),
+            "");
+    alarm_over(row, "handled");
   } else {
-    spdlog::warn("group {}: row {} (type {}) failed (attempt {}), retried in {} ms: {}", who.group,
-                 row.queue_id, row.type, row.attempts, decision.delay.count(), error);
+    const auto& decision = done.decision;
+    const auto& error = done.outcome.error;
+    fail(conn, who, row.queue_id, error, decision);
+    record_error("row " + std::to_string(row.queue_id) + ": " + error);
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.failed;
+      if (decision.action == RetryDecision::Action::dead_letter) ++stats_.dead_lettered;
+    }
+    const std::string tried = "failed " + std::to_string(row.attempts) + " times";
+    const std::string retried = ", retried in " + std::to_string(decision.delay.count()) + " ms";
+    if (decision.action == RetryDecision::Action::dead_letter) {
+      log_row(spdlog::level::err, "dead_lettered", row, tried + ", moved to runner_dead_letters",
+              error);
+    } else if (decision.alarm) {
+      // The alarm is raised by the failure that reaches duress_alarm_after;
+      // each one after it says so again (the alarm stands).
+      log_row(spdlog::level::critical,
+              row.attempts == options_.retry.duress_alarm_after ? "alarm_raised" : "failed", row,
+              tried + retried, error);
+    } else {
+      log_row(spdlog::level::warn, "failed", row,
+              "failed (attempt " + std::to_string(row.attempts) + ")" + retried, error);
+    }
+  }
+  if (options_.on_saved) options_.on_saved(row, done.outcome, done.decision);
+}
+
+void ConsumeLoop::log_row(spdlog::level::level_enum level, const char* incident, const Row& row,
+                          const std::string& what, const std::string& error) const {
+  const std::string named = row.event_id.empty() ? row.type : row.event_id + ", " + row.type;
+  log_incident(level,
+               "group " + options_.consumer.group +
+                   (row.priority >= kDuressPriority ? ": DURESS row " : ": row ") +
+                   std::to_string(row.queue_id) + " (" + named + ") " + what +
+                   (error.empty() ? "" : ": " + error),
+               {{"incident", incident},
+                {"group", options_.consumer.group},
+                {"queue_id", std::to_string(row.queue_id)},
+                {"event_id", row.event_id},
+                {"type", row.type},
+                {"attempt", std::to_string(row.attempts)},
+                {"reason", error}});
+}
+
+void ConsumeLoop::alarm_over(const Row& row, const std::string& how) const {
+  // Its earlier failures reached duress_alarm_after: an alarm stood for it.
+  if (row.priority >= kDuressPriority && row.attempts - 1 >= options_.retry.duress_alarm_after) {
+    log_row(
+        spdlog::level::warn, "alarm_cleared", row,
+        how + " after " + std::to_string(row.attempts - 1) + " failed attempts: its alarm is over",
+        "");
   }
 }
 

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/common.h>
+
 #include "common/clock.h"
 #include "relay/runner/queue.h"
 #include "relay/runner/retry.h"
@@ -20,8 +22,15 @@ namespace relay::runner {
 
 /// What a handler made of one row.
 struct Outcome {
+  Outcome() = default;
+  Outcome(bool success, std::string why = {}) : ok(success), error(std::move(why)) {}
   bool ok = false;
   std::string error;  // why not, for the log, the status page and the dead letters
+  /// What the handler said, bounded (a command's stdout and stderr, a
+  /// webhook's answer): hostile text, for the runner's page only.
+  std::string output;
+  /// How long the handler ran (set by the loop).
+  std::chrono::milliseconds took{0};
 };
 
 /// The integration itself: runs the action for one row. It knows nothing of
@@ -51,6 +60,9 @@ struct LoopOptions {
   /// "responding" or "resolved": exercises the handler handled are
   /// acknowledged in that state, by the runner's name; empty: never.
   std::string acknowledge;
+  /// Told of each handler run once its result is saved, with what the loop
+  /// decided (the runner's page lists recent runs); on a worker thread.
+  std::function<void(const Row&, const Outcome&, const RetryDecision&)> on_saved;
 };
 
 /// Counters and state of a loop, copied out for the status page.
@@ -109,6 +121,11 @@ class ConsumeLoop {
   bool lapsed_row(pqxx::connection& conn, const Row& row);
   Finished run_handler(Handler& handler, const Row& row);
   void save(pqxx::connection& conn, const Finished& done);
+  /// An incident line (common/log.h) about a row: "group G: row N (ID, TYPE) WHAT: ERROR".
+  void log_row(spdlog::level::level_enum level, const char* incident, const Row& row,
+               const std::string& what, const std::string& error) const;
+  /// The alarm_cleared line, if an alarm stood for `row` (a failing duress).
+  void alarm_over(const Row& row, const std::string& how) const;
   void database_failed(const std::exception& e, std::chrono::milliseconds retry_in);
   void record_error(const std::string& error);
 

@@ -2,7 +2,8 @@
 # runner_config NAME GROUP TYPES HANDLER_TOML [STORE_TOML] [EXTRA_TOML]
 # writes a config for a runner of node $runner_node's database (default hq); runner_start NAME [ENV...] starts it
 # and waits for its status page; runner_kill NAME [SIGNAL]; runner_api NAME.
-# Runner NAME gets kick port runner_kick[NAME], status port runner_status[NAME].
+# Runner NAME gets kick port runner_kick[NAME], status port runner_status[NAME],
+# state_dir $mesh_dir/runner-NAME.state (its captured log and recent runs).
 # RUNNER_BIN overrides the relay-runner binary (a sanitizer build, say).
 
 mesh_runner=${RUNNER_BIN:-$mesh_build/relay/relay-runner/relay-runner}
@@ -22,8 +23,8 @@ runner_config() {
   runner_count=$((runner_count + 1))
   runner_kick[$name]=$((base + 1))
   runner_status[$name]=$((base + 2))
-  printf '[runner]\ngroup = "%s"\nname = "%s"\ntypes = %s\n\n[store]\ndsn = "host=%s user=postgres dbname=%s"\n%s\n\n[kick]\nlisten = "127.0.0.1:%s"\n\n[status]\nlisten = "127.0.0.1:%s"\n\n[handler]\n%s\n\n%s\n' \
-    "$group" "$name" "$types" "$mesh_pg" "$node" "$store" "${runner_kick[$name]}" "${runner_status[$name]}" \
+  printf '[runner]\ngroup = "%s"\nname = "%s"\ntypes = %s\nstate_dir = "%s"\n\n[store]\ndsn = "host=%s user=postgres dbname=%s"\n%s\n\n[kick]\nlisten = "127.0.0.1:%s"\n\n[status]\nlisten = "127.0.0.1:%s"\n\n[handler]\n%s\n\n%s\n' \
+    "$group" "$name" "$types" "$mesh_dir/runner-$name.state" "$mesh_pg" "$node" "$store" "${runner_kick[$name]}" "${runner_status[$name]}" \
     "$handler" "$extra" > "$mesh_dir/runner-$name.toml"
 }
 

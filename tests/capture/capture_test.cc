@@ -99,7 +99,7 @@ TEST_CASE("output of the process's own descriptors is captured and passed on, cr
   const auto err = wait_for_line(dir.path() / "log", capture::Stream::err, "unfinished");
   CHECK(contains(err, "libexample: a complaint on stderr"));
   CHECK(contains(err, "an unfinished line"));
-  CHECK(contains(err, "relayd started (pid"));
+  CHECK(contains(err, "relayd-test started (pid"));  // named after its identifier
   CHECK(contains(capture::read_tail(dir.path() / "log", capture::Stream::out), "a line on stdout"));
   // Passed on to where the output went before (the journal or a file).
   std::ifstream passed(out);

@@ -1,10 +1,6 @@
 #include "relay/net/http_server.h"
 
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,50 +8,15 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/http_client.h"
+
 using namespace relay;
+using relay::test::closed_by_server;
+using relay::test::connect_to;
+using relay::test::roundtrip;
 using namespace std::chrono_literals;
 
 namespace {
-
-int connect_to(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in at{};
-  at.sin_family = AF_INET;
-  at.sin_port = htons(port);
-  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
-  return fd;
-}
-
-/// Sends `request` and reads until the server closes or `limit` passes.
-std::string roundtrip(std::uint16_t port, const std::string& request,
-                      std::chrono::milliseconds limit = 3000ms) {
-  const int fd = connect_to(port);
-  (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string reply;
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    char buffer[4096];
-    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    if (n <= 0) break;
-    reply.append(buffer, static_cast<std::size_t>(n));
-    if (reply.find("Connection: keep-alive") != std::string::npos &&
-        reply.find("\r\n\r\nhello") != std::string::npos)
-      break;
-  }
-  ::close(fd);
-  return reply;
-}
-
-/// True if the server closed `fd` (end of file) within `limit`.
-bool closed_by_server(int fd, std::chrono::milliseconds limit) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(limit.count())) <= 0) return false;
-  char c;
-  return ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
-}
 
 struct Server {
   net::HttpServer server;

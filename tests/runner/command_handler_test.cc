@@ -117,3 +117,21 @@ TEST_CASE("a program that does not exist fails with a reason") {
   CHECK(outcome.error.find("exit status 127") != std::string::npos);
   CHECK(outcome.error.find("cannot execute") != std::string::npos);
 }
+
+TEST_CASE("a run's output is kept for the page: stdout and stderr as they came, its last 4 KiB") {
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto said = shell("echo to-stdout; echo to-stderr >&2; exit 0").handle(duress_row(), 5s);
+  CHECK(said.ok);
+  CHECK(said.output == "to-stdout\nto-stderr\n");
+  const auto failed = shell("echo 'gateway <b>down</b>' >&2; exit 1").handle(duress_row(), 5s);
+  CHECK(failed.output == "gateway <b>down</b>\n");
+  // A chatty handler: its first lines are gone, the last ones kept, marked cut.
+  const auto chatty =
+      shell("i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; echo last >&2")
+          .handle(duress_row(), 5s);
+  CHECK(chatty.ok);
+  CHECK(chatty.output.starts_with("[...]"));
+  CHECK(chatty.output.ends_with("line 1999\nlast\n"));
+  CHECK(chatty.output.size() <= 4096 + 5);
+  CHECK(chatty.output.find("line 0\n") == std::string::npos);
+}

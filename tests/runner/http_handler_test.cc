@@ -88,6 +88,12 @@ TEST_CASE("any other answer fails, with the status and what the gateway said") {
   const auto outcome = h.handle(row(), 5s);
   CHECK_FALSE(outcome.ok);
   CHECK(outcome.error == "POST /alert: HTTP 503: modem offline");
+  CHECK(outcome.output == "HTTP 503: modem offline");  // the run's output on the page
+  g.status_ = 200;
+  g.answer_ = "queued as #7" + std::string(300, '.');
+  const auto handled = h.handle(row(), 5s);
+  CHECK(handled.ok);
+  CHECK(handled.output == "HTTP 200: queued as #7" + std::string(188, '.') + " [...]");
 }
 
 TEST_CASE("a gateway that does not answer in time fails the attempt") {
