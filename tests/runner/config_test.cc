@@ -57,6 +57,7 @@ command = ["/usr/local/bin/popup", "--all"]
   CHECK(c.handler.timeout == 30s);
   CHECK(c.retry.max_attempts == 10);
   CHECK(c.status.listen.to_string() == "127.0.0.1:7490");
+  CHECK(c.runner.state_dir == "/var/lib/relaymesh/runner-popup");
 }
 
 TEST_CASE("every key can be set") {
@@ -68,6 +69,7 @@ name = "sms-2"
 types = ["duress"]
 batch = 4
 concurrency = 2
+state_dir = "state/sms"
 [store]
 dsn = "host=/tmp dbname=x"
 poll_interval = "1m"
@@ -88,6 +90,7 @@ listen = "127.0.0.1:7493"
   CHECK(c.runner.name == "sms-2");
   CHECK(c.runner.batch == 4);
   CHECK(c.runner.concurrency == 2);
+  CHECK(c.runner.state_dir == dir.path() / "state/sms");  // beside the config file
   CHECK(c.store.poll_interval == 60s);
   CHECK(c.store.listen.empty());
   REQUIRE(c.kick.has_value());
