@@ -4,6 +4,7 @@
 #include <pqxx/connection>
 #include <pqxx/transaction>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <csignal>
@@ -25,10 +26,13 @@
 #include "common/state_dir.h"
 #include "relay/capture/output_capture.h"
 #include "relay/net/daemon.h"
+#include "relay/net/periodic.h"
+#include "relay/net/systemd_notify.h"
 #include "relay/spool/spool.h"
 #include "relay/status/console.h"
 #include "relay/status/database_watch.h"
 #include "relay/status/status_server.h"
+#include "relay/status/verdict.h"
 #include "relay/store/durability.h"
 #include "relay/store/numbering.h"
 #include "relay/store/pg_store.h"
@@ -359,6 +363,10 @@ int main(int argc, char** argv) {
   // The status side comes up first and needs no database: a database that
   // is down at start shows on the page and on /healthz, not in silence.
   asio::io_context io;  // outlives the page, whose requests may still post to it
+  // Under systemd (deploy/relayd.service, Type=notify): the watchdog's pings
+  // come from the network thread, so a hung loop stops them and is restarted.
+  net::SystemdNotifier systemd(io);
+  systemd.start_watchdog();
   net::Health health;
   health.failing(net::Health::kCore, "waiting for the database");
   status::DatabaseWatch database(config, health);
@@ -372,6 +380,22 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("status page on http://{}/", config.status.listen.to_string());
+  // READY=1 once the database answered and the core runs with it, then the
+  // verdict as systemd's status line whenever it changes. Off the network
+  // thread: the snapshot asks that thread for the core's status.
+  std::atomic<bool> attached = false;
+  bool ready_sent = false;
+  net::Periodic verdicts(std::chrono::seconds(1), [&] {
+    const auto verdict = status::judge(console.snapshot(false));
+    const auto line = net::status_line(status::level_name(verdict.level), verdict.reasons);
+    if (attached && !ready_sent) {
+      ready_sent = true;
+      systemd.ready(line);
+    } else {
+      systemd.status(line);
+    }
+  });
+  verdicts.start();
   spdlog::info("mesh policy: {} [[clear]] rules, {} [[send]] rules, digest {}",
                config.policy.clear.size(), config.policy.send.size(), config.policy_digest);
 
@@ -408,6 +432,7 @@ int main(int argc, char** argv) {
           numbering->describe(opened.snapshot);
           asio::post(io, [&, snapshot = std::move(opened.snapshot)]() mutable {
             daemon.attach(std::move(snapshot));
+            attached = true;
             retention = std::make_unique<Retention>(config, [&](store::Pruned pruned) {
               asio::post(io, [&daemon, settled = std::move(pruned.settled_through)] {
                 daemon.pruned(settled);
@@ -438,6 +463,9 @@ int main(int argc, char** argv) {
         for (const auto& c : changed) what += (what.empty() ? "" : ", ") + c;
         spdlog::info("configuration changed ({}): restarting in place", what);
         restart = true;
+        // Same PID after the exec: systemd hears READY=1 again once the
+        // database answers the new process.
+        systemd.reloading("restarting in place to take: " + what);
         // After the answer has gone out; nothing is lost: what was acked is
         // durable, the rest is sent again by its sender.
         auto later = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(200));
@@ -463,6 +491,7 @@ int main(int argc, char** argv) {
         return;
       }
       restart = false;
+      systemd.stopping();
       spdlog::info("stopping: no new claims, flushing the store");
       daemon.stop();
       io.stop();
@@ -470,6 +499,7 @@ int main(int argc, char** argv) {
     signals.async_wait(on_signal);
     io.run();
     retention.reset();  // its thread posts to the daemon: gone before the daemon
+    verdicts.stop();  // it asks the daemon too
     status_page.stop();
     database.stop();
     // A SIGTERM or SIGINT caught after the loop stopped is still waiting in
