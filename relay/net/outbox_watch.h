@@ -4,18 +4,20 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <random>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/config.h"
 #include "common/crypto.h"
 #include "relay/net/health.h"
 #include "relay/store/outbox.h"
+#include "relay/wake/coalescer.h"
+#include "relay/wake/wake.h"
 
 namespace relay::net {
 
@@ -45,11 +47,12 @@ struct OutboxOptions {
 };
 
 /// Finds new outbox rows and claims them, off the network thread. Wake-ups
-/// are hints: a datagram on the kick port, a NOTIFY on channel "outbox", a
-/// poll timer; all coalesce into one claim at a time. A full claim is
-/// followed by another at once; a claim runs at start and after every
-/// reconnect of the LISTEN connection. Claimed events are handed to
-/// `claimed` on the io_context's thread.
+/// are hints from relay/wake's roles, the ones relay-runner uses too: a
+/// datagram on the kick port, a NOTIFY on channel "outbox", a poll timer;
+/// all coalesce into one claim at a time. A full claim is followed by
+/// another at once; a claim runs at start and after every reconnect of the
+/// LISTEN connection. Claimed events are handed to `claimed` on the
+/// io_context's thread.
 class OutboxWatch {
  public:
   using Claimed = std::function<void(store::ClaimResult)>;
@@ -76,16 +79,12 @@ class OutboxWatch {
   void set_paused(bool paused);
 
   /// The bound kick port (the configured one, or the OS's pick for port 0).
-  std::uint16_t kick_port() const { return kick_socket_.local_endpoint().port(); }
+  std::uint16_t kick_port() const { return kick_.port(); }
   /// Kicks received so far (for tests and the status page).
-  std::uint64_t kicks() const { return kicks_; }
-  std::uint64_t notifies() const { return notifies_; }
+  std::uint64_t kicks() const { return kick_.kicks(); }
+  std::uint64_t notifies() const { return notify_ ? notify_->notifies() : 0; }
 
  private:
-  asio::awaitable<void> receive_kicks();
-  asio::awaitable<void> poll();
-  asio::awaitable<void> listen();
-  static asio::awaitable<std::unique_ptr<pqxx::connection>> connect(std::string dsn);
   void worker();
   void claimed(store::ClaimResult result);
 
@@ -94,25 +93,16 @@ class OutboxWatch {
   const Config& config_;
   crypto::SigningKey key_;
   Claimed on_claimed_;
-  asio::ip::udp::socket kick_socket_;
-  asio::steady_timer poll_timer_;
-  asio::steady_timer listen_timer_;
-  std::unique_ptr<asio::posix::stream_descriptor> listen_fd_;
-  // Connecting blocks (for as long as the network makes it): never on the
-  // io_context's thread, which also carries the mesh.
-  asio::thread_pool connector_{1};
-  std::mt19937_64 rng_{std::random_device{}()};
-  std::uint64_t kicks_ = 0;
-  std::uint64_t notifies_ = 0;
+  wake::KickListener kick_;
+  wake::PollTimer poll_;
+  std::optional<wake::NotifyListener> notify_;  // none with options_.listen off
   std::atomic<bool> paused_{false};
   bool stopped_ = false;
 
   // The claim worker: its own thread and connection.
+  wake::Coalescer wakeups_;
   std::mutex mutex_;
-  std::condition_variable cv_;
-  bool requested_ = false;
   std::vector<std::pair<mesh::EventPtr, mesh::EventPtr>> heals_;  // own, the mesh's
-  bool quit_ = false;
   std::thread thread_;
 };
 

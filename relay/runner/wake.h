@@ -1,92 +1,14 @@
 #pragma once
 
-#include <asio.hpp>
-#include <pqxx/connection>
-
-#include <atomic>
-#include <chrono>
-#include <functional>
-#include <memory>
-#include <random>
-#include <string>
-
-#include "common/config.h"
+// A runner's wake-up roles are relay/wake's, the ones relayd's outbox watch
+// uses too (relay/net/outbox_watch.h); named here for the runner's code.
+#include "relay/wake/wake.h"
 
 namespace relay::runner {
 
-/// What a wake-up source calls; cheap and safe from the io_context's thread.
-using Wake = std::function<void()>;
-
-/// Kickstart by datagram: any datagram on a (loopback) UDP port is a hint
-/// to look at the queue now. Its content does not matter.
-class KickListener {
- public:
-  KickListener(asio::io_context& io, Endpoint listen, Wake wake);
-  /// Binds (throws std::system_error naming the address) and listens.
-  void start();
-  void stop();
-  /// The bound port (the OS's pick for port 0).
-  std::uint16_t port() const { return socket_.local_endpoint().port(); }
-  std::uint64_t kicks() const { return kicks_; }
-
- private:
-  asio::awaitable<void> receive();
-
-  Endpoint listen_;
-  Wake wake_;
-  asio::ip::udp::socket socket_;
-  std::atomic<std::uint64_t> kicks_{0};
-  bool stopped_ = false;
-};
-
-/// Kickstart by NOTIFY: LISTEN on a connection of its own (libpqxx
-/// delivers nothing while a transaction is open on a connection), waited on
-/// with Asio; wakes on every notification and after every (re)connect,
-/// since notifications sent meanwhile are lost.
-class NotifyListener {
- public:
-  NotifyListener(asio::io_context& io, std::string dsn, std::string channel, Wake wake);
-  ~NotifyListener();
-  void start();
-  void stop();
-  std::uint64_t notifies() const { return notifies_; }
-  /// True while the LISTEN connection is up.
-  bool listening() const { return listening_; }
-
- private:
-  asio::awaitable<void> run();
-  static asio::awaitable<std::unique_ptr<pqxx::connection>> connect(std::string dsn);
-
-  asio::io_context& io_;
-  std::string dsn_;
-  std::string channel_;
-  Wake wake_;
-  asio::steady_timer retry_timer_;
-  std::unique_ptr<asio::posix::stream_descriptor> fd_;
-  // Connecting blocks for as long as the network makes it: not on the
-  // io_context's thread.
-  asio::thread_pool connector_{1};
-  std::atomic<std::uint64_t> notifies_{0};
-  std::atomic<bool> listening_{false};
-  bool stopped_ = false;
-};
-
-/// The poll: wakes every `interval`, jittered by a quarter either way so
-/// that runners restarted together do not poll in step.
-class PollTimer {
- public:
-  PollTimer(asio::io_context& io, std::chrono::milliseconds interval, Wake wake);
-  void start();
-  void stop();
-
- private:
-  asio::awaitable<void> run();
-
-  std::chrono::milliseconds interval_;
-  Wake wake_;
-  asio::steady_timer timer_;
-  std::mt19937_64 rng_{std::random_device{}()};
-  bool stopped_ = false;
-};
+using wake::KickListener;
+using wake::NotifyListener;
+using wake::PollTimer;
+using wake::Wake;
 
 }  // namespace relay::runner

@@ -195,3 +195,58 @@ TEST_CASE("events of a claim whose connection broke after its commit are still h
   REQUIRE(f.claims[0].events.size() == 1);
   CHECK(f.claims[0].events[0]->key.seq == 1);
 }
+
+TEST_CASE("a NOTIFY on relay_retention calls retention_changed and claims nothing") {
+  int changed = 0;
+  auto o = options(true, 1h);
+  o.retention_changed = [&] { ++changed; };
+  Fixture f(o);
+  f.insert("NOTIFY relay_retention");
+  const auto start = std::chrono::steady_clock::now();
+  while (changed == 0 && std::chrono::steady_clock::now() - start < 2s) f.io.run_for(5ms);
+  CHECK(changed == 1);
+  CHECK(f.claims.empty());  // a hint for the core, not for the claim
+  CHECK(f.watch->notifies() == 0);
+}
+
+TEST_CASE("the claim and the LISTEN connection report to Health, ok and failing") {
+  net::Health health;
+  {
+    auto o = options(true, 1h);
+    o.health = &health;
+    Fixture f(o);
+    const auto ok = [&](std::string_view part) {
+      return health.part(part).state == net::ComponentHealth::State::ok;
+    };
+    const auto start = std::chrono::steady_clock::now();
+    while (!(ok(net::Health::kOutboxClaim) && ok(net::Health::kOutboxListen)) &&
+           std::chrono::steady_clock::now() - start < 5s) {
+      f.io.run_for(10ms);
+    }
+    CHECK(ok(net::Health::kOutboxClaim));
+    CHECK(ok(net::Health::kOutboxListen));
+  }
+  net::Health away;
+  asio::io_context io;
+  auto o = options(true, 1h);
+  o.health = &away;
+  o.dsn = "host=/nonexistent-relaymesh user=postgres connect_timeout=1";
+  o.kick = {"127.0.0.1", 0};
+  net::OutboxWatch watch(io, o, hq_config(), crypto::SigningKey::generate(),
+                         [](store::ClaimResult) {});
+  watch.start();
+  const auto failing = [&](std::string_view part) {
+    return away.part(part).state == net::ComponentHealth::State::failing &&
+           !away.part(part).error.empty();
+  };
+  const auto start = std::chrono::steady_clock::now();
+  while (!(failing(net::Health::kOutboxClaim) && failing(net::Health::kOutboxListen)) &&
+         std::chrono::steady_clock::now() - start < 5s) {
+    io.run_for(10ms);
+  }
+  CHECK(failing(net::Health::kOutboxClaim));
+  CHECK(failing(net::Health::kOutboxListen));
+  watch.stop();
+  io.restart();
+  io.poll();
+}
