@@ -207,6 +207,14 @@ case "$scenario" in
     wait_until 5 queue_empty || fail "rows left in message_queue"
     wait_until 5 test "$(api_field popup '.alarms | length')" = 0 || fail "the alarm did not clear"
     grep -q "DURESS row" "$mesh_dir/runner-popup.log" || fail "no log line for the failing duress"
+    # The same story as incidents on the runner's page, from its captured log,
+    # and the failed runs with what the handler said.
+    for incident in dead_lettered alarm_raised alarm_cleared handled; do
+      runner_api popup | jq -e --arg i "$incident" '.incidents | any(.incident == $i)' >/dev/null ||
+        fail "no $incident incident on the runner's page: $(runner_api popup | jq -c '[.incidents[].incident]')"
+    done
+    runner_api popup | jq -e '.runs | any(.outcome == "alarm" and (.output | contains("gateway unreachable (test)")))' >/dev/null ||
+      fail "no failing duress run with the handler's stderr: $(runner_api popup | jq -c '.runs')"
     echo "dead-letter: dead-lettered after 3 attempts and after a timeout; the duress alarmed through $before tries and was handled once the gateway worked"
     ;;
 
