@@ -17,28 +17,21 @@ ConsumeLoop::~ConsumeLoop() {
 }
 
 void ConsumeLoop::start() {
+  wakeups_.wake();  // the first cycle at once
   for (std::size_t i = 0; i < std::max<std::size_t>(options_.concurrency, 1); ++i) {
     threads_.emplace_back([this] { worker(); });
   }
 }
 
 void ConsumeLoop::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    quit_ = true;
-  }
-  cv_.notify_all();
+  wakeups_.stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
 }
 
 void ConsumeLoop::wake() {
-  {
-    std::lock_guard lock(mutex_);
-    ++generation_;
-  }
-  cv_.notify_all();
+  wakeups_.wake();
 }
 
 LoopStats ConsumeLoop::stats() const {
@@ -52,21 +45,12 @@ void ConsumeLoop::worker() {
   // A result the database did not take (it went away): saved after the
   // reconnect, so the row is not handled again for want of it.
   std::optional<Finished> unsaved;
-  std::uint64_t seen = 0;
+  wake::Coalescer::Mark seen = 0;
   std::optional<std::chrono::milliseconds> due;
   auto backoff = std::chrono::milliseconds(100);
-  while (true) {
-    {
-      std::unique_lock lock(mutex_);
-      auto woken = [&] { return quit_ || generation_ != seen; };
-      if (due) {
-        // A retry or someone's lease falls due: a cycle then, whatever else.
-        if (!cv_.wait_for(lock, *due, woken)) seen = generation_ - 1;
-      } else {
-        cv_.wait(lock, woken);
-      }
-      if (quit_) return;
-    }
+  // A retry or someone's lease falls due (or the database is to be tried
+  // again): a cycle then, whatever else.
+  while (due ? wakeups_.wait(seen, *due) : wakeups_.wait(seen)) {
     try {
       if (!conn) {
         conn = std::make_unique<pqxx::connection>(options_.dsn);
@@ -123,11 +107,11 @@ void ConsumeLoop::setup(pqxx::connection& conn) {
   setup_done_ = true;
 }
 
-bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t& seen,
+bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, wake::Coalescer::Mark& seen,
                         std::optional<Finished>& unsaved) {
+  seen = wakeups_.mark();
   {
     std::lock_guard lock(mutex_);
-    seen = generation_;
     ++stats_.cycles;
   }
   ingest(conn, options_.consumer);
@@ -141,11 +125,10 @@ bool ConsumeLoop::cycle(pqxx::connection& conn, Handler& handler, std::uint64_t&
       save(conn, *unsaved);
       unsaved.reset();
     }
-    std::lock_guard lock(mutex_);
-    if (quit_) return false;
+    if (wakeups_.stopped()) return false;
     // Woken meanwhile: new rows (perhaps a duress) wait to be ingested, and
     // the next claim must see them to put them first.
-    if (generation_ != seen) return true;
+    if (wakeups_.woken_since(seen)) return true;
   }
 }
 

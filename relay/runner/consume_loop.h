@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -17,6 +16,7 @@
 #include "common/clock.h"
 #include "relay/runner/queue.h"
 #include "relay/runner/retry.h"
+#include "relay/wake/coalescer.h"
 
 namespace relay::runner {
 
@@ -89,7 +89,9 @@ struct LoopStats {
 /// The consume loop: on each wake-up, takes the group's due rows (duress
 /// first, then oldest first) by lease and runs the handler on them, then
 /// sleeps until the next wake-up or the next retry falls due. Wake-ups come
-/// from outside (KickListener, NotifyListener, PollTimer) through wake().
+/// from outside (relay/wake's KickListener, NotifyListener, PollTimer)
+/// through wake(), and coalesce as relayd's outbox claims do
+/// (wake::Coalescer).
 class ConsumeLoop {
  public:
   ConsumeLoop(LoopOptions options, HandlerFactory factory, const Clock& clock);
@@ -113,7 +115,7 @@ class ConsumeLoop {
   };
 
   void worker();
-  bool cycle(pqxx::connection& conn, Handler& handler, std::uint64_t& seen,
+  bool cycle(pqxx::connection& conn, Handler& handler, wake::Coalescer::Mark& seen,
              std::optional<Finished>& unsaved);
   void setup(pqxx::connection& conn);
   /// Completes a row past its expiry, cleared or cancelled, without running the
@@ -134,10 +136,8 @@ class ConsumeLoop {
   const Clock& clock_;
   std::vector<std::thread> threads_;
 
+  wake::Coalescer wakeups_;
   mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::uint64_t generation_ = 1;  // bumped by each wake(); workers run when it moved
-  bool quit_ = false;
   bool setup_done_ = false;
   std::mt19937_64 rng_{std::random_device{}()};
   LoopStats stats_;
