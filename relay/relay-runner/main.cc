@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "relay/capture/log_files.h"
 #include "relay/capture/output_capture.h"
+#include "relay/net/systemd_notify.h"
 #include "relay/relay-runner/check.h"
 #include "relay/relay-runner/command_handler.h"
 #include "relay/relay-runner/config.h"
@@ -149,6 +150,10 @@ int main(int argc, char** argv) {
                         config.runner.acknowledge, record_run};
     ConsumeLoop loop(options, handler_factory(config), clock);
     asio::io_context io;
+    // Under relay-runner@.service (Type=notify): the watchdog's pings come
+    // from this loop's thread, which runs the wake-ups.
+    net::SystemdNotifier systemd(io);
+    systemd.start_watchdog();
     auto wake = [&loop] { loop.wake(); };
     std::optional<KickListener> kick;
     if (config.kick) kick.emplace(io, *config.kick, wake);
@@ -185,10 +190,13 @@ int main(int argc, char** argv) {
     spdlog::info("runner {} of group {} consuming [{}] with {}; status on http://{}/", who.name,
                  who.group, fmt::join(who.types, ", "), handler_text(config),
                  config.status.listen.to_string());
+    systemd.ready(fmt::format("consuming [{}] as {} of group {}", fmt::join(who.types, ", "),
+                              who.name, who.group));
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const asio::error_code& ec, int) {
       if (ec) return;
+      systemd.stopping();
       spdlog::info("stopping: the handlers running now finish first");
       if (kick) kick->stop();
       if (notify) notify->stop();

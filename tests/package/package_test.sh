@@ -8,7 +8,7 @@
 # READY=1 once the database answered, STATUS= with the verdict, WATCHDOG=1
 # pings that stop while relayd is stopped (SIGSTOP) and come back after,
 # RELOADING=1 and READY=1 again around a restart in place (same PID),
-# STOPPING=1 on SIGTERM. Then it removes (configuration and data stay) and
+# STOPPING=1 on SIGTERM; relay-runner likewise from its unit template. Then it removes (configuration and data stay) and
 # purges, and finds nothing left behind.
 # The machine is this one, seen through overlays on /etc, /var and /usr in
 # a mount namespace of the test's own: the install, the account and the
@@ -58,7 +58,8 @@ cleanup() {
     kill -CONT "$relayd_pid" 2>/dev/null || true
     kill -KILL "$relayd_pid" 2>/dev/null || true
   fi
-  [ -z "$listener_pid" ] || kill "$listener_pid" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  [ -z "$listener_pid" ] || kill $listener_pid 2>/dev/null || true
   "$repo/scripts/pg-ephemeral" stop "$dir/pg" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -164,7 +165,8 @@ listener_pid=$!
 for _ in $(seq 50); do [ -S "$dir/notify.sock" ] && break; sleep 0.1; done
 [ -S "$dir/notify.sock" ] || fail "the notify listener did not start"
 : >>"$dir/notify.log"
-count() { grep -c -- "$1" "$dir/notify.log" || true; }
+log=$dir/notify.log
+count() { grep -c -- "$1" "$log" || true; }
 wait_count() {  # PATTERN AT-LEAST SECONDS
   local end=$((SECONDS + $3))
   while [ "$(count "$1")" -lt "$2" ]; do
@@ -213,12 +215,60 @@ wait "$relayd_pid" || rc=$?
 relayd_pid=
 [ "$rc" = 0 ] || fail "relayd exited $rc on SIGTERM"
 grep -q 'STOPPING=1' "$dir/notify.log" || fail "no STOPPING=1 on SIGTERM"
+
+echo "== relay-runner as relay-runner@popup.service starts it, on the installed example"
+read -r p_kick p_status p_http < <(python3 -c '
+import socket
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+sed -e "s|^listen = \"127.0.0.1:7491\"|listen = \"127.0.0.1:$p_kick\"|" \
+  -e "s|^listen = \"127.0.0.1:7490\"|listen = \"127.0.0.1:$p_status\"|" \
+  -e "s|^url = \"http://127.0.0.1:8080/alert\"|url = \"http://127.0.0.1:$p_http/alert\"|" \
+  -e "s|^dsn = .*|dsn = \"host=$dir/pg dbname=relaymesh user=postgres\"|" \
+  /usr/share/doc/relaymesh/runner.toml >"$dir/runner.toml"
+for port in $p_kick $p_status $p_http; do
+  grep -q ":$port" "$dir/runner.toml" || fail "the runner example changed: no place for port $port"
+done
+install -m 640 -g relaymesh "$dir/runner.toml" /etc/relaymesh/runner-popup.toml
+runner_unit=/lib/systemd/system/relay-runner@.service
+runner_pre=$(sed -n 's/^ExecStartPre=//p' "$runner_unit" | sed 's/%i/popup/g')
+runner_start=$(sed -n 's/^ExecStart=//p' "$runner_unit" | sed 's/%i/popup/g')
+# shellcheck disable=SC2086
+as_relaymesh $runner_pre >"$dir/runner-check.out" 2>&1 ||
+  fail "relay-runner's ExecStartPre: $(cat "$dir/runner-check.out")"
+python3 "$repo/tests/package/notify_listen.py" "$dir/runner.sock" "$dir/runner-notify.log" &
+listener_pid="$listener_pid $!"
+for _ in $(seq 50); do [ -S "$dir/runner.sock" ] && break; sleep 0.1; done
+log=$dir/runner-notify.log
+: >>"$log"
+# shellcheck disable=SC2086
+setpriv --reuid=relaymesh --regid=relaymesh --init-groups -- \
+  env NOTIFY_SOCKET="$dir/runner.sock" WATCHDOG_USEC=1000000 $runner_start >"$dir/runner.out" 2>&1 &
+relayd_pid=$!
+wait_count 'READY=1' 1 30 || fail "relay-runner: no READY=1 within 30 s: $(tail -n 20 "$dir/runner.out")"
+wait_count 'WATCHDOG=1' 3 5 || fail "relay-runner: fewer than 3 WATCHDOG=1 in 5 s: $(cat "$log")"
+kill -STOP "$relayd_pid"
+sleep 0.3
+stopped=$(count 'WATCHDOG=1')
+sleep 2.5
+[ "$(count 'WATCHDOG=1')" = "$stopped" ] || fail "WATCHDOG=1 arrived while relay-runner was stopped"
+kill -CONT "$relayd_pid"
+wait_count 'WATCHDOG=1' $((stopped + 2)) 3 || fail "relay-runner: no WATCHDOG=1 after SIGCONT"
+kill -TERM "$relayd_pid"
+rc=0
+wait "$relayd_pid" || rc=$?
+relayd_pid=
+[ "$rc" = 0 ] || fail "relay-runner exited $rc on SIGTERM"
+grep -q 'STOPPING=1' "$log" || fail "relay-runner: no STOPPING=1 on SIGTERM"
+echo "   READY=1, WATCHDOG=1 missed while stopped and back after, STOPPING=1"
 "$repo/scripts/pg-ephemeral" stop "$dir/pg" >/dev/null
 
 echo "== remove keeps configuration and data; purge leaves nothing behind"
 dpkg -L "${packages[@]}" 2>/dev/null | sort -u >"$dir/files"
 apt-get remove -y -qq "${packages[@]}" >"$dir/remove.log" 2>&1 || fail "apt remove: $(cat "$dir/remove.log")"
 [ -f /etc/relaymesh/relayd.toml ] && [ -f /etc/relaymesh/node.key ] && [ -d /var/lib/relaymesh/hq ] &&
+  [ -d /var/lib/relaymesh/runner-popup ] &&
   getent passwd relaymesh >/dev/null || fail "remove took configuration, data or the account"
 apt-get purge -y -qq "${packages[@]}" >"$dir/purge.log" 2>&1 || fail "apt purge: $(cat "$dir/purge.log")"
 ! getent passwd relaymesh >/dev/null || fail "purge left the relaymesh account"
