@@ -121,6 +121,14 @@ done
 echo "   account, folders, units verified, man pages, version $version ($((SECONDS - start)) s)"
 
 as_relaymesh() { setpriv --reuid=relaymesh --regid=relaymesh --init-groups -- "$@"; }
+# N free loopback ports (UDP, and free for TCP as far as this machine goes).
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])' "$1"
+}
 
 echo "== relayctl check-config on the installed example, as the unit's ExecStartPre"
 relayctl keygen --out /etc/relaymesh/node.key >/dev/null 2>&1
@@ -138,11 +146,7 @@ as_relaymesh $pre >"$dir/check.out" 2>&1 || fail "check-config --offline on hq.t
 # loopback ports, and its peer on a loopback port where nothing answers.
 "$repo/scripts/pg-ephemeral" start "$dir/pg" >/dev/null
 psql -h "$dir/pg" -U postgres -qc 'CREATE DATABASE relaymesh' >/dev/null
-read -r p_mesh p_kick p_status p_peer p_consumer < <(python3 -c '
-import socket
-socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(5)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
+read -r p_mesh p_kick p_status p_peer p_consumer < <(free_ports 5)
 sed -e "s|^listen = \"0.0.0.0:7400\"|listen = \"127.0.0.1:$p_mesh\"|" \
   -e "s|^listen = \"127.0.0.1:7401\"|listen = \"127.0.0.1:$p_kick\"|" \
   -e "s|^listen = \"127.0.0.1:7480\"|listen = \"127.0.0.1:$p_status\"|" \
@@ -187,14 +191,18 @@ grep 'READY=1' "$dir/notify.log" | grep -Eq 'STATUS=(OK|DEGRADED|ALARM)' ||
 wait_count 'WATCHDOG=1' 3 5 || fail "fewer than 3 WATCHDOG=1 in 5 s: $(cat "$dir/notify.log")"
 echo "   READY=1 and the verdict: $(grep -m1 'READY=1' "$dir/notify.log" | cut -f2)"
 
-kill -STOP "$relayd_pid"
-sleep 0.3  # a ping sent just before the stop has arrived by now
-stopped=$(count 'WATCHDOG=1')
-sleep 2.5  # past WATCHDOG_USEC (1 s): systemd would have killed it
-[ "$(count 'WATCHDOG=1')" = "$stopped" ] ||
-  fail "WATCHDOG=1 arrived while relayd was stopped: $(tail -n 5 "$dir/notify.log")"
-kill -CONT "$relayd_pid"
-wait_count 'WATCHDOG=1' $((stopped + 2)) 3 || fail "no WATCHDOG=1 after SIGCONT"
+hung() {  # NAME: a stopped process misses its pings, and sends them again once continued
+  kill -STOP "$relayd_pid"
+  sleep 0.3  # a ping sent just before the stop has arrived by now
+  local stopped
+  stopped=$(count 'WATCHDOG=1')
+  sleep 2.5  # past WATCHDOG_USEC (1 s): systemd would have killed it
+  [ "$(count 'WATCHDOG=1')" = "$stopped" ] ||
+    fail "WATCHDOG=1 arrived while $1 was stopped: $(tail -n 5 "$log")"
+  kill -CONT "$relayd_pid"
+  wait_count 'WATCHDOG=1' $((stopped + 2)) 3 || fail "$1: no WATCHDOG=1 after SIGCONT"
+}
+hung relayd
 echo "   a stopped relayd sent no WATCHDOG=1 for 2.5 s; the pings came back with SIGCONT"
 
 # A change that needs a restart in place: same PID, RELOADING=1, READY=1 again.
@@ -217,11 +225,7 @@ relayd_pid=
 grep -q 'STOPPING=1' "$dir/notify.log" || fail "no STOPPING=1 on SIGTERM"
 
 echo "== relay-runner as relay-runner@popup.service starts it, on the installed example"
-read -r p_kick p_status p_http < <(python3 -c '
-import socket
-socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])')
+read -r p_kick p_status p_http < <(free_ports 3)
 sed -e "s|^listen = \"127.0.0.1:7491\"|listen = \"127.0.0.1:$p_kick\"|" \
   -e "s|^listen = \"127.0.0.1:7490\"|listen = \"127.0.0.1:$p_status\"|" \
   -e "s|^url = \"http://127.0.0.1:8080/alert\"|url = \"http://127.0.0.1:$p_http/alert\"|" \
@@ -248,13 +252,7 @@ setpriv --reuid=relaymesh --regid=relaymesh --init-groups -- \
 relayd_pid=$!
 wait_count 'READY=1' 1 30 || fail "relay-runner: no READY=1 within 30 s: $(tail -n 20 "$dir/runner.out")"
 wait_count 'WATCHDOG=1' 3 5 || fail "relay-runner: fewer than 3 WATCHDOG=1 in 5 s: $(cat "$log")"
-kill -STOP "$relayd_pid"
-sleep 0.3
-stopped=$(count 'WATCHDOG=1')
-sleep 2.5
-[ "$(count 'WATCHDOG=1')" = "$stopped" ] || fail "WATCHDOG=1 arrived while relay-runner was stopped"
-kill -CONT "$relayd_pid"
-wait_count 'WATCHDOG=1' $((stopped + 2)) 3 || fail "relay-runner: no WATCHDOG=1 after SIGCONT"
+hung relay-runner
 kill -TERM "$relayd_pid"
 rc=0
 wait "$relayd_pid" || rc=$?
